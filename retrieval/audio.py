@@ -1,0 +1,202 @@
+"""Audio front-end: decode, down-mix, resample and log-mel, with numpy only (no torch).
+
+The pipeline is deterministic: a file always yields the same windows and so the same vector.
+Long audio is cut into fixed windows (at most ``max_windows`` of them, spread evenly over the
+file and read by seeking, so a two-hour file is never loaded whole); short audio is padded.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Union
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+AudioSource = Union[str, os.PathLike, bytes, "tuple[np.ndarray, int]"]
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
+
+
+class AudioDecodeError(ValueError):
+    """Raised when an audio file cannot be decoded into samples."""
+
+
+def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
+    """Slaney-style mel scale (linear below 1 kHz, logarithmic above), as in librosa."""
+    freq = np.asarray(freq, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = freq / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(freq >= min_log_hz, min_log_mel + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mels)
+
+
+def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    mels = np.asarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+
+
+@lru_cache(maxsize=16)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Triangular, Slaney-normalised mel filters, shape ``[n_mels, n_fft // 2 + 1]`` (float32)."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_points = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    lower, centre, upper = mel_points[:-2, None], mel_points[1:-1, None], mel_points[2:, None]
+    rising = (fft_freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - fft_freqs[None, :]) / (upper - centre)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (upper - lower))  # equal area per filter (Slaney)
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+def resample(wave: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """Band-limited (anti-aliased) resampling with soxr's high-quality filter."""
+    if rate == target_rate or wave.size == 0:
+        return wave.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(wave.astype(np.float32, copy=False), rate, target_rate, quality="HQ").astype(np.float32)
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """Average the channels of a ``[frames, channels]`` array; a 1-D array is returned as is."""
+    wave = np.asarray(wave, dtype=np.float32)
+    return wave.mean(axis=1) if wave.ndim == 2 else wave
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the header of an audio file says."""
+
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _open(source: str | os.PathLike | bytes):
+    import soundfile as sf
+
+    try:
+        return sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioDecodeError(f"cannot decode audio: {exc}") from exc
+
+
+def audio_info(source: str | os.PathLike | bytes) -> AudioInfo:
+    """Read an audio file's header (rate, length, channels) without decoding the samples."""
+    with _open(source) as f:
+        return AudioInfo(sample_rate=int(f.samplerate), frames=int(f.frames), channels=int(f.channels))
+
+
+@dataclass(frozen=True)
+class AudioPreprocessor:
+    """Turns audio into log-mel windows ``[W, n_mels, frames]`` for an audio tower.
+
+    Picklable and free of torch, so decode workers can run it. Call it with a path, the
+    bytes of a file, or a ``(waveform, sample_rate)`` pair.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    window_seconds: float = 5.0
+    max_windows: int = 16
+    fmin: float = 0.0
+    fmax: float | None = None
+
+    @classmethod
+    def from_config(cls, audio_cfg: dict) -> "AudioPreprocessor":
+        """The front-end a model config's ``audio_cfg`` section describes."""
+        keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "window_seconds", "max_windows", "fmin", "fmax")
+        return cls(**{k: audio_cfg[k] for k in keys if k in audio_cfg})
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    @property
+    def frames_per_window(self) -> int:
+        return self.window_samples // self.hop_length + 1
+
+    def __call__(self, source: AudioSource) -> np.ndarray:
+        return self.log_mel(self.load_windows(source))
+
+    def load_windows(self, source: AudioSource) -> np.ndarray:
+        """Decode ``source`` into ``[W, window_samples]`` float32 mono windows at the model rate."""
+        if isinstance(source, tuple):
+            wave, rate = source
+            return self.split_windows(resample(to_mono(np.asarray(wave)), int(rate), self.sample_rate))
+        with _open(source) as f:
+            rate, frames = int(f.samplerate), int(f.frames)
+            if rate <= 0:
+                raise AudioDecodeError("audio header gives a sample rate of 0")
+            native_window = int(math.ceil(self.window_seconds * rate))
+            starts = self._window_starts(frames, native_window)
+            windows = []
+            for start in starts:
+                try:
+                    f.seek(start)
+                    chunk = f.read(native_window, dtype="float32", always_2d=True)
+                except Exception as exc:  # libsndfile raises several types for broken streams
+                    raise AudioDecodeError(f"cannot decode audio at frame {start}: {exc}") from exc
+                if chunk.shape[0] == 0 and frames > 0 and start > 0:
+                    raise AudioDecodeError(f"audio stream ends before frame {start} that its header promises")
+                windows.append(self._fit(resample(to_mono(chunk), rate, self.sample_rate)))
+        if not windows or frames == 0:
+            raise AudioDecodeError("audio has no samples")
+        return np.stack(windows)
+
+    def _window_starts(self, frames: int, window: int) -> list[int]:
+        count = max(1, math.ceil(frames / window))
+        if count <= self.max_windows:
+            return [i * window for i in range(count)]
+        # Evenly spaced windows over the whole file, deterministic.
+        last = frames - window
+        return [int(round(i * last / (self.max_windows - 1))) for i in range(self.max_windows)]
+
+    def _fit(self, wave: np.ndarray) -> np.ndarray:
+        n = self.window_samples
+        if wave.shape[0] >= n:
+            return wave[:n]
+        return np.pad(wave, (0, n - wave.shape[0]))
+
+    def split_windows(self, wave: np.ndarray) -> np.ndarray:
+        """Cut a mono waveform at the model rate into padded windows (evenly chosen if many)."""
+        if wave.size == 0:
+            raise AudioDecodeError("audio has no samples")
+        starts = self._window_starts(wave.shape[0], self.window_samples)
+        return np.stack([self._fit(wave[s : s + self.window_samples]) for s in starts])
+
+    def log_mel(self, windows: np.ndarray) -> np.ndarray:
+        """Log-mel spectrogram of each window: ``[W, samples] -> [W, n_mels, frames]`` float32."""
+        windows = np.asarray(windows, dtype=np.float32)
+        if windows.ndim == 1:
+            windows = windows[None]
+        pad = self.n_fft // 2
+        padded = np.pad(windows, ((0, 0), (pad, pad)), mode="constant")
+        n_frames = 1 + (padded.shape[1] - self.n_fft) // self.hop_length
+        idx = np.arange(self.n_fft)[None, :] + self.hop_length * np.arange(n_frames)[:, None]
+        frames = padded[:, idx] * np.hanning(self.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
+        power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
+        mel = power.astype(np.float32) @ mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).T
+        return np.log(mel + 1e-6).transpose(0, 2, 1).astype(np.float32)

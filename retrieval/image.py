@@ -1,0 +1,105 @@
+"""Image front-end: decode and preprocess images with Pillow and numpy only (no torch)."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+# Pillow's own bomb guard warns at this many pixels and refuses at twice as many; xmr refuses
+# above it, so a huge image costs a header read, never its decoded pixels.
+MAX_IMAGE_PIXELS = 89_478_485
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ImageDecodeError(ValueError):
+    """Raised when a file cannot be decoded into an image."""
+
+
+def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int | None = None) -> Image.Image:
+    """Decode ``source`` into an RGB image: EXIF rotation applied, transparency on white.
+
+    ``min_side`` lets a JPEG decode at a reduced scale that still keeps both sides at least
+    that long, so a large photo costs a fraction of its full decode.
+
+    Raises:
+        ImageDecodeError: unreadable, truncated, not an image, or more than ``max_pixels``.
+    """
+    if isinstance(source, Image.Image):
+        img = source
+    else:
+        try:
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageDecodeError(f"not a readable image: {exc}") from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageDecodeError(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}")
+    if width == 0 or height == 0:
+        raise ImageDecodeError("image has no pixels")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if min_side and img.format == "JPEG":
+                img.draft("RGB", (min_side, min_side))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / top)).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGB" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")
+
+
+@dataclass(frozen=True)
+class ImagePreprocessor:
+    """Resize the short side, centre-crop and normalise: image -> float32 ``[3, S, S]``.
+
+    Picklable and free of torch, so decode workers can run it.
+    """
+
+    image_size: int = 64
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    max_pixels: int = MAX_IMAGE_PIXELS
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        return self.from_rgb(open_image(source, self.max_pixels, min_side=self.image_size))
+
+    def from_rgb(self, img: Image.Image) -> np.ndarray:
+        """Preprocess an already decoded RGB image."""
+        size = self.image_size
+        width, height = img.size
+        scale = size / min(width, height)
+        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+        img = img.resize((new_w, new_h), Image.BICUBIC, reducing_gap=3.0)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = (arr - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))

