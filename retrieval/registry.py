@@ -67,7 +67,8 @@ class ModelSpec:
         h = hashlib.sha256()
         h.update(json.dumps(self.config, sort_keys=True).encode())
         h.update(f"{self.kind}|{self.openclip_arch}|{self.openclip_pretrained}".encode())
-        for path in (self.weights_file, self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors", self.audio_checkpoint):
+        audio = self.audio_checkpoint and self.audio_checkpoint / "weights.safetensors"
+        for path in (self.weights_file, self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors", audio):
             h.update(file_sha256(path).encode() if path else b"-")
         return h.hexdigest()
 

@@ -174,10 +174,11 @@ class ConvTransformerAudioTower(nn.Module):
         # log(mel + 1e-6) lies roughly in [-14, 6]; centre it before the first convolution.
         self.register_buffer("in_shift", torch.tensor(float(cfg.get("input_shift", 6.0))), persistent=False)
         self.register_buffer("in_scale", torch.tensor(float(cfg.get("input_scale", 0.25))), persistent=False)
-        self.stem = _conv_bn(1, widths[0], 1)
-        self.stages = _res_stages(widths[0], widths, depths, [2] * len(widths))
+        stem_width, stem_stride = cfg.get("stem_width", widths[0]), cfg.get("stem_stride", 1)
+        self.stem = _conv_bn(1, stem_width, stem_stride)
+        self.stages = _res_stages(stem_width, widths, depths, [2] * len(widths))
         freq_out = cfg["n_mels"]
-        for _ in widths:
+        for _ in range(len(widths) + (stem_stride == 2)):
             freq_out = (freq_out + 1) // 2
         d_model = cfg["d_model"]
         self.to_seq = nn.Linear(widths[-1] * freq_out, d_model)

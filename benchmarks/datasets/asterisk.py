@@ -1,0 +1,57 @@
+"""Asterisk voice prompts (Debian ``asterisk-core-sounds-en-wav`` + transcripts from
+``asterisk-core-sounds-en``): one human speaker, 8 kHz, split by prompt."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import os
+import re
+from pathlib import Path
+
+from .common import caption_key, fetch_deb, split_of, write_manifests
+
+log = logging.getLogger(__name__)
+
+
+def transcripts(doc: Path) -> dict[str, str]:
+    """``name: transcript`` lines of core-sounds-en.txt(.gz)."""
+    opener = gzip.open if doc.suffix == ".gz" else open
+    out = {}
+    with opener(doc, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith(";") or ":" not in line:
+                continue
+            name, text = line.split(":", 1)
+            text = " ".join(text.split())
+            if text and not re.fullmatch(r"\[.*\]", text):
+                out[name.strip()] = text
+    return out
+
+
+def build(out: Path, cache: Path) -> dict[str, int]:
+    wavs = fetch_deb("asterisk-core-sounds-en-wav", cache) / "usr/share/asterisk/sounds/en_US_f_Allison"
+    doc = fetch_deb("asterisk-core-sounds-en", cache) / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
+    texts = transcripts(doc)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for wav in sorted(wavs.rglob("*.wav")):
+        name = str(wav.relative_to(wavs).with_suffix(""))
+        if name.startswith("silence/") or name not in texts:
+            continue
+        rows.append({"audio": os.path.relpath(wav, out), "text": texts[name], "source": "asterisk", "prompt": name})
+    return write_manifests(out, rows, lambda r: split_of(caption_key(r["text"])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(build(args.out, args.cache))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""OpenMoji (npm ``openmoji``): colour emoji SVGs captioned with their CLDR annotation.
+
+Skin-tone variants are left out (they share their base emoji's caption). Tags and the
+group/subgroup go into ``alt_texts``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from .common import caption_key, fetch_npm, rasterise_all, split_of, write_manifests
+
+log = logging.getLogger(__name__)
+PACKAGE = "openmoji@17.0.0"
+
+
+def build(out: Path, cache: Path) -> dict[str, int]:
+    pkg = fetch_npm(PACKAGE, cache)
+    entries = json.loads((pkg / "data/openmoji.json").read_text(encoding="utf-8"))
+    rows, jobs, seen = [], [], set()
+    for e in entries:
+        if e.get("skintone") or not e.get("annotation"):
+            continue
+        svg = pkg / "color/svg" / f"{e['hexcode']}.svg"
+        key = caption_key(e["annotation"])
+        if not svg.is_file() or key in seen:
+            continue
+        seen.add(key)
+        rel = Path("images") / f"{e['hexcode']}.png"
+        tags = ", ".join(t for t in (e.get("tags", "") + "," + e.get("openmoji_tags", "")).split(",") if t.strip())
+        alt = [t for t in (tags, f"{e.get('group', '')} {e.get('subgroups', '')}".replace("-", " ").strip()) if t]
+        rows.append({"image": str(rel), "text": e["annotation"], "alt_texts": alt, "source": "openmoji", "category": e.get("group", "")})
+        jobs.append((svg, out / rel))
+    out.mkdir(parents=True, exist_ok=True)
+    failed = rasterise_all(jobs)
+    rows = [r for r in rows if out / r["image"] not in failed]
+    return write_manifests(out, rows, lambda r: split_of(caption_key(r["text"])))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(build(args.out, args.cache))
+
+
+if __name__ == "__main__":
+    main()

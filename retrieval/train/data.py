@@ -1,0 +1,190 @@
+"""Training data: pairs manifests loaded into memory-friendly arrays, cached on disk.
+
+Images become one uint8 ``[N, S, S, 3]`` array; audio one int16 buffer at the model rate
+with offsets (clips cut to one window); captions get their text-tower embeddings computed
+once and cached, keyed by the texts and the text model's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import AudioDecodeError, AudioPreprocessor, resample, to_mono
+from ..encoder import Encoder
+
+log = logging.getLogger(__name__)
+STORE_SIDE = 96
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """Pairs of a JSONL manifest, with media paths made absolute."""
+    path = Path(path)
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON: {exc}") from exc
+            media = [m for m in ("image", "audio") if m in row]
+            if len(media) != 1 or not isinstance(row.get("text"), str):
+                raise ValueError(f"{path}:{n}: a pair needs one of image/audio and a text")
+            row["modality"] = media[0]
+            row["path"] = str((path.parent / row[media[0]]).resolve())
+            rows.append(row)
+    return rows
+
+
+def manifest_hash(paths: Sequence[str | os.PathLike]) -> str:
+    """sha256 over the manifests' bytes (what a checkpoint records as the data it saw)."""
+    h = hashlib.sha256()
+    for p in sorted(str(p) for p in paths):
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class PairSet:
+    """Pairs of one modality: media arrays, caption index per item, and caption texts."""
+
+    modality: str
+    texts: list[str]
+    caption: np.ndarray  # [N] index into texts
+    images: np.ndarray | None = None  # [N, S, S, 3] uint8
+    audio: np.ndarray | None = None  # int16, all clips end to end
+    offsets: np.ndarray | None = None  # [N + 1]
+    sources: list[str] = field(default_factory=list)
+    alt: dict[int, list[int]] = field(default_factory=dict)  # item -> extra caption indexes
+
+    def __len__(self) -> int:
+        return len(self.caption)
+
+    def subset(self, keep: np.ndarray) -> "PairSet":
+        keep = np.asarray(keep)
+        clips = None
+        offsets = None
+        if self.audio is not None:
+            parts = [self.audio[self.offsets[i] : self.offsets[i + 1]] for i in keep]
+            offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+            clips = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        remap = {int(old): new for new, old in enumerate(keep)}
+        return PairSet(
+            self.modality, self.texts, self.caption[keep], self.images[keep] if self.images is not None else None,
+            clips, offsets, [self.sources[i] for i in keep], {remap[k]: v for k, v in self.alt.items() if k in remap},
+        )
+
+
+def _load_image(path: str) -> np.ndarray | None:
+    from PIL import Image
+
+    from ..image import ImageDecodeError, open_image
+
+    try:
+        img = open_image(path)
+    except ImageDecodeError as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None
+    if img.size != (STORE_SIDE, STORE_SIDE):
+        img = img.resize((STORE_SIDE, STORE_SIDE), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _load_clip(path: str, pre: AudioPreprocessor) -> np.ndarray | None:
+    import soundfile as sf
+
+    try:
+        wave, rate = sf.read(path, dtype="float32", always_2d=True, frames=int(pre.window_seconds * 48000) * 2)
+    except Exception as exc:  # noqa: BLE001 - libsndfile raises many types; the clip is skipped and said
+        log.warning("skipping %s: %s", path, exc)
+        return None
+    wave = resample(to_mono(wave), rate, pre.sample_rate)[: int(pre.window_samples * 1.15)]
+    if wave.size == 0:
+        log.warning("skipping %s: no samples", path)
+        return None
+    peak = np.abs(wave).max()
+    scale = 32767.0 / peak if peak > 1.0 else 32767.0
+    return (wave * scale).astype(np.int16)
+
+
+def load_pairs(rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None = None, workers: int = 2) -> PairSet:
+    """Decode the media of ``rows`` (one modality) into a :class:`PairSet`, cached on disk."""
+    rows = [r for r in rows if r["modality"] == modality]
+    key = hashlib.sha256(json.dumps([[r["path"], r["text"]] for r in rows]).encode() + repr(pre).encode()).hexdigest()[:20]
+    file = cache / f"{modality}-{key}.npz"
+    texts = sorted({r["text"] for r in rows} | {t for r in rows for t in r.get("alt_texts", [])})
+    tindex = {t: i for i, t in enumerate(texts)}
+    if file.is_file():
+        data = np.load(file)
+        keep = data["keep"]
+    else:
+        loader = (lambda r: _load_image(r["path"])) if modality == "image" else (lambda r: _load_clip(r["path"], pre))
+        with ThreadPoolExecutor(workers) as ex:
+            media = list(ex.map(loader, rows))
+        keep = np.array([i for i, m in enumerate(media) if m is not None], dtype=np.int64)
+        arrays: dict[str, np.ndarray] = {"keep": keep}
+        if modality == "image":
+            arrays["images"] = np.stack([media[i] for i in keep]) if len(keep) else np.zeros((0, STORE_SIDE, STORE_SIDE, 3), np.uint8)
+        else:
+            clips = [media[i] for i in keep]
+            arrays["offsets"] = np.concatenate([[0], np.cumsum([len(c) for c in clips])]).astype(np.int64)
+            arrays["audio"] = np.concatenate(clips) if clips else np.zeros(0, np.int16)
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, file)
+        data = arrays
+    kept = [rows[i] for i in keep]
+    return PairSet(
+        modality=modality,
+        texts=texts,
+        caption=np.array([tindex[r["text"]] for r in kept], dtype=np.int64),
+        images=data["images"] if modality == "image" else None,
+        audio=data["audio"] if modality == "audio" else None,
+        offsets=data["offsets"] if modality == "audio" else None,
+        sources=[r.get("source", "") for r in kept],
+        alt={i: [tindex[t] for t in r.get("alt_texts", [])] for i, r in enumerate(kept) if r.get("alt_texts")},
+    )
+
+
+def text_embeddings(encoder: Encoder, texts: Sequence[str], cache: Path) -> np.ndarray:
+    """Text-tower embeddings of ``texts``, computed once and cached by (texts, model hash)."""
+    key = hashlib.sha256((encoder.weights_hash + "\n" + "\n".join(texts)).encode()).hexdigest()[:20]
+    file = cache / f"text-{key}.npy"
+    if file.is_file():
+        return np.load(file)
+    log.info("embedding %d captions with the text tower (cached for later runs)", len(texts))
+    vecs = encoder.encode_text(list(texts), batch_size=128)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp.npy")
+    np.save(tmp, vecs)
+    os.replace(tmp, file)
+    return vecs
+
+
+def unique_caption_batches(caption: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """One epoch of batches in which no caption appears twice (a repeat would be a false
+    negative for InfoNCE); items pushed out by a repeat wait for a later batch."""
+    pending = list(rng.permutation(len(caption)))
+    while pending:
+        batch, seen, rest = [], set(), []
+        for i in pending:
+            if len(batch) < batch_size and caption[i] not in seen:
+                batch.append(i)
+                seen.add(caption[i])
+            else:
+                rest.append(i)
+        if len(batch) < max(2, batch_size // 4) and rest:
+            return  # only a few distinct captions left: end the epoch here
+        pending = rest
+        yield np.array(batch)

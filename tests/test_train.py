@@ -1,0 +1,158 @@
+"""Training: the loss against its formula, a tiny model that learns, exact resume, binding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from retrieval.train import TrainConfig, Trainer
+from retrieval.train.data import unique_caption_batches
+from retrieval.train.loss import InfoNCELoss
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
+SHAPES = ("square", "circle", "triangle", "cross")
+
+
+def naive_infonce(a: torch.Tensor, b: torch.Tensor, scale: float) -> float:
+    """The docstring's formula, one term at a time."""
+    n = a.shape[0]
+    total = 0.0
+    for i in range(n):
+        row = [float(scale * a[i] @ b[j]) for j in range(n)]
+        col = [float(scale * b[i] @ a[j]) for j in range(n)]
+        total += row[i] - np.log(np.sum(np.exp(row))) + col[i] - np.log(np.sum(np.exp(col)))
+    return -total / (2 * n)
+
+
+def test_loss_matches_the_formula() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(7, 5, generator=g), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(7, 5, generator=g), dim=-1)
+    got = float(InfoNCELoss()(a, b, torch.tensor(3.5)))
+    assert abs(got - naive_infonce(a, b, 3.5)) < 1e-5
+
+
+def test_batches_never_repeat_a_caption() -> None:
+    caption = np.array([0, 0, 0, 1, 1, 2, 3, 4, 5, 5, 6, 7] * 5)
+    seen = 0
+    for batch in unique_caption_batches(caption, 6, np.random.default_rng(0)):
+        assert len(set(caption[batch])) == len(batch)
+        seen += len(batch)
+    assert seen > len(caption) // 2
+
+
+def draw(colour: str, shape: str, jitter: int) -> Image.Image:
+    img = Image.new("RGB", (48, 48), "white")
+    d = ImageDraw.Draw(img)
+    box = (8 + jitter, 8, 40 - jitter, 40)
+    fill = COLOURS[colour]
+    if shape == "square":
+        d.rectangle(box, fill=fill)
+    elif shape == "circle":
+        d.ellipse(box, fill=fill)
+    elif shape == "triangle":
+        d.polygon([(24, 6), (6 + jitter, 42), (42 - jitter, 42)], fill=fill)
+    else:
+        d.rectangle((20, 6, 28, 42), fill=fill)
+        d.rectangle((6, 20, 42, 28), fill=fill)
+    return img
+
+
+@pytest.fixture(scope="module")
+def shapes_manifest(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    (root / "img").mkdir()
+    with open(root / "pairs.jsonl", "w") as f:
+        for colour in COLOURS:
+            for shape in SHAPES:
+                for k in range(3):
+                    name = f"img/{colour}-{shape}-{k}.png"
+                    draw(colour, shape, k * 2).save(root / name)
+                    f.write(json.dumps({"image": name, "text": f"a {colour} {shape}", "source": "test"}) + "\n")
+    return root / "pairs.jsonl"
+
+
+def _config(manifest: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=[str(manifest)], val=[str(manifest)], out=str(out), model="xmr-tiny-image", modalities=["image"],
+                epochs=40, batch_size=16, lr=3e-3, warmup_steps=5, threads=1, save_every_minutes=1e9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_model_learns(shapes_manifest: Path, tmp_path: Path) -> None:
+    trainer = Trainer(_config(shapes_manifest, tmp_path / "run", max_steps=60))
+    before = trainer.validate()["text->image"]["R@1"]
+    losses = []
+    plan = [b for e in range(100) for b in trainer._plan(e)]
+    for modality, idx in plan[:60]:
+        losses.append(trainer.train_step(modality, idx))
+    after = trainer.validate()
+    chance = after["text->image"]["chance@1"]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3
+    assert after["text->image"]["R@1"] > max(3 * chance, before + 20), (before, after)
+
+
+def test_resume_equals_an_uninterrupted_run(shapes_manifest: Path, tmp_path: Path) -> None:
+    whole = Trainer(_config(shapes_manifest, tmp_path / "whole", max_steps=12, epochs=10))
+    whole.run()
+    part = Trainer(_config(shapes_manifest, tmp_path / "part", max_steps=5, epochs=10))
+    part.run()
+    resumed = Trainer(_config(shapes_manifest, tmp_path / "part", max_steps=12, epochs=10))
+    assert resumed.resume() and resumed.step == 5
+    resumed.run()
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    meta = json.loads((tmp_path / "part" / "last" / "meta.json").read_text())
+    assert meta["step"] == 12 and meta["data_hash"] and meta["model_config"]["image_cfg"]
+    assert (tmp_path / "part" / "curves.png").stat().st_size > 1000
+
+
+def test_resume_refuses_other_data(shapes_manifest: Path, tmp_path: Path) -> None:
+    Trainer(_config(shapes_manifest, tmp_path / "run", max_steps=2, epochs=1)).run()
+    other = tmp_path / "other.jsonl"
+    other.write_text("\n".join(shapes_manifest.read_text().splitlines()[:20]).replace('"img/', f'"{shapes_manifest.parent}/img/'))
+    with pytest.raises(ValueError, match="other data"):
+        Trainer(_config(other, tmp_path / "run", val=[], max_steps=4, epochs=1)).resume()
+
+
+@pytest.fixture(scope="module")
+def tones_manifest(tmp_path_factory) -> Path:
+    import soundfile as sf
+
+    from tests.conftest import sine
+
+    root = tmp_path_factory.mktemp("tones")
+    with open(root / "pairs.jsonl", "w") as f:
+        for i, freq in enumerate((150, 300, 600, 1200, 2400, 4800)):
+            for k in range(3):
+                name = f"tone-{freq}-{k}.wav"
+                sf.write(root / name, sine(freq * (1 + 0.02 * k), 0.6 + 0.1 * k, 16000), 16000)
+                f.write(json.dumps({"audio": name, "text": f"a tone of {freq} hertz", "source": "test"}) + "\n")
+    return root / "pairs.jsonl"
+
+
+def test_bind_an_audio_tower_into_an_open_clip_text_space(tones_manifest: Path, tmp_path: Path) -> None:
+    from retrieval import create_model
+
+    cfg = TrainConfig(data=[str(tones_manifest)], val=[str(tones_manifest)], out=str(tmp_path / "bind"), model="xmr-tiny",
+                      into="openclip:xmr-openclip-tiny", modalities=["audio"], epochs=30, audio_batch_size=6, lr=3e-3,
+                      warmup_steps=3, threads=1, max_steps=40)
+    trainer = Trainer(cfg)
+    before = trainer.validate()["audio->text"]["R@1"]
+    trainer.run()
+    after = trainer.validate()["audio->text"]
+    assert after["R@1"] > max(before, after["chance@1"] * 2), (before, after)
+    bound = create_model("openclip:xmr-openclip-tiny", device="cpu", audio_checkpoint=str(tmp_path / "bind" / "last"))
+    assert "audio" in bound.modalities
+    clip = str(tones_manifest.parent / "tone-600-0.wav")
+    vec = bound.encode_audio([clip])
+    texts = bound.encode_text([f"a tone of {f} hertz" for f in (150, 300, 600, 1200, 2400, 4800)])
+    assert vec.shape == (1, bound.embed_dim)
+    assert np.allclose(vec, trainer.embed_items("audio", trainer.val_sets["audio"])[[6]], atol=1e-4)
+    assert (texts @ vec.T).shape == (6, 1)
