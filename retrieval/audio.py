@@ -141,6 +141,16 @@ class AudioPreprocessor:
     def __call__(self, source: AudioSource) -> np.ndarray:
         return self.log_mel(self.load_windows(source))
 
+    def process(self, source: AudioSource) -> tuple[np.ndarray, dict]:
+        """Log-mel windows and what the indexer stores of the audio (duration, sample rate)."""
+        if isinstance(source, tuple):
+            wave, rate = source
+            meta = {"duration": len(wave) / rate, "sample_rate": int(rate)}
+        else:
+            info = audio_info(source)
+            meta = {"duration": info.duration, "sample_rate": info.sample_rate}
+        return self(source), meta
+
     def load_windows(self, source: AudioSource) -> np.ndarray:
         """Decode ``source`` into ``[W, window_samples]`` float32 mono windows at the model rate."""
         if isinstance(source, tuple):

@@ -41,6 +41,8 @@ def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from exc
+        except Image.UnidentifiedImageError as exc:
+            raise ImageDecodeError("not an image in a known format (unrecognised or damaged header)") from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageDecodeError(f"not a readable image: {exc}") from exc
     width, height = img.size
@@ -60,6 +62,19 @@ def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
         raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
+
+
+def _original_size(source: ImageSource, img: Image.Image) -> tuple[int, int]:
+    # A JPEG drafted at reduced scale reports the reduced size; the header has the real one.
+    if isinstance(source, Image.Image):
+        return source.size
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)) as header:
+            width, height = header.size
+            orientation = header.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - the image decoded already; the header is only for the record
+        return img.size
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -89,7 +104,13 @@ class ImagePreprocessor:
     max_pixels: int = MAX_IMAGE_PIXELS
 
     def __call__(self, source: ImageSource) -> np.ndarray:
-        return self.from_rgb(open_image(source, self.max_pixels, min_side=self.image_size))
+        return self.process(source)[0]
+
+    def process(self, source: ImageSource) -> tuple[np.ndarray, dict]:
+        """Pixels and what the indexer stores of the image (its width and height)."""
+        img = open_image(source, self.max_pixels, min_side=self.image_size)
+        size = _original_size(source, img)
+        return self.from_rgb(img), {"width": size[0], "height": size[1]}
 
     def from_rgb(self, img: Image.Image) -> np.ndarray:
         """Preprocess an already decoded RGB image."""

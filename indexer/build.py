@@ -1,0 +1,447 @@
+"""Index a media folder: scan, detect changes, decode in workers, embed, write shards + SQL.
+
+Consistency, whatever kills the process: vectors are written to the shards (atomically)
+before the SQL rows that point at them are committed, and every run starts by reconciling
+the two (vectors without a row are dropped; rows without a vector are re-embedded). Ids are
+allocated here (max id + 1) and are both the SQL primary key and the FAISS id.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .decode import Decoded, decode, file_hash
+from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, read_manifest, write_json_atomic
+from .paths import escape_path, unescape_path
+from .scan import Found, Skipped, walk
+from .schema import FILE, INDEXED, PENDING, TEXT_LINE, Item
+from .shards import ShardSet
+from .store import Store
+from .texts import read_texts
+
+log = logging.getLogger(__name__)
+MODALITIES = ("image", "audio", "text")
+DEFAULT_MODEL = "xmr-mini"
+
+
+class EncoderLike(Protocol):
+    name: str
+    weights_hash: str
+    embed_dim: int
+    modalities: tuple[str, ...]
+
+    def encode_text(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass
+class IndexOptions:
+    """How to index (the ``xmr index`` options)."""
+
+    index_dir: str | None = None
+    db_url: str | None = None
+    exclude: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    batch_size: int = 64
+    workers: int | None = None
+    shard_size: int = 250_000
+    index_type: str = "Flat"
+    rebuild: bool = False
+    wait: float = 0.0
+    checkpoint_items: int = 4096
+    checkpoint_seconds: float = 60.0
+
+
+@dataclass
+class Summary:
+    """What a run did (the ``--json`` output of ``xmr index``)."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    seconds: float = 0.0
+    index: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Work:
+    """One item to embed: a new or changed file, or a text line."""
+
+    item_id: int
+    modality: str
+    new: bool
+    values: dict  # column values to write once its vector is stored
+    path: str | None = None  # file to decode; None for text lines
+    text: str | None = None
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def default_workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, cores - 1)
+
+
+def index_layout(root: str | os.PathLike, options: IndexOptions) -> Layout:
+    """Where the index of ``root`` lives: ``options.index_dir``, else ``root/.xmr``."""
+    if options.index_dir:
+        return Layout(Path(options.index_dir).expanduser().resolve())
+    return Layout(Path(os.path.abspath(os.fspath(root))) / ".xmr")
+
+
+def resolve_model_name(root: str | os.PathLike, options: IndexOptions, requested: str | None) -> str:
+    """The model to index with: the one asked for, else the one the index was built with,
+    else :data:`DEFAULT_MODEL`."""
+    if requested:
+        return requested
+    manifest = read_manifest(index_layout(root, options))
+    return manifest["model"] if manifest else DEFAULT_MODEL
+
+
+def index_folder(root: str | os.PathLike, encoder: EncoderLike, options: IndexOptions | None = None,
+                 progress: ProgressFn | None = None) -> Summary:
+    """Bring the index of ``root`` up to date with the folder (see the module docstring).
+
+    Raises:
+        IndexBusyError: another process holds the index.
+        IndexMismatchError: the index belongs to another folder or model (and not ``rebuild``).
+        StoreError / ShardError: the database or a shard cannot be written.
+    """
+    options = options or IndexOptions()
+    root = Path(os.path.abspath(os.fspath(root)))
+    if not root.is_dir():
+        raise FileNotFoundError(f"not a folder: {root}")
+    layout = index_layout(root, options)
+    layout.dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with IndexLock(layout, options.wait):
+        run = _Run(root, layout, encoder, options, progress)
+        summary = run.execute()
+    summary.seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+class _Run:
+    def __init__(self, root: Path, layout: Layout, encoder: EncoderLike, options: IndexOptions, progress: ProgressFn | None) -> None:
+        self.root, self.layout, self.encoder, self.options, self.progress = root, layout, encoder, options, progress
+        self.summary = Summary(index=str(layout.dir))
+        self.manifest = self._check_manifest()
+        self.store = Store(options.db_url or layout.db_url(self.manifest))
+        if options.rebuild:
+            self._wipe()
+        self.shards = {m: ShardSet(layout.shards, m, encoder.embed_dim, self.manifest["index_type"], self.manifest["shard_size"]).load()
+                       for m in MODALITIES}
+        self.pending_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in MODALITIES}
+        self.pending_rows: list[Work] = []
+        self.last_checkpoint = time.monotonic()
+
+    # --- manifest ------------------------------------------------------------------------
+    def _check_manifest(self) -> dict:
+        manifest = read_manifest(self.layout)
+        enc, opt = self.encoder, self.options
+        if manifest is not None:
+            owner = unescape_path(manifest.get("root", ""))
+            if owner and os.path.abspath(owner) != str(self.root):
+                raise IndexMismatchError(f"the index at {self.layout.dir} belongs to {owner}, not {self.root}; use another --index")
+            if manifest.get("weights_hash") != enc.weights_hash and not opt.rebuild:
+                raise IndexMismatchError(
+                    f"the index at {self.layout.dir} was built with model {manifest.get('model')!r} "
+                    f"(weights {str(manifest.get('weights_hash'))[:12]}), not {enc.name!r} ({enc.weights_hash[:12]}); "
+                    "pass --rebuild to re-embed everything with the new model"
+                )
+        manifest = {
+            **(manifest or {}),
+            "version": MANIFEST_VERSION,
+            "root": escape_path(str(self.root)),
+            "model": enc.name,
+            "weights_hash": enc.weights_hash,
+            "dim": enc.embed_dim,
+            "metric": "inner_product",
+            "index_type": (manifest or {}).get("index_type", opt.index_type) if not opt.rebuild else opt.index_type,
+            "shard_size": (manifest or {}).get("shard_size", opt.shard_size) if not opt.rebuild else opt.shard_size,
+            "modalities": list(enc.modalities),
+        }
+        if self.options.db_url:
+            manifest["db"] = self.options.db_url
+        manifest.setdefault("created", _now())
+        write_json_atomic(self.layout.manifest, manifest)
+        return manifest
+
+    def _wipe(self) -> None:
+        log.info("rebuilding: dropping every stored vector and row")
+        self.store.delete_all()
+        shutil.rmtree(self.layout.shards, ignore_errors=True)
+
+    # --- the run -------------------------------------------------------------------------
+    def execute(self) -> Summary:
+        self._reconcile()
+        self.next_id = self._max_id() + 1
+        work = self._plan_files() + self._plan_texts()
+        try:
+            self._embed(work)
+        except KeyboardInterrupt:
+            log.warning("interrupted: saving what is embedded so far")
+            self.summary.interrupted = True
+        finally:
+            self._checkpoint()
+        self.summary.counts = self.store.counts()
+        self.manifest["last_run"] = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
+            "skipped": len(self.summary.skipped), "finished": _now()}
+        write_json_atomic(self.layout.manifest, self.manifest)
+        self.store.close()
+        return self.summary
+
+    def _reconcile(self) -> None:
+        """Make SQL and the shards agree after whatever happened to the last run."""
+        for modality, shards in self.shards.items():
+            in_shards = set(shards.ids().tolist())
+            indexed = self.store.ids(modality, INDEXED)
+            lost = sorted(indexed - in_shards)
+            if lost:
+                log.warning("%d %s rows had no vector (interrupted run?): re-embedding them", len(lost), modality)
+                self.store.mark_pending(lost)
+            orphans = np.array(sorted(in_shards - indexed), dtype=np.int64)
+            if len(orphans):
+                log.info("dropping %d %s vectors with no committed row (interrupted run)", len(orphans), modality)
+                shards.remove(orphans)
+                shards.flush()
+
+    def _max_id(self) -> int:
+        ids = self.store.ids()
+        for shards in self.shards.values():
+            ids.update(shards.ids().tolist())
+        return max(ids, default=0)
+
+    def _new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    # --- change detection ----------------------------------------------------------------
+    def _plan_files(self) -> list[Work]:
+        found: dict[str, Found] = {}
+        layout_dir = self.layout.dir
+        for entry in walk(self.root, skip_dirs=[str(layout_dir)], exclude=self.options.exclude):
+            if isinstance(entry, Skipped):
+                self._skip(entry.rel, entry.reason)
+            elif entry.modality in self.encoder.modalities:
+                found[escape_path(entry.rel)] = entry
+        rows = {r.path: r for r in self.store.items(FILE)}
+        missing = {p: r for p, r in rows.items() if p not in found}
+        by_hash: dict[str, list[Item]] = {}
+        for r in missing.values():
+            by_hash.setdefault(r.content_hash, []).append(r)
+        missing_sizes = {r.size for r in missing.values()}
+        work: list[Work] = []
+        moves: list[tuple[int, dict]] = []
+        for path, f in found.items():
+            row = rows.get(path)
+            values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
+            if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
+                self.summary.unchanged += 1
+                continue
+            if row is not None:
+                digest = self._hash(f)
+                if digest is None:
+                    continue
+                if row.status == INDEXED and digest == row.content_hash:
+                    moves.append((row.id, values))  # touched, same content: keep the vector
+                    self.summary.unchanged += 1
+                    continue
+                work.append(Work(row.id, f.modality, False, values, path=f.abs))
+                continue
+            if f.size in missing_sizes:
+                digest = self._hash(f)
+                if digest is None:
+                    continue
+                twins = by_hash.get(digest)
+                if twins:
+                    old = twins.pop()
+                    missing.pop(old.path)
+                    moves.append((old.id, {**values, "path": path}))
+                    self.summary.moved += 1
+                    continue
+            work.append(Work(self._new_id(), f.modality, True, {**values, "path": path, "kind": FILE, "line": 0, "modality": f.modality}, path=f.abs))
+        if moves:
+            self.store.update_many(moves)
+        self._remove([r.id for r in missing.values()], {r.id: r.modality for r in missing.values()})
+        return work
+
+    def _hash(self, f: Found) -> str | None:
+        try:
+            return file_hash(f.abs)
+        except OSError as exc:
+            self._skip(f.rel, f"cannot read: {exc.strerror or exc}")
+            return None
+
+    def _plan_texts(self) -> list[Work]:
+        if not self.options.texts:
+            return []
+        if "text" not in self.encoder.modalities:
+            raise ValueError(f"model {self.encoder.name!r} has no text tower: --texts cannot be indexed")
+        work: list[Work] = []
+        for texts_file in self.options.texts:
+            source = escape_path(os.path.abspath(texts_file))
+            lines = dict(read_texts(texts_file))
+            rows = {r.line: r for r in self.store.items(TEXT_LINE) if r.path == source}
+            gone = [r for n, r in rows.items() if n not in lines]
+            self._remove([r.id for r in gone], {r.id: "text" for r in gone})
+            for n, text in lines.items():
+                row = rows.get(n)
+                if row is not None and row.text == text and row.status == INDEXED:
+                    self.summary.unchanged += 1
+                    continue
+                values = {"text": text, "size": len(text.encode()), "content_hash": _text_hash(text)}
+                if row is None:
+                    work.append(Work(self._new_id(), "text", True, {**values, "path": source, "line": n, "kind": TEXT_LINE,
+                                                                     "modality": "text", "ext": ""}, text=text))
+                else:
+                    work.append(Work(row.id, "text", False, values, text=text))
+        return work
+
+    def _remove(self, ids: list[int], modality_of: dict[int, str]) -> None:
+        if not ids:
+            return
+        self.store.delete(ids)  # rows first: a vector without a row is dropped at the next start
+        for modality in set(modality_of.values()):
+            self.shards[modality].remove(np.array([i for i in ids if modality_of[i] == modality], dtype=np.int64))
+            self.shards[modality].flush()
+        self.summary.removed += len(ids)
+
+    def _skip(self, rel: str, reason: str) -> None:
+        log.warning("skipped %s: %s", rel, reason)
+        self.summary.skipped.append({"path": str(self.root / rel) if rel else str(self.root), "reason": reason})
+
+    # --- embedding -----------------------------------------------------------------------
+    def _embed(self, work: list[Work]) -> None:
+        self.total, self.done = len(work), 0
+        self._report(0)
+        for modality, batch in self._batches(work):
+            vectors = self._encode(modality, batch)
+            ids = np.array([w.item_id for w, _ in batch], dtype=np.int64)
+            self.pending_vectors[modality].append((vectors, ids))
+            for w, decoded in batch:
+                if decoded is not None:
+                    w.values.update(content_hash=decoded.content_hash, text=decoded.text, **(decoded.meta or {}))
+                self.pending_rows.append(w)
+            self._report(len(batch))
+            if len(self.pending_rows) >= self.options.checkpoint_items or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds:
+                self._checkpoint()
+
+    def _report(self, more: int) -> None:
+        self.done += more
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def _batches(self, work: list[Work]) -> Iterator[tuple[str, list[tuple[Work, Decoded | None]]]]:
+        """Decoded items grouped in per-modality batches; files decode in worker processes."""
+        bs = self.options.batch_size
+        buckets: dict[str, list] = {m: [] for m in MODALITIES}
+        for w in work:
+            if w.path is None:
+                buckets["text"].append((w, None))
+                if len(buckets["text"]) >= bs:
+                    yield "text", buckets["text"]
+                    buckets["text"] = []
+        file_work = [w for w in work if w.path is not None]
+        pre = {"image": getattr(self.encoder, "preprocess_image", None), "audio": getattr(self.encoder, "preprocess_audio", None), "text": None}
+        jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
+        for decoded in _decode_all(jobs, self.options.workers):
+            w = file_work[decoded.key]
+            if not decoded.ok:
+                self._skip(os.path.relpath(w.path, self.root), decoded.reason)
+                self._report(1)
+                if not w.new:  # an indexed file that no longer decodes: drop its old vector too
+                    self._remove([w.item_id], {w.item_id: w.modality})
+                continue
+            buckets[w.modality].append((w, decoded))
+            if len(buckets[w.modality]) >= bs:
+                yield w.modality, buckets[w.modality]
+                buckets[w.modality] = []
+        for modality, rest in buckets.items():
+            if rest:
+                yield modality, rest
+
+    def _encode(self, modality: str, batch: list[tuple[Work, Decoded | None]]) -> np.ndarray:
+        enc = self.encoder
+        if modality == "image":
+            return enc.encode_image(np.stack([d.features for _, d in batch]))
+        if modality == "audio":
+            return enc.encode_audio_features([d.features for _, d in batch])
+        return enc.encode_text([w.text if w.text is not None else d.text for w, d in batch])
+
+    def _checkpoint(self) -> None:
+        """Shards first (atomic files), then the rows that point at their vectors."""
+        if not self.pending_rows:
+            return
+        for modality, parts in self.pending_vectors.items():
+            if not parts:
+                continue
+            vectors = np.concatenate([v for v, _ in parts])
+            ids = np.concatenate([i for _, i in parts])
+            self.shards[modality].remove(ids)  # updated items: their old vector goes
+            self.shards[modality].add(vectors, ids)
+            self.shards[modality].flush()
+            self.pending_vectors[modality] = []
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        new = [Item(id=w.item_id, **w.values, status=INDEXED, model=self.encoder.name, indexed_at=now) for w in self.pending_rows if w.new]
+        changed = [(w.item_id, {**w.values, "status": INDEXED, "model": self.encoder.name, "indexed_at": now}) for w in self.pending_rows if not w.new]
+        with self.store.session() as s:
+            s.add_all(new)
+            from sqlalchemy import update
+
+            for item_id, values in changed:
+                s.execute(update(Item).where(Item.id == item_id).values(**values))
+            s.commit()
+        self.summary.added += len(new)
+        self.summary.updated += len(changed)
+        self.pending_rows = []
+        self.last_checkpoint = time.monotonic()
+
+
+def _decode_all(jobs: Iterable[tuple], workers: int | None) -> Iterator[Decoded]:
+    workers = default_workers() if workers is None else workers
+    if workers <= 0:
+        yield from map(decode, jobs)
+        return
+    # spawn, not fork: the parent holds torch's threads, which a fork would copy half-alive.
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=_ignore_sigint) as pool:
+        yield from pool.imap(decode, jobs, chunksize=4)
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group: the parent saves and stops; workers just go on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _text_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

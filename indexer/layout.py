@@ -1,0 +1,132 @@
+"""The on-disk index folder: manifest, lock, database and shards."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST_VERSION = 1
+
+
+class XmrIndexError(RuntimeError):
+    """Base of the indexer's errors about an index as a whole."""
+
+
+class IndexBusyError(XmrIndexError):
+    """Another process is updating this index."""
+
+
+class IndexMismatchError(XmrIndexError):
+    """The index belongs to another folder, or was built by another model."""
+
+
+class IndexNotFoundError(XmrIndexError):
+    """No index where one was expected."""
+
+
+class IndexCorruptError(XmrIndexError):
+    """An index file is damaged."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths inside an index folder."""
+
+    dir: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.dir / "manifest.json"
+
+    @property
+    def database(self) -> Path:
+        return self.dir / "items.db"
+
+    @property
+    def shards(self) -> Path:
+        return self.dir / "shards"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "lock"
+
+    def db_url(self, manifest: dict | None = None) -> str:
+        return (manifest or {}).get("db") or f"sqlite:///{self.database}"
+
+
+def read_manifest(layout: Layout) -> dict[str, Any] | None:
+    """The manifest, or None when there is none; :class:`IndexCorruptError` when unreadable."""
+    try:
+        text = layout.manifest.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        manifest = json.loads(text)
+        if not isinstance(manifest, dict) or "model" not in manifest or "dim" not in manifest:
+            raise ValueError("required fields missing")
+        return manifest
+    except ValueError as exc:
+        raise IndexCorruptError(f"manifest {layout.manifest} is damaged ({exc}); `xmr doctor --fix` rebuilds it") from exc
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file, fsync and rename."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class IndexLock:
+    """An exclusive lock on an index folder (``flock``; released when the process dies)."""
+
+    def __init__(self, layout: Layout, wait: float = 0.0) -> None:
+        self.path = layout.lock
+        self.wait = wait
+        self.fd: int | None = None
+
+    def __enter__(self) -> "IndexLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    os.close(fd)
+                    raise IndexBusyError(
+                        f"another xmr process (pid {holder}) is updating the index at {self.path.parent}; "
+                        "wait for it to finish (or pass --wait SECONDS)"
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,255 @@
+"""FAISS shards of one modality: ``IndexIDMap2`` over a factory-string index, explicit int64
+ids (the SQL primary keys), at most ``shard_size`` vectors a shard, written atomically.
+
+Index types that need training are trained once per modality (on a sample of the first
+vectors) and saved as a template that every shard of that modality starts from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+TRAIN_SAMPLE = 100_000
+
+
+class ShardError(RuntimeError):
+    """Raised when a shard file cannot be read, written or trained."""
+
+
+def faiss_module():
+    import faiss
+
+    return faiss
+
+
+def write_atomic(index, path: Path) -> None:
+    """Write a FAISS index to ``path`` via a temporary file, fsync and rename."""
+    faiss = faiss_module()
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        faiss.write_index(index, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_index(path: Path, mmap: bool = False):
+    """Read a shard; raises :class:`ShardError` naming the file when it is damaged."""
+    faiss = faiss_module()
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0)
+    except RuntimeError as exc:
+        raise ShardError(f"shard {path} is unreadable (truncated or corrupt): {str(exc).splitlines()[0]}") from exc
+
+
+def shard_ids(index) -> np.ndarray:
+    faiss = faiss_module()
+    return faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
+
+
+class ShardSet:
+    """The shards of one modality in ``folder`` (files ``<modality>-NNNNN.faiss``)."""
+
+    def __init__(self, folder: Path, modality: str, dim: int, factory: str = "Flat", shard_size: int = 250_000) -> None:
+        self.folder = Path(folder)
+        self.modality = modality
+        self.dim = dim
+        self.factory = factory
+        self.shard_size = shard_size
+        self.shards: list = []
+        self.paths: list[Path] = []
+        self.dirty: set[int] = set()
+        self._untrained: list[tuple[np.ndarray, np.ndarray]] = []
+        self._template = None
+
+    # --- files ---------------------------------------------------------------------------
+    def shard_path(self, n: int) -> Path:
+        return self.folder / f"{self.modality}-{n:05d}.faiss"
+
+    @property
+    def template_path(self) -> Path:
+        return self.folder / f"{self.modality}-trained.faiss"
+
+    def existing_paths(self) -> list[Path]:
+        pattern = re.compile(rf"{re.escape(self.modality)}-(\d{{5}})\.faiss$")
+        return sorted(p for p in self.folder.glob(f"{self.modality}-*.faiss") if pattern.match(p.name))
+
+    def load(self, mmap: bool = False) -> "ShardSet":
+        self.paths = self.existing_paths()
+        self.shards = [read_index(p, mmap) for p in self.paths]
+        for path, shard in zip(self.paths, self.shards):
+            if shard.d != self.dim:
+                raise ShardError(f"shard {path} holds {shard.d}-d vectors, the index expects {self.dim}-d")
+        return self
+
+    def flush(self) -> None:
+        """Write every changed shard (atomically), training first if needed."""
+        if self._untrained:
+            self._train_and_add()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for n in sorted(self.dirty):
+            write_atomic(self.shards[n], self.paths[n])
+        self.dirty.clear()
+
+    # --- contents ------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return sum(s.ntotal for s in self.shards) + sum(len(i) for _, i in self._untrained)
+
+    def ids(self) -> np.ndarray:
+        parts = [shard_ids(s) for s in self.shards] + [i for _, i in self._untrained]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def _new_shard(self):
+        faiss = faiss_module()
+        if self._template is None and self.template_path.exists():
+            self._template = read_index(self.template_path)
+        if self._template is not None:
+            base = faiss.clone_index(self._template)
+        else:
+            base = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIDMap2(base)
+        index.own_fields = True
+        base.this.disown()
+        n = len(self.shards)
+        self.shards.append(index)
+        self.paths.append(self.shard_path(len(self.existing_paths()) if not self.paths else int(self.paths[-1].stem.rsplit("-", 1)[1]) + 1))
+        self.dirty.add(n)
+        return index
+
+    def needs_training(self) -> bool:
+        faiss = faiss_module()
+        if self._template is not None or self.template_path.exists() or self.shards:
+            return False
+        probe = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        return not probe.is_trained
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Add unit vectors with their ids, filling the last shard before opening a new one."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if vectors.shape != (len(ids), self.dim):
+            raise ValueError(f"expected [{len(ids)}, {self.dim}] vectors, got {list(vectors.shape)}")
+        if self.needs_training():
+            self._untrained.append((vectors, ids))  # trained at flush, on everything seen by then
+            return
+        start = 0
+        while start < len(ids):
+            shard = self.shards[-1] if self.shards and self.shards[-1].ntotal < self.shard_size else self._new_shard()
+            take = min(self.shard_size - shard.ntotal, len(ids) - start)
+            shard.add_with_ids(vectors[start : start + take], ids[start : start + take])
+            self.dirty.add(len(self.shards) - 1)
+            start += take
+
+    def _train_and_add(self) -> None:
+        faiss = faiss_module()
+        vectors = np.concatenate([v for v, _ in self._untrained])
+        ids = np.concatenate([i for _, i in self._untrained])
+        template = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        sample = vectors if len(vectors) <= TRAIN_SAMPLE else vectors[np.random.default_rng(0).choice(len(vectors), TRAIN_SAMPLE, replace=False)]
+        log.info("training %s index for %s on %d vectors", self.factory, self.modality, len(sample))
+        try:
+            template.train(sample)
+        except RuntimeError as exc:
+            raise ShardError(
+                f"cannot train index type {self.factory!r} on {len(sample)} {self.modality} vectors "
+                f"({str(exc).splitlines()[0]}); use 'Flat' for small collections"
+            ) from exc
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(template, self.template_path)
+        self._template = template
+        self._untrained = []
+        self.add(vectors, ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids from every shard; returns how many vectors went."""
+        faiss = faiss_module()
+        ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
+        if len(ids) == 0:
+            return 0
+        removed = 0
+        if self._untrained:
+            gone = set(ids.tolist())
+            kept = []
+            for v, i in self._untrained:
+                keep = np.array([x not in gone for x in i.tolist()], dtype=bool)
+                removed += int((~keep).sum())
+                kept.append((v[keep], i[keep]))
+            self._untrained = kept
+        for n, shard in enumerate(self.shards):
+            present = np.isin(shard_ids(shard), ids)
+            if not present.any():
+                continue
+            try:
+                removed += shard.remove_ids(faiss.IDSelectorBatch(ids))
+            except RuntimeError:  # index types without removal (HNSW): rebuild the shard
+                removed += self._rebuild_without(n, present)
+            self.dirty.add(n)
+        return removed
+
+    def _rebuild_without(self, n: int, drop: np.ndarray) -> int:
+        old = self.shards[n]
+        keep_ids = shard_ids(old)[~drop]
+        vectors = np.stack([old.reconstruct(int(i)) for i in keep_ids]) if len(keep_ids) else np.zeros((0, self.dim), np.float32)
+        path = self.paths[n]
+        self.shards.pop(n)
+        self.paths.pop(n)
+        fresh = self._new_shard()
+        self.shards.insert(n, self.shards.pop())
+        self.paths.insert(n, path)
+        self.paths.pop()
+        if len(keep_ids):
+            fresh.add_with_ids(vectors, keep_ids)
+        return int(drop.sum())
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """Stored vectors of ``ids`` (each must be present)."""
+        where = {}
+        for shard in self.shards:
+            for i in shard_ids(shard):
+                where[int(i)] = shard
+        return np.stack([where[int(i)].reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+
+    # --- search --------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, selector=None, params=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` inner products over every shard, merged (ties broken by smaller id)."""
+        faiss = faiss_module()
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        nq = len(queries)
+        all_d, all_i = [np.full((nq, 0), -np.inf, np.float32)], [np.zeros((nq, 0), np.int64)]
+        for shard in self.shards:
+            if shard.ntotal == 0:
+                continue
+            kk = min(k, shard.ntotal)
+            if selector is not None:
+                p = params or faiss.SearchParameters()
+                p.sel = selector
+                d, i = shard.search(queries, kk, params=p)
+            else:
+                d, i = shard.search(queries, kk)
+            all_d.append(d)
+            all_i.append(i)
+        d = np.concatenate(all_d, axis=1)
+        i = np.concatenate(all_i, axis=1)
+        d = np.where(i < 0, -np.inf, d)
+        order = np.lexsort((i, -d), axis=1)[:, :k] if d.shape[1] else np.zeros((nq, 0), np.int64)
+        d = np.take_along_axis(d, order, axis=1)
+        i = np.take_along_axis(i, order, axis=1)
+        return d, np.where(np.isfinite(d), i, -1)

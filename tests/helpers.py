@@ -1,0 +1,63 @@
+"""Real media files for the tests: images written by Pillow, audio by soundfile, text files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+RATE = 16_000
+
+
+def write_image(path: Path, seed: int, size: int = 48, fmt: str | None = None) -> Path:
+    """A distinct image per seed: a seeded colour field with a seeded stripe pattern."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=3)
+    pixels = np.tile(base, (size, size, 1)).astype(np.int32)
+    stripe = int(rng.integers(2, 8))
+    pixels[::stripe] = rng.integers(0, 256, size=3)
+    pixels += rng.integers(-20, 20, size=pixels.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, format=fmt)
+    return path
+
+
+def write_audio(path: Path, seed: int, seconds: float = 1.0, fmt: str | None = None) -> Path:
+    """A distinct clip per seed: two seeded tones and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    f1, f2 = rng.uniform(150, 3000, size=2)
+    wave = 0.3 * np.sin(2 * np.pi * f1 * t) + 0.2 * np.sin(2 * np.pi * f2 * t) + 0.01 * rng.standard_normal(len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave.astype(np.float32), RATE, format=fmt)
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+WORDS = ["dog", "beach", "rain", "bell", "piano", "forest", "city", "night", "river", "bird", "car", "snow"]
+
+
+def make_media(root: Path, images: int = 6, audio: int = 4, texts: int = 3, seed: int = 0) -> Path:
+    """A small media folder: ``images`` PNG/JPEG files, ``audio`` WAV/FLAC clips, ``texts`` notes."""
+    for i in range(images):
+        write_image(root / ("photos" if i % 2 else "pics") / f"img{i}.{'png' if i % 3 else 'jpg'}", seed * 1000 + i)
+    for i in range(audio):
+        write_audio(root / "sounds" / f"clip{i}.{'wav' if i % 2 else 'flac'}", seed * 1000 + 500 + i)
+    for i in range(texts):
+        words = [WORDS[(seed + i * 3 + j) % len(WORDS)] for j in range(4)]
+        write_text(root / "notes" / f"note{i}.txt", "a note about " + " ".join(words) + "\n")
+    return root
+
+
+def touch_later(path: Path, seconds: float = 10.0) -> None:
+    """Move a file's mtime forward (so a rewrite within the same clock tick still looks changed)."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + int(seconds * 1e9)))
