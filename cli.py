@@ -194,6 +194,163 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
     )
 
 
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _size(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", value.upper())
+    if not m:
+        _fail(f"{name} takes a size in bytes with an optional K, M or G suffix (e.g. 500K, 2M), not {value!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+
+
+def _weighted(values: list[str], is_file: bool) -> list:
+    """``VALUE^WEIGHT`` parts (``beach.jpg^0.5``, ``rain^-0.3``) as retrieval.Weighted."""
+    import re
+
+    from retrieval import Weighted
+
+    out = []
+    for value in values:
+        m = re.fullmatch(r"(.*)\^(-?\d+(?:\.\d*)?|-?\.\d+)", value, flags=re.S)
+        if m and not (is_file and Path(value).exists()):
+            out.append(Weighted(m.group(1), float(m.group(2))))
+        else:
+            out.append(value)
+    return out
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="Text to search for (same as --text).")] = None,
+    text: Annotated[list[str], typer.Option("--text", help="Text query part; repeatable. Weight a part with ^W: 'rain^0.5', 'people^-0.3'.")] = [],  # noqa: B006
+    image: Annotated[list[str], typer.Option("--image", help="Image file query part; repeatable; ^W weights it (beach.jpg^0.5).")] = [],  # noqa: B006
+    audio: Annotated[list[str], typer.Option("--audio", help="Audio file query part; repeatable; ^W weights it.")] = [],  # noqa: B006
+    to: Annotated[list[str], typer.Option("--to", help="Target modality: image, audio, text or all; repeatable (default: every modality but the query's).")] = [],  # noqa: B006
+    k: Annotated[int, typer.Option("-k", "--top", help="Hits per target modality.")] = 10,
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="The index folder (e.g. ~/media/.xmr); default: $XMR_INDEX or the nearest .xmr above here.")] = None,
+    path: Annotated[Optional[str], typer.Option("--path", help="Glob on the path relative to the indexed folder (* crosses /).")] = None,
+    ext: Annotated[list[str], typer.Option("--ext", help="File extension (jpg, .PNG, ...); repeatable.")] = [],  # noqa: B006
+    min_size: Annotated[Optional[str], typer.Option("--min-size", help="Smallest file size: bytes, or 500K, 2M, 1G.")] = None,
+    max_size: Annotated[Optional[str], typer.Option("--max-size", help="Largest file size.")] = None,
+    after: Annotated[Optional[str], typer.Option("--after", help="Modified at or after (ISO date or datetime, local time).")] = None,
+    before: Annotated[Optional[str], typer.Option("--before", help="Modified before (ISO date or datetime, local time).")] = None,
+    min_duration: Annotated[Optional[float], typer.Option("--min-duration", help="Shortest audio, seconds.")] = None,
+    max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Longest audio, seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits.")] = False,
+    paths: Annotated[bool, typer.Option("--paths", help="Print one path per line (for pipes).")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Search the index by text, image or audio, in any direction."""
+    _setup_logging(verbose, quiet=not verbose)
+    from indexer import XmrIndexError
+    from indexer.shards import ShardError
+    from indexer.store import StoreError
+    from retrieval import QueryError
+    from retrieval.engine import Engine
+
+    texts = ([query] if query is not None else []) + list(text)
+    filters = {
+        "path": path, "ext": ext or None, "min_size": _size(min_size, "--min-size"), "max_size": _size(max_size, "--max-size"),
+        "after": after, "before": before, "min_duration": min_duration, "max_duration": max_duration,
+    }
+    try:
+        engine = Engine.open(index_dir)
+        hits = engine.search(
+            text=_weighted(texts, False) or None, image=_weighted(image, True) or None, audio=_weighted(audio, True) or None,
+            to=list(to) or None, k=k, **{name: v for name, v in filters.items() if v is not None},
+        )
+    except (QueryError, XmrIndexError, StoreError, ShardError) as exc:
+        _fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=True))
+    elif paths:
+        for h in hits:
+            typer.echo(h.path)
+    else:
+        _print_hits(hits)
+
+
+def _print_hits(hits: list) -> None:
+    if not hits:
+        typer.echo("no hits", err=True)
+        return
+    modality = None
+    for h in hits:
+        if h.modality != modality:
+            modality = h.modality
+            typer.echo(f"== {modality} ==")
+        where = h.path if h.line is None else f"{h.path}:{h.line}"
+        shown = f"{where}  {h.text[:80]!r}" if h.text is not None and h.modality == "text" else where
+        typer.echo(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
+
+
+@app.command()
+def info(
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+) -> None:
+    """Show an index: model, counts per modality, sizes, index type, last run."""
+    _setup_logging(False, quiet=True)
+    from indexer import XmrIndexError
+    from indexer.store import StoreError
+    from retrieval.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            facts = engine.info()
+    except (XmrIndexError, StoreError) as exc:
+        _fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps(facts, ensure_ascii=True))
+        return
+    counts = ", ".join(f"{n} {m}" for m, n in facts["counts"].items())
+    last = facts.get("last_run") or {}
+    typer.echo(f"index     {facts['index']}\nfolder    {facts['root']}\nmodel     {facts['model']} ({facts['dim']}-d, weights {str(facts['weights_hash'])[:12]})")
+    typer.echo(f"items     {counts}\nfaiss     {facts['index_type']}, {facts['metric']}, {sum(facts['shards'].values())} shard(s), {facts['bytes']['shards'] / 1e6:.1f} MB")
+    typer.echo(f"database  {facts['database']}" + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else ""))
+    if last:
+        typer.echo(f"last run  {last.get('finished')}: {last.get('added')} added, {last.get('updated')} updated, {last.get('removed')} removed, {last.get('skipped')} skipped")
+
+
+@app.command()
+def doctor(
+    index_dir: Annotated[Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")] = None,
+    fix: Annotated[bool, typer.Option("--fix", help="Repair: set damaged shards aside, drop strays, re-embed what cannot be recovered.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Check that SQL rows and FAISS ids agree and the files still exist (exit 0 only if all is well)."""
+    _setup_logging(verbose, quiet=as_json)
+    from indexer import XmrIndexError
+    from indexer.check import check_index, repair_index
+    from retrieval.engine import locate_index
+
+    try:
+        folder = locate_index(index_dir)
+    except XmrIndexError as exc:
+        _fail(str(exc), code=1)
+    report = check_index(folder)
+    if fix and not report.ok:
+        try:
+            repair_index(folder, lambda name: _create_model(name, "auto"))
+        except (XmrIndexError, ValueError, RuntimeError, OSError) as exc:
+            _fail(f"repair failed: {exc}", code=1)
+        report = check_index(folder)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=True))
+    else:
+        for p in report.problems:
+            typer.echo(f"problem [{p.kind}]: {p.message}" + (f" (e.g. {', '.join(map(str, p.sample[:3]))})" if p.sample else ""))
+        typer.echo(f"{'ok' if report.ok else 'NOT OK'}: {report.index}, " + ", ".join(f"{n} {m}" for m, n in report.counts.items()))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

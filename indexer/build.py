@@ -136,16 +136,13 @@ def index_folder(root: str | os.PathLike, encoder: EncoderLike, options: IndexOp
         raise FileNotFoundError(f"not a folder: {root}")
     layout = index_layout(root, options)
     layout.dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
     with IndexLock(layout, options.wait):
-        run = _Run(root, layout, encoder, options, progress)
-        summary = run.execute()
-    summary.seconds = round(time.monotonic() - started, 3)
-    return summary
+        return _Run(root, layout, encoder, options, progress).execute()
 
 
 class _Run:
     def __init__(self, root: Path, layout: Layout, encoder: EncoderLike, options: IndexOptions, progress: ProgressFn | None) -> None:
+        self.started = time.monotonic()
         self.root, self.layout, self.encoder, self.options, self.progress = root, layout, encoder, options, progress
         self.summary = Summary(index=str(layout.dir))
         self.manifest = self._check_manifest()
@@ -208,15 +205,24 @@ class _Run:
         finally:
             self._checkpoint()
         self.summary.counts = self.store.counts()
+        self.summary.seconds = round(time.monotonic() - self.started, 3)
         self.manifest["last_run"] = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
             "skipped": len(self.summary.skipped), "finished": _now()}
         write_json_atomic(self.layout.manifest, self.manifest)
+        self.store.save_manifest_copy(self.manifest)
         self.store.close()
         return self.summary
 
     def _reconcile(self) -> None:
         """Make SQL and the shards agree after whatever happened to the last run."""
         for modality, shards in self.shards.items():
+            all_ids = shards.ids()
+            uniq, times = np.unique(all_ids, return_counts=True)
+            if (twice := uniq[times > 1]).size:
+                log.warning("%d %s ids had more than one vector: re-embedding them", twice.size, modality)
+                shards.remove(twice)
+                shards.flush()
+                self.store.mark_pending(twice.tolist())
             in_shards = set(shards.ids().tolist())
             indexed = self.store.ids(modality, INDEXED)
             lost = sorted(indexed - in_shards)

@@ -6,15 +6,17 @@ import logging
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .layout import Layout, read_manifest
+from .layout import IndexCorruptError, Layout, read_manifest, write_json_atomic
 from .paths import unescape_path
 from .schema import FILE, INDEXED, PENDING
-from .shards import ShardError, ShardSet, shard_ids
-from .store import Store
+from .shards import ShardError, ShardSet, read_index, shard_ids
+from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 MODALITIES = ("image", "audio", "text")
@@ -101,3 +103,53 @@ def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:
     gone = [str(root / unescape_path(item.path)) for item in store.items(FILE) if not os.path.lexists(root / unescape_path(item.path))]
     if gone:
         report.add("missing-file", f"{len(gone)} indexed files no longer exist: run `xmr index` to drop them", gone)
+
+
+def repair_index(index_dir: str | os.PathLike, make_encoder: Callable[[str], Any]):  # -> build.Summary
+    """Repair an index from what survives: a damaged manifest is restored from the copy in the
+    database, unreadable shards are set aside (``*.corrupt``), and an indexing run then drops
+    stray vectors and rows and re-embeds only what has no vector left.
+
+    Args:
+        make_encoder: builds the index's model from its name.
+
+    Raises:
+        IndexCorruptError: neither the manifest nor its copy in the database can be read.
+    """
+    from .build import IndexOptions, index_folder
+
+    layout = Layout(Path(index_dir))
+    manifest = _manifest_or_copy(layout)
+    if layout.shards.exists():
+        for path in sorted(layout.shards.glob("*.faiss")):
+            try:
+                read_index(path)
+            except ShardError as exc:
+                aside = path.with_name(path.name + ".corrupt")
+                log.warning("%s; moving it aside to %s, its vectors will be re-embedded", exc, aside.name)
+                os.replace(path, aside)
+    root = unescape_path(manifest["root"])
+    if not os.path.isdir(root):
+        raise IndexCorruptError(f"the indexed folder {root} is gone; nothing to rebuild from")
+    return index_folder(root, make_encoder(manifest["model"]), IndexOptions(index_dir=str(layout.dir), db_url=manifest.get("db")))
+
+
+def _manifest_or_copy(layout: Layout) -> dict:
+    try:
+        manifest = read_manifest(layout)
+    except IndexCorruptError:
+        manifest = None
+    if manifest is not None:
+        return manifest
+    try:
+        store = Store(layout.db_url(), create=False)
+        copy = store.manifest_copy()
+        store.close()
+    except StoreError:
+        copy = None
+    if copy is None:
+        raise IndexCorruptError(f"the manifest at {layout.manifest} is missing or damaged and the database holds no copy; "
+                                "index the folder again with `xmr index FOLDER --index ...`")
+    log.warning("restoring %s from the copy kept in the database", layout.manifest)
+    write_json_atomic(layout.manifest, copy)
+    return copy

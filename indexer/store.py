@@ -6,10 +6,11 @@ SQLite (WAL mode) by default; any SQLAlchemy URL (PostgreSQL) by choice.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -35,6 +36,7 @@ def _make_engine(url: str) -> Engine:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA case_sensitive_like=ON")  # LIKE as in PostgreSQL: path globs are case-sensitive
             cur.close()
 
         return engine
@@ -44,11 +46,21 @@ def _make_engine(url: str) -> Engine:
 class Store:
     """Items of one index in one SQL database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, create: bool = True) -> None:
+        """Open (``create``: and create when missing) the database at ``url``.
+
+        Raises:
+            StoreError: cannot connect, a newer schema, or (not ``create``) no xmr tables there.
+        """
         self.url = url
+        if not create and url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+            raise StoreError(f"the index database {url[len('sqlite:///'):]} is missing; `xmr doctor --fix` rebuilds it from the files")
         try:
             self.engine = _make_engine(url)
-            Base.metadata.create_all(self.engine)
+            if create:
+                Base.metadata.create_all(self.engine)
+            elif not inspect(self.engine).has_table(Item.__tablename__):
+                raise StoreError(f"database {self.safe_url} holds no xmr items table; `xmr doctor --fix` rebuilds it from the files")
             with Session(self.engine) as s:
                 version = s.get(Meta, "schema_version")
                 if version is None:
@@ -105,6 +117,14 @@ class Store:
                 q = q.where(Item.status == status)
             return set(s.scalars(q))
 
+    def manifest_copy(self) -> dict | None:
+        """The copy of the index manifest kept in the database (see :meth:`save_manifest_copy`)."""
+        import json
+
+        with self.session() as s:
+            row = s.get(Meta, "manifest")
+            return json.loads(row.value) if row else None
+
     # --- writes --------------------------------------------------------------------------
     def add(self, items: Sequence[Item]) -> list[Item]:
         """Insert items (ids assigned by the database) and commit."""
@@ -141,6 +161,14 @@ class Store:
         with self.session() as s:
             for start in range(0, len(ids), 900):
                 s.execute(delete(Item).where(Item.id.in_(ids[start : start + 900])))
+            s.commit()
+
+    def save_manifest_copy(self, manifest: dict) -> None:
+        """Keep a copy of the manifest, so a damaged manifest file can be restored."""
+        import json
+
+        with self.session() as s:
+            s.merge(Meta(key="manifest", value=json.dumps(manifest)))
             s.commit()
 
     def delete_all(self) -> None:

@@ -1,0 +1,263 @@
+"""The query layer: open an index made by ``xmr index`` and search it in every direction.
+
+    engine = Engine.open("~/media/.xmr")
+    hits = engine.search(text="a dog on a beach", to="image", k=10)
+
+The engine reads the index's storage (manifest, SQL rows, FAISS shards) read-only, so it can
+search while an indexer writes: shard files are replaced atomically and vectors whose SQL row
+is not yet committed are left out, so a search sees the last complete state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from indexer.layout import IndexNotFoundError, Layout, read_manifest
+from indexer.paths import unescape_path
+from indexer.scan import find_index_dir
+from indexer.schema import INDEXED, TEXT_LINE, Item
+from indexer.shards import ShardSet
+from indexer.store import Store
+
+from .encoder import MODALITIES, Encoder
+from .filters import Filters
+from .query import Hit, QueryError, collect_parts, embed_parts, target_modalities
+
+log = logging.getLogger(__name__)
+OVERFETCH = 16  # extra hits asked of FAISS, for vectors whose row an indexer has not committed yet
+
+
+def locate_index(path: str | os.PathLike | None = None) -> Path:
+    """The index folder: ``path`` (an index folder, or a folder holding ``.xmr``), else
+    ``$XMR_INDEX``, else the nearest ``.xmr`` at or above the current folder.
+
+    Raises:
+        IndexNotFoundError: none of these holds an index.
+    """
+    given = path if path is not None else os.environ.get("XMR_INDEX") or None
+    if given is not None:
+        folder = Path(given).expanduser().resolve()
+        for candidate in (folder, folder / ".xmr"):
+            if (candidate / "manifest.json").is_file():
+                return candidate
+        raise IndexNotFoundError(f"no xmr index at {folder} (no manifest.json there or in {folder / '.xmr'})")
+    found = find_index_dir()
+    if found is None:
+        raise IndexNotFoundError(f"no xmr index in {os.getcwd()} or above it: run `xmr index FOLDER`, or pass --index / set XMR_INDEX")
+    return found
+
+
+class Engine:
+    """Search one index. Build with :meth:`open`."""
+
+    def __init__(self, layout: Layout, manifest: dict, store: Store, encoder: Encoder | None) -> None:
+        self.layout = layout
+        self.manifest = manifest
+        self.store = store
+        self.root = Path(unescape_path(manifest["root"]))
+        self.dim = int(manifest["dim"])
+        self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
+        self._encoder = encoder
+        self._shards: dict[str, tuple[tuple, ShardSet]] = {}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, model: Encoder | None = None, device: str | None = None) -> "Engine":
+        """Open an index (see :func:`locate_index` for how ``path`` is found).
+
+        The index's own model is loaded on the first query that needs it (ONNX Runtime for
+        xmr models, no torch import); pass ``model`` to reuse one already built. Its weights
+        must be those the index was built with.
+
+        Raises:
+            IndexNotFoundError, IndexCorruptError, StoreError, IndexMismatchError.
+        """
+        layout = Layout(locate_index(path))
+        manifest = read_manifest(layout)
+        if manifest is None:
+            raise IndexNotFoundError(f"no manifest in {layout.dir}")
+        engine = cls(layout, manifest, Store(layout.db_url(manifest), create=False), model)
+        engine._device = device
+        if model is not None:
+            engine._check_model(model)
+        return engine
+
+    # --- the model -----------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            from .registry import create_model, resolve
+
+            name = self.manifest["model"]
+            runtime = "onnx" if resolve(name).kind == "xmr" else "torch"
+            self._encoder = create_model(name, device=getattr(self, "_device", None), runtime=runtime)
+            self._check_model(self._encoder)
+        return self._encoder
+
+    def _check_model(self, model: Encoder) -> None:
+        from indexer.layout import IndexMismatchError
+
+        if model.weights_hash != self.manifest.get("weights_hash"):
+            raise IndexMismatchError(
+                f"model {model.name!r} (weights {model.weights_hash[:12]}) is not the one the index at {self.layout.dir} "
+                f"was built with ({self.manifest['model']!r}, weights {str(self.manifest.get('weights_hash'))[:12]}); "
+                "re-index with `xmr index --rebuild`"
+            )
+
+    # --- searching -----------------------------------------------------------------------
+    def search(self, text: Any = None, image: Any = None, audio: Any = None, vector: Any = None,
+               to: str | list[str] | None = None, k: int = 10, **filters: Any) -> list[Hit]:
+        """Search the index. See the README for the query forms; returns ``k`` hits per target
+        modality (ranked within it; scores of different modalities are not comparable).
+
+        Raises:
+            QueryError: empty query, bad file, bad option, a modality the model lacks.
+        """
+        parts = collect_parts(text, image, audio, vector)
+        targets = target_modalities(to, parts, self.modalities)
+        k = _check_k(k)
+        conditions = Filters.from_kwargs(**filters)
+        query = embed_parts(self.encoder, parts, self.dim) if not all(p.modality == "vector" for p in parts) \
+            else embed_parts(_NoEncoder(), parts, self.dim)
+        return self._search_vectors(query[None], targets, k, conditions)[0]
+
+    def search_batch(self, queries: list[dict[str, Any]], to: str | list[str] | None = None, k: int = 10) -> list[list[Hit]]:
+        """Answer several queries (dicts of :meth:`search`'s keywords) in one call; queries
+        without filters share one FAISS search per target modality."""
+        k = _check_k(k)
+        plain: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+        results: list[list[Hit] | None] = [None] * len(queries)
+        for n, q in enumerate(queries):
+            q = dict(q)
+            q_to, q_k = q.pop("to", to), _check_k(q.pop("k", k))
+            parts = collect_parts(q.pop("text", None), q.pop("image", None), q.pop("audio", None), q.pop("vector", None))
+            conditions = Filters.from_kwargs(**q)
+            targets = tuple(target_modalities(q_to, parts, self.modalities))
+            vec = embed_parts(self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder(), parts, self.dim)
+            if conditions:
+                results[n] = self._search_vectors(vec[None], list(targets), q_k, conditions)[0]
+            else:
+                plain.setdefault((targets, q_k), []).append((n, vec))
+        for (targets, q_k), group in plain.items():
+            answers = self._search_vectors(np.stack([v for _, v in group]), list(targets), q_k, Filters())
+            for (n, _), hits in zip(group, answers):
+                results[n] = hits
+        return [r or [] for r in results]
+
+    def _search_vectors(self, queries: np.ndarray, targets: list[str], k: int, filters: Filters) -> list[list[Hit]]:
+        out: list[list[Hit]] = [[] for _ in range(len(queries))]
+        for modality in targets:
+            shards = self.shards(modality)
+            if shards is None:
+                continue
+            selector = None
+            if filters:
+                allowed = self._filtered_ids(modality, filters)
+                if len(allowed) == 0:
+                    continue
+                selector = _id_selector(allowed)
+            scores, ids = shards.search(queries, k + OVERFETCH, selector=selector)
+            rows = self.store.by_ids(int(i) for i in np.unique(ids) if i >= 0)
+            for q in range(len(queries)):
+                hits = out[q]
+                rank = 0
+                for score, item_id in zip(scores[q], ids[q]):
+                    row = rows.get(int(item_id))
+                    if item_id < 0 or row is None or row.status != INDEXED:
+                        continue
+                    rank += 1
+                    hits.append(self._hit(rank, float(score), row))
+                    if rank == k:
+                        break
+        return out
+
+    def _filtered_ids(self, modality: str, filters: Filters) -> np.ndarray:
+        with self.store.session() as s:
+            q = select(Item.id).where(Item.modality == modality, Item.status == INDEXED, *filters.conditions())
+            return np.fromiter(s.scalars(q), dtype=np.int64)
+
+    def shards(self, modality: str) -> ShardSet | None:
+        """The (memory-mapped) shards of ``modality``, reloaded when an indexer replaced them."""
+        folder = self.layout.shards
+        probe = ShardSet(folder, modality, self.dim, self.manifest.get("index_type", "Flat"))
+        paths = probe.existing_paths()
+        signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.exists())
+        cached = self._shards.get(modality)
+        if cached is None or cached[0] != signature:
+            if not paths:
+                return None
+            self._shards[modality] = (signature, probe.load(mmap=True))
+        return self._shards[modality][1]
+
+    def _hit(self, rank: int, score: float, row: Item) -> Hit:
+        stored = unescape_path(row.path)
+        path = stored if row.kind == TEXT_LINE else str(self.root / stored)
+        meta = {"ext": row.ext, "size": row.size, "mtime": _iso(row.mtime_ns), "content_hash": row.content_hash}
+        if row.modality == "image":
+            meta.update(width=row.width, height=row.height)
+        elif row.modality == "audio":
+            meta.update(duration=row.duration, sample_rate=row.sample_rate)
+        return Hit(rank=rank, score=score, id=row.id, modality=row.modality, path=path, text=row.text,
+                   line=row.line if row.kind == TEXT_LINE else None, metadata=meta)
+
+    # --- facts ---------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """What ``xmr info`` shows: model, counts per modality, sizes, index type, last run."""
+        shard_files = sorted(self.layout.shards.glob("*.faiss")) if self.layout.shards.exists() else []
+        db_bytes = self.layout.database.stat().st_size if self.layout.database.exists() else None
+        return {
+            "index": str(self.layout.dir),
+            "root": str(self.root),
+            "model": self.manifest["model"],
+            "weights_hash": self.manifest.get("weights_hash"),
+            "dim": self.dim,
+            "metric": self.manifest.get("metric"),
+            "index_type": self.manifest.get("index_type"),
+            "shard_size": self.manifest.get("shard_size"),
+            "counts": {m: self.store.counts().get(m, 0) for m in self.modalities},
+            "shards": {m: len([p for p in shard_files if p.name.startswith(m + "-") and not p.name.endswith("trained.faiss")])
+                       for m in self.modalities},
+            "bytes": {"shards": sum(p.stat().st_size for p in shard_files), "database": db_bytes},
+            "database": self.store.safe_url,
+            "last_run": self.manifest.get("last_run"),
+        }
+
+    def close(self) -> None:
+        self.store.close()
+        self._shards.clear()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _NoEncoder:
+    """Stands in for the model when a query is only raw vectors (no model needs loading)."""
+
+    name = "none"
+    modalities: tuple[str, ...] = ()
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise QueryError(f"k must be a positive whole number, not {k!r}")
+    return int(k)
+
+
+def _id_selector(ids: np.ndarray):
+    import faiss
+
+    return faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))  # copies the ids
+
+
+def _iso(mtime_ns: int) -> str | None:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(mtime_ns / 1e9).astimezone().isoformat(timespec="seconds") if mtime_ns else None

@@ -1,0 +1,157 @@
+"""Query parts and hits: what ``Engine.search`` takes and what it returns.
+
+A query is one or more parts (a text, an image, an audio clip or a raw vector), each with a
+weight. Their embeddings combine by late fusion: ``v = normalise(w1 v1 + w2 v2 + ...)``; a
+negative weight steers away from a part.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .encoder import MODALITIES, Encoder, l2_normalize
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered: empty, a missing or unreadable file, a bad argument."""
+
+
+@dataclass(frozen=True)
+class Weighted:
+    """A query part with a weight: ``Weighted("beach.jpg", 0.5)``; negative steers away."""
+
+    value: Any
+    weight: float = 1.0
+
+
+@dataclass
+class Hit:
+    """One search result. ``rank`` counts from 1 within its target modality."""
+
+    rank: int
+    score: float
+    id: int
+    modality: str
+    path: str
+    text: str | None = None
+    line: int | None = None  # the line of a ``--texts`` file, for text items that came from one
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Part:
+    modality: str  # image, audio, text or vector
+    value: Any
+    weight: float
+
+
+def collect_parts(text: Any = None, image: Any = None, audio: Any = None, vector: Any = None) -> list[Part]:
+    """Flatten the keyword arguments of ``search`` into weighted parts."""
+    parts: list[Part] = []
+    for modality, given in (("text", text), ("image", image), ("audio", audio), ("vector", vector)):
+        if given is None:
+            continue
+        items = given if isinstance(given, list) else [given]
+        if modality == "vector":
+            if isinstance(given, list) and given and all(isinstance(x, (int, float, np.number)) for x in given):
+                items = [given]  # a list of numbers is one vector
+            elif isinstance(given, np.ndarray) and given.ndim == 2:
+                items = list(given)  # rows of a matrix are several parts
+        for item in items:
+            weight = 1.0
+            if isinstance(item, Weighted):
+                item, weight = item.value, float(item.weight)
+            if not np.isfinite(weight):
+                raise QueryError(f"weight of a {modality} part must be a finite number, not {weight}")
+            if modality == "text" and (not isinstance(item, str) or not item.strip()):
+                raise QueryError("empty text query" if isinstance(item, str) else f"a text query must be a string, not {type(item).__name__}")
+            parts.append(Part(modality, item, weight))
+    if not parts:
+        raise QueryError("empty query: give text=, image=, audio= or vector=")
+    return parts
+
+
+def embed_parts(encoder: Encoder, parts: list[Part], dim: int) -> np.ndarray:
+    """The fused, unit-length query vector of ``parts``."""
+    total = np.zeros(dim, dtype=np.float64)
+    for modality in ("text", "image", "audio", "vector"):
+        mine = [p for p in parts if p.modality == modality]
+        if not mine:
+            continue
+        vectors = _embed(encoder, modality, [p.value for p in mine], dim)
+        for p, v in zip(mine, vectors):
+            total += p.weight * v.astype(np.float64)
+    norm = np.linalg.norm(total)
+    if norm < 1e-5 * sum(abs(p.weight) for p in parts):  # float noise of equal parts cancelling
+        raise QueryError("the weighted query parts cancel out (their weighted sum is zero)")
+    return (total / norm).astype(np.float32)
+
+
+def _embed(encoder: Encoder, modality: str, values: list[Any], dim: int) -> np.ndarray:
+    if modality == "vector":
+        out = []
+        for v in values:
+            arr = np.asarray(v, dtype=np.float32).reshape(-1)
+            if arr.shape != (dim,) or not np.isfinite(arr).all():
+                raise QueryError(f"a query vector must hold {dim} finite numbers, got shape {list(np.shape(v))}")
+            out.append(arr)
+        return l2_normalize(np.stack(out))
+    if modality not in encoder.modalities:
+        raise QueryError(f"model {encoder.name!r} has no {modality} tower, so it cannot take a {modality} query")
+    if modality == "text":
+        return encoder.encode_text(values)
+    values = [_check_file(modality, v) for v in values]
+    try:
+        return encoder.encode_image(values) if modality == "image" else encoder.encode_audio(values)
+    except ValueError as exc:  # ImageDecodeError / AudioDecodeError
+        raise QueryError(f"query {modality} {_describe(values)} cannot be read: {exc}") from exc
+
+
+def _check_file(modality: str, value: Any) -> Any:
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise QueryError(f"query {modality} file not found: {path}")
+        return str(path)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, io.IOBase):
+        return value.read()
+    return value
+
+
+def _describe(values: list[Any]) -> str:
+    names = [v if isinstance(v, str) else f"<{type(v).__name__}>" for v in values]
+    return ", ".join(names)
+
+
+def target_modalities(to: str | list[str] | None, parts: list[Part], available: tuple[str, ...]) -> list[str]:
+    """Which modalities to search: ``to`` (one, a list, or "all"); by default every modality
+    of the index but the query's own (all of them for a raw vector or a query of every kind)."""
+    if to is None:
+        own = {p.modality for p in parts}
+        chosen = [m for m in available if m not in own] or list(available)
+    else:
+        asked = [to] if isinstance(to, str) else list(to)
+        if not asked:
+            raise QueryError("to= names no modality")
+        chosen = []
+        for m in asked:
+            if m == "all":
+                chosen.extend(available)
+            elif m not in MODALITIES:
+                raise QueryError(f"unknown target modality {m!r}: choose image, audio, text or all")
+            elif m not in available:
+                raise QueryError(f"this index's model has no {m} tower, so it holds no {m} items")
+            else:
+                chosen.append(m)
+    return list(dict.fromkeys(chosen))
