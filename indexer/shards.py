@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .exact import topk_inner_product, tune_faiss
+
 log = logging.getLogger(__name__)
 TRAIN_SAMPLE = 100_000
 
@@ -23,9 +25,16 @@ class ShardError(RuntimeError):
     """Raised when a shard file cannot be read, written or trained."""
 
 
+_tuned = False
+
+
 def faiss_module():
+    global _tuned
     import faiss
 
+    if not _tuned:
+        tune_faiss()
+        _tuned = True
     return faiss
 
 
@@ -59,6 +68,16 @@ def read_index(path: Path, mmap: bool = False):
         raise ShardError(f"shard {path} is unreadable (truncated or corrupt): {str(exc).splitlines()[0]}") from exc
 
 
+def flat_vectors(index) -> np.ndarray | None:
+    """A zero-copy ``[n, d]`` view of the vectors of an ``IndexIDMap2`` over a plain inner-product
+    ``Flat`` index, or None for any other index type. Valid while ``index`` lives."""
+    faiss = faiss_module()
+    base = faiss.downcast_index(index.index)
+    if type(base) is not faiss.IndexFlatIP or base.ntotal == 0:
+        return None
+    return faiss.rev_swig_ptr(base.get_xb(), base.ntotal * base.d).reshape(base.ntotal, base.d)
+
+
 def shard_ids(index) -> np.ndarray:
     faiss = faiss_module()
     return faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
@@ -78,6 +97,7 @@ class ShardSet:
         self.dirty: set[int] = set()
         self._untrained: list[tuple[np.ndarray, np.ndarray]] = []
         self._template = None
+        self._views: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}  # shard number -> (vectors, ids)
 
     # --- files ---------------------------------------------------------------------------
     def shard_path(self, n: int) -> Path:
@@ -156,6 +176,7 @@ class ShardSet:
             take = min(self.shard_size - shard.ntotal, len(ids) - start)
             shard.add_with_ids(vectors[start : start + take], ids[start : start + take])
             self.dirty.add(len(self.shards) - 1)
+            self._views.clear()
             start += take
 
     def _train_and_add(self) -> None:
@@ -185,6 +206,7 @@ class ShardSet:
         if len(ids) == 0:
             return 0
         removed = 0
+        self._views.clear()
         if self._untrained:
             gone = set(ids.tolist())
             kept = []
@@ -229,21 +251,29 @@ class ShardSet:
 
     # --- search --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, selector=None, params=None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` inner products over every shard, merged (ties broken by smaller id)."""
+        """Top-``k`` inner products over every shard, merged (ties broken by smaller id).
+
+        Plain ``Flat`` shards without a ``selector`` are searched exactly with numpy's BLAS
+        (:mod:`indexer.exact`); other index types, and id-filtered searches, through FAISS.
+        """
         faiss = faiss_module()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         nq = len(queries)
         all_d, all_i = [np.full((nq, 0), -np.inf, np.float32)], [np.zeros((nq, 0), np.int64)]
-        for shard in self.shards:
+        for n, shard in enumerate(self.shards):
             if shard.ntotal == 0:
                 continue
             kk = min(k, shard.ntotal)
-            if selector is not None:
+            view = self._view(n) if selector is None else None
+            if view is not None:
+                d, rows = topk_inner_product(view[0], queries, kk)
+                i = view[1][rows]
+            elif selector is not None:
                 p = params or faiss.SearchParameters()
                 p.sel = selector
                 d, i = shard.search(queries, kk, params=p)
             else:
-                d, i = shard.search(queries, kk)
+                d, i = shard.search(queries, kk, params=params) if params is not None else shard.search(queries, kk)
             all_d.append(d)
             all_i.append(i)
         d = np.concatenate(all_d, axis=1)
@@ -253,3 +283,9 @@ class ShardSet:
         d = np.take_along_axis(d, order, axis=1)
         i = np.take_along_axis(i, order, axis=1)
         return d, np.where(np.isfinite(d), i, -1)
+
+    def _view(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if n not in self._views:
+            vectors = flat_vectors(self.shards[n])
+            self._views[n] = None if vectors is None else (vectors, shard_ids(self.shards[n]))
+        return self._views[n]

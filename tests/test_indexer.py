@@ -314,10 +314,20 @@ def test_sharded_search_equals_one_flat_index(tmp_path: Path) -> None:
     flat = faiss.IndexIDMap2(faiss.IndexFlatIP(16))
     flat.add_with_ids(vectors, ids)
     queries = rng.standard_normal((20, 16)).astype(np.float32)
+    single = reloaded.search(queries[:1], 5)
+    np.testing.assert_array_equal(single[1], flat.search(queries[:1], 5)[1])
     d_ref, i_ref = flat.search(queries, 25)
-    d, i = reloaded.search(queries, 25)
+    d, i = reloaded.search(queries, 25)  # numpy BLAS path over the shards' own memory
     np.testing.assert_allclose(d, d_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(i, i_ref)
+    d_sel, i_sel = reloaded.search(queries, 25, selector=faiss.IDSelectorBatch(ids))  # FAISS path
+    np.testing.assert_allclose(d_sel, d_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(i_sel, i_ref)
+    odd = ids[ids % 2 == 1]
+    d_odd, i_odd = reloaded.search(queries, 10, selector=faiss.IDSelectorBatch(odd))
+    ref_odd = faiss.IndexIDMap2(faiss.IndexFlatIP(16))
+    ref_odd.add_with_ids(vectors[ids % 2 == 1], odd)
+    np.testing.assert_array_equal(i_odd, ref_odd.search(queries, 10)[1])
     gone = ids[:100]
     assert reloaded.remove(gone) == 100
     d, i = reloaded.search(queries, 503)
@@ -343,3 +353,22 @@ def test_other_index_types(tmp_path: Path, factory: str) -> None:
     assert sorted(reloaded.ids().tolist()) == list(range(11, 301))
     _, found = reloaded.search(vectors[50:51], 1)
     assert found[0, 0] == 51 or factory.startswith("IVF")  # IVF probes one list: approximate
+
+
+def test_exact_topk_matches_full_sort() -> None:
+    from indexer import exact
+
+    rng = np.random.default_rng(3)
+    xb = rng.standard_normal((5000, 12)).astype(np.float32)
+    queries = rng.standard_normal((7, 12)).astype(np.float32)
+    old = exact.SCORE_BUDGET
+    exact.SCORE_BUDGET = 7 * 300  # many chunks
+    try:
+        scores, rows = exact.topk_inner_product(xb, queries, 40)
+    finally:
+        exact.SCORE_BUDGET = old
+    full = queries @ xb.T
+    ref = np.argsort(-full, axis=1, kind="stable")[:, :40]
+    np.testing.assert_array_equal(rows, ref)
+    np.testing.assert_allclose(scores, np.take_along_axis(full, ref, 1), rtol=1e-6)
+    assert exact.topk_inner_product(xb[:3], queries, 10)[1].shape == (7, 3)
