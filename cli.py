@@ -351,6 +351,108 @@ def doctor(
         raise typer.Exit(1)
 
 
+bench_app = typer.Typer(help="Benchmarks: recall@k on real data, search and embedding speed.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+def _int_list(value: str, name: str) -> list[int]:
+    try:
+        out = [int(float(v)) for v in value.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"{name} takes comma-separated whole numbers, e.g. 10000,100000, not {value!r}")
+    if not out or min(out) <= 0:
+        _fail(f"{name} needs at least one positive number")
+    return out
+
+
+@bench_app.command("speed")
+def bench_speed(
+    sizes: Annotated[str, typer.Option(help="Collection sizes, comma-separated.")] = "10000,100000,1000000",
+    index_types: Annotated[Optional[str], typer.Option("--index-types", help="FAISS factory strings, comma-separated (default: Flat at every size, HNSW32/IVF1024,Flat/SQ8/Flat-fp16 at 100k).")] = None,
+    batches: Annotated[str, typer.Option(help="Query batch sizes.")] = "1,64",
+    model: Annotated[str, typer.Option(help="Model whose index the cold query opens (its size sets the dimension).")] = "xmr-mini",
+    cold_runs: Annotated[int, typer.Option(min=0, help="Cold CLI queries to time (0: skip).")] = 5,
+    cache: Annotated[str, typer.Option(help="Where built indexes are cached between runs.")] = "~/.cache/xmr/bench",
+    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("benchmarks/results"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results object as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Search latency and QPS of the Engine against a numpy top-k, at several sizes and index types."""
+    _setup_logging(verbose, quiet=as_json)
+    from retrieval.bench.speed import SpeedConfig, run_speed
+
+    cfg = SpeedConfig(sizes=_int_list(sizes, "--sizes"), batches=_int_list(batches, "--batches"), cold_runs=cold_runs, cache=cache, model=model,
+                      index_types=_split_factories(index_types))
+    result = run_speed(cfg, out_dir=str(out))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(Path(result["files"]["md"]).read_text())
+
+
+@bench_app.command("recall")
+def bench_recall(
+    manifests: Annotated[list[Path], typer.Argument(help="Pairs manifests (JSONL), Karpathy JSON or AudioCaps/Clotho CSV.")],
+    model: Annotated[str, typer.Option(help="Any registered model (see `xmr models`).")] = "xmr-mini",
+    via_index: Annotated[bool, typer.Option("--via-index", help="Build a real index and score through Engine searches.")] = False,
+    split: Annotated[str, typer.Option(help="Split of a Karpathy JSON.")] = "test",
+    media_dir: Annotated[Optional[Path], typer.Option(help="Folder of the media files (default: the manifest's folder).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("benchmarks/results"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print an object keyed by direction (one manifest) or by manifest.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Recall@1/5/10, median and mean rank per direction, with chance level."""
+    _setup_logging(verbose, quiet=as_json)
+    from retrieval.bench.recall import run_recall
+
+    for path in manifests:
+        if not path.is_file():
+            _fail(f"not found: {path}")
+    try:
+        result = run_recall([str(p) for p in manifests], model, via_index=via_index, split=split,
+                            media_dir=str(media_dir) if media_dir else None, out_dir=str(out))
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc), code=1)
+    if as_json:
+        sets = result["sets"]
+        typer.echo(json.dumps(next(iter(sets.values())) if len(sets) == 1 else sets))
+    else:
+        typer.echo(Path(result["files"]["md"]).read_text())
+
+
+@bench_app.command("index")
+def bench_index(
+    folder: Annotated[Path, typer.Argument(help="A media folder (read only; the index goes to a temporary folder).")],
+    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Indexing throughput end to end against the encoder alone (encoder-busy ratio)."""
+    _setup_logging(False, quiet=True)
+    from retrieval.bench.indexing import run_indexing
+
+    if not folder.is_dir():
+        _fail(f"not a folder: {folder}")
+    result = run_indexing(folder, model, batch_size=batch_size, workers=workers, out_dir=str(out))
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
+def _split_factories(value: str | None) -> list[str] | None:
+    """Comma-separated factory strings; a comma inside one (IVF1024,Flat) stays when the next
+    piece is not an index type of its own."""
+    if not value:
+        return None
+    out: list[str] = []
+    for piece in (p.strip() for p in value.split(",")):
+        if out and piece.split("x")[0] in ("Flat", "PQ8", "PQ16", "PQ32", "SQ8", "SQ4", "SQfp16", "RFlat") and out[-1].startswith(("IVF", "OPQ", "PCA")):
+            out[-1] += "," + piece
+        elif piece:
+            out.append(piece)
+    return out
+
+
 def main() -> None:
     app()
 

@@ -5,10 +5,21 @@ encode_text``, ``preprocess_image / preprocess_audio``, ``name``, ``weights_hash
 ``embed_dim``) and never imports a model class.
 """
 
-from .build import IndexOptions, Summary, index_folder
+from typing import Any
+
 from .layout import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, Layout, XmrIndexError
 
 __all__ = [
     "IndexBusyError", "IndexCorruptError", "IndexMismatchError", "IndexNotFoundError", "IndexOptions", "Layout",
     "Summary", "XmrIndexError", "index_folder",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The indexing pipeline (multiprocessing, decoders) loads only when asked for: a query
+    # process that reads the index storage never pays for it.
+    if name in ("IndexOptions", "Summary", "index_folder"):
+        from . import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'indexer' has no attribute {name!r}")

@@ -1,0 +1,139 @@
+"""Benchmark code at tiny sizes: the chunked recall against a naive reference, recall through
+the index against recall from the encoder, the speed and indexing runs' outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from retrieval.bench.recall import Captioned, directions, load_captioned, recall
+from tests.helpers import write_audio, write_image
+
+
+def naive_recall(item_caps: list[list[str]], item_vecs: np.ndarray, texts: list[str], text_vecs: np.ndarray, k: int) -> tuple[float, float]:
+    """R@k both ways from the full similarity matrix, one query at a time, pessimistic ties."""
+    sims = text_vecs @ item_vecs.T
+    t_hits = []
+    for t, caption in enumerate(texts):
+        relevant = [n for n, caps in enumerate(item_caps) if caption in caps]
+        best = max(sims[t, n] for n in relevant)
+        rank = sum(1 for n in range(len(item_caps)) if sims[t, n] >= best and n not in relevant) + 1
+        t_hits.append(rank <= k)
+    x_hits = []
+    for n, caps in enumerate(item_caps):
+        relevant = [texts.index(c) for c in caps]
+        best = max(sims[t, n] for t in relevant)
+        rank = sum(1 for t in range(len(texts)) if sims[t, n] >= best and t not in relevant) + 1
+        x_hits.append(rank <= k)
+    return 100 * float(np.mean(t_hits)), 100 * float(np.mean(x_hits))
+
+
+def test_chunked_recall_matches_naive_reference() -> None:
+    rng = np.random.default_rng(0)
+    vocab = [f"caption {i}" for i in range(40)]
+    item_caps = [list(dict.fromkeys(rng.choice(vocab, size=rng.integers(1, 4)).tolist())) for _ in range(90)]
+    items = [Captioned("image", f"{n}.png", caps) for n, caps in enumerate(item_caps)]
+    texts = list(dict.fromkeys(c for caps in item_caps for c in caps))
+    item_vecs = rng.standard_normal((90, 8)).astype(np.float32)
+    text_vecs = rng.standard_normal((len(texts), 8)).astype(np.float32)
+    result = directions(items, item_vecs, texts, text_vecs, chunk=7)
+    for k in (1, 5, 10):
+        t2x, x2t = naive_recall(item_caps, item_vecs, texts, text_vecs, k)
+        assert result["text->image"][f"R@{k}"] == pytest.approx(t2x)
+        assert result["image->text"][f"R@{k}"] == pytest.approx(x2t)
+    assert result["text->image"]["queries"] == len(texts) and result["image->text"]["gallery"] == len(texts)
+    relevant = np.array([sum(c in caps for caps in item_caps) for c in texts])
+    assert result["text->image"]["chance@10"] == pytest.approx(100 * np.minimum(1, 10 * relevant / 90).mean())
+
+
+def test_a_constant_model_scores_chance() -> None:
+    items = [Captioned("audio", f"{n}.wav", [f"c{n % 5}"]) for n in range(50)]
+    texts = [f"c{i}" for i in range(5)]
+    result = directions(items, np.ones((50, 4), np.float32), texts, np.ones((5, 4), np.float32))
+    assert result["audio->text"]["R@1"] == 0.0 and result["text->audio"]["median_rank"] == 41
+
+
+@pytest.fixture
+def captioned_set(tmp_path: Path) -> Path:
+    rows = []
+    for n in range(12):
+        write_image(tmp_path / "img" / f"{n}.png", seed=n)
+        rows.append({"image": f"img/{n}.png", "text": f"picture number {n % 9}"})  # some captions shared
+    for n in range(6):
+        write_audio(tmp_path / "snd" / f"{n}.wav", seed=100 + n)
+        rows.append({"audio": f"snd/{n}.wav", "text": f"sound number {n}"})
+    manifest = tmp_path / "pairs.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_recall_through_the_index_equals_recall_from_the_encoder(captioned_set: Path, tiny) -> None:
+    items = load_captioned(captioned_set)
+    direct = recall(items, tiny)
+    via = recall(items, tiny, via_index=True)
+    assert set(direct) == {"text->image", "image->text", "text->audio", "audio->text"}
+    for direction, numbers in direct.items():
+        for key in ("R@1", "R@5", "R@10", "queries", "gallery", "chance@10"):
+            assert via[direction][key] == pytest.approx(numbers[key]), (direction, key)
+
+
+def test_standard_formats(tmp_path: Path) -> None:
+    karpathy = {"images": [{"filename": "a.jpg", "filepath": "val2014", "split": "test", "sentences": [{"raw": "A dog. "}, {"raw": "A pup."}]},
+                           {"filename": "b.jpg", "split": "train", "sentences": [{"raw": "x"}]}]}
+    (tmp_path / "k.json").write_text(json.dumps(karpathy))
+    items = load_captioned(tmp_path / "k.json", media_dir=str(tmp_path / "imgs"))
+    assert [(Path(i.path).relative_to(tmp_path).as_posix(), i.captions) for i in items] == [("imgs/val2014/a.jpg", ["A dog.", "A pup."])]
+    with open(tmp_path / "clotho.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file_name", "caption_1", "caption_2"])
+        w.writerow(["rain.wav", "rain falls", "it rains"])
+    assert load_captioned(tmp_path / "clotho.csv")[0].captions == ["rain falls", "it rains"]
+    with pytest.raises(ValueError, match="unknown format"):
+        load_captioned(tmp_path / "notes.txt")
+
+
+def test_cli_bench_recall_json(captioned_set: Path, tmp_path: Path) -> None:
+    from cli import app
+
+    result = CliRunner().invoke(app, ["bench", "recall", str(captioned_set), "--model", "xmr-tiny", "--json", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(numbers) == {"text->image", "image->text", "text->audio", "audio->text"}
+    assert {"R@1", "R@5", "R@10", "median_rank", "mean_rank", "queries", "gallery", "chance@10"} <= set(numbers["text->image"])
+    assert (tmp_path / "out/recall-xmr-tiny.png").exists() and (tmp_path / "out/recall-xmr-tiny.md").exists()
+
+
+def test_speed_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    from cli import app
+
+    args = ["bench", "speed", "--sizes", "300", "--index-types", "Flat,HNSW8,IVF4,Flat", "--batches", "1,4", "--cold-runs", "1",
+            "--model", "xmr-tiny", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    cases = {(r["index"], r["batch"]) for r in payload["results"]}
+    assert cases == {(t, b) for t in ("Flat", "HNSW8", "IVF4,Flat") for b in (1, 4)}
+    for r in payload["results"]:
+        assert r["n"] == 300 and r["dim"] == 32 and r["engine_p50_ms"] > 0 and r["numpy_p50_ms"] > 0 and r["qps"] > 0
+        assert (r["recall_at_10"] is None) == (r["index"] == "Flat")
+        if r["recall_at_10"] is not None:
+            assert 0 <= r["recall_at_10"] <= 1
+    assert payload["cold_cli"]["runs"] == 1
+    assert (tmp_path / "out/search_speed.png").exists()
+
+
+def test_indexing_benchmark(tmp_path: Path) -> None:
+    from retrieval.bench.indexing import run_indexing
+
+    for n in range(6):
+        write_image(tmp_path / "media" / f"{n}.png", seed=n)
+    write_audio(tmp_path / "media" / "a.wav", seed=1)
+    result = run_indexing(tmp_path / "media", "xmr-tiny", batch_size=4, workers=0, out_dir=str(tmp_path / "out"))
+    assert result["items"] == 7 and result["encoder_busy"] > 0
+    assert {r["modality"] for r in result["per_modality"]} == {"image", "audio"}
+    assert not (tmp_path / "media/.xmr").exists()
