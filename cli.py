@@ -439,6 +439,23 @@ def bench_index(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("embed")
+def bench_embed(
+    model: Annotated[list[str], typer.Option("--model", help="Model(s) to time; repeatable.")] = ["xmr-mini"],  # noqa: B006
+    runtime: Annotated[list[str], typer.Option("--runtime", help="torch and/or onnx; repeatable.")] = ["torch", "onnx"],  # noqa: B006
+    items: Annotated[int, typer.Option(min=1, help="Items per modality.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Embedding speed: images/s, five-second audio windows/s and texts/s per model and runtime."""
+    _setup_logging(False, quiet=True)
+    from retrieval.bench.embedding import run_embedding
+
+    result = run_embedding(list(model), list(runtime), n=items, batch=batch_size, out_dir=str(out))
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 def _split_factories(value: str | None) -> list[str] | None:
     """Comma-separated factory strings; a comma inside one (IVF1024,Flat) stays when the next
     piece is not an index type of its own."""

@@ -80,6 +80,12 @@ def flat_vectors(index) -> np.ndarray | None:
     return faiss.rev_swig_ptr(base.get_xb(), base.ntotal * base.d).reshape(base.ntotal, base.d)
 
 
+def _with_selector(selector, params):  # noqa: ANN001, ANN202
+    p = params or faiss_module().SearchParameters()
+    p.sel = selector
+    return p
+
+
 SEARCH_DEFAULTS = {"IndexIVF": "nprobe=16", "IndexHNSW": "efSearch=64"}
 
 
@@ -280,14 +286,18 @@ class ShardSet:
             if shard.ntotal == 0:
                 continue
             kk = min(k, shard.ntotal)
-            view = self._view(n) if selector is None else None
-            if view is not None:
+            view = self._view(n) if selector is None and not getattr(self, "_cpu_shards", None) else None
+            if getattr(self, "_cpu_shards", None):  # on the GPU: FAISS searches, the CPU copy is the fallback
+                try:
+                    d, i = shard.search(queries, kk) if selector is None else shard.search(queries, kk, params=_with_selector(selector, params))
+                except RuntimeError as exc:
+                    self._cpu_fallback(exc)
+                    return self.search(queries, k, selector, params)
+            elif view is not None:
                 d, rows = topk_inner_product(view[0], queries, kk)
                 i = view[1][rows]
             elif selector is not None:
-                p = params or faiss.SearchParameters()
-                p.sel = selector
-                d, i = shard.search(queries, kk, params=p)
+                d, i = shard.search(queries, kk, params=_with_selector(selector, params))
             else:
                 d, i = shard.search(queries, kk, params=params) if params is not None else shard.search(queries, kk)
             all_d.append(d)
@@ -299,6 +309,29 @@ class ShardSet:
         d = np.take_along_axis(d, order, axis=1)
         i = np.take_along_axis(i, order, axis=1)
         return d, np.where(np.isfinite(d), i, -1)
+
+    def to_gpu(self) -> bool:
+        """Move the shards to the GPUs FAISS sees (spread over all of them); False, and the
+        shards stay on the CPU, when there is none or moving fails (with a warning)."""
+        faiss = faiss_module()
+        try:
+            if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
+                return False
+            options = faiss.GpuMultipleClonerOptions()
+            options.shard = False
+            self._cpu_shards = list(self.shards)
+            self.shards = [faiss.index_cpu_to_all_gpus(s, co=options) for s in self.shards]
+            self._views.clear()
+            return True
+        except (RuntimeError, AttributeError) as exc:
+            log.warning("cannot move %s shards to the GPU (%s); searching on the CPU", self.modality, exc)
+            self.shards = getattr(self, "_cpu_shards", self.shards)
+            return False
+
+    def _cpu_fallback(self, exc: Exception) -> None:
+        log.warning("GPU search failed (%s); falling back to the CPU for %s", exc, self.modality)
+        self.shards = self._cpu_shards
+        self._cpu_shards = None
 
     def _view(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
         if n not in self._views:

@@ -65,6 +65,7 @@ class Engine:
         self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
         self._encoder = encoder
         self._shards: dict[str, tuple[tuple, ShardSet]] = {}
+        self.use_gpu = True  # when FAISS sees a GPU; ShardSet.to_gpu falls back to the CPU on any error
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model: Encoder | None = None, device: str | None = None) -> "Engine":
@@ -191,7 +192,10 @@ class Engine:
         if cached is None or cached[0] != signature:
             if not paths:
                 return None
-            self._shards[modality] = (signature, probe.load(mmap=True))
+            shards = probe.load(mmap=True)
+            if self.use_gpu:
+                shards.to_gpu()
+            self._shards[modality] = (signature, shards)
         return self._shards[modality][1]
 
     def _hit(self, rank: int, score: float, row: Item) -> Hit:

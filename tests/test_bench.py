@@ -137,3 +137,12 @@ def test_indexing_benchmark(tmp_path: Path) -> None:
     assert result["items"] == 7 and result["encoder_busy"] > 0
     assert {r["modality"] for r in result["per_modality"]} == {"image", "audio"}
     assert not (tmp_path / "media/.xmr").exists()
+
+
+def test_embedding_benchmark(tmp_path: Path) -> None:
+    from retrieval.bench.embedding import run_embedding
+
+    result = run_embedding(["xmr-tiny"], ["torch", "onnx"], n=8, batch=4, out_dir=str(tmp_path))
+    assert [r["runtime"] for r in result["results"]] == ["torch", "onnx"]
+    assert all(r["images_per_s"] > 0 and r["audio_windows_per_s"] > 0 and r["texts_per_s"] > 0 for r in result["results"])
+    assert (tmp_path / "embed_speed.md").exists()
