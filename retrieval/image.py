@@ -44,6 +44,8 @@ def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
         except Image.UnidentifiedImageError as exc:
             raise ImageDecodeError("not an image in a known format (unrecognised or damaged header)") from exc
         except (OSError, SyntaxError, ValueError) as exc:
+            if "truncat" in str(exc).lower():
+                raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
             raise ImageDecodeError(f"not a readable image: {exc}") from exc
     width, height = img.size
     if width * height > max_pixels:

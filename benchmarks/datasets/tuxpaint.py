@@ -52,7 +52,8 @@ def build(out: Path, cache: Path) -> dict[str, dict[str, int]]:
                 except OSError as exc:
                     log.warning("skipping %s: %s", src, exc)
                     continue
-            images.append({"image": str(Path("..") / "tuxpaint" / rel), "text": text, "source": "tuxpaint", "category": category})
+            images.append({"image": str(Path("..") / "tuxpaint" / rel), "text": text, "source": "tuxpaint", "category": category,
+                           "origin": ext[1:]})
             break
         for ext in (".ogg", ".wav"):
             if stem.with_suffix(ext).is_file():
@@ -73,7 +74,18 @@ def build(out: Path, cache: Path) -> dict[str, dict[str, int]]:
         else:
             rows = [{**r, "image": str(Path(r["image"]).relative_to(Path("..") / "tuxpaint"))} for r in rows]
         counts[name] = write_manifests(folder, rows, by_caption)
+    write_raster_subset(out)
     return counts
+
+
+def write_raster_subset(out: Path) -> None:
+    """``test-raster.jsonl``: test stamps that ship as PNG (mostly cut-out photos, some
+    drawings), as opposed to SVG drawings: the nearest thing to photographs in these sets."""
+    import json
+
+    rows = [json.loads(line) for line in (out / "test.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    raster = [r for r in rows if r.get("origin") == "png"]
+    (out / "test-raster.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in raster), encoding="utf-8")
 
 
 def main() -> None:

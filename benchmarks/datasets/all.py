@@ -1,0 +1,50 @@
+"""Prepare every data set in one go (resumable: a set whose ``test.jsonl`` exists is kept).
+
+    python -m benchmarks.datasets.all --out data --cache data/cache [--fsdd ../shared/data/fsdd]
+
+Needs network access to the Debian and npm registries and the Debian packages ``espeak-ng``
+and ``librsvg2-bin``. Writes one folder per set with ``train/val/test.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from . import asterisk, fsdd, openclipart, openmoji, speech, tuxpaint, twemoji
+
+log = logging.getLogger(__name__)
+
+
+def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
+    steps = [
+        ("openclipart", lambda: openclipart.build(out / "openclipart", cache)),
+        ("openmoji", lambda: openmoji.build(out / "openmoji", cache)),
+        ("tuxpaint", lambda: tuxpaint.build(out / "tuxpaint", cache)),
+        ("asterisk", lambda: asterisk.build(out / "asterisk", cache)),
+        ("fsdd", lambda: fsdd.build(out / "fsdd", fsdd_dir)),
+        ("twemoji", lambda: twemoji.build(out / "twemoji", cache)),
+        # espeak-ng readings of the captions of the sets above (3 voices a caption)
+        ("speech", lambda: speech.build(out / "speech", [out / s / f"{p}.jsonl" for s in ("openclipart", "openmoji", "tuxpaint", "asterisk",
+                                                                                          "tuxpaint-sounds") for p in ("train", "val", "test")])),
+    ]
+    for name, step in steps:
+        if (out / name / "test.jsonl").exists():
+            log.info("%s: ready", name)
+            continue
+        log.info("%s: %s", name, step())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--fsdd", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/fsdd")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    prepare(args.out, args.cache, args.fsdd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Twemoji (npm ``@twemoji/svg``, graphics CC-BY-4.0): emoji of another drawing style, captioned
+with the same CLDR annotations as OpenMoji (the Unicode names).
+
+An evaluation set only (never trained on): it tests a change of drawing style, not new words.
+Every emoji goes to ``test.jsonl``; ``test-unseen.jsonl`` keeps those whose caption is in
+OpenMoji's test split (captions the model never trained on either).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from .common import caption_key, fetch_npm, rasterise_all, split_of
+
+log = logging.getLogger(__name__)
+PACKAGE = "@twemoji/svg@15.0.0"
+CAPTIONS = "openmoji@17.0.0"
+
+
+def _twemoji_name(hexcode: str) -> str:
+    # Twemoji drops the FE0F variation selector from file names (except in sequences with 200D).
+    parts = hexcode.lower().split("-")
+    if "200d" not in parts:
+        parts = [p for p in parts if p != "fe0f"]
+    return "-".join(parts)
+
+
+def build(out: Path, cache: Path) -> dict[str, int]:
+    svgs = fetch_npm(PACKAGE, cache)
+    names = json.loads((fetch_npm(CAPTIONS, cache) / "data/openmoji.json").read_text(encoding="utf-8"))
+    folder = next(p for p in (svgs, svgs / "svg", svgs / "assets/svg") if any(p.glob("1f600*.svg")))
+    rows, jobs, seen = [], [], set()
+    for e in names:
+        if e.get("skintone") or not e.get("annotation"):
+            continue
+        key = caption_key(e["annotation"])
+        svg = folder / f"{_twemoji_name(e['hexcode'])}.svg"
+        if key in seen or not svg.is_file():
+            continue
+        seen.add(key)
+        rel = Path("images") / f"{e['hexcode']}.png"
+        rows.append({"image": str(rel), "text": e["annotation"], "source": "twemoji", "category": e.get("group", "")})
+        jobs.append((svg, out / rel))
+    out.mkdir(parents=True, exist_ok=True)
+    failed = rasterise_all(jobs)
+    rows = [r for r in rows if out / r["image"] not in failed]
+    unseen = [r for r in rows if split_of(caption_key(r["text"])) == "test"]
+    for name, part in (("test.jsonl", rows), ("test-unseen.jsonl", unseen)):
+        (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+    return {"test": len(rows), "test-unseen": len(unseen), "failed": len(failed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(build(args.out, args.cache))
+
+
+if __name__ == "__main__":
+    main()

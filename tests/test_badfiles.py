@@ -1,0 +1,139 @@
+"""The bad-file corpus: every kind of broken, odd or hostile file is either indexed correctly or
+skipped with a specific reason, the run finishes, and every good file is indexed."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+import indexer
+from indexer.layout import Layout
+from indexer.paths import unescape_path
+from indexer.schema import FILE
+from indexer.store import Store
+from tests.helpers import RATE, write_audio, write_image
+
+
+def png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG that declares ``width x height`` pixels but holds almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict[str, str], list[str]]:
+    """(root, {file name: expected reason fragment} for files that must be skipped, [good files])."""
+    root = tmp_path_factory.mktemp("bad") / "media"
+    root.mkdir()
+    good, bad = [], {}
+    jpeg = write_image(root / "ok.jpg", seed=1).read_bytes()
+    png = write_image(root / "ok.png", seed=2).read_bytes()
+    good += ["ok.jpg", "ok.png"]
+    (root / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (root / "truncated.png").write_bytes(png[: len(png) // 2])
+    bad |= {"truncated.jpg": "truncated", "truncated.png": "truncated"}
+    (root / "zero.png").write_bytes(b"")
+    (root / "zero.wav").write_bytes(b"")
+    bad |= {"zero.png": "empty file", "zero.wav": "empty file"}
+    (root / "words.jpg").write_text("this is a text file with an image extension")
+    bad["words.jpg"] = "not an image"
+    png_header_only(root / "huge-header.png", 30000, 30000)
+    bad["huge-header.png"] = "too large"
+    Image.new("1", (12000, 12000)).save(root / "bomb.png")  # 144M pixels in a few kB
+    bad["bomb.png"] = "too large"
+    exif = Image.new("RGB", (60, 40), (200, 30, 30)).getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    Image.new("RGB", (60, 40), (200, 30, 30)).save(root / "rotated.jpg", exif=exif)
+    Image.new("CMYK", (50, 50), (0, 128, 255, 0)).save(root / "cmyk.jpg")
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(root / "deep16.png")
+    Image.new("P", (40, 40), 3).save(root / "palette.png")
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 255, 0))]
+    frames[0].save(root / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    good += ["rotated.jpg", "cmyk.jpg", "deep16.png", "palette.png", "animated.gif"]
+
+    write_audio(root / "ok.wav", seed=3)
+    good.append("ok.wav")
+    ogg = write_audio(root / "tmp.ogg", seed=4, seconds=3.0, fmt="OGG").read_bytes()
+    (root / "tmp.ogg").unlink()
+    (root / "broken-page.ogg").write_bytes(ogg[:200] + bytes(len(ogg) // 2) + ogg[200 + len(ogg) // 2 :])
+    sf.write(root / "header-only.wav", np.zeros(0, np.float32), RATE)
+    bad["header-only.wav"] = "no samples"
+    sf.write(root / "blip.wav", np.ones(80, np.float32) * 0.1, 8000)  # 0.01 s
+    good.append("blip.wav")
+    with sf.SoundFile(root / "two-hours.flac", "w", samplerate=8000, channels=1, format="FLAC") as f:
+        block = np.zeros(8000 * 600, np.float32)
+        for _ in range(12):
+            f.write(block)
+    good.append("two-hours.flac")
+    try:
+        sf.write(root / "tone.mp3", np.sin(np.arange(RATE) / 10).astype(np.float32) * 0.3, RATE, format="MP3")
+        good.append("tone.mp3")
+    except (sf.LibsndfileError, TypeError, ValueError):
+        pass  # this libsndfile cannot write MP3; reading is covered by test_audio
+    (root / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    (root / "voice.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(64))
+    bad |= {"photo.heic": "unsupported format", "voice.m4a": "unsupported format"}
+    os.symlink(root / "missing.png", root / "dangling.png")
+    bad["dangling.png"] = "broken symbolic link"
+    (root / "loop").mkdir()
+    os.symlink(root / "loop", root / "loop" / "again")
+    odd_names = ["new\nline.png", "  spaced  name .png", os.fsdecode(b"bad-\xff\xfe.png")]
+    for n, name in enumerate(odd_names):
+        write_image(root / name, seed=20 + n)
+    good += odd_names
+    if os.geteuid() != 0:
+        write_image(root / "locked.png", seed=30).chmod(0)
+        bad["locked.png"] = "permission denied"
+    return root, bad, good
+
+
+def test_every_bad_file_is_skipped_with_its_reason_and_every_good_one_indexed(corpus, tiny) -> None:
+    root, bad, good = corpus
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=1))
+    reasons = {os.path.relpath(s["path"], root): s["reason"] for s in summary.skipped}
+    for name, fragment in bad.items():
+        assert name in reasons, f"{name} was not skipped"
+        assert fragment in reasons[name], (name, reasons[name])
+    store = Store(Layout(root / ".xmr").db_url())
+    rows = {unescape_path(r.path): r for r in store.items(FILE)}
+    store.close()
+    assert set(good) <= set(rows), set(good) - set(rows)
+    assert not set(bad) & set(rows)
+    assert (rows["rotated.jpg"].width, rows["rotated.jpg"].height) == (40, 60)  # EXIF rotation applied
+    assert rows["two-hours.flac"].duration == pytest.approx(7200.0)
+    assert rows["blip.wav"].duration == pytest.approx(0.01)
+    # the OGG with a zeroed page: decoded as far as it goes, or skipped with a reason; never a crash
+    assert "broken-page.ogg" in rows or "broken-page.ogg" in reasons
+    unexpected = set(reasons) - set(bad) - {"broken-page.ogg"}
+    assert not unexpected, {n: reasons[n] for n in unexpected}
+
+
+def test_unreadable_files_as_root_are_not_tested(corpus) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root: a file without read permission is still readable, so the case means nothing here")
+    _, bad, _ = corpus
+    assert "locked.png" in bad
+
+
+def test_a_file_deleted_between_scan_and_decode(tmp_path: Path, tiny) -> None:
+    root = tmp_path / "media"
+    for n in range(4):
+        write_image(root / f"{n}.png", seed=n)
+
+    def vanish(done: int, total: int) -> None:  # called once planning is over, before decoding
+        if done == 0 and (root / "2.png").exists():
+            (root / "2.png").unlink()
+
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0), progress=vanish)
+    assert [(Path(s["path"]).name, s["reason"]) for s in summary.skipped] == [("2.png", "file vanished before it could be read")]
+    assert summary.counts == {"image": 3}
