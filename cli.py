@@ -172,6 +172,8 @@ def index(
             summary = indexer.index_folder(folder, encoder, options, progress=progress)
     except (indexer.XmrIndexError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc), code=1)
+    except OSError as exc:
+        _fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}); is the disk full?", code=1)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=True))
     else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy import update
 
 from .decode import Decoded, decode, file_hash
 from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, read_manifest, write_json_atomic
@@ -147,6 +148,9 @@ class _Run:
         self.summary = Summary(index=str(layout.dir))
         self.manifest = self._check_manifest()
         self.store = Store(options.db_url or layout.db_url(self.manifest))
+        # The manifest goes down only once its database exists: a reader that finds the
+        # manifest can always open the database.
+        write_json_atomic(self.layout.manifest, self.manifest)
         if options.rebuild:
             self._wipe()
         self.shards = {m: ShardSet(layout.shards, m, encoder.embed_dim, self.manifest["index_type"], self.manifest["shard_size"]).load()
@@ -184,7 +188,6 @@ class _Run:
         if self.options.db_url:
             manifest["db"] = self.options.db_url
         manifest.setdefault("created", _now())
-        write_json_atomic(self.layout.manifest, manifest)
         return manifest
 
     def _wipe(self) -> None:
@@ -414,13 +417,10 @@ class _Run:
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         new = [Item(id=w.item_id, **w.values, status=INDEXED, model=self.encoder.name, indexed_at=now) for w in self.pending_rows if w.new]
         changed = [(w.item_id, {**w.values, "status": INDEXED, "model": self.encoder.name, "indexed_at": now}) for w in self.pending_rows if not w.new]
-        with self.store.session() as s:
+        with self.store.writing("save the new items") as s:
             s.add_all(new)
-            from sqlalchemy import update
-
             for item_id, values in changed:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
-            s.commit()
         self.summary.added += len(new)
         self.summary.updated += len(changed)
         self.pending_rows = []

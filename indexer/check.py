@@ -62,7 +62,7 @@ def check_index(index_dir: str | os.PathLike, check_files: bool = True) -> Check
         report.add("manifest", f"no manifest at {layout.manifest}: not an xmr index")
         return report
     try:
-        store = Store(layout.db_url(manifest))
+        store = Store(layout.db_url(manifest), create=False)
     except Exception as exc:  # noqa: BLE001
         report.add("database", str(exc))
         return report

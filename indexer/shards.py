@@ -41,9 +41,10 @@ def faiss_module():
 def write_atomic(index, path: Path) -> None:
     """Write a FAISS index to ``path`` via a temporary file, fsync and rename."""
     faiss = faiss_module()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         faiss.write_index(index, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -53,10 +54,27 @@ def write_atomic(index, path: Path) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except (RuntimeError, OSError) as exc:
+        _unlink_quietly(tmp)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _faiss_reason(str(exc))
+        raise ShardError(f"cannot write shard {path} ({reason}); is the disk full? The previous version of the shard is intact") from exc
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
+
+
+def _faiss_reason(message: str) -> str:
+    # FAISS puts the system's reason last, in parentheses: "... write error in X: 4051 != 12800 (File too large)"
+    found = re.search(r"\(([^()]+)\)\s*$", message.strip())
+    return found.group(1) if found else message.strip().splitlines()[-1][-160:]
+
+
+def _unlink_quietly(path: str | None) -> None:
+    try:
+        if path and os.path.exists(path):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def read_index(path: Path, mmap: bool = False):

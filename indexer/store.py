@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
@@ -81,6 +82,18 @@ class Store:
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
 
+    @contextmanager
+    def writing(self, what: str) -> Iterator[Session]:
+        """A session committed at the end; any database error becomes a :class:`StoreError`
+        saying what could not be saved (the transaction rolls back: nothing half-written)."""
+        try:
+            with self.session() as s:
+                yield s
+                s.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what} in {self.safe_url} ({str(exc.orig if getattr(exc, 'orig', None) else exc).splitlines()[0]}); "
+                             "is the disk full? Everything saved before is intact") from exc
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -128,50 +141,42 @@ class Store:
     # --- writes --------------------------------------------------------------------------
     def add(self, items: Sequence[Item]) -> list[Item]:
         """Insert items (ids assigned by the database) and commit."""
-        with self.session() as s:
+        with self.writing("add items") as s:
             s.add_all(items)
-            s.commit()
-            return list(items)
+        return list(items)
 
     def mark_indexed(self, ids: Sequence[int], model: str) -> None:
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with self.session() as s:
+        with self.writing("mark items indexed") as s:
             for start in range(0, len(ids), 900):
                 s.execute(update(Item).where(Item.id.in_(ids[start : start + 900])).values(status=INDEXED, indexed_at=now, model=model))
-            s.commit()
 
     def mark_pending(self, ids: Sequence[int]) -> None:
-        with self.session() as s:
+        with self.writing("mark items pending") as s:
             for start in range(0, len(ids), 900):
                 s.execute(update(Item).where(Item.id.in_(ids[start : start + 900])).values(status=PENDING))
-            s.commit()
 
     def update(self, item_id: int, **values) -> None:
-        with self.session() as s:
+        with self.writing("update an item") as s:
             s.execute(update(Item).where(Item.id == item_id).values(**values))
-            s.commit()
 
     def update_many(self, changes: Sequence[tuple[int, dict]]) -> None:
-        with self.session() as s:
+        with self.writing("update items") as s:
             for item_id, values in changes:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
-            s.commit()
 
     def delete(self, ids: Sequence[int]) -> None:
-        with self.session() as s:
+        with self.writing("delete items") as s:
             for start in range(0, len(ids), 900):
                 s.execute(delete(Item).where(Item.id.in_(ids[start : start + 900])))
-            s.commit()
 
     def save_manifest_copy(self, manifest: dict) -> None:
         """Keep a copy of the manifest, so a damaged manifest file can be restored."""
         import json
 
-        with self.session() as s:
+        with self.writing("save the manifest copy") as s:
             s.merge(Meta(key="manifest", value=json.dumps(manifest)))
-            s.commit()
 
     def delete_all(self) -> None:
-        with self.session() as s:
+        with self.writing("delete every item") as s:
             s.execute(delete(Item))
-            s.commit()
