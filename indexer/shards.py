@@ -135,7 +135,8 @@ class ShardSet:
         self.dirty: set[int] = set()
         self._untrained: list[tuple[np.ndarray, np.ndarray]] = []
         self._template = None
-        self._views: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}  # shard number -> (vectors, ids)
+        self._views: dict[int, tuple[np.ndarray, np.ndarray] | bool] = {}  # shard number -> (vectors, ids); False: not flat
+        self._searches: dict[int, int] = {}
 
     # --- files ---------------------------------------------------------------------------
     def shard_path(self, n: int) -> Path:
@@ -352,7 +353,22 @@ class ShardSet:
         self._cpu_shards = None
 
     def _view(self, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-        if n not in self._views:
-            vectors = flat_vectors(self.shards[n])
-            self._views[n] = None if vectors is None else (vectors, shard_ids(self.shards[n]))
+        """The shard's vectors and ids for the numpy path, or None to search through FAISS."""
+        cached = self._views.get(n)
+        if cached is not None:
+            return cached or None
+        vectors = flat_vectors(self.shards[n])
+        if vectors is None:
+            self._views[n] = False  # not a plain flat index
+            return None
+        if vectors.ctypes.data % 16:
+            # Memory-mapped: FAISS's file layout leaves the floats unaligned, and BLAS will not
+            # take unaligned data (numpy then falls back to a loop 30x slower). The first query
+            # (a cold CLI query) lets FAISS read the mapping in place; from the second on, an
+            # aligned copy is searched with BLAS.
+            self._searches[n] = self._searches.get(n, 0) + 1
+            if self._searches[n] == 1:
+                return None
+            vectors = np.array(vectors)
+        self._views[n] = (vectors, shard_ids(self.shards[n]))
         return self._views[n]

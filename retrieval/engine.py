@@ -86,6 +86,12 @@ class Engine:
         engine._device = device
         if model is not None:
             engine._check_model(model)
+        try:
+            for modality in engine.modalities:  # memory-mapped, so cheap; a damaged shard is named now
+                engine.shards(modality)
+        except Exception:
+            engine.close()
+            raise
         return engine
 
     # --- the model -----------------------------------------------------------------------

@@ -95,7 +95,7 @@ def test_truncated_shard_is_named_and_fixed(tmp_path: Path, tiny) -> None:
     shard = root / ".xmr/shards/image-00000.faiss"
     shard.write_bytes(shard.read_bytes()[:100])
     with pytest.raises(Exception, match="image-00000.faiss is unreadable"):
-        Engine.open(root, model=tiny).search(text="x", to="image")
+        Engine.open(root, model=tiny)
     sick = _cli("doctor", "--index", str(root), "--json")
     assert sick.exit_code == 1
     problems = json.loads(sick.stdout)["problems"]

@@ -320,6 +320,12 @@ def test_sharded_search_equals_one_flat_index(tmp_path: Path) -> None:
     d, i = reloaded.search(queries, 25)  # numpy BLAS path over the shards' own memory
     np.testing.assert_allclose(d, d_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(i, i_ref)
+    mapped = ShardSet(tmp_path, "image", 16, "Flat", shard_size=50).load(mmap=True)
+    for _ in range(2):  # memory-mapped: FAISS reads the mapping first, then an aligned copy goes to BLAS
+        d_map, i_map = mapped.search(queries, 25)
+        np.testing.assert_allclose(d_map, d_ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(i_map, i_ref)
+    assert mapped._views and all(v is not False for v in mapped._views.values())
     d_sel, i_sel = reloaded.search(queries, 25, selector=faiss.IDSelectorBatch(ids))  # FAISS path
     np.testing.assert_allclose(d_sel, d_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(i_sel, i_ref)
