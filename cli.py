@@ -174,10 +174,14 @@ def index(
         _fail(str(exc), code=1)
     except OSError as exc:
         _fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}); is the disk full?", code=1)
+    except KeyboardInterrupt:
+        _fail("interrupted before indexing began; nothing was changed", code=130)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=True))
     else:
         _print_summary(summary)
+    if summary.interrupted:
+        raise typer.Exit(130)  # stopped by Ctrl-C: what was embedded is saved, the rest waits for the next run
 
 
 def _create_model(name: str, device: str):
