@@ -200,13 +200,17 @@ class _Run:
         self._reconcile()
         self.next_id = self._max_id() + 1
         work = self._plan_files() + self._plan_texts()
-        try:
-            self._embed(work)
-        except KeyboardInterrupt:
-            log.warning("interrupted: saving what is embedded so far")
-            self.summary.interrupted = True
-        finally:
-            self._checkpoint()
+        with _StopOnSigint() as stop:
+            self.stop = stop
+            try:
+                self._embed(work)
+            except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
+                stop.requested = True
+            finally:
+                if stop.requested:
+                    log.warning("interrupted: saving what is embedded so far")
+                    self.summary.interrupted = True
+                self._checkpoint()
         self.summary.counts = self.store.counts()
         self.summary.seconds = round(time.monotonic() - self.started, 3)
         self.manifest["last_run"] = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
@@ -348,6 +352,8 @@ class _Run:
         self.total, self.done = len(work), 0
         self._report(0)
         for modality, batch in self._batches(work):
+            if self.stop.requested:
+                break
             vectors = self._encode(modality, batch)
             ids = np.array([w.item_id for w, _ in batch], dtype=np.int64)
             self.pending_vectors[modality].append((vectors, ids))
@@ -436,6 +442,31 @@ def _decode_all(jobs: Iterable[tuple], workers: int | None) -> Iterator[Decoded]
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_ignore_sigint) as pool:
         yield from pool.imap(decode, jobs, chunksize=4)
+
+
+class _StopOnSigint:
+    """While indexing, the first Ctrl-C asks the run to stop after the current batch (so it
+    never lands in the middle of a checkpoint); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self) -> "_StopOnSigint":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _ignore_sigint() -> None:

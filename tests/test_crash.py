@@ -79,19 +79,18 @@ def test_sigkill_loop_ends_equal_to_a_clean_run(tmp_path: Path, tiny, request: p
 
 
 def test_ctrl_c_stops_cleanly_with_progress_saved(tmp_path: Path) -> None:
-    root = make_media(tmp_path / "media", images=200, audio=10, texts=5, seed=5)
+    root = make_media(tmp_path / "media", images=800, audio=10, texts=5, seed=5)
     env = {**__import__("os").environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "cli", "index", str(root), "--model", "xmr-tiny", "--batch-size", "8", "--json", "-v"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     for line in proc.stderr:  # plain progress lines (not a terminal): wait for embedding to start
         if line.startswith("INFO xmr: index:"):
             break
-    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     summary = __import__("json").loads(out.strip().splitlines()[-1])
     assert proc.returncode == 130, err
-    assert summary["interrupted"] is True and 0 < summary["added"] < 215
+    assert summary["interrupted"] is True and 0 < summary["added"] < 815
     report = check_index(root / ".xmr")
     assert report.ok, report.problems
     assert sum(report.counts.values()) == summary["added"]
