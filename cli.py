@@ -131,6 +131,23 @@ def train(
     typer.echo(json.dumps(result))
 
 
+@app.command("ship")
+def ship_weights(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder made by `xmr train` (e.g. runs/mini/best).")],
+    model: Annotated[str, typer.Option(help="The model whose packaged weights to replace.")] = "xmr-mini",
+    force: Annotated[bool, typer.Option(help="Ship even when validation recall is not higher.")] = False,
+) -> None:
+    """Make a checkpoint the packaged weights of a model (only when it beats them on validation)."""
+    _setup_logging(False)
+    from retrieval.train.ship import ShipError, ship
+
+    try:
+        target = ship(checkpoint, model, force=force)
+    except ShipError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"shipped {checkpoint} as {target}")
+
+
 @app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="The media folder to index (recursively).")],

@@ -156,3 +156,27 @@ def test_bind_an_audio_tower_into_an_open_clip_text_space(tones_manifest: Path, 
     assert vec.shape == (1, bound.embed_dim)
     assert np.allclose(vec, trainer.embed_items("audio", trainer.val_sets["audio"])[[6]], atol=1e-4)
     assert (texts @ vec.T).shape == (6, 1)
+
+
+def test_ship_only_better_checkpoints(tmp_path) -> None:
+    import json as _json
+
+    from retrieval.train.ship import ShipError, ship
+
+    def checkpoint(name: str, score: float, model: str = "xmr-tiny") -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "weights.safetensors").write_bytes(name.encode())
+        (folder / "meta.json").write_text(_json.dumps({"model": model, "step": 7, "val_mean_R@10": score}))
+        return folder
+
+    shipped = tmp_path / "weights"
+    ship(checkpoint("first", 40.0), "xmr-tiny", weights_dir=shipped)
+    assert (shipped / "xmr-tiny.safetensors").read_bytes() == b"first"
+    with pytest.raises(ShipError, match="not better"):
+        ship(checkpoint("worse", 39.0), "xmr-tiny", weights_dir=shipped)
+    ship(checkpoint("better", 41.5), "xmr-tiny", weights_dir=shipped)
+    assert (shipped / "xmr-tiny.safetensors").read_bytes() == b"better"
+    assert _json.loads((shipped / "xmr-tiny.json").read_text())["val_mean_R@10"] == 41.5
+    with pytest.raises(ShipError, match="holds a 'xmr-mini' model"):
+        ship(checkpoint("other", 99.0, model="xmr-mini"), "xmr-tiny", weights_dir=shipped)
