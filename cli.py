@@ -203,8 +203,10 @@ def index(
 
 def _create_model(name: str, device: str):
     from retrieval import create_model
+    from retrieval.registry import inference_runtime
 
-    return create_model(name, device=None if device == "auto" else device)
+    device = None if device == "auto" else device
+    return create_model(name, device=device, runtime=inference_runtime(name, device))
 
 
 def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported lazily

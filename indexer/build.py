@@ -349,6 +349,9 @@ class _Run:
 
     # --- embedding -----------------------------------------------------------------------
     def _embed(self, work: list[Work]) -> None:
+        warm = getattr(self.encoder, "warm", None)
+        if warm is not None and work:
+            warm(sorted({w.modality for w in work}))
         self.total, self.done = len(work), 0
         self._report(0)
         for modality, batch in self._batches(work):

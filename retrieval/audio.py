@@ -48,6 +48,11 @@ def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
     return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
 
 
+@lru_cache(maxsize=4)
+def _hann(n: int) -> np.ndarray:
+    return np.hanning(n + 1)[:-1].astype(np.float32)  # periodic Hann
+
+
 @lru_cache(maxsize=16)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
     """Triangular, Slaney-normalised mel filters, shape ``[n_mels, n_fft // 2 + 1]`` (float32)."""
@@ -198,15 +203,28 @@ class AudioPreprocessor:
         return np.stack([self._fit(wave[s : s + self.window_samples]) for s in starts])
 
     def log_mel(self, windows: np.ndarray) -> np.ndarray:
-        """Log-mel spectrogram of each window: ``[W, samples] -> [W, n_mels, frames]`` float32."""
+        """Log-mel spectrogram of each window: ``[W, samples] -> [W, n_mels, frames]`` float32.
+
+        Frames that lie wholly in a window's trailing zero padding are not transformed: their
+        power is exactly zero, so they get ``log(1e-6)`` directly (a short clip costs only its
+        own length, not the full window's)."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None]
         pad = self.n_fft // 2
-        padded = np.pad(windows, ((0, 0), (pad, pad)), mode="constant")
-        n_frames = 1 + (padded.shape[1] - self.n_fft) // self.hop_length
-        idx = np.arange(self.n_fft)[None, :] + self.hop_length * np.arange(n_frames)[:, None]
-        frames = padded[:, idx] * np.hanning(self.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
-        power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
-        mel = power.astype(np.float32) @ mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).T
-        return np.log(mel + 1e-6).transpose(0, 2, 1).astype(np.float32)
+        n_frames = 1 + windows.shape[1] // self.hop_length  # frames of the centre-padded window
+        out = np.full((windows.shape[0], n_frames, self.n_mels), np.log(np.float32(1e-6)), dtype=np.float32)
+        nonzero = windows != 0
+        valid = np.where(nonzero.any(axis=1), windows.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
+        active = np.minimum(n_frames, -(-(pad + valid) // self.hop_length))  # frames touching a sample, per window
+        most = int(active.max())
+        if most:
+            padded = np.pad(windows, ((0, 0), (pad, pad)), mode="constant")
+            idx = np.arange(self.n_fft)[None, :] + self.hop_length * np.arange(most)[:, None]
+            spec = np.fft.rfft(padded[:, idx] * _hann(self.n_fft), axis=-1)
+            power = spec.real**2 + spec.imag**2
+            fbank = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).T
+            out[:, :most] = np.log(power @ fbank + 1e-6)
+            for w in np.flatnonzero(active < most):  # frames past a window's last sample stay log(1e-6)
+                out[w, active[w] :] = np.log(np.float32(1e-6))
+        return out.transpose(0, 2, 1).copy()

@@ -98,11 +98,10 @@ class Engine:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            from .registry import create_model, resolve
+            from .registry import create_model, inference_runtime
 
-            name = self.manifest["model"]
-            runtime = "onnx" if resolve(name).kind == "xmr" else "torch"
-            self._encoder = create_model(name, device=getattr(self, "_device", None), runtime=runtime)
+            name, device = self.manifest["model"], getattr(self, "_device", None)
+            self._encoder = create_model(name, device=device, runtime=inference_runtime(name, device))
             self._check_model(self._encoder)
         return self._encoder
 

@@ -42,6 +42,9 @@ class OnnxEncoder(Encoder):
         self.modalities = tuple(manifest["modalities"])
         cfg = spec.config
         options = ort.SessionOptions()
+        # Idle intra-op threads sleep instead of spinning: while indexing, decode workers need
+        # those cores (measured: end-to-end indexing 4.46 s -> 3.33 s on 2 cores, encoder alone unchanged).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self._options = options
@@ -62,6 +65,12 @@ class OnnxEncoder(Encoder):
                 str(self.folder / f"{modality}.onnx"), self._options, providers=["CPUExecutionProvider"]
             )
         return self._sessions[modality]
+
+    def warm(self, modalities: tuple[str, ...] | list[str]) -> None:
+        """Create the sessions of ``modalities`` now (each takes ~0.1 s), not on first use."""
+        for modality in modalities:
+            if modality in self.modalities:
+                self._session(modality)
 
     def _text_forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self._session("text").run(None, {"input_ids": ids, "attention_mask": mask})[0]

@@ -27,9 +27,9 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
     import indexer
     from indexer.decode import decode
     from indexer.scan import Found, walk
-    from retrieval.registry import create_model
+    from retrieval.registry import create_model, inference_runtime
 
-    encoder = create_model(model)
+    encoder = create_model(model, runtime=inference_runtime(model))  # as `xmr index` does
     files = [f for f in walk(folder) if isinstance(f, Found) and f.modality in encoder.modalities]
     by_modality: dict[str, list[Found]] = {}
     for f in files:
