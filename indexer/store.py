@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -112,6 +113,17 @@ class Store:
             for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
                 for item in s.scalars(select(Item).where(Item.id.in_(ids[start : start + 900]))):
                     out[item.id] = item
+        return out
+
+    def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Like :meth:`by_ids`, as plain rows (attribute access, no ORM objects): several times
+        faster for the hits of a query batch."""
+        table = Item.__table__
+        out: dict[int, Any] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 900):
+                for row in conn.execute(select(table).where(table.c.id.in_(ids[start : start + 900]))):
+                    out[row.id] = row
         return out
 
     def counts(self, status: str | None = INDEXED) -> dict[str, int]:

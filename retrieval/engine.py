@@ -168,7 +168,14 @@ class Engine:
                     continue
                 selector = _id_selector(allowed)
             scores, ids = shards.search(queries, k + OVERFETCH, selector=selector)
-            rows = self.store.by_ids(int(i) for i in np.unique(ids) if i >= 0)
+            # Rows of the top k first; the over-fetched ones only for queries that lack rows
+            # (vectors an indexer has written but not yet committed).
+            top = ids[:, :k]
+            rows = self.store.rows_by_ids(np.unique(top[top >= 0]).tolist())
+            short = [q for q in range(len(queries)) if sum(int(i) in rows for i in top[q] if i >= 0) < min(k, int((ids[q] >= 0).sum()))]
+            if short:
+                extra = ids[short, k:]
+                rows.update(self.store.rows_by_ids(np.unique(extra[extra >= 0]).tolist()))
             for q in range(len(queries)):
                 hits = out[q]
                 rank = 0

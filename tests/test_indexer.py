@@ -378,3 +378,16 @@ def test_exact_topk_matches_full_sort() -> None:
     np.testing.assert_array_equal(rows, ref)
     np.testing.assert_allclose(scores, np.take_along_axis(full, ref, 1), rtol=1e-6)
     assert exact.topk_inner_product(xb[:3], queries, 10)[1].shape == (7, 3)
+
+
+def test_block_selection_matches_argpartition() -> None:
+    from indexer.exact import BLOCK, _block_topk
+
+    rng = np.random.default_rng(9)
+    scores = rng.standard_normal((6, 40 * BLOCK + 77)).astype(np.float32)
+    scores[0, -3:] = 50.0  # winners in the ragged tail
+    scores[1, :BLOCK] = 40.0  # a block full of winners
+    got_s, got_c = _block_topk(scores, 12)
+    ref = np.argsort(-scores, axis=1, kind="stable")[:, :12]
+    np.testing.assert_array_equal(np.sort(got_s, axis=1), np.sort(np.take_along_axis(scores, ref, 1), axis=1))
+    np.testing.assert_array_equal(np.take_along_axis(scores, got_c, 1), got_s)

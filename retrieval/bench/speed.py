@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .report import machine_info, markdown_table, write_outputs
-from .synthetic import synthetic_index, unit_vectors
+from .synthetic import queries_near, synthetic_index, unit_vectors
 
 log = logging.getLogger(__name__)
 APPROXIMATE_DEFAULT = ("HNSW32", "IVF1024,Flat", "SQ8", "Flat-fp16")
@@ -49,7 +49,8 @@ def cases(cfg: SpeedConfig) -> list[tuple[int, str]]:
 
 
 def _timed(fn, reps: int) -> list[float]:
-    fn()  # warm
+    fn()  # warm: the first query of a memory-mapped flat shard reads it in place,
+    fn()  # the second makes its aligned copy for BLAS (see indexer/shards.py)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -74,16 +75,16 @@ def run_speed(cfg: SpeedConfig, out_dir: str | None = None) -> dict[str, Any]:
     weights_hash = spec.weights_hash()
     cfg.dim = cfg.dim or int(spec.config["embed_dim"])
     cache = Path(os.path.expanduser(cfg.cache))
-    queries = unit_vectors(cfg.queries, cfg.dim, seed=12345)
     results = []
     by_size: dict[int, list[tuple[int, str]]] = {}
     for n, factory in cases(cfg):
         by_size.setdefault(n, []).append((n, factory))
     for n, group in sorted(by_size.items()):
         matrix = unit_vectors(n, cfg.dim, seed=0)  # the same vectors every index of this size holds
+        queries = queries_near(matrix, cfg.queries, seed=12345)
         exact = numpy_topk(matrix, queries, cfg.k) + 1  # ids are rows + 1
         for _, factory in group:
-            folder = cache / f"{factory.replace(',', '_')}-{n}-{cfg.dim}-{weights_hash[:8]}"
+            folder = cache / f"{factory.replace(',', '_')}-{n}-{cfg.dim}-{weights_hash[:8]}-c"
             synthetic_index(folder, n, cfg.model, weights_hash, cfg.dim, FACTORY_ALIASES.get(factory, factory))
             with Engine.open(folder) as engine:
                 for batch in cfg.batches:
@@ -141,7 +142,7 @@ def cold_cli(cfg: SpeedConfig, cache: Path, weights_hash: str) -> dict[str, Any]
     export made once beforehand, as any first query makes it)."""
     from retrieval.registry import create_model
 
-    folder = cache / f"Flat-{cfg.cold_size}-{cfg.dim}-{weights_hash[:8]}"
+    folder = cache / f"Flat-{cfg.cold_size}-{cfg.dim}-{weights_hash[:8]}-c"
     synthetic_index(folder, cfg.cold_size, cfg.model, weights_hash, cfg.dim)
     create_model(cfg.model, runtime="onnx")  # makes the export once
     exe = Path(sys.executable).parent / "xmr"  # this environment's console script, as a user runs it

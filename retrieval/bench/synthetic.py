@@ -19,13 +19,28 @@ from indexer.store import Store
 log = logging.getLogger(__name__)
 
 
-def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+def unit_vectors(n: int, dim: int, seed: int, clusters: int | None = None, spread: float = 0.6) -> np.ndarray:
+    """``n`` unit vectors around ``clusters`` random centres (default: one per 100 vectors), the
+    way real embeddings bunch by topic. Uniformly random high-dimensional vectors would have
+    no near neighbours at all, which no approximate index (and no real collection) shows."""
     rng = np.random.default_rng(seed)
+    clusters = clusters or max(8, n // 100)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     out = np.empty((n, dim), np.float32)
     for start in range(0, n, 100_000):
-        block = rng.standard_normal((min(100_000, n - start), dim), dtype=np.float32)
-        out[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        m = min(100_000, n - start)
+        block = centres[rng.integers(0, clusters, m)] + spread * rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
+
+
+def queries_near(vectors: np.ndarray, count: int, seed: int, noise: float = 0.3) -> np.ndarray:
+    """Queries that resemble stored vectors (a stored vector plus noise), as real queries do."""
+    rng = np.random.default_rng(seed)
+    picked = vectors[rng.integers(0, len(vectors), count)]
+    q = picked + noise * rng.standard_normal(picked.shape, dtype=np.float32) / np.sqrt(vectors.shape[1])
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
 def synthetic_index(folder: str | os.PathLike, n: int, model: str, weights_hash: str, dim: int,
