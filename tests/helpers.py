@@ -61,3 +61,10 @@ def touch_later(path: Path, seconds: float = 10.0) -> None:
     """Move a file's mtime forward (so a rewrite within the same clock tick still looks changed)."""
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + int(seconds * 1e9)))
+
+
+def heavy_modules_loaded(_: object = None) -> list[str]:
+    """Which of the heavy libraries this process has imported (run inside a decode worker)."""
+    import sys
+
+    return sorted(m for m in ("torch", "transformers", "open_clip", "torchvision") if m in sys.modules)

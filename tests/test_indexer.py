@@ -391,3 +391,20 @@ def test_block_selection_matches_argpartition() -> None:
     ref = np.argsort(-scores, axis=1, kind="stable")[:, :12]
     np.testing.assert_array_equal(np.sort(got_s, axis=1), np.sort(np.take_along_axis(scores, ref, 1), axis=1))
     np.testing.assert_array_equal(np.take_along_axis(scores, got_c, 1), got_s)
+
+
+def test_decode_workers_never_import_torch(tmp_path: Path, tiny) -> None:
+    import multiprocessing as mp
+
+    from indexer.build import _ignore_sigint
+    from indexer.decode import decode
+    from tests.helpers import heavy_modules_loaded
+
+    image = write_image(tmp_path / "a.png", seed=1)
+    audio = write_audio(tmp_path / "a.wav", seed=2)
+    jobs = [(0, str(image), "image", tiny.preprocess_image), (1, str(audio), "audio", tiny.preprocess_audio)]
+    with mp.get_context("spawn").Pool(1, initializer=_ignore_sigint) as pool:  # as the indexer starts its workers
+        decoded = pool.map(decode, jobs)
+        loaded = pool.apply(heavy_modules_loaded)
+    assert all(d.ok for d in decoded)
+    assert loaded == []

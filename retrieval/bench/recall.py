@@ -199,8 +199,11 @@ def run_recall(manifests: list[str], model: str, via_index: bool = False, split:
         if missing:
             raise FileNotFoundError(f"{manifest}: {len(missing)} media files not found, e.g. {missing[0]}")
         sets[str(manifest)] = recall(items, encoder, via_index=via_index)
+    import hashlib
+
+    data = {str(m): hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in manifests}  # which manifests, exactly
     payload: dict[str, Any] = {"machine": machine_info(), "model": model, "weights_hash": encoder.weights_hash,
-                               "via_index": via_index, "sets": sets}
+                               "via_index": via_index, "data_sha256": data, "sets": sets}
     if out_dir:
         rows = [{"set": Path(m).parent.name + "/" + Path(m).name, "direction": d, **r} for m, res in sets.items() for d, r in res.items()]
         table = markdown_table(rows, ["set", "direction", "R@1", "R@5", "R@10", "median_rank", "queries", "gallery", "chance@10"])
