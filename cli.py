@@ -98,6 +98,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of data order, augmentation and dropout.")] = 0,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last exactly where it stopped.")] = False,
+    init: Annotated[str, typer.Option(help="Start from the model's packaged weights ('packaged', when it ships any) or from random towers ('scratch').")] = "packaged",
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Train towers into the frozen text space with symmetric InfoNCE."""
@@ -109,12 +110,15 @@ def train(
             _fail(f"manifest not found: {path}")
     if (out / "last").exists() and not resume:
         _fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if init not in ("packaged", "scratch"):
+        _fail(f"--init takes packaged or scratch, not {init!r}")
     if into and not into.startswith("openclip:"):
         _fail("--into takes an open_clip model name, openclip:ARCH/TAG")
     cfg = TrainConfig(
         data=[str(p.resolve()) for p in data], out=str(out), model=model, val=[str(p.resolve()) for p in val],
         modalities=list(modality), epochs=epochs, minutes=minutes, batch_size=batch_size,
         audio_batch_size=audio_batch_size, lr=lr, seed=seed, threads=threads, into=into,
+        overrides={"weights": False} if init == "scratch" else {},
     )
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

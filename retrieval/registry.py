@@ -136,7 +136,7 @@ def resolve(name: str, **overrides: Any) -> ModelSpec:
     """Resolve a model name (and config overrides) into a :class:`ModelSpec`.
 
     Overrides deep-merge into the JSON config; ``weights=PATH`` loads tower weights from a
-    checkpoint instead of the shipped file; ``audio_checkpoint=PATH`` attaches an audio tower
+    checkpoint instead of the shipped file (``weights=False``: none, random towers); ``audio_checkpoint=PATH`` attaches an audio tower
     to an open_clip model.
 
     Raises:
@@ -152,7 +152,9 @@ def resolve(name: str, **overrides: Any) -> ModelSpec:
         raise UnknownModelError(f"unknown model {name!r}; valid names: {', '.join(list_models())} or openclip:ARCH/TAG")
     config = _deep_merge(json.loads(path.read_text()), overrides)
     spec = ModelSpec(name=name, kind="xmr", config=config)
-    if weights:
+    if weights is False:
+        pass  # random towers even where trained weights ship (training from scratch)
+    elif weights:
         spec.weights_file = Path(weights).expanduser()
     elif config.get("weights") and (WEIGHTS_DIR / config["weights"]).is_file():
         spec.weights_file = WEIGHTS_DIR / config["weights"]
