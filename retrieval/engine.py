@@ -61,6 +61,7 @@ class Engine:
         self.manifest = manifest
         self.store = store
         self.root = Path(unescape_path(manifest["root"]))
+        self._root_str = str(self.root)
         self.dim = int(manifest["dim"])
         self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
         self._encoder = encoder
@@ -212,7 +213,7 @@ class Engine:
 
     def _hit(self, rank: int, score: float, row: Item) -> Hit:
         stored = unescape_path(row.path)
-        path = stored if row.kind == TEXT_LINE else str(self.root / stored)
+        path = stored if row.kind == TEXT_LINE else os.path.join(self._root_str, stored)
         meta = {"ext": row.ext, "size": row.size, "mtime": _iso(row.mtime_ns), "content_hash": row.content_hash}
         if row.modality == "image":
             meta.update(width=row.width, height=row.height)

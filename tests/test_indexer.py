@@ -386,7 +386,8 @@ def test_block_selection_matches_argpartition() -> None:
     rng = np.random.default_rng(9)
     scores = rng.standard_normal((6, 40 * BLOCK + 77)).astype(np.float32)
     scores[0, -3:] = 50.0  # winners in the ragged tail
-    scores[1, :BLOCK] = 40.0  # a block full of winners
+    scores[1, ::40] = 40.0  # winners spread over many groups
+    scores[2, :BLOCK] = 30.0  # a contiguous run of winners
     got_s, got_c = _block_topk(scores, 12)
     ref = np.argsort(-scores, axis=1, kind="stable")[:, :12]
     np.testing.assert_array_equal(np.sort(got_s, axis=1), np.sort(np.take_along_axis(scores, ref, 1), axis=1))
