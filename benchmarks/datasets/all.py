@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from . import asterisk, fsdd, openclipart, openmoji, speech, tuxpaint, twemoji
+from . import asterisk, fsdd, gcompris, openclipart, openmoji, speech, tuxpaint, twemoji
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
         ("asterisk", lambda: asterisk.build(out / "asterisk", cache)),
         ("fsdd", lambda: fsdd.build(out / "fsdd", fsdd_dir)),
         ("twemoji", lambda: twemoji.build(out / "twemoji", cache)),
+        ("gcompris-photos", lambda: gcompris.build(out, cache)),  # also writes gcompris-sounds
         # espeak-ng readings of the captions of the sets above (3 voices a caption)
         ("speech", lambda: speech.build(out / "speech", [out / s / f"{p}.jsonl" for s in ("openclipart", "openmoji", "tuxpaint", "asterisk",
                                                                                           "tuxpaint-sounds") for p in ("train", "val", "test")])),
