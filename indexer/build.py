@@ -110,7 +110,7 @@ def index_layout(root: str | os.PathLike, options: IndexOptions) -> Layout:
     """Where the index of ``root`` lives: ``options.index_dir``, else ``root/.xmr``."""
     if options.index_dir:
         return Layout(Path(options.index_dir).expanduser().resolve())
-    return Layout(Path(os.path.abspath(os.fspath(root))) / ".xmr")
+    return Layout(Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / ".xmr")
 
 
 def resolve_model_name(root: str | os.PathLike, options: IndexOptions, requested: str | None) -> str:
@@ -132,7 +132,7 @@ def index_folder(root: str | os.PathLike, encoder: EncoderLike, options: IndexOp
         StoreError / ShardError: the database or a shard cannot be written.
     """
     options = options or IndexOptions()
-    root = Path(os.path.abspath(os.fspath(root)))
+    root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
     if not root.is_dir():
         raise FileNotFoundError(f"not a folder: {root}")
     layout = index_layout(root, options)
