@@ -136,6 +136,7 @@ def test_indexing_benchmark(tmp_path: Path) -> None:
     result = run_indexing(tmp_path / "media", "xmr-tiny", batch_size=4, workers=0, out_dir=str(tmp_path / "out"))
     assert result["items"] == 7 and result["encoder_busy"] > 0
     assert {r["modality"] for r in result["per_modality"]} == {"image", "audio"}
+    assert all(r["end_to_end_items_per_s"] > 0 for r in result["per_modality"])
     assert not (tmp_path / "media/.xmr").exists()
 
 
