@@ -98,6 +98,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of data order, augmentation and dropout.")] = 0,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last exactly where it stopped.")] = False,
+    passes: Annotated[list[str], typer.Option("--passes", help="MODALITY=K: K passes over that modality's pairs per epoch (default 1); repeatable.")] = [],  # noqa: B006
+    warmup: Annotated[int, typer.Option(min=0, help="Learning-rate warm-up steps.")] = 200,
     init: Annotated[str, typer.Option(help="Start from the model's packaged weights ('packaged', when it ships any) or from random towers ('scratch').")] = "packaged",
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -114,10 +116,16 @@ def train(
         _fail(f"--init takes packaged or scratch, not {init!r}")
     if into and not into.startswith("openclip:"):
         _fail("--into takes an open_clip model name, openclip:ARCH/TAG")
+    pass_counts = {}
+    for item in passes:
+        name, _, count = item.partition("=")
+        if name not in modality or not count.isdigit() or int(count) < 1:
+            _fail(f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1, not {item!r}")
+        pass_counts[name] = int(count)
     cfg = TrainConfig(
         data=[str(p.resolve()) for p in data], out=str(out), model=model, val=[str(p.resolve()) for p in val],
         modalities=list(modality), epochs=epochs, minutes=minutes, batch_size=batch_size,
-        audio_batch_size=audio_batch_size, lr=lr, seed=seed, threads=threads, into=into,
+        audio_batch_size=audio_batch_size, lr=lr, seed=seed, threads=threads, into=into, passes=pass_counts, warmup_steps=warmup,
         overrides={"weights": False} if init == "scratch" else {},
     )
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

