@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from . import asterisk, fsdd, gcompris, openclipart, openmoji, speech, tuxpaint, twemoji
+from . import asterisk, emoji_styles, fsdd, gcompris, openclipart, openmoji, speech, tuxpaint, twemoji, wordnet_speech
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,12 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
         ("fsdd", lambda: fsdd.build(out / "fsdd", fsdd_dir)),
         ("twemoji", lambda: twemoji.build(out / "twemoji", cache)),
         ("gcompris-photos", lambda: gcompris.build(out, cache)),  # also writes gcompris-sounds
+        ("noto-emoji", lambda: emoji_styles.build(out, cache)),  # also writes fluent-emoji
         # espeak-ng readings of the captions of the sets above (3 voices a caption)
         ("speech", lambda: speech.build(out / "speech", [out / s / f"{p}.jsonl" for s in ("openclipart", "openmoji", "tuxpaint", "asterisk",
                                                                                           "tuxpaint-sounds") for p in ("train", "val", "test")])),
+        # espeak-ng readings of WordNet words and phrases (training-split captions only)
+        ("speech-wordnet", lambda: wordnet_speech.build(out / "speech-wordnet", cache)),
     ]
     for name, step in steps:
         if (out / name / "test.jsonl").exists():

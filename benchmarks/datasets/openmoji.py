@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from .common import caption_key, fetch_npm, rasterise_all, split_of, write_manifests
@@ -17,18 +18,24 @@ log = logging.getLogger(__name__)
 PACKAGE = "openmoji@17.0.0"
 
 
+def annotated_entries(cache: Path, keep: Callable[[dict], bool] = lambda e: True) -> list[dict]:
+    """OpenMoji's emoji with a CLDR annotation that ``keep`` accepts (say, that have an image in
+    some style), skin-tone variants left out, the first of each caption."""
+    entries = json.loads((fetch_npm(PACKAGE, cache) / "data/openmoji.json").read_text(encoding="utf-8"))
+    out, seen = [], set()
+    for e in entries:
+        if e.get("skintone") or not e.get("annotation") or caption_key(e["annotation"]) in seen or not keep(e):
+            continue
+        seen.add(caption_key(e["annotation"]))
+        out.append(e)
+    return out
+
+
 def build(out: Path, cache: Path) -> dict[str, int]:
     pkg = fetch_npm(PACKAGE, cache)
-    entries = json.loads((pkg / "data/openmoji.json").read_text(encoding="utf-8"))
-    rows, jobs, seen = [], [], set()
-    for e in entries:
-        if e.get("skintone") or not e.get("annotation"):
-            continue
+    rows, jobs = [], []
+    for e in annotated_entries(cache, lambda e: (pkg / "color/svg" / f"{e['hexcode']}.svg").is_file()):
         svg = pkg / "color/svg" / f"{e['hexcode']}.svg"
-        key = caption_key(e["annotation"])
-        if not svg.is_file() or key in seen:
-            continue
-        seen.add(key)
         rel = Path("images") / f"{e['hexcode']}.png"
         tags = ", ".join(t for t in (e.get("tags", "") + "," + e.get("openmoji_tags", "")).split(",") if t.strip())
         alt = [t for t in (tags, f"{e.get('group', '')} {e.get('subgroups', '')}".replace("-", " ").strip()) if t]

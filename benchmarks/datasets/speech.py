@@ -47,6 +47,12 @@ def build(out: Path, caption_manifests: list[Path], per_caption: int = 3, seed: 
         for line in manifest.read_text(encoding="utf-8").splitlines():
             text = json.loads(line)["text"]
             captions.setdefault(caption_key(text), text)
+    return speak(out, captions, per_caption, seed)
+
+
+def speak(out: Path, captions: dict[str, str], per_caption: int = 3, seed: int = 0, source: str = "espeak") -> dict[str, int]:
+    """Speak ``captions`` (caption key -> text) ``per_caption`` times each, every caption in its
+    own split and by voices of that split; writes the clips and ``train/val/test.jsonl``."""
     rng = random.Random(seed)
     pool = {s: [v for v in variants() if voice_split(v) == s] for s in SPLITS}
     log.info("voices per split: %s", {s: len(v) for s, v in pool.items()})
@@ -59,7 +65,7 @@ def build(out: Path, caption_manifests: list[Path], per_caption: int = 3, seed: 
             speed, pitch = rng.randint(120, 200), rng.randint(25, 75)
             args = f"-v {accent}+{variant} -s {speed} -p {pitch}"
             rel = Path("clips") / key[:1] / f"{key[:60].replace(' ', '_')}-{i}.wav"
-            rows.append({"audio": str(rel), "text": text, "source": "espeak", "voice": f"{accent}+{variant}", "speed": speed, "pitch": pitch, "split": split})
+            rows.append({"audio": str(rel), "text": text, "source": source, "voice": f"{accent}+{variant}", "speed": speed, "pitch": pitch, "split": split})
             jobs.append((text, args, out / rel))
     out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(2) as ex:

@@ -14,10 +14,10 @@ import logging
 from pathlib import Path
 
 from .common import caption_key, fetch_npm, rasterise_all, split_of
+from .openmoji import annotated_entries
 
 log = logging.getLogger(__name__)
 PACKAGE = "@twemoji/svg@15.0.0"
-CAPTIONS = "openmoji@17.0.0"
 
 
 def _twemoji_name(hexcode: str) -> str:
@@ -30,17 +30,10 @@ def _twemoji_name(hexcode: str) -> str:
 
 def build(out: Path, cache: Path) -> dict[str, int]:
     svgs = fetch_npm(PACKAGE, cache)
-    names = json.loads((fetch_npm(CAPTIONS, cache) / "data/openmoji.json").read_text(encoding="utf-8"))
     folder = next(p for p in (svgs, svgs / "svg", svgs / "assets/svg") if any(p.glob("1f600*.svg")))
-    rows, jobs, seen = [], [], set()
-    for e in names:
-        if e.get("skintone") or not e.get("annotation"):
-            continue
-        key = caption_key(e["annotation"])
+    rows, jobs = [], []
+    for e in annotated_entries(cache, lambda e: (folder / f"{_twemoji_name(e['hexcode'])}.svg").is_file()):
         svg = folder / f"{_twemoji_name(e['hexcode'])}.svg"
-        if key in seen or not svg.is_file():
-            continue
-        seen.add(key)
         rel = Path("images") / f"{e['hexcode']}.png"
         rows.append({"image": str(rel), "text": e["annotation"], "source": "twemoji", "category": e.get("group", "")})
         jobs.append((svg, out / rel))

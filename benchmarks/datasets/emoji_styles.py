@@ -1,0 +1,77 @@
+"""More emoji drawing styles for training: Noto Emoji (Apache-2.0) and Microsoft's Fluent
+Emoji Flat (MIT), from the Iconify JSON packages on npm, captioned with OpenMoji's CLDR
+annotation of the same code point.
+
+Captions and their split come from OpenMoji (``split_of(caption_key(annotation))``), so an
+emoji whose caption is in OpenMoji's test split is in these sets' test splits too, and never
+trained on. Twemoji stays a style no model here trains on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from .common import caption_key, fetch_npm, rasterise_all, split_of, write_manifests
+from .openmoji import annotated_entries
+
+log = logging.getLogger(__name__)
+STYLES = {  # set name -> (npm package, licence)
+    "noto-emoji": ("@iconify-json/noto@1.2.9", "Apache-2.0"),
+    "fluent-emoji": ("@iconify-json/fluent-emoji-flat@1.2.6", "MIT"),
+}
+
+
+def _codepoints(hexcode: str) -> str:
+    """A code point sequence without variation selectors, lower case: the join key."""
+    return "-".join(p for p in hexcode.lower().split("-") if p != "fe0f")
+
+
+def icon_svg(icons: dict, name: str) -> str:
+    """One Iconify icon as a standalone SVG document (aliases and flips are not icons here)."""
+    icon = icons["icons"][name]
+    width, height = icon.get("width", icons.get("width", 16)), icon.get("height", icons.get("height", 16))
+    left, top = icon.get("left", icons.get("left", 0)), icon.get("top", icons.get("top", 0))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+            f'viewBox="{left} {top} {width} {height}">{icon["body"]}</svg>')
+
+
+def build_style(name: str, out: Path, cache: Path) -> dict[str, int]:
+    package, licence = STYLES[name]
+    pkg = fetch_npm(package, cache)
+    icons = json.loads((pkg / "icons.json").read_text(encoding="utf-8"))
+    chars = {_codepoints(k): v for k, v in json.loads((pkg / "chars.json").read_text(encoding="utf-8")).items()}
+    svg_dir = cache / "svg" / name
+    svg_dir.mkdir(parents=True, exist_ok=True)
+    rows, jobs = [], []
+    for e in annotated_entries(cache, lambda e: chars.get(_codepoints(e["hexcode"])) in icons["icons"]):
+        svg = icon_svg(icons, chars[_codepoints(e["hexcode"])])
+        src = svg_dir / f"{e['hexcode']}.svg"
+        src.write_text(svg, encoding="utf-8")
+        rel = Path("images") / f"{e['hexcode']}.png"
+        rows.append({"image": str(rel), "text": e["annotation"], "source": name, "licence": licence, "category": e.get("group", "")})
+        jobs.append((src, out / rel))
+    out.mkdir(parents=True, exist_ok=True)
+    failed = rasterise_all(jobs)
+    rows = [r for r in rows if out / r["image"] not in failed]
+    return write_manifests(out, rows, lambda r: split_of(caption_key(r["text"])))
+
+
+def build(out: Path, cache: Path) -> dict[str, dict[str, int]]:
+    """Every style, one folder each under ``out``."""
+    return {name: build_style(name, out / name, cache) for name in STYLES}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="the data folder (one sub-folder a style)")
+    parser.add_argument("--cache", type=Path, required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(build(args.out, args.cache))
+
+
+if __name__ == "__main__":
+    main()
