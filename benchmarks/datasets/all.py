@@ -9,7 +9,9 @@ and ``librsvg2-bin``. Writes one folder per set with ``train/val/test.jsonl``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 from pathlib import Path
 
 from . import asterisk, emoji_styles, fsdd, gcompris, openclipart, openmoji, speech, tuxpaint, twemoji, wordnet_speech
@@ -32,12 +34,29 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
                                                                                           "tuxpaint-sounds") for p in ("train", "val", "test")])),
         # espeak-ng readings of WordNet words and phrases (training-split captions only)
         ("speech-wordnet", lambda: wordnet_speech.build(out / "speech-wordnet", cache)),
+        # the three image sets' test splits in one gallery (the headline image recall)
+        ("images-all", lambda: combine(out / "images-all", [out / s / "test.jsonl" for s in ("openclipart", "openmoji", "tuxpaint")])),
     ]
     for name, step in steps:
         if (out / name / "test.jsonl").exists():
             log.info("%s: ready", name)
             continue
         log.info("%s: %s", name, step())
+
+
+def combine(out: Path, manifests: list[Path]) -> dict[str, int]:
+    """One ``test.jsonl`` holding the pairs of ``manifests``, paths made relative to ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for manifest in manifests:
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            for field in ("image", "audio"):
+                if field in row:
+                    row[field] = os.path.relpath(manifest.parent / row[field], out)
+            rows.append(row)
+    (out / "test.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return {"test": len(rows)}
 
 
 def main() -> None:
