@@ -205,7 +205,7 @@ def test_ship_a_partial_run_replaces_only_its_towers(tmp_path) -> None:
     save_file({"towers.image.w": np.zeros(3, np.float32), "towers.audio.w": np.zeros(2, np.float32), "logit_scale": np.ones(1, np.float32)},
               str(shipped / "xmr-tiny.safetensors"))
     old_val = {"text->image": r10(30.0), "image->text": r10(30.0), "text->audio": r10(60.0), "audio->text": r10(60.0)}
-    (shipped / "xmr-tiny.json").write_text(_json.dumps({"model": "xmr-tiny", "val_mean_R@10": 45.0, "val": old_val}))
+    (shipped / "xmr-tiny.json").write_text(_json.dumps({"model": "xmr-tiny", "step": 3, "val_mean_R@10": 45.0, "val": old_val}))
 
     def image_run(name: str, image_r10: float) -> Path:
         folder = tmp_path / name
@@ -228,4 +228,4 @@ def test_ship_a_partial_run_replaces_only_its_towers(tmp_path) -> None:
     record = _json.loads((shipped / "xmr-tiny.json").read_text())
     assert record["val_mean_R@10"] == pytest.approx(46.0)
     assert record["val"]["text->audio"]["R@10"] == 60.0 and record["val"]["image->text"]["R@10"] == 32.0
-    assert record["towers"]["image"]["step"] == 9
+    assert record["towers"]["image"]["step"] == 9 and record["towers"]["audio"]["step"] == 3

@@ -8,7 +8,8 @@ never do).
 A run that trained only some towers (``xmr train --modality image``) ships just those: they
 replace the same towers of the shipped weights, the others stay. The towers are independent
 given the frozen text tower, so the merged model's validation recall is the new run's for the
-directions it trained and the shipped record's for the rest; that merged mean decides.
+directions it trained and the shipped record's for the rest; that merged mean decides (so
+validate on the same validation manifests as the shipped run did).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
         shutil.copyfile(weights, tmp)
     os.replace(tmp, target)
     entry = {"step": meta.get("step"), "total_steps": meta.get("total_steps"), "data_hash": meta.get("data_hash"), "train_config": meta.get("train_config")}
-    towers = {**old_record.get("towers", {}), **{m: entry for m in part}} if part else {}
+    towers = {**_provenance(old_record), **{m: entry for m in part}} if part else {}
     record.write_text(json.dumps({
         "model": name, **entry, "val_mean_R@10": score, "val": val, **({"towers": towers} if towers else {}),
     }, indent=2) + "\n")
@@ -75,8 +76,19 @@ def _partial(meta: dict, old_record: dict) -> list[str] | None:
     trained = (meta.get("train_config") or {}).get("modalities")
     if not trained or not meta.get("val") or not old_record.get("val"):
         return None
-    shipped = {m for d in old_record["val"] for m in d.split("->") if m != "text"}
-    return sorted(trained) if shipped - set(trained) else None
+    return sorted(trained) if _modalities(old_record["val"]) - set(trained) else None
+
+
+def _provenance(record: dict) -> dict[str, dict]:
+    """Which run each shipped tower comes from (a whole-model record: the same run for all)."""
+    if record.get("towers"):
+        return record["towers"]
+    keys = ("step", "total_steps", "data_hash", "train_config")
+    return {m: {k: record.get(k) for k in keys} for m in _modalities(record.get("val", {}))}
+
+
+def _modalities(val: dict) -> set[str]:
+    return {m for direction in val for m in direction.split("->") if m != "text"}
 
 
 def _mean_r10(val: dict) -> float:
