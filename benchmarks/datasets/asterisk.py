@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import logging
 import os
 import re
 from pathlib import Path
 
-from .common import caption_key, fetch_deb, split_of, write_manifests
+from .common import caption_key, fetch_deb, run_script, split_of, write_manifests
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,7 @@ def build(out: Path, cache: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(args.out, args.cache))
+    run_script(__doc__, build)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ function of its key (a caption, a voice, a speaker), so it is fixed and reproduc
 
 from __future__ import annotations
 
+import argparse
 import glob
 import hashlib
 import json
@@ -16,7 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -133,3 +134,13 @@ def rasterise_all(jobs: list[tuple[Path, Path]], workers: int = 2) -> dict[Path,
     if failures:
         log.warning("%d of %d SVGs failed to render", len(failures), len(jobs))
     return failures
+
+
+def run_script(doc: str, build: Callable[[Path, Path], object], out_help: str = "folder of the set") -> None:
+    """The command line of a set script: ``--out DIR --cache DIR``, then print ``build``'s counts."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--cache", type=Path, required=True, help="downloads and unpacked packages (kept between runs)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(build(args.out, args.cache))

@@ -9,12 +9,11 @@ trained on. Twemoji stays a style no model here trains on.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
-from .common import caption_key, fetch_npm, rasterise_all, split_of, write_manifests
+from .common import caption_key, fetch_npm, rasterise_all, run_script, split_of, write_manifests
 from .openmoji import annotated_entries
 
 log = logging.getLogger(__name__)
@@ -65,12 +64,7 @@ def build(out: Path, cache: Path) -> dict[str, dict[str, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="the data folder (one sub-folder a style)")
-    parser.add_argument("--cache", type=Path, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(args.out, args.cache))
+    run_script(__doc__, build, "the data folder (one sub-folder a style)")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Evaluation only: never trained on.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import logging
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .common import fetch_deb, letterbox
+from .common import fetch_deb, letterbox, run_script
 
 log = logging.getLogger(__name__)
 PACKAGE = "gcompris-qt-data"
@@ -114,12 +113,7 @@ def build(out: Path, cache: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="folder that receives gcompris-photos/ and gcompris-sounds/")
-    parser.add_argument("--cache", type=Path, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(args.out, args.cache))
+    run_script(__doc__, build, "folder that receives gcompris-photos/ and gcompris-sounds/")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ file name, and no caption covers more than ``MAX_PER_CAPTION`` images.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import logging
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from .common import caption_key, fetch_deb, rasterise_all, split_of, write_manifests
+from .common import caption_key, fetch_deb, rasterise_all, run_script, split_of, write_manifests
 
 log = logging.getLogger(__name__)
 NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "cc": "http://web.resource.org/cc/"}
@@ -77,12 +76,7 @@ def build(out: Path, cache: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(args.out, args.cache))
+    run_script(__doc__, build)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ and ``speech/`` (``<stamp>_desc.ogg``, a human reading the caption).
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from PIL import Image
 
-from .common import caption_key, fetch_deb, letterbox, rasterise, split_of, write_manifests
+from .common import caption_key, fetch_deb, letterbox, rasterise, run_script, split_of, write_manifests
 
 log = logging.getLogger(__name__)
 PACKAGE = "tuxpaint-stamps-default"
@@ -89,12 +88,7 @@ def write_raster_subset(out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="folder of the image set; the audio sets go beside it")
-    parser.add_argument("--cache", type=Path, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(args.out, args.cache))
+    run_script(__doc__, build, "folder of the image set; the audio sets go beside it")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ OpenMoji's test split (captions the model never trained on either).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
-from .common import caption_key, fetch_npm, rasterise_all, split_of
+from .common import caption_key, fetch_npm, rasterise_all, run_script, split_of
 from .openmoji import annotated_entries
 
 log = logging.getLogger(__name__)
@@ -47,12 +46,7 @@ def build(out: Path, cache: Path) -> dict[str, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cache", type=Path, required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(args.out, args.cache))
+    run_script(__doc__, build)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AudioDecodeError, AudioPreprocessor, resample, to_mono
+from ..audio import AudioPreprocessor, resample, to_mono
 from ..encoder import Encoder
 
 log = logging.getLogger(__name__)
