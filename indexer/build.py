@@ -27,7 +27,7 @@ from .decode import Decoded, decode, file_hash
 from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, read_manifest, write_json_atomic
 from .paths import escape_path, unescape_path
 from .scan import Found, Skipped, walk
-from .schema import FILE, INDEXED, PENDING, TEXT_LINE, Item
+from .schema import FILE, INDEXED, TEXT_LINE, Item
 from .shards import ShardSet
 from .store import Store
 from .texts import read_texts

@@ -297,7 +297,6 @@ class ShardSet:
         Plain ``Flat`` shards without a ``selector`` are searched exactly with numpy's BLAS
         (:mod:`indexer.exact`); other index types, and id-filtered searches, through FAISS.
         """
-        faiss = faiss_module()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         nq = len(queries)
         all_d, all_i = [np.full((nq, 0), -np.inf, np.float32)], [np.zeros((nq, 0), np.int64)]

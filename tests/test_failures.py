@@ -4,7 +4,6 @@ readable, and every message says what happened."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

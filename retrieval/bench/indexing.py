@@ -12,7 +12,6 @@ import logging
 import os
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
