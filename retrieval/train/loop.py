@@ -289,12 +289,14 @@ class Trainer:
                     if self.step % self.steps_per_epoch == 0 or (self.cfg.max_steps and self.step >= self.cfg.max_steps):
                         break
                     if time.monotonic() - last_save > self.cfg.save_every_minutes * 60:
+                        logf.flush()  # the log holds every step the checkpoint holds
                         self.save("last")
                         last_save = time.monotonic()
                     if self.cfg.minutes and time.monotonic() - started > self.cfg.minutes * 60:
                         break
                 if self.step % self.steps_per_epoch == 0:
                     self._end_epoch(logf)
+                logf.flush()
                 self.save("last")
                 last_save = time.monotonic()
                 if (self.cfg.max_steps and self.step >= self.cfg.max_steps) or (
