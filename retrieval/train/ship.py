@@ -63,9 +63,9 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
     os.replace(tmp, target)
     entry = {"step": meta.get("step"), "total_steps": meta.get("total_steps"), "data_hash": meta.get("data_hash"), "train_config": meta.get("train_config")}
     towers = {**_provenance(old_record), **{m: entry for m in part}} if part else {}
-    record.write_text(json.dumps({
-        "model": name, **entry, "val_mean_R@10": score, "val": val, **({"towers": towers} if towers else {}),
-    }, indent=2) + "\n")
+    # A merged model has no single run: its record says which run each tower comes from.
+    provenance = {"towers": towers} if towers else entry
+    record.write_text(json.dumps({"model": name, **provenance, "val_mean_R@10": score, "val": val}, indent=2) + "\n")
     log.info("shipped %s (%s, step %s, mean validation R@10 %s) as %s", ckpt,
              f"towers {', '.join(part)}" if part else "all towers", meta.get("step"), score, target)
     return target
@@ -100,10 +100,10 @@ def _merge_towers(shipped: Path, new: Path, towers: list[str], out: Path) -> Non
     from safetensors.numpy import load_file, save_file
 
     old, fresh = load_file(str(shipped)), load_file(str(new))
-    prefixes = tuple(f"towers.{m}." for m in towers)
-    merged = {k: v for k, v in old.items() if not k.startswith(prefixes)}
-    merged.update({k: v for k, v in fresh.items() if k.startswith(prefixes)})
     missing = [m for m in towers if not any(k.startswith(f"towers.{m}.") for k in fresh)]
     if missing:
         raise ShipError(f"{new} holds no {', '.join(missing)} tower")
+    prefixes = tuple(f"towers.{m}." for m in towers)
+    merged = {k: v for k, v in old.items() if not k.startswith(prefixes)}
+    merged.update({k: v for k, v in fresh.items() if k.startswith(prefixes)})
     save_file(merged, str(out))
