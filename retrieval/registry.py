@@ -72,6 +72,19 @@ class ModelSpec:
             h.update(file_sha256(path).encode() if path else b"-")
         return h.hexdigest()
 
+    def text_hash(self) -> str:
+        """sha256 of what decides the text tower's output: its config and pretrained weights
+        (training the other towers leaves it alone). open_clip checkpoints hold every tower in
+        one file, so there it is :meth:`weights_hash`."""
+        if self.kind != "xmr":
+            return self.weights_hash()
+        h = hashlib.sha256()
+        text = {k: self.config.get(k) for k in ("text_cfg", "embed_dim", "seed")}
+        h.update(json.dumps(text, sort_keys=True).encode())
+        weights = self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors"
+        h.update(file_sha256(weights).encode() if weights else b"-")
+        return h.hexdigest()
+
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a file, memoised on disk by (path, size, mtime) so large files hash once."""

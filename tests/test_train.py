@@ -121,6 +121,22 @@ def test_resume_equals_an_uninterrupted_run(shapes_manifest: Path, tmp_path: Pat
     assert (tmp_path / "part" / "curves.png").stat().st_size > 1000
 
 
+def test_runs_share_a_cache_keyed_by_the_text_tower(shapes_manifest: Path, tmp_path: Path) -> None:
+    from retrieval.registry import resolve
+
+    shipped, fresh = resolve("xmr-mini"), resolve("xmr-mini", weights=False)
+    assert shipped.weights_hash() != fresh.weights_hash()
+    assert shipped.text_hash() == fresh.text_hash(), "new image/audio weights keep the caption cache"
+    assert resolve("xmr-tiny-image").text_hash() != shipped.text_hash()
+    shared = tmp_path / "shared"
+    Trainer(_config(shapes_manifest, tmp_path / "a", max_steps=1, cache=str(shared)))
+    files = sorted(p.name for p in shared.iterdir())
+    assert any(f.startswith("text-") for f in files) and any(f.startswith("image-") for f in files)
+    assert not (tmp_path / "a" / "cache").exists()
+    Trainer(_config(shapes_manifest, tmp_path / "b", max_steps=1, cache=str(shared)))
+    assert sorted(p.name for p in shared.iterdir()) == files  # the second run reuses, adds nothing
+
+
 def test_resume_refuses_other_data(shapes_manifest: Path, tmp_path: Path) -> None:
     Trainer(_config(shapes_manifest, tmp_path / "run", max_steps=2, epochs=1)).run()
     other = tmp_path / "other.jsonl"

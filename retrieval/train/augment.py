@@ -2,7 +2,8 @@
 
 Images: random resized crop and mild brightness/contrast/saturation jitter (no flips and no
 hue shift: arrows, text and colour names matter). Audio: gain, noise, time shift,
-speed/pitch, and band-limiting to telephone quality; then the same log-mel as inference.
+speed/pitch, and band-limiting to telephone quality; then the same log-mel as inference,
+and SpecAugment's frequency and time masks on it.
 """
 
 from __future__ import annotations
@@ -103,3 +104,30 @@ def augment_waves(waves: torch.Tensor, lengths: torch.Tensor, pre: AudioPreproce
     narrow = torch.rand(n, generator=gen) < 0.3
     mask = torch.where(narrow[:, None], phone[None], torch.ones_like(phone)[None])
     return out, mask
+
+
+def spec_augment(logmel: torch.Tensor, gen: torch.Generator, p: float = 0.8, freq_masks: int = 2, max_bands: int = 8,
+                 time_masks: int = 2, max_frames: int = 20) -> torch.Tensor:
+    """SpecAugment (Park et al., 2019) on ``[N, mels, frames]`` log-mel: for a share ``p`` of
+    the examples, ``freq_masks`` bands of up to ``max_bands`` mels and ``time_masks`` spans of
+    up to ``max_frames`` frames are set to the example's mean. Masks fall inside the frames
+    that hold sound (a short clip's zero padding is left alone)."""
+    n, mels, frames = logmel.shape
+    floor = logmel.amin(dim=(1, 2), keepdim=True)
+    voiced = (logmel > floor + 1e-3).any(dim=1)  # [N, T]: frames above the padding floor
+    last = torch.where(voiced.any(1), frames - voiced.flip(1).float().argmax(1), torch.full((n,), frames))
+    fill = logmel.mean(dim=(1, 2), keepdim=True)
+    keep = torch.ones_like(logmel, dtype=torch.bool)
+    chosen = torch.rand(n, generator=gen) < p
+    band = torch.arange(mels)[None, :]
+    for _ in range(freq_masks):
+        width = torch.randint(0, max_bands + 1, (n, 1), generator=gen)
+        start = (torch.rand(n, 1, generator=gen) * (mels - width + 1)).long()
+        keep &= ~((band >= start) & (band < start + width))[:, :, None]
+    frame = torch.arange(frames)[None, :]
+    for _ in range(time_masks):
+        width = torch.minimum(torch.randint(0, max_frames + 1, (n, 1), generator=gen), (last[:, None] // 5).clamp(min=0))
+        start = (torch.rand(n, 1, generator=gen) * (last[:, None] - width + 1).clamp(min=1)).long()
+        keep &= ~((frame >= start) & (frame < start + width))[:, None, :]
+    keep |= ~chosen[:, None, None] | (frame >= last[:, None])[:, None, :]
+    return torch.where(keep, logmel, fill)

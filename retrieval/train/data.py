@@ -158,8 +158,10 @@ def load_pairs(rows: list[dict], modality: str, cache: Path, pre: AudioPreproces
 
 
 def text_embeddings(encoder: Encoder, texts: Sequence[str], cache: Path) -> np.ndarray:
-    """Text-tower embeddings of ``texts``, computed once and cached by (texts, model hash)."""
-    key = hashlib.sha256((encoder.weights_hash + "\n" + "\n".join(texts)).encode()).hexdigest()[:20]
+    """Text-tower embeddings of ``texts``, computed once and cached by (texts, text tower hash)."""
+    spec = getattr(encoder, "spec", None)
+    model_hash = spec.text_hash() if spec is not None else encoder.weights_hash
+    key = hashlib.sha256((model_hash + "\n" + "\n".join(texts)).encode()).hexdigest()[:20]
     file = cache / f"text-{key}.npy"
     if file.is_file():
         return np.load(file)

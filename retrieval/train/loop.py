@@ -24,7 +24,7 @@ from ..encoder import average_groups, l2_normalize
 from ..metrics import cross_modal_recall
 from ..registry import create_model, resolve
 from ..torch_model import XmrModel
-from .augment import TorchLogMel, augment_images, augment_waves, center_images
+from .augment import TorchLogMel, augment_images, augment_waves, center_images, spec_augment
 from .data import PairSet, load_pairs, manifest_hash, read_manifest, text_embeddings, unique_caption_batches
 from .loss import InfoNCELoss
 
@@ -55,6 +55,8 @@ class TrainConfig:
     into: str | None = None  # bind the towers into this open_clip model's text space
     overrides: dict = field(default_factory=dict)
     passes: dict[str, int] = field(default_factory=dict)  # passes over a modality's pairs per epoch (default 1)
+    spec_augment: bool = True  # SpecAugment masks on the training log-mel
+    cache: str | None = None  # decoded media and caption embeddings (default: OUT/cache); runs can share one
 
 
 @dataclass
@@ -93,7 +95,7 @@ class Trainer:
             self.model = self.encoder.model
         self.preprocess_audio = AudioPreprocessor.from_config(self.config["audio_cfg"]) if "audio" in cfg.modalities else None
         self.image_size = self.config["image_cfg"]["image_size"] if "image" in cfg.modalities else 0
-        self.cache = self.out / "cache"
+        self.cache = Path(cfg.cache) if cfg.cache else self.out / "cache"
         self.train_sets = self._load(cfg.data)
         self.val_sets = self._load(cfg.val) if cfg.val else {}
         self.text_vecs = {m: torch.from_numpy(text_embeddings(self.encoder, s.texts, self.cache)) for m, s in self.train_sets.items()}
@@ -163,7 +165,8 @@ class Trainer:
         for row, clip in enumerate(clips):
             waves[row, : len(clip)] = torch.from_numpy(clip.astype(np.float32) / 32768.0)
         waves, mask = augment_waves(waves, lengths, self.preprocess_audio, gen)
-        return self.logmel(waves, mask)
+        feats = self.logmel(waves, mask)
+        return spec_augment(feats, gen) if self.cfg.spec_augment else feats
 
     # --- steps -----------------------------------------------------------------------------
     def train_step(self, modality: str, idx: np.ndarray) -> float:
