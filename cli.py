@@ -466,6 +466,7 @@ def bench_index(
     model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs of each measurement; medians are reported.")] = 3,
     out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -475,7 +476,7 @@ def bench_index(
 
     if not folder.is_dir():
         _fail(f"not a folder: {folder}")
-    result = run_indexing(folder, model, batch_size=batch_size, workers=workers, out_dir=str(out))
+    result = run_indexing(folder, model, batch_size=batch_size, workers=workers, out_dir=str(out), repeat=repeat)
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 

@@ -8,6 +8,7 @@ allocated here (max id + 1) and are both the SQL primary key and the FAISS id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -443,8 +444,30 @@ def _decode_all(jobs: Iterable[tuple], workers: int | None) -> Iterator[Decoded]
         return
     # spawn, not fork: the parent holds torch's threads, which a fork would copy half-alive.
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=_ignore_sigint) as pool:
+    with _single_threaded_children():
+        pool = ctx.Pool(workers, initializer=_init_worker)
+    with pool:
         yield from pool.imap(decode, jobs, chunksize=4)
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Processes started inside inherit one BLAS/OpenMP thread each: a decode worker's
+    matrix products (the log-mel's filterbank) would otherwise spread over every core and
+    take them from the encoder. The parent's own settings come back on exit."""
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class _StopOnSigint:
@@ -472,7 +495,7 @@ class _StopOnSigint:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
     # Ctrl-C reaches the whole process group: the parent saves and stops; workers just go on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -34,6 +34,12 @@ def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
     Raises:
         ImageDecodeError: unreadable, truncated, not an image, or more than ``max_pixels``.
     """
+    return decode_image(source, max_pixels, min_side)[0]
+
+
+def decode_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`open_image`, and the image's full size as shown (width, height after EXIF
+    rotation), which a JPEG decoded at reduced scale no longer reports. One decode."""
     if isinstance(source, Image.Image):
         img = source
     else:
@@ -47,7 +53,7 @@ def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
             if "truncat" in str(exc).lower():
                 raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
             raise ImageDecodeError(f"not a readable image: {exc}") from exc
-    width, height = img.size
+    width, height = full = img.size
     if width * height > max_pixels:
         raise ImageDecodeError(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}")
     if width == 0 or height == 0:
@@ -58,25 +64,14 @@ def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
             if min_side and img.format == "JPEG":
                 img.draft("RGB", (min_side, min_side))
             img.load()
+            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                full = (height, width)
             img = ImageOps.exif_transpose(img)
-            return _to_rgb(img)
+            return _to_rgb(img), full
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
-
-
-def _original_size(source: ImageSource, img: Image.Image) -> tuple[int, int]:
-    # A JPEG drafted at reduced scale reports the reduced size; the header has the real one.
-    if isinstance(source, Image.Image):
-        return source.size
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source)) as header:
-            width, height = header.size
-            orientation = header.getexif().get(0x0112, 1)
-    except Exception:  # noqa: BLE001 - the image decoded already; the header is only for the record
-        return img.size
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -110,8 +105,7 @@ class ImagePreprocessor:
 
     def process(self, source: ImageSource) -> tuple[np.ndarray, dict]:
         """Pixels and what the indexer stores of the image (its width and height)."""
-        img = open_image(source, self.max_pixels, min_side=self.image_size)
-        size = _original_size(source, img)
+        img, size = decode_image(source, self.max_pixels, min_side=self.image_size)
         return self.from_rgb(img), {"width": size[0], "height": size[1]}
 
     def from_rgb(self, img: Image.Image) -> np.ndarray:

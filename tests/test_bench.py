@@ -133,8 +133,11 @@ def test_indexing_benchmark(tmp_path: Path) -> None:
     for n in range(6):
         write_image(tmp_path / "media" / f"{n}.png", seed=n)
     write_audio(tmp_path / "media" / "a.wav", seed=1)
-    result = run_indexing(tmp_path / "media", "xmr-tiny", batch_size=4, workers=0, out_dir=str(tmp_path / "out"))
+    result = run_indexing(tmp_path / "media", "xmr-tiny", batch_size=4, workers=0, out_dir=str(tmp_path / "out"), repeat=3)
     assert result["items"] == 7 and result["encoder_busy"] > 0
+    runs = result["runs"]
+    assert len(runs) == 3 and sorted(r["end_to_end_s"] for r in runs)[1] == result["end_to_end_s"]  # the median
+    assert (tmp_path / "out/index_speed-xmr-tiny.json").exists()
     assert {r["modality"] for r in result["per_modality"]} == {"image", "audio"}
     assert all(r["end_to_end_items_per_s"] > 0 for r in result["per_modality"])
     assert not (tmp_path / "media/.xmr").exists()

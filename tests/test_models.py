@@ -139,3 +139,28 @@ def test_openclip_without_cached_weights_says_how_to_use_a_local_file(tmp_path, 
         create_model("openclip:ViT-B-32/laion2b_s34b_b79k", device="cpu")
     with pytest.raises(FileNotFoundError, match="not found"):
         create_model(f"openclip:ViT-B-32@{tmp_path}/missing.bin", device="cpu")
+
+
+def test_large_jpeg_decodes_at_reduced_scale_close_to_a_full_decode(tmp_path) -> None:
+    """The fast path (JPEG draft at reduced scale, one decode) against the slow reference (a
+    full decode): the same pixels to within JPEG-scaling noise, and the true size reported."""
+    import io
+
+    from PIL import ImageOps
+
+    from retrieval.image import ImagePreprocessor
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+    big = Image.fromarray(small).resize((1600, 1200), Image.BICUBIC)
+    exif = big.getexif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG", quality=92, exif=exif)
+    pre = ImagePreprocessor(image_size=64)
+    fast, meta = pre.process(buf.getvalue())
+    assert (meta["width"], meta["height"]) == (1200, 1600)
+    with Image.open(io.BytesIO(buf.getvalue())) as full:
+        reference = pre.from_rgb(ImageOps.exif_transpose(full.convert("RGB")))
+    assert fast.shape == reference.shape == (3, 64, 64)
+    assert np.abs(fast - reference).mean() < 0.05, np.abs(fast - reference).mean()

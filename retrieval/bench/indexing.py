@@ -1,6 +1,7 @@
 """Indexing throughput: ``xmr index`` end to end against the encoder's own forward passes on the
 same files and batch size. Encoder-busy = encoder-alone time / (end-to-end time - start-up),
-where start-up is the time before the first item is embedded (scan and planning).
+where start-up is the time before the first item is embedded (scan and planning); each time
+is the median of ``repeat`` runs.
 
 Run: ``xmr bench index FOLDER [--model xmr-mini]`` (FOLDER: any media folder; it is not modified,
 the index goes to a temporary folder).
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size: int = 64, workers: int | None = None,
-                 out_dir: str | None = None) -> dict[str, Any]:
+                 out_dir: str | None = None, repeat: int = 3) -> dict[str, Any]:
+    """Time the encoder alone and the whole run ``repeat`` times each, interleaved, and report
+    medians (a shared machine's speed drifts between runs; every time is kept in the result)."""
     import indexer
     from indexer.decode import decode
     from indexer.scan import EXTENSIONS, Found, walk
@@ -33,59 +36,70 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
     by_modality: dict[str, list[Found]] = {}
     for f in files:
         by_modality.setdefault(f.modality, []).append(f)
-
-    # The encoder alone: inputs decoded beforehand, untimed; then only the forward passes.
     pre = {"image": getattr(encoder, "preprocess_image", None), "audio": getattr(encoder, "preprocess_audio", None)}
-    encoder_seconds: dict[str, float] = {}
-    for modality, found in by_modality.items():
-        decoded = [d for d in (decode((i, f.abs, modality, pre.get(modality))) for i, f in enumerate(found)) if d.ok]
-        start = time.perf_counter()
-        for b in range(0, len(decoded), batch_size):
-            chunk = decoded[b : b + batch_size]
-            if modality == "image":
-                encoder.encode_image(np.stack([d.features for d in chunk]))
-            elif modality == "audio":
-                encoder.encode_audio_features([d.features for d in chunk])
-            else:
-                encoder.encode_text([d.text for d in chunk])
-        encoder_seconds[modality] = time.perf_counter() - start
+    decoded = {m: [d for d in (decode((i, f.abs, m, pre.get(m))) for i, f in enumerate(found)) if d.ok] for m, found in by_modality.items()}
 
-    # End to end, default options, into a fresh index.
-    first_item = []
+    def encoder_alone() -> dict[str, float]:
+        """Forward passes only, on inputs decoded beforehand."""
+        seconds = {}
+        for modality, items in decoded.items():
+            start = time.perf_counter()
+            for b in range(0, len(items), batch_size):
+                chunk = items[b : b + batch_size]
+                if modality == "image":
+                    encoder.encode_image(np.stack([d.features for d in chunk]))
+                elif modality == "audio":
+                    encoder.encode_audio_features([d.features for d in chunk])
+                else:
+                    encoder.encode_text([d.text for d in chunk])
+            seconds[modality] = time.perf_counter() - start
+        return seconds
 
-    def progress(done: int, total: int) -> None:
-        if not first_item:
-            first_item.append(time.perf_counter())
+    def end_to_end(exclude: list[str] | None = None) -> tuple[Any, float, float]:
+        """A fresh index with default options: (summary, total seconds, start-up seconds)."""
+        first_item: list[float] = []
 
-    with tempfile.TemporaryDirectory(prefix="xmr-bench-index-") as tmp:
-        start = time.perf_counter()
-        summary = indexer.index_folder(folder, encoder, indexer.IndexOptions(index_dir=tmp, batch_size=batch_size, workers=workers),
-                                       progress=progress)
-        total = time.perf_counter() - start
-    startup = (first_item[0] - start) if first_item else 0.0
-    encoder_total = sum(encoder_seconds.values())
+        def progress(done: int, total: int) -> None:
+            if not first_item:
+                first_item.append(time.perf_counter())
+
+        with tempfile.TemporaryDirectory(prefix="xmr-bench-index-") as tmp:
+            start = time.perf_counter()
+            summary = indexer.index_folder(folder, encoder, indexer.IndexOptions(index_dir=tmp, batch_size=batch_size, workers=workers,
+                                                                                 exclude=exclude or []), progress=progress)
+            total = time.perf_counter() - start
+        return summary, total, (first_item[0] - start) if first_item else 0.0
+
+    encoder_runs, e2e_runs = [], []
+    for r in range(repeat):
+        encoder_runs.append(encoder_alone())
+        summary, total, startup = end_to_end()
+        e2e_runs.append({"end_to_end_s": total, "startup_s": startup})
+        log.info("run %d/%d: encoder alone %.2f s, end to end %.2f s", r + 1, repeat, sum(encoder_runs[-1].values()), total)
+    encoder_seconds = {m: float(np.median([run[m] for run in encoder_runs])) for m in decoded}
+    encoder_total = float(np.median([sum(run.values()) for run in encoder_runs]))
+    total = float(np.median([run["end_to_end_s"] for run in e2e_runs]))
+    startup = float(np.median([run["startup_s"] for run in e2e_runs]))
     rows = []
     for m, seconds in encoder_seconds.items():  # each modality end to end on its own, too
         others = [f"*.{ext}" for other, exts in EXTENSIONS.items() if other != m for ext in exts]
-        with tempfile.TemporaryDirectory(prefix="xmr-bench-index-") as tmp:
-            t0 = time.perf_counter()
-            alone = indexer.index_folder(folder, encoder, indexer.IndexOptions(index_dir=tmp, batch_size=batch_size, workers=workers,
-                                                                               exclude=others))
-            e2e = time.perf_counter() - t0
+        alone, e2e, _ = end_to_end(others)
         rows.append({"modality": m, "items": len(by_modality[m]), "encoder_items_per_s": len(by_modality[m]) / max(seconds, 1e-9),
                      "end_to_end_items_per_s": alone.added / max(e2e, 1e-9)})
     result = {
         "machine": machine_info(), "model": model, "folder": str(folder), "batch_size": batch_size,
         "workers": workers if workers is not None else indexer.build.default_workers(),
-        "items": summary.added, "skipped": len(summary.skipped),
+        "items": summary.added, "skipped": len(summary.skipped), "repeat": repeat,
         "end_to_end_s": total, "startup_s": startup, "encoder_alone_s": encoder_total,
         "end_to_end_items_per_s": summary.added / max(total, 1e-9),
         "encoder_busy": encoder_total / max(total - startup, 1e-9),
+        "runs": [{"encoder_alone_s": sum(a.values()), **b} for a, b in zip(encoder_runs, e2e_runs)],
         "per_modality": rows,
     }
     if out_dir:
-        table = markdown_table([result], ["model", "items", "workers", "batch_size", "end_to_end_s", "startup_s", "encoder_alone_s",
+        table = markdown_table([result], ["model", "items", "workers", "batch_size", "repeat", "end_to_end_s", "startup_s", "encoder_alone_s",
                                           "end_to_end_items_per_s", "encoder_busy"])
         table += "\n" + markdown_table(rows, ["modality", "items", "encoder_items_per_s", "end_to_end_items_per_s"])
-        result["files"] = {k: str(v) for k, v in write_outputs(out_dir, "index_speed", result, table).items()}
+        name = "index_speed" if model == "xmr-mini" else "index_speed-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+        result["files"] = {k: str(v) for k, v in write_outputs(out_dir, name, result, table).items()}
     return result
