@@ -101,6 +101,7 @@ def train(
     passes: Annotated[list[str], typer.Option("--passes", help="MODALITY=K: K passes over that modality's pairs per epoch (default 1); repeatable.")] = [],  # noqa: B006
     warmup: Annotated[int, typer.Option(min=0, help="Learning-rate warm-up steps.")] = 200,
     cache: Annotated[Optional[Path], typer.Option(help="Cache of decoded media and caption embeddings (default OUT/cache); runs on the same data can share one.")] = None,
+    alt_texts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that an item is trained towards one of its manifest alt_texts (keywords, tags) instead of its caption.")] = 0.0,
     spec_augment: Annotated[bool, typer.Option("--spec-augment/--no-spec-augment", help="SpecAugment frequency and time masks on training audio.")] = True,
     init: Annotated[str, typer.Option(help="Start from the model's packaged weights ('packaged', when it ships any) or from random towers ('scratch').")] = "packaged",
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -128,7 +129,7 @@ def train(
         data=[str(p.resolve()) for p in data], out=str(out), model=model, val=[str(p.resolve()) for p in val],
         modalities=list(modality), epochs=epochs, minutes=minutes, batch_size=batch_size,
         audio_batch_size=audio_batch_size, lr=lr, seed=seed, threads=threads, into=into, passes=pass_counts, warmup_steps=warmup,
-        spec_augment=spec_augment, cache=str(cache.resolve()) if cache else None,
+        spec_augment=spec_augment, alt_text_prob=alt_texts, cache=str(cache.resolve()) if cache else None,
         overrides={"weights": False} if init == "scratch" else {},
     )
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

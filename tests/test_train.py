@@ -137,6 +137,26 @@ def test_runs_share_a_cache_keyed_by_the_text_tower(shapes_manifest: Path, tmp_p
     assert sorted(p.name for p in shared.iterdir()) == files  # the second run reuses, adds nothing
 
 
+def test_alt_texts_stand_in_for_captions_without_repeating_a_target(shapes_manifest: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in shapes_manifest.read_text().splitlines()]
+    for r in rows:  # one alt text of its own per colour-shape, and one shared by every item
+        r["alt_texts"] = [r["text"].replace("a ", "the colour ", 1), "a shape"]
+        r["image"] = str(shapes_manifest.parent / r["image"])
+    manifest = tmp_path / "alt.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trainer = Trainer(_config(manifest, tmp_path / "run", val=[], alt_text_prob=1.0, max_steps=1))
+    pairs = trainer.train_sets["image"]
+    modality, idx = trainer._plan(0)[0]
+    target = trainer.targets(modality, idx)
+    assert len(set(target.tolist())) == len(idx), "no text is two items' target"
+    texts = [pairs.texts[t] for t in target]
+    assert texts.count("a shape") <= 1
+    assert sum(t.startswith("the colour ") for t in texts) >= len(idx) - 2  # the rest: the shared one, or its caption
+    assert np.array_equal(target, trainer.targets(modality, idx))  # fixed by (seed, step)
+    trainer.cfg.alt_text_prob = 0.0
+    assert np.array_equal(trainer.targets(modality, idx), pairs.caption[idx])
+
+
 def test_resume_refuses_other_data(shapes_manifest: Path, tmp_path: Path) -> None:
     Trainer(_config(shapes_manifest, tmp_path / "run", max_steps=2, epochs=1)).run()
     other = tmp_path / "other.jsonl"

@@ -56,6 +56,7 @@ class TrainConfig:
     overrides: dict = field(default_factory=dict)
     passes: dict[str, int] = field(default_factory=dict)  # passes over a modality's pairs per epoch (default 1)
     spec_augment: bool = True  # SpecAugment masks on the training log-mel
+    alt_text_prob: float = 0.0  # chance that an item's target is one of its alt_texts (keywords, tags)
     cache: str | None = None  # decoded media and caption embeddings (default: OUT/cache); runs can share one
 
 
@@ -168,6 +169,26 @@ class Trainer:
         feats = self.logmel(waves, mask)
         return spec_augment(feats, gen) if self.cfg.spec_augment else feats
 
+    def targets(self, modality: str, idx: np.ndarray) -> np.ndarray:
+        """Caption index per item of a batch: its caption or, with ``alt_text_prob``, one of its
+        alt texts, one that is no other item's target in the batch (a repeated text
+        would be a false negative to InfoNCE). Fixed by (seed, step)."""
+        pairs = self.train_sets[modality]
+        target = pairs.caption[idx].copy()
+        if self.cfg.alt_text_prob <= 0 or not pairs.alt:
+            return target
+        rng = np.random.default_rng([self.cfg.seed, self.step, 17])
+        draws = rng.random(len(idx))
+        picks = rng.integers(0, 1 << 30, len(idx))
+        for row, item in enumerate(idx):
+            alts = pairs.alt.get(int(item))
+            if alts and draws[row] < self.cfg.alt_text_prob:
+                start = picks[row] % len(alts)
+                free = [a for a in alts[start:] + alts[:start] if a not in target]  # from a random one on
+                if free:
+                    target[row] = free[0]
+        return target
+
     # --- steps -----------------------------------------------------------------------------
     def train_step(self, modality: str, idx: np.ndarray) -> float:
         """One optimizer step on one batch; randomness fixed by (seed, step)."""
@@ -176,7 +197,7 @@ class Trainer:
         self.model.train()
         x = self._inputs(modality, idx, gen)
         feats = torch.nn.functional.normalize(self.model.towers[modality](x), dim=-1)
-        texts = self.text_vecs[modality][self.train_sets[modality].caption[idx]]
+        texts = self.text_vecs[modality][self.targets(modality, idx)]
         loss = self.loss_fn(feats, texts, self.model.logit_scale.exp().clamp(max=100.0))
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr(self.step)
