@@ -442,12 +442,15 @@ def _decode_all(jobs: Iterable[tuple], workers: int | None) -> Iterator[Decoded]
     if workers <= 0:
         yield from map(decode, jobs)
         return
-    # spawn, not fork: the parent holds torch's threads, which a fork would copy half-alive.
-    ctx = mp.get_context("spawn")
-    with _single_threaded_children():
-        pool = ctx.Pool(workers, initializer=_init_worker)
-    with pool:
+    with start_workers(workers) as pool:
         yield from pool.imap(decode, jobs, chunksize=4)
+
+
+def start_workers(workers: int) -> Any:
+    """The decode worker pool: spawned (not forked: the parent holds torch's threads, which a
+    fork would copy half-alive), one BLAS thread each, Ctrl-C left to the parent."""
+    with _single_threaded_children():
+        return mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -495,7 +498,7 @@ class _StopOnSigint:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _init_worker() -> None:
+def _ignore_sigint() -> None:
     # Ctrl-C reaches the whole process group: the parent saves and stops; workers just go on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
