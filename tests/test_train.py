@@ -157,6 +157,25 @@ def test_alt_texts_stand_in_for_captions_without_repeating_a_target(shapes_manif
     assert np.array_equal(trainer.targets(modality, idx), pairs.caption[idx])
 
 
+def test_validation_reports_each_source_within_its_own_pairs(shapes_manifest: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in shapes_manifest.read_text().splitlines()]
+    for r in rows:
+        r["source"] = "circles" if "circle" in r["text"] else "others"
+        r["image"] = str(shapes_manifest.parent / r["image"])
+    manifest = tmp_path / "two.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trainer = Trainer(_config(manifest, tmp_path / "run", max_steps=1))
+    by_source: dict = {}
+    pooled = trainer.validate(by_source)
+    circles = sum(r["source"] == "circles" for r in rows)
+    assert set(by_source) == {"circles", "others"}
+    assert by_source["circles"]["image->text"]["queries"] == circles
+    assert by_source["others"]["image->text"]["queries"] == len(rows) - circles
+    assert pooled["image->text"]["queries"] == len(rows)
+    assert by_source["circles"]["text->image"]["gallery"] == circles  # its own pairs only
+    assert by_source["circles"]["text->image"]["chance@10"] > pooled["text->image"]["chance@10"]
+
+
 def test_resume_refuses_other_data(shapes_manifest: Path, tmp_path: Path) -> None:
     Trainer(_config(shapes_manifest, tmp_path / "run", max_steps=2, epochs=1)).run()
     other = tmp_path / "other.jsonl"
