@@ -233,16 +233,18 @@ class Trainer:
         results = {}
         for m, pairs in self.val_sets.items():
             vecs = self.embed_items(m, pairs)
-            subsets = {"": np.arange(len(pairs))}
+            results.update(self._recall(m, pairs, vecs, np.arange(len(pairs))))
             if by_source is not None:
                 sources = np.array(pairs.sources)
-                subsets.update({src: np.flatnonzero(sources == src) for src in sorted(set(pairs.sources))})
-            for src, rows in subsets.items():
-                used = np.unique(pairs.caption[rows])  # alt captions have no items of their own
-                found = cross_modal_recall(vecs[rows], [pairs.texts[c] for c in pairs.caption[rows]], self.val_text_vecs[m][used],
-                                           [pairs.texts[c] for c in used], m)
-                (results if src == "" else by_source.setdefault(src, {})).update(found)
+                for src in sorted(set(pairs.sources)):
+                    by_source.setdefault(src, {}).update(self._recall(m, pairs, vecs, np.flatnonzero(sources == src)))
         return results
+
+    def _recall(self, modality: str, pairs: PairSet, vecs: np.ndarray, rows: np.ndarray) -> dict[str, dict[str, float]]:
+        """Recall both ways among the items ``rows`` and their captions."""
+        used = np.unique(pairs.caption[rows])  # alt captions have no items of their own
+        return cross_modal_recall(vecs[rows], [pairs.texts[c] for c in pairs.caption[rows]], self.val_text_vecs[modality][used],
+                                  [pairs.texts[c] for c in used], modality)
 
     # --- checkpoints -----------------------------------------------------------------------
     def save(self, name: str, extra: dict | None = None) -> Path:
