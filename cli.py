@@ -99,6 +99,8 @@ def train(
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last exactly where it stopped.")] = False,
     passes: Annotated[list[str], typer.Option("--passes", help="MODALITY=K: K passes over that modality's pairs per epoch (default 1); repeatable.")] = [],  # noqa: B006
+    source_passes: Annotated[list[str], typer.Option("--source-passes", help="SOURCE=K: the items of a manifest source (its rows' \"source\") come K times per pass; repeatable.")] = [],  # noqa: B006
+    select: Annotated[str, typer.Option(help="How validation chooses best/: 'pooled' (mean R@10 over all pairs together) or 'sources' (each source alike, (R@1 + R@10) / 2).")] = "pooled",
     warmup: Annotated[int, typer.Option(min=0, help="Learning-rate warm-up steps.")] = 200,
     cache: Annotated[Optional[Path], typer.Option(help="Cache of decoded media and caption embeddings (default OUT/cache); runs on the same data can share one.")] = None,
     alt_texts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that an item is trained towards one of its manifest alt_texts (keywords, tags) instead of its caption.")] = 0.0,
@@ -125,12 +127,20 @@ def train(
         if name not in modality or not count.isdigit() or int(count) < 1:
             _fail(f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1, not {item!r}")
         pass_counts[name] = int(count)
+    source_counts = {}
+    for item in source_passes:
+        name, _, count = item.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            _fail(f"--source-passes takes SOURCE=K with K >= 1, not {item!r}")
+        source_counts[name] = int(count)
+    if select not in ("pooled", "sources"):
+        _fail(f"--select takes pooled or sources, not {select!r}")
     cfg = TrainConfig(
         data=[str(p.resolve()) for p in data], out=str(out), model=model, val=[str(p.resolve()) for p in val],
         modalities=list(modality), epochs=epochs, minutes=minutes, batch_size=batch_size,
         audio_batch_size=audio_batch_size, lr=lr, seed=seed, threads=threads, into=into, passes=pass_counts, warmup_steps=warmup,
         spec_augment=spec_augment, alt_text_prob=alt_texts, cache=str(cache.resolve()) if cache else None,
-        overrides={"weights": False} if init == "scratch" else {},
+        overrides={"weights": False} if init == "scratch" else {}, source_passes=source_counts, select=select,
     )
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -176,6 +176,59 @@ def test_validation_reports_each_source_within_its_own_pairs(shapes_manifest: Pa
     assert by_source["circles"]["text->image"]["chance@10"] > pooled["text->image"]["chance@10"]
 
 
+def _two_sources(shapes_manifest: Path, out: Path) -> Path:
+    """The shapes set with its circles as one source and the rest as another."""
+    rows = [json.loads(line) for line in shapes_manifest.read_text().splitlines()]
+    for r in rows:
+        r["source"] = "circles" if "circle" in r["text"] else "others"
+        r["image"] = str(shapes_manifest.parent / r["image"])
+    manifest = out / "two.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_source_passes_repeat_one_source_within_a_pass(shapes_manifest: Path, tmp_path: Path) -> None:
+    manifest = _two_sources(shapes_manifest, tmp_path)
+    plain = Trainer(_config(manifest, tmp_path / "plain"))
+    trainer = Trainer(_config(manifest, tmp_path / "run", source_passes={"circles": 3}))
+    pairs = trainer.train_sets["image"]
+    circles = np.array([s == "circles" for s in pairs.sources])
+    seen = np.bincount(np.concatenate([idx for _, idx in trainer._raw_plan(0)]), minlength=len(pairs))
+    assert np.all(seen[~circles] == 1)
+    assert np.all(seen[circles] == 3)  # four circle captions, at most one of each per batch: all fit
+    for _, idx in trainer._raw_plan(0):
+        assert len(set(pairs.caption[idx].tolist())) == len(idx)
+    assert trainer.steps_per_epoch > plain.steps_per_epoch
+    # no source_passes: the very batches of a run that predates the option (resume relies on it)
+    rng = np.random.default_rng([0, 0, 0])  # (seed, epoch, part)
+    old = list(unique_caption_batches(pairs.caption, 16, rng))
+    old = [old[i] for i in rng.permutation(len(old))]
+    new = [idx for _, idx in plain._raw_plan(0)]
+    assert len(new) == len(old) and all(np.array_equal(a, b) for a, b in zip(new, old))
+    with pytest.raises(ValueError, match="squares"):
+        Trainer(_config(manifest, tmp_path / "bad", source_passes={"squares": 2}))
+
+
+def test_selection_by_sources_weighs_each_source_alike(shapes_manifest: Path, tmp_path: Path) -> None:
+    from retrieval.metrics import source_score
+
+    by_source = {
+        "big": {"text->audio": {"R@1": 40.0, "R@10": 80.0}, "audio->text": {"R@1": 20.0, "R@10": 60.0}},
+        "digits": {"text->audio": {"R@1": 100.0, "R@10": 100.0}, "audio->text": {"R@1": 50.0, "R@10": 100.0}},
+    }
+    assert source_score(by_source) == pytest.approx(((60 + 40) / 2 + (100 + 75) / 2) / 2)
+    manifest = _two_sources(shapes_manifest, tmp_path)
+    trainer = Trainer(_config(manifest, tmp_path / "run", epochs=2, max_steps=None, select="sources"))
+    trainer.run()
+    record = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    scores = [r["val_sources_score"] for r in record]
+    assert scores == [pytest.approx(source_score(r["val_by_source"])) for r in record]
+    best = json.loads((tmp_path / "run" / "best" / "meta.json").read_text())
+    assert best["val_sources_score"] == pytest.approx(max(scores))
+    with pytest.raises(ValueError, match="select"):
+        Trainer(_config(manifest, tmp_path / "bad", select="best"))
+
+
 def test_resume_refuses_other_data(shapes_manifest: Path, tmp_path: Path) -> None:
     Trainer(_config(shapes_manifest, tmp_path / "run", max_steps=2, epochs=1)).run()
     other = tmp_path / "other.jsonl"
@@ -284,3 +337,53 @@ def test_ship_a_partial_run_replaces_only_its_towers(tmp_path) -> None:
     assert record["val_mean_R@10"] == pytest.approx(46.0)
     assert record["val"]["text->audio"]["R@10"] == 60.0 and record["val"]["image->text"]["R@10"] == 32.0
     assert record["towers"]["image"]["step"] == 9 and record["towers"]["audio"]["step"] == 3
+
+
+def test_ship_a_sources_selected_run_by_its_per_source_score(tmp_path) -> None:
+    import json as _json
+
+    from safetensors.numpy import save_file
+
+    from retrieval.metrics import source_score
+    from retrieval.train.ship import ShipError, ship
+
+    def recall(r1: float, r10: float) -> dict:
+        return {"R@1": r1, "R@10": r10}
+
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    save_file({"towers.image.w": np.zeros(3, np.float32), "towers.audio.w": np.zeros(2, np.float32)}, str(shipped / "xmr-tiny.safetensors"))
+    old_by_source = {"pictures": {"text->image": recall(10, 40), "image->text": recall(10, 40)},
+                     "speech": {"text->audio": recall(30, 70), "audio->text": recall(30, 70)},
+                     "digits": {"text->audio": recall(100, 100), "audio->text": recall(80, 100)}}
+    old_val = {"text->image": recall(10, 40), "image->text": recall(10, 40), "text->audio": recall(30, 70), "audio->text": recall(30, 70)}
+    record = {"model": "xmr-tiny", "step": 3, "val_mean_R@10": 55.0, "val": old_val, "val_by_source": old_by_source}
+    (shipped / "xmr-tiny.json").write_text(_json.dumps(record))
+
+    def audio_run(name: str, speech_r10: float, digits_r1: float) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        save_file({"towers.audio.w": np.ones(2, np.float32)}, str(folder / "weights.safetensors"))
+        by_source = {"speech": {"text->audio": recall(30, speech_r10), "audio->text": recall(30, speech_r10)},
+                     "digits": {"text->audio": recall(100, 100), "audio->text": recall(digits_r1, 100)}}
+        val = {"text->audio": recall(30, speech_r10), "audio->text": recall(30, speech_r10)}
+        meta = {"model": "xmr-tiny", "step": 9, "val": val, "val_mean_R@10": speech_r10, "val_by_source": by_source,
+                "train_config": {"modalities": ["audio"], "select": "sources"}}
+        (folder / "meta.json").write_text(_json.dumps(meta))
+        return folder
+
+    # pooled R@10 falls (70 -> 69) but the digits gain more than speech loses: ships
+    with pytest.raises(ShipError, match="per-source validation score"):
+        ship(audio_run("worse", 69.0, 81.0), "xmr-tiny", weights_dir=shipped)
+    ship(audio_run("better", 69.0, 90.0), "xmr-tiny", weights_dir=shipped)
+    new = _json.loads((shipped / "xmr-tiny.json").read_text())
+    assert new["val_mean_R@10"] == pytest.approx((40 + 40 + 69 + 69) / 4)
+    assert set(new["val_by_source"]) == {"pictures", "speech", "digits"}  # the image tower's sources stay
+    assert new["val_by_source"]["digits"]["audio->text"]["R@1"] == 90.0
+    assert new["val_sources_score"] == pytest.approx(source_score(new["val_by_source"]))
+    assert new["val_sources_score"] > source_score(old_by_source)
+    # a shipped record without per-source recall cannot judge such a run
+    del record["val_by_source"]
+    (shipped / "xmr-tiny.json").write_text(_json.dumps(record))
+    with pytest.raises(ShipError, match="no per-source"):
+        ship(audio_run("any", 80.0, 99.0), "xmr-tiny", weights_dir=shipped)

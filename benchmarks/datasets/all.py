@@ -34,6 +34,8 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
                                                                                           "tuxpaint-sounds") for p in ("train", "val", "test")])),
         # espeak-ng readings of WordNet words and phrases (training-split captions only)
         ("speech-wordnet", lambda: wordnet_speech.build(out / "speech-wordnet", cache)),
+        # 24,000 more: the next phrases of the same draw, none of the first set's repeated
+        ("speech-wordnet-b", lambda: wordnet_speech.build(out / "speech-wordnet-b", cache, 48000, [out / "speech-wordnet" / "train.jsonl"])),
         # the three image sets' test splits in one gallery (the headline image recall)
         ("images-all", lambda: combine(out / "images-all", [out / s / "test.jsonl" for s in ("openclipart", "openmoji", "tuxpaint")])),
     ]

@@ -12,6 +12,7 @@ validation or test caption of any set is ever spoken here.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 from collections import Counter, defaultdict
@@ -60,9 +61,13 @@ def phrases(by_pos: dict[str, Counter], n: int, seed: int = 0) -> dict[str, str]
     return out
 
 
-def build(out: Path, cache: Path, n: int = 24000) -> dict[str, int]:
+def build(out: Path, cache: Path, n: int = 24000, exclude: list[Path] | None = None) -> dict[str, int]:
+    """Speak the first ``n`` texts of :func:`phrases`, leaving out those the ``exclude``
+    manifests already hold (a second set extends a first without repeating it)."""
     captions = phrases(lemmas(cache), n)
-    log.info("speaking %d WordNet words and phrases", len(captions))
+    done = {caption_key(json.loads(line)["text"]) for m in exclude or [] for line in m.read_text(encoding="utf-8").splitlines() if line.strip()}
+    captions = {k: v for k, v in captions.items() if k not in done}
+    log.info("speaking %d WordNet words and phrases (%d left out as already spoken)", len(captions), len(done))
     return speak(out, captions, per_caption=1, seed=1, source="espeak-wordnet")
 
 
@@ -70,10 +75,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("-n", type=int, default=24000, help="distinct texts to speak")
+    parser.add_argument("-n", type=int, default=24000, help="distinct texts to draw (those in --exclude are then left out)")
+    parser.add_argument("--exclude", type=Path, nargs="*", default=[], help="manifests whose texts are already spoken")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(build(args.out, args.cache, args.n))
+    print(build(args.out, args.cache, args.n, args.exclude))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import torch
 
 from ..audio import AudioPreprocessor
 from ..encoder import average_groups, l2_normalize
-from ..metrics import cross_modal_recall
+from ..metrics import cross_modal_recall, source_score
 from ..registry import create_model, resolve
 from ..torch_model import XmrModel
 from .augment import TorchLogMel, augment_images, augment_waves, center_images, spec_augment
@@ -29,6 +29,7 @@ from .data import PairSet, load_pairs, manifest_hash, read_manifest, text_embedd
 from .loss import InfoNCELoss
 
 log = logging.getLogger(__name__)
+SELECTIONS = ("pooled", "sources")  # how validation picks best/: pooled mean R@10, or metrics.source_score
 
 
 @dataclass
@@ -58,6 +59,8 @@ class TrainConfig:
     spec_augment: bool = True  # SpecAugment masks on the training log-mel
     alt_text_prob: float = 0.0  # chance that an item's target is one of its alt_texts (keywords, tags)
     cache: str | None = None  # decoded media and caption embeddings (default: OUT/cache); runs can share one
+    source_passes: dict[str, int] = field(default_factory=dict)  # manifest source -> times its items come per pass (default 1)
+    select: str = "pooled"  # checkpoint choice: "pooled" mean R@10, or "sources" (each validation source alike)
 
 
 @dataclass
@@ -97,7 +100,13 @@ class Trainer:
         self.preprocess_audio = AudioPreprocessor.from_config(self.config["audio_cfg"]) if "audio" in cfg.modalities else None
         self.image_size = self.config["image_cfg"]["image_size"] if "image" in cfg.modalities else 0
         self.cache = Path(cfg.cache) if cfg.cache else self.out / "cache"
+        if cfg.select not in SELECTIONS:
+            raise ValueError(f"select takes {' or '.join(SELECTIONS)}, not {cfg.select!r}")
         self.train_sets = self._load(cfg.data)
+        unknown = set(cfg.source_passes) - {src for s in self.train_sets.values() for src in s.sources}
+        if unknown:
+            raise ValueError(f"--source-passes names sources the training data does not hold: {', '.join(sorted(unknown))}")
+        self.pools = {m: self._pool(s) for m, s in self.train_sets.items()}
         self.val_sets = self._load(cfg.val) if cfg.val else {}
         self.text_vecs = {m: torch.from_numpy(text_embeddings(self.encoder, s.texts, self.cache)) for m, s in self.train_sets.items()}
         self.val_text_vecs = {m: text_embeddings(self.encoder, s.texts, self.cache) for m, s in self.val_sets.items()}
@@ -125,6 +134,13 @@ class Trainer:
             if any(r["modality"] == m for r in rows)
         }
 
+    def _pool(self, pairs: PairSet) -> np.ndarray:
+        """Item indexes one pass draws from: every item once, and the items of each source in
+        ``source_passes`` that many times in all."""
+        sources = np.array(pairs.sources)
+        extra = [np.flatnonzero(sources == src) for src, k in sorted(self.cfg.source_passes.items()) for _ in range(k - 1)]
+        return np.concatenate([np.arange(len(pairs)), *extra]) if extra else np.arange(len(pairs))
+
     def _plan(self, epoch: int) -> list[tuple[str, np.ndarray]]:
         """The ``steps_per_epoch`` batches of one epoch, fixed by (seed, epoch).
 
@@ -145,8 +161,9 @@ class Trainer:
         batches = []
         for m, pairs in sorted(self.train_sets.items()):
             size = self.cfg.batch_size if m == "image" else self.cfg.audio_batch_size
+            pool = self.pools[m]
             for _ in range(self.cfg.passes.get(m, 1)):
-                batches += [(m, b) for b in unique_caption_batches(pairs.caption, size, rng)]
+                batches += [(m, pool[b]) for b in unique_caption_batches(pairs.caption[pool], size, rng)]
         order = rng.permutation(len(batches))
         return [batches[i] for i in order]
 
@@ -349,14 +366,17 @@ class Trainer:
             return
         by_source: dict = {}
         results = self.validate(by_source)
-        score = float(np.mean([r["R@10"] for r in results.values()]))
-        logf.write(json.dumps({"step": self.step, "val": results, "val_mean_R@10": score, "val_by_source": by_source}) + "\n")
+        pooled = float(np.mean([r["R@10"] for r in results.values()]))
+        balanced = source_score(by_source)
+        score = balanced if self.cfg.select == "sources" else pooled
+        logf.write(json.dumps({"step": self.step, "val": results, "val_mean_R@10": pooled, "val_sources_score": balanced,
+                               "val_by_source": by_source}) + "\n")
         logf.flush()
-        log.info("step %d: validation mean R@10 %.1f (%s)", self.step, score,
+        log.info("step %d: validation mean R@10 %.1f, per-source score %.1f (%s)", self.step, pooled, balanced,
                  ", ".join(f"{k} {v['R@10']:.1f}" for k, v in results.items()))
         if score > self.best:
             self.best = score
-            self.save("best", {"val": results, "val_mean_R@10": score})
+            self.save("best", {"val": results, "val_mean_R@10": pooled, "val_sources_score": balanced, "val_by_source": by_source})
 
 
 def plot_log(out: Path) -> Path | None:

