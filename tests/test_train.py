@@ -157,13 +157,20 @@ def test_alt_texts_stand_in_for_captions_without_repeating_a_target(shapes_manif
     assert np.array_equal(trainer.targets(modality, idx), pairs.caption[idx])
 
 
-def test_validation_reports_each_source_within_its_own_pairs(shapes_manifest: Path, tmp_path: Path) -> None:
+def _two_sources(shapes_manifest: Path, out: Path) -> Path:
+    """The shapes set with its circles as one source and the rest as another."""
     rows = [json.loads(line) for line in shapes_manifest.read_text().splitlines()]
     for r in rows:
         r["source"] = "circles" if "circle" in r["text"] else "others"
         r["image"] = str(shapes_manifest.parent / r["image"])
-    manifest = tmp_path / "two.jsonl"
+    manifest = out / "two.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return manifest
+
+
+def test_validation_reports_each_source_within_its_own_pairs(shapes_manifest: Path, tmp_path: Path) -> None:
+    manifest = _two_sources(shapes_manifest, tmp_path)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     trainer = Trainer(_config(manifest, tmp_path / "run", max_steps=1))
     by_source: dict = {}
     pooled = trainer.validate(by_source)
@@ -174,17 +181,6 @@ def test_validation_reports_each_source_within_its_own_pairs(shapes_manifest: Pa
     assert pooled["image->text"]["queries"] == len(rows)
     assert by_source["circles"]["text->image"]["gallery"] == circles  # its own pairs only
     assert by_source["circles"]["text->image"]["chance@10"] > pooled["text->image"]["chance@10"]
-
-
-def _two_sources(shapes_manifest: Path, out: Path) -> Path:
-    """The shapes set with its circles as one source and the rest as another."""
-    rows = [json.loads(line) for line in shapes_manifest.read_text().splitlines()]
-    for r in rows:
-        r["source"] = "circles" if "circle" in r["text"] else "others"
-        r["image"] = str(shapes_manifest.parent / r["image"])
-    manifest = out / "two.jsonl"
-    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return manifest
 
 
 def test_source_passes_repeat_one_source_within_a_pass(shapes_manifest: Path, tmp_path: Path) -> None:

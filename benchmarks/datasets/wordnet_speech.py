@@ -16,6 +16,7 @@ import json
 import logging
 import random
 from collections import Counter, defaultdict
+from itertools import accumulate
 from pathlib import Path
 
 from .common import caption_key, fetch_deb, split_of
@@ -53,11 +54,12 @@ def phrases(by_pos: dict[str, Counter], n: int, seed: int = 0) -> dict[str, str]
         for lemma in sorted(by_pos[pos]):
             add(lemma)
     nouns, adjs = list(by_pos["n"]), list(by_pos["a"])
-    noun_w = [by_pos["n"][w] ** 0.5 for w in nouns]
-    adj_w = [by_pos["a"][w] ** 0.5 for w in adjs]
+    # cumulative weights, computed once: the same draws as weights= (which sums them every call)
+    noun_w = list(accumulate(by_pos["n"][w] ** 0.5 for w in nouns))
+    adj_w = list(accumulate(by_pos["a"][w] ** 0.5 for w in adjs))
     while len(out) < n:
-        first = rng.choices(adjs, adj_w)[0] if rng.random() < 0.6 else rng.choices(nouns, noun_w)[0]
-        add(f"{first} {rng.choices(nouns, noun_w)[0]}")
+        first = rng.choices(adjs, cum_weights=adj_w)[0] if rng.random() < 0.6 else rng.choices(nouns, cum_weights=noun_w)[0]
+        add(f"{first} {rng.choices(nouns, cum_weights=noun_w)[0]}")
     return out
 
 
