@@ -209,10 +209,12 @@ def test_selection_by_sources_weighs_each_source_alike(shapes_manifest: Path, tm
     from retrieval.metrics import source_score
 
     by_source = {
-        "big": {"text->audio": {"R@1": 40.0, "R@10": 80.0}, "audio->text": {"R@1": 20.0, "R@10": 60.0}},
-        "digits": {"text->audio": {"R@1": 100.0, "R@10": 100.0}, "audio->text": {"R@1": 50.0, "R@10": 100.0}},
+        "big": {"text->audio": {"R@1": 40.0, "R@10": 80.0, "queries": 900}, "audio->text": {"R@1": 20.0, "R@10": 60.0, "queries": 1000}},
+        "digits": {"text->audio": {"R@1": 100.0, "R@10": 100.0, "queries": 10}, "audio->text": {"R@1": 50.0, "R@10": 100.0, "queries": 500}},
+        "five clips": {"text->audio": {"R@1": 0.0, "R@10": 100.0, "queries": 5}, "audio->text": {"R@1": 0.0, "R@10": 100.0, "queries": 5}},
     }
-    assert source_score(by_source) == pytest.approx(((60 + 40) / 2 + (100 + 75) / 2) / 2)
+    assert source_score(by_source) == pytest.approx(((60 + 40) / 2 + (100 + 75) / 2) / 2)  # five clips left out
+    assert source_score({"five clips": by_source["five clips"]}) == pytest.approx(50.0)  # unless nothing else is there
     manifest = _two_sources(shapes_manifest, tmp_path)
     trainer = Trainer(_config(manifest, tmp_path / "run", epochs=2, max_steps=None, select="sources"))
     trainer.run()
