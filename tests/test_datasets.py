@@ -19,6 +19,28 @@ def test_wordnet_phrases_are_distinct_training_captions() -> None:
     # every lemma that falls in the training split is spoken on its own
     assert {caption_key(w) for pos in by_pos.values() for w in pos if split_of(caption_key(w)) == "train"} <= set(out)
     assert phrases(by_pos, 400) == out  # seeded
+    longer = phrases(by_pos, 800)
+    assert list(longer)[:400] == list(out)  # a longer draw extends a shorter one (speech-wordnet-b relies on it)
+
+
+def test_wordnet_phrases_draw_as_weights_would() -> None:
+    """Cumulative weights computed once give the draws that ``weights=`` gives (the slow way)."""
+    import random
+
+    by_pos = {"n": Counter({f"noun{i}": i * i + 1 for i in range(80)}), "a": Counter({f"adj{i}": 3 * i + 1 for i in range(40)}), "v": Counter(), "r": Counter()}
+    rng, slow = random.Random(0), {}
+    for pos in sorted(by_pos):
+        for lemma in sorted(by_pos[pos]):
+            if split_of(caption_key(lemma)) == "train":
+                slow.setdefault(caption_key(lemma), lemma)
+    nouns, adjs = list(by_pos["n"]), list(by_pos["a"])
+    noun_w, adj_w = [by_pos["n"][w] ** 0.5 for w in nouns], [by_pos["a"][w] ** 0.5 for w in adjs]
+    while len(slow) < 600:
+        first = rng.choices(adjs, adj_w)[0] if rng.random() < 0.6 else rng.choices(nouns, noun_w)[0]
+        text = f"{first} {rng.choices(nouns, noun_w)[0]}"
+        if split_of(caption_key(text)) == "train":
+            slow.setdefault(caption_key(text), text)
+    assert phrases(by_pos, 600) == slow
 
 
 def test_iconify_icons_become_standalone_svgs() -> None:
