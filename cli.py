@@ -100,7 +100,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last exactly where it stopped.")] = False,
     passes: Annotated[list[str], typer.Option("--passes", help="MODALITY=K: K passes over that modality's pairs per epoch (default 1); repeatable.")] = [],  # noqa: B006
     source_passes: Annotated[list[str], typer.Option("--source-passes", help="SOURCE=K: the items of a manifest source (its rows' \"source\") come K times per pass; repeatable.")] = [],  # noqa: B006
-    select: Annotated[str, typer.Option(help="How validation chooses best/: 'pooled' (mean R@10 over all pairs together) or 'sources' (each source alike, (R@1 + R@10) / 2).")] = "pooled",
+    select: Annotated[str, typer.Option(help="How validation chooses best/: 'pooled' (mean R@10 over all pairs together) or 'sources' (each source of 20+ items alike, (R@1 + R@10) / 2).")] = "pooled",
     warmup: Annotated[int, typer.Option(min=0, help="Learning-rate warm-up steps.")] = 200,
     cache: Annotated[Optional[Path], typer.Option(help="Cache of decoded media and caption embeddings (default OUT/cache); runs on the same data can share one.")] = None,
     alt_texts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that an item is trained towards one of its manifest alt_texts (keywords, tags) instead of its caption.")] = 0.0,

@@ -380,6 +380,13 @@ def test_ship_a_sources_selected_run_by_its_per_source_score(tmp_path) -> None:
     assert new["val_by_source"]["digits"]["audio->text"]["R@1"] == 90.0
     assert new["val_sources_score"] == pytest.approx(source_score(new["val_by_source"]))
     assert new["val_sources_score"] > source_score(old_by_source)
+    # a run validated without the digits: their old entry measured the replaced tower, so it goes
+    no_digits = audio_run("no digits", 75.0, 0.0)
+    meta = _json.loads((no_digits / "meta.json").read_text())
+    del meta["val_by_source"]["digits"]
+    (no_digits / "meta.json").write_text(_json.dumps(meta))
+    ship(no_digits, "xmr-tiny", weights_dir=shipped, force=True)
+    assert set(_json.loads((shipped / "xmr-tiny.json").read_text())["val_by_source"]) == {"pictures", "speech"}
     # a shipped record without per-source recall cannot judge such a run
     del record["val_by_source"]
     (shipped / "xmr-tiny.json").write_text(_json.dumps(record))

@@ -54,7 +54,7 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
     part = _partial(meta, old_record) if target.is_file() else None
     val = {**old_record.get("val", {}), **meta["val"]} if part else meta.get("val")
     score = _mean_r10(val) if part else meta.get("val_mean_R@10")
-    by_source = {**old_record.get("val_by_source", {}), **meta.get("val_by_source", {})} if part else meta.get("val_by_source")
+    by_source = _merge_sources(old_record.get("val_by_source", {}), meta.get("val_by_source", {}), part) if part else meta.get("val_by_source")
     if not force:
         _check_better(name, meta, old_record, score, by_source)
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +88,12 @@ def _check_better(name: str, meta: dict, old_record: dict, score: float | None, 
         old, new, what = old_record.get("val_mean_R@10"), score, "mean validation R@10"
     if old is not None and (new is None or new <= old):
         raise ShipError(f"the shipped {name} scores {what} {old:.2f}; this checkpoint {new}: not better (--force to ship anyway)")
+
+
+def _merge_sources(old: dict, new: dict, towers: list[str]) -> dict:
+    """Per-source recall of a merged model: the shipped sources of the towers kept, and the
+    new run's (none of the retrained towers' old entries survive: they measured old weights)."""
+    return {**{s: d for s, d in old.items() if not _modalities(d) & set(towers)}, **new}
 
 
 def _partial(meta: dict, old_record: dict) -> list[str] | None:
