@@ -121,20 +121,8 @@ def train(
         _fail(f"--init takes packaged or scratch, not {init!r}")
     if into and not into.startswith("openclip:"):
         _fail("--into takes an open_clip model name, openclip:ARCH/TAG")
-    pass_counts = {}
-    for item in passes:
-        name, _, count = item.partition("=")
-        if name not in modality or not count.isdigit() or int(count) < 1:
-            _fail(f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1, not {item!r}")
-        pass_counts[name] = int(count)
-    source_counts = {}
-    for item in source_passes:
-        name, _, count = item.partition("=")
-        if not name or not count.isdigit() or int(count) < 1:
-            _fail(f"--source-passes takes SOURCE=K with K >= 1, not {item!r}")
-        source_counts[name] = int(count)
-    if select not in ("pooled", "sources"):
-        _fail(f"--select takes pooled or sources, not {select!r}")
+    pass_counts = _counts(passes, f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1", modality)
+    source_counts = _counts(source_passes, "--source-passes takes SOURCE=K with K >= 1")
     cfg = TrainConfig(
         data=[str(p.resolve()) for p in data], out=str(out), model=model, val=[str(p.resolve()) for p in val],
         modalities=list(modality), epochs=epochs, minutes=minutes, batch_size=batch_size,
@@ -155,6 +143,17 @@ def train(
             typer.echo(f"no checkpoint in {out}/last: starting a new run", err=True)
         result = trainer.run()
     typer.echo(json.dumps(result))
+
+
+def _counts(items: list[str], usage: str, names: list[str] | None = None) -> dict[str, int]:
+    """``NAME=K`` options as ``{NAME: K}`` (K >= 1; NAME among ``names`` when given)."""
+    counts = {}
+    for item in items:
+        name, _, count = item.partition("=")
+        if not name or (names is not None and name not in names) or not count.isdigit() or int(count) < 1:
+            _fail(f"{usage}, not {item!r}")
+        counts[name] = int(count)
+    return counts
 
 
 @app.command("ship")
