@@ -401,7 +401,7 @@ def doctor(
         raise typer.Exit(1)
 
 
-bench_app = typer.Typer(help="Benchmarks: recall@k on real data, search and embedding speed.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: recall@k on real data, search, embedding and training speed.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
@@ -504,6 +504,27 @@ def bench_embed(
     from retrieval.bench.embedding import run_embedding
 
     result = run_embedding(list(model), list(runtime), n=items, batch=batch_size, out_dir=str(out))
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
+@bench_app.command("train")
+def bench_train(
+    model: Annotated[str, typer.Option(help="Model whose trainable towers are timed.")] = "xmr-mini",
+    image_batch: Annotated[int, typer.Option(min=2, help="Image-text batch size (as `xmr train --batch-size`).")] = 256,
+    audio_batch: Annotated[int, typer.Option(min=2, help="Audio-text batch size (as `xmr train --audio-batch-size`).")] = 128,
+    reps: Annotated[int, typer.Option(min=1, help="Timed steps per tower and layout (the median is reported).")] = 5,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Training speed: seconds per optimizer step of each trainable tower, NCHW against channels-last."""
+    _setup_logging(False, quiet=True)
+    from retrieval.bench.training import run_train_speed
+
+    try:
+        result = run_train_speed(model, image_batch, audio_batch, reps, threads, out_dir=str(out))
+    except (KeyError, ValueError) as exc:
+        _fail(str(exc))
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 

@@ -150,3 +150,20 @@ def test_embedding_benchmark(tmp_path: Path) -> None:
     assert [r["runtime"] for r in result["results"]] == ["torch", "onnx"]
     assert all(r["images_per_s"] > 0 and r["audio_windows_per_s"] > 0 and r["texts_per_s"] > 0 for r in result["results"])
     assert (tmp_path / "embed_speed.md").exists()
+
+
+def test_training_benchmark_times_each_trainable_tower_in_both_layouts(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    res = CliRunner().invoke(app, ["bench", "train", "--model", "xmr-tiny", "--image-batch", "8", "--audio-batch", "4", "--reps", "1",
+                                   "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["results"]
+    assert [r["tower"] for r in rows] == ["image", "audio"]  # the frozen text tower is not timed
+    assert all(r["s_per_step_contiguous"] > 0 and r["s_per_step_channels_last"] > 0 for r in rows)
+    assert all(abs(r["speedup"] - r["s_per_step_contiguous"] / r["s_per_step_channels_last"]) < 1e-9 for r in rows)
+    assert "channels_last" in (tmp_path / "train_speed.md").read_text()
+    bad = CliRunner().invoke(app, ["bench", "train", "--model", "no-such-model"])
+    assert bad.exit_code != 0 and "no-such-model" in bad.output

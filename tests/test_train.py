@@ -392,3 +392,28 @@ def test_ship_a_sources_selected_run_by_its_per_source_score(tmp_path) -> None:
     (shipped / "xmr-tiny.json").write_text(_json.dumps(record))
     with pytest.raises(ShipError, match="no per-source"):
         ship(audio_run("any", 80.0, 99.0), "xmr-tiny", weights_dir=shipped)
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_channels_last_steps_match_the_contiguous_reference(modality: str, shapes_manifest: Path, tones_manifest: Path,
+                                                            tmp_path: Path) -> None:
+    if modality == "image":
+        runs = [Trainer(_config(shapes_manifest, tmp_path / str(fast), channels_last=fast)) for fast in (True, False)]
+    else:
+        runs = [Trainer(TrainConfig(data=[str(tones_manifest)], out=str(tmp_path / str(fast)), model="xmr-tiny", modalities=["audio"],
+                                    epochs=5, audio_batch_size=6, lr=3e-3, warmup_steps=2, threads=1, channels_last=fast))
+                for fast in (True, False)]
+    fast, slow = runs
+    convs = [p for p in fast.model.towers[modality].parameters() if p.ndim == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert any(not p.is_contiguous() for p in convs)  # (1x1 kernels and one-channel inputs are both layouts at once)
+    assert all(p.is_contiguous() for p in slow.model.towers[modality].parameters())
+    plan = fast._plan(0)[:4]
+    first = fast.train_step(*plan[0]), slow.train_step(*plan[0])
+    assert abs(first[0] - first[1]) < 1e-5
+    grads = [(name, p.grad, dict(slow.model.towers[modality].named_parameters())[name].grad)
+             for name, p in fast.model.towers[modality].named_parameters()]
+    for name, g_fast, g_slow in grads:  # one step from equal weights: equal gradients
+        assert float((g_fast - g_slow).norm()) <= 1e-2 * float(g_slow.norm()) + 1e-8, name  # float rounding only
+    losses = [(fast.train_step(m, idx), slow.train_step(m, idx)) for m, idx in plan[1:]]
+    assert np.allclose(*zip(*losses), atol=1e-3), losses

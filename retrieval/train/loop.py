@@ -61,6 +61,7 @@ class TrainConfig:
     cache: str | None = None  # decoded media and caption embeddings (default: OUT/cache); runs can share one
     source_passes: dict[str, int] = field(default_factory=dict)  # manifest source -> times its items come per pass (default 1)
     select: str = "pooled"  # checkpoint choice: "pooled" mean R@10, or "sources" (each validation source alike)
+    channels_last: bool = True  # NHWC convolution weights: the same results, about 1.5x faster on a CPU
 
 
 @dataclass
@@ -97,6 +98,10 @@ class Trainer:
                 self.encoder.require(m)
             self.config = self.encoder.spec.config
             self.model = self.encoder.model
+        # Channels-last (NHWC) convolution weights: forward and backward run about 1.5x faster
+        # on this CPU (`xmr bench train`); results agree to float tolerance.
+        for m in cfg.modalities if cfg.channels_last else []:
+            self.model.towers[m].to(memory_format=torch.channels_last)
         self.preprocess_audio = AudioPreprocessor.from_config(self.config["audio_cfg"]) if "audio" in cfg.modalities else None
         self.image_size = self.config["image_cfg"]["image_size"] if "image" in cfg.modalities else 0
         self.cache = Path(cfg.cache) if cfg.cache else self.out / "cache"
