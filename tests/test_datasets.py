@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 
 from benchmarks.datasets.common import caption_key, split_of
-from benchmarks.datasets.emoji_styles import _codepoints, icon_svg
+from benchmarks.datasets.emoji_styles import _codepoints, _icon_name, icon_svg
 from benchmarks.datasets.wordnet_speech import phrases
 
 
@@ -49,3 +49,15 @@ def test_iconify_icons_become_standalone_svgs() -> None:
     assert dog.get("viewBox") == "0 0 32 32" and dog[0].tag.endswith("path")
     assert ET.fromstring(icon_svg(icons, "wide")).get("viewBox") == "-2 0 64 32"
     assert _codepoints("1F3F3-FE0F-200D-1F308") == "1f3f3-200d-1f308"
+
+
+def test_emoji_found_by_code_point_or_by_caption() -> None:
+    icons = {"icons": {"grinning-face": {}, "admissiontickets": {}, "face-1": {}}}
+    chars = {"1f600": "face-1"}
+    grin = {"hexcode": "1F600", "annotation": "grinning face"}
+    tickets = {"hexcode": "1F39F", "annotation": "admission tickets"}
+    assert _icon_name(grin, icons, chars, by_caption=False) == "face-1"  # the code point wins
+    assert _icon_name(grin, icons, {}, by_caption=True) == "grinning-face"
+    assert _icon_name(tickets, icons, chars, by_caption=True) == "admissiontickets"  # older sets squash the words
+    assert _icon_name(tickets, icons, chars, by_caption=False) is None
+    assert _icon_name({"hexcode": "1F436", "annotation": "dog face"}, icons, chars, by_caption=True) is None

@@ -28,7 +28,8 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
         ("fsdd", lambda: fsdd.build(out / "fsdd", fsdd_dir)),
         ("twemoji", lambda: twemoji.build(out / "twemoji", cache)),
         ("gcompris-photos", lambda: gcompris.build(out, cache)),  # also writes gcompris-sounds
-        ("noto-emoji", lambda: emoji_styles.build(out, cache)),  # also writes fluent-emoji
+        # more emoji designs, captioned and split as OpenMoji
+        *((name, lambda name=name: emoji_styles.build_style(name, out / name, cache)) for name in emoji_styles.STYLES),
         # espeak-ng readings of the captions of the sets above (3 voices a caption)
         ("speech", lambda: speech.build(out / "speech", [out / s / f"{p}.jsonl" for s in ("openclipart", "openmoji", "tuxpaint", "asterisk",
                                                                                           "tuxpaint-sounds") for p in ("train", "val", "test")])),

@@ -1,6 +1,7 @@
-"""More emoji drawing styles for training: Noto Emoji (Apache-2.0) and Microsoft's Fluent
-Emoji Flat (MIT), from the Iconify JSON packages on npm, captioned with OpenMoji's CLDR
-annotation of the same code point.
+"""More emoji drawing styles for training, from the Iconify JSON packages on npm (``STYLES``:
+Noto and its older "blob" design, Microsoft's Fluent Emoji in flat, colour and
+high-contrast designs, EmojiOne in colour and monotone, Firefox OS emoji), captioned with
+OpenMoji's CLDR annotation of the same code point.
 
 Captions and their split come from OpenMoji (``split_of(caption_key(annotation))``), so an
 emoji whose caption is in OpenMoji's test split is in these sets' test splits too, and never
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from .common import caption_key, fetch_npm, rasterise_all, run_script, split_of, write_manifests
@@ -20,7 +22,14 @@ log = logging.getLogger(__name__)
 STYLES = {  # set name -> (npm package, licence)
     "noto-emoji": ("@iconify-json/noto@1.2.9", "Apache-2.0"),
     "fluent-emoji": ("@iconify-json/fluent-emoji-flat@1.2.6", "MIT"),
+    "fluent-emoji-color": ("@iconify-json/fluent-emoji@1.2.7", "MIT"),
+    "fluent-emoji-mono": ("@iconify-json/fluent-emoji-high-contrast@1.2.6", "MIT"),
+    "noto-v1-emoji": ("@iconify-json/noto-v1@1.2.5", "Apache-2.0"),
+    "emojione": ("@iconify-json/emojione@1.2.3", "CC-BY-4.0"),
+    "emojione-mono": ("@iconify-json/emojione-monotone@1.2.1", "CC-BY-4.0"),
+    "fxemoji": ("@iconify-json/fxemoji@1.2.2", "Apache-2.0"),
 }
+NAMES = "@iconify-json/fluent-emoji-flat@1.2.6"  # code point -> icon name, for the packages whose chars.json is empty
 
 
 def _codepoints(hexcode: str) -> str:
@@ -37,16 +46,29 @@ def icon_svg(icons: dict, name: str) -> str:
             f'viewBox="{left} {top} {width} {height}">{icon["body"]}</svg>')
 
 
+def _icon_name(entry: dict, icons: dict, chars: dict[str, str], by_caption: bool) -> str | None:
+    """The icon of an OpenMoji entry: by code point, else (``by_caption``: packages without a
+    chars.json of their own) by its annotation as Iconify spells names ("grinning-face", or
+    "grinningface" in older sets)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", entry["annotation"].lower()).strip("-")
+    names = (chars.get(_codepoints(entry["hexcode"])), slug, slug.replace("-", "")) if by_caption else (chars.get(_codepoints(entry["hexcode"])),)
+    return next((n for n in names if n in icons["icons"]), None)
+
+
 def build_style(name: str, out: Path, cache: Path) -> dict[str, int]:
     package, licence = STYLES[name]
     pkg = fetch_npm(package, cache)
     icons = json.loads((pkg / "icons.json").read_text(encoding="utf-8"))
-    chars = {_codepoints(k): v for k, v in json.loads((pkg / "chars.json").read_text(encoding="utf-8")).items()}
+    chars = json.loads((pkg / "chars.json").read_text(encoding="utf-8"))
+    by_caption = not chars
+    if by_caption:
+        chars = json.loads((fetch_npm(NAMES, cache) / "chars.json").read_text(encoding="utf-8"))
+    chars = {_codepoints(k): v for k, v in chars.items()}
     svg_dir = cache / "svg" / name
     svg_dir.mkdir(parents=True, exist_ok=True)
     rows, jobs = [], []
-    for e in annotated_entries(cache, lambda e: chars.get(_codepoints(e["hexcode"])) in icons["icons"]):
-        svg = icon_svg(icons, chars[_codepoints(e["hexcode"])])
+    for e in annotated_entries(cache, lambda e: _icon_name(e, icons, chars, by_caption) is not None):
+        svg = icon_svg(icons, _icon_name(e, icons, chars, by_caption))
         src = svg_dir / f"{e['hexcode']}.svg"
         src.write_text(svg, encoding="utf-8")
         rel = Path("images") / f"{e['hexcode']}.png"
