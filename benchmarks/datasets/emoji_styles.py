@@ -50,8 +50,10 @@ def _icon_name(entry: dict, icons: dict, chars: dict[str, str], by_caption: bool
     """The icon of an OpenMoji entry: by code point, else (``by_caption``: packages without a
     chars.json of their own) by its annotation as Iconify spells names ("grinning-face", or
     "grinningface" in older sets)."""
-    slug = re.sub(r"[^a-z0-9]+", "-", entry["annotation"].lower()).strip("-")
-    names = (chars.get(_codepoints(entry["hexcode"])), slug, slug.replace("-", "")) if by_caption else (chars.get(_codepoints(entry["hexcode"])),)
+    names = [chars.get(_codepoints(entry["hexcode"]))]
+    if by_caption:
+        slug = re.sub(r"[^a-z0-9]+", "-", entry["annotation"].lower()).strip("-")
+        names += [slug, slug.replace("-", "")]
     return next((n for n in names if n in icons["icons"]), None)
 
 

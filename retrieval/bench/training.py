@@ -29,6 +29,7 @@ def _step_seconds(tower: torch.nn.Module, x: torch.Tensor, reps: int) -> float:
 
 def run_train_speed(model: str = "xmr-mini", image_batch: int = 256, audio_batch: int = 128, reps: int = 5,
                     threads: int | None = None, out_dir: str | None = None) -> dict[str, Any]:
+    from ..audio import AudioPreprocessor
     from ..registry import resolve
     from ..towers import build_tower
 
@@ -43,8 +44,7 @@ def run_train_speed(model: str = "xmr-mini", image_batch: int = 256, audio_batch
         if modality == "image":
             x = torch.randn(batch, 3, cfg["image_size"], cfg["image_size"])
         else:
-            frames = int(cfg["window_seconds"] * cfg["sample_rate"]) // cfg["hop_length"] + 1
-            x = torch.randn(batch, cfg["n_mels"], frames) - 6.0
+            x = torch.randn(batch, cfg["n_mels"], AudioPreprocessor.from_config(cfg).frames_per_window) - 6.0
         seconds = {}
         for layout, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
             torch.manual_seed(0)
