@@ -102,7 +102,7 @@ def train(
     source_passes: Annotated[list[str], typer.Option("--source-passes", help="SOURCE=K: the items of a manifest source (its rows' \"source\") come K times per pass; repeatable.")] = [],  # noqa: B006
     select: Annotated[str, typer.Option(help="How validation chooses best/: 'pooled' (mean R@10 over all pairs together) or 'sources' (each source of 20+ items alike, (R@1 + R@10) / 2).")] = "pooled",
     warmup: Annotated[int, typer.Option(min=0, help="Learning-rate warm-up steps.")] = 200,
-    cache: Annotated[Optional[Path], typer.Option(help="Cache of decoded media and caption embeddings (default OUT/cache); runs on the same data can share one.")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Cache of decoded media and caption embeddings (default OUT/cache); runs can share one (media are cached per manifest).")] = None,
     alt_texts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that an item is trained towards one of its manifest alt_texts (keywords, tags) instead of its caption.")] = 0.0,
     spec_augment: Annotated[bool, typer.Option("--spec-augment/--no-spec-augment", help="SpecAugment frequency and time masks on training audio.")] = True,
     init: Annotated[str, typer.Option(help="Start from the model's packaged weights ('packaged', when it ships any) or from random towers ('scratch').")] = "packaged",

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
 
 from benchmarks.datasets.common import caption_key, split_of
+from benchmarks.datasets.flite_speech import VOICES, plan, shift
 from benchmarks.datasets.emoji_styles import _codepoints, _icon_name, icon_svg
 from benchmarks.datasets.wordnet_speech import phrases
 
@@ -61,3 +66,26 @@ def test_emoji_found_by_code_point_or_by_caption() -> None:
     assert _icon_name(tickets, icons, chars, by_caption=True) == "admissiontickets"  # older sets squash the words
     assert _icon_name(tickets, icons, chars, by_caption=False) is None
     assert _icon_name({"hexcode": "1F436", "annotation": "dog face"}, icons, chars, by_caption=True) is None
+
+
+def test_flite_readings_keep_test_voices_and_captions_apart(tmp_path: Path) -> None:
+    captions = {caption_key(t): t for t in (f"a {w} number {i}" for w in ("red", "blue", "small") for i in range(60))}
+    rows, jobs = plan(captions, tmp_path, {"train": 2})
+    by_split = Counter(split_of(caption_key(r["text"])) for r in rows)
+    assert by_split["val"] == 0 and by_split["train"] > 0 and by_split["test"] > 0
+    assert by_split["train"] == 2 * sum(split_of(k) == "train" for k in captions)
+    for row, job in zip(rows, jobs, strict=True):
+        assert row["voice"] in VOICES[split_of(caption_key(row["text"]))]
+        assert job[-1] == tmp_path / row["audio"]
+    assert len({r["audio"] for r in rows}) == len(rows)
+
+
+def test_flite_shift_scales_pitch_and_length(tmp_path: Path) -> None:
+    rate, tone = 16000, 200.0
+    t = np.arange(rate) / rate
+    sf.write(tmp_path / "a.wav", np.sin(2 * np.pi * tone * t).astype(np.float32), rate)
+    shift(tmp_path / "a.wav", 1.25)
+    wave, out_rate = sf.read(tmp_path / "a.wav", dtype="float32")
+    assert out_rate == rate and abs(len(wave) - rate / 1.25) <= 2
+    peak = np.argmax(np.abs(np.fft.rfft(wave))) * rate / len(wave)
+    assert abs(peak - tone * 1.25) < 3

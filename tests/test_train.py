@@ -137,6 +137,42 @@ def test_runs_share_a_cache_keyed_by_the_text_tower(shapes_manifest: Path, tmp_p
     assert sorted(p.name for p in shared.iterdir()) == files  # the second run reuses, adds nothing
 
 
+def test_media_cache_is_kept_per_manifest_and_matches_direct_decoding(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from retrieval.audio import AudioPreprocessor
+    from retrieval.train.data import _load_clip, load_pairs, read_manifest
+    from tests.conftest import sine
+
+    pre = AudioPreprocessor(window_seconds=1.0)
+    manifests = []
+    for name, rates in (("a", (8000, 22050, 16000)), ("b", (44100, 16000))):
+        (tmp_path / name).mkdir()
+        lines = []
+        for k, rate in enumerate(rates):
+            sf.write(tmp_path / name / f"{k}.wav", sine(200.0 * (k + 1), 0.5 + 0.4 * k, rate), rate)
+            lines.append({"audio": f"{k}.wav", "text": f"{name} tone {k}", "source": name})
+        (tmp_path / name / "bad.wav").write_bytes(b"RIFF not a wave")  # skipped, not fatal
+        lines.append({"audio": "bad.wav", "text": f"{name} broken", "source": name})
+        (tmp_path / name / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        manifests.append(tmp_path / name / "pairs.jsonl")
+    cache = tmp_path / "cache"
+    load_pairs(read_manifest(manifests[0]), "audio", cache, pre)
+    first = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    rows = [r for m in manifests for r in read_manifest(m)]
+    pairs = load_pairs(rows, "audio", cache, pre)
+    after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(first) == 1 and len(after) == 2 and all(after[k] == v for k, v in first.items()), "the first manifest's cache is reused"
+    good = [r for r in rows if "broken" not in r["text"]]
+    assert len(pairs) == len(good) == 5 and pairs.sources == [r["source"] for r in good]
+    assert [pairs.texts[c] for c in pairs.caption] == [r["text"] for r in good]
+    for i, row in enumerate(good):
+        np.testing.assert_array_equal(pairs.audio[pairs.offsets[i]:pairs.offsets[i + 1]], _load_clip(row["path"], pre))
+    again = load_pairs(rows, "audio", tmp_path / "fresh", pre)
+    np.testing.assert_array_equal(again.audio, pairs.audio)
+    np.testing.assert_array_equal(again.offsets, pairs.offsets)
+
+
 def test_alt_texts_stand_in_for_captions_without_repeating_a_target(shapes_manifest: Path, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in shapes_manifest.read_text().splitlines()]
     for r in rows:  # one alt text of its own per colour-shape, and one shared by every item

@@ -2,8 +2,8 @@
 
     python -m benchmarks.datasets.all --out data --cache data/cache [--fsdd ../shared/data/fsdd]
 
-Needs network access to the Debian and npm registries and the Debian packages ``espeak-ng``
-and ``librsvg2-bin``. Writes one folder per set with ``train/val/test.jsonl``.
+Needs network access to the Debian and npm registries and the Debian packages ``espeak-ng``,
+``flite`` and ``librsvg2-bin``. Writes one folder per set with ``train/val/test.jsonl``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from . import asterisk, emoji_styles, fsdd, gcompris, openclipart, openmoji, speech, tuxpaint, twemoji, wordnet_speech
+from . import asterisk, emoji_styles, flite_speech, fsdd, gcompris, openclipart, openmoji, speech, tuxpaint, twemoji, wordnet_speech
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,10 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
         ("speech-wordnet", lambda: wordnet_speech.build(out / "speech-wordnet", cache)),
         # 24,000 more: the next phrases of the same draw, none of the first set's repeated
         ("speech-wordnet-b", lambda: wordnet_speech.build(out / "speech-wordnet-b", cache, 48000, [out / "speech-wordnet" / "train.jsonl"])),
+        # Flite readings (other synthesizer, other speakers) of the speech set's training and
+        # test captions and of the first WordNet set; test captions by a speaker never trained on
+        ("speech-flite", lambda: flite_speech.build(out / "speech-flite", [out / "speech" / "train.jsonl", out / "speech" / "test.jsonl",
+                                                                        out / "speech-wordnet" / "train.jsonl"])),
         # the three image sets' test splits in one gallery (the headline image recall)
         ("images-all", lambda: combine(out / "images-all", [out / s / "test.jsonl" for s in ("openclipart", "openmoji", "tuxpaint")])),
     ]

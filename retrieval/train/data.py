@@ -1,8 +1,9 @@
 """Training data: pairs manifests loaded into memory-friendly arrays, cached on disk.
 
 Images become one uint8 ``[N, S, S, 3]`` array; audio one int16 buffer at the model rate
-with offsets (clips cut to one window); captions get their text-tower embeddings computed
-once and cached, keyed by the texts and the text model's hash.
+with offsets (clips cut to one window); both are cached one manifest at a time. Captions get
+their text-tower embeddings computed once and cached, keyed by the texts and the text model's
+hash.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
                 raise ValueError(f"{path}:{n}: a pair needs one of image/audio and a text")
             row["modality"] = media[0]
             row["path"] = str((path.parent / row[media[0]]).resolve())
+            row["manifest"] = str(path)
             rows.append(row)
     return rows
 
@@ -118,43 +121,70 @@ def _load_clip(path: str, pre: AudioPreprocessor) -> np.ndarray | None:
 
 
 def load_pairs(rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None = None, workers: int = 2) -> PairSet:
-    """Decode the media of ``rows`` (one modality) into a :class:`PairSet`, cached on disk."""
+    """Decode the media of ``rows`` (one modality) into a :class:`PairSet`.
+
+    The decoded media are cached on disk one manifest at a time (rows' ``manifest`` field), so
+    a run that adds a set to those of an earlier run decodes only the new set."""
     rows = [r for r in rows if r["modality"] == modality]
-    key = hashlib.sha256(json.dumps([[r["path"], r["text"]] for r in rows]).encode() + repr(pre).encode()).hexdigest()[:20]
-    file = cache / f"{modality}-{key}.npz"
     texts = sorted({r["text"] for r in rows} | {t for r in rows for t in r.get("alt_texts", [])})
     tindex = {t: i for i, t in enumerate(texts)}
-    if file.is_file():
-        data = np.load(file)
-        keep = data["keep"]
-    else:
-        loader = (lambda r: _load_image(r["path"])) if modality == "image" else (lambda r: _load_clip(r["path"], pre))
-        with ThreadPoolExecutor(workers) as ex:
-            media = list(ex.map(loader, rows))
-        keep = np.array([i for i, m in enumerate(media) if m is not None], dtype=np.int64)
-        arrays: dict[str, np.ndarray] = {"keep": keep}
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.get("manifest", ""), []).append(i)
+    keep, images, clips, offsets, base = [], [], [], [np.zeros(1, np.int64)], 0
+    for manifest, members in groups.items():
+        part = _cached_media([rows[i] for i in members], modality, cache, pre, workers, manifest)
+        keep.append(np.asarray(members, dtype=np.int64)[part["keep"]])
         if modality == "image":
-            arrays["images"] = np.stack([media[i] for i in keep]) if len(keep) else np.zeros((0, STORE_SIDE, STORE_SIDE, 3), np.uint8)
+            images.append(part["images"])
         else:
-            clips = [media[i] for i in keep]
-            arrays["offsets"] = np.concatenate([[0], np.cumsum([len(c) for c in clips])]).astype(np.int64)
-            arrays["audio"] = np.concatenate(clips) if clips else np.zeros(0, np.int16)
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, file)
-        data = arrays
+            clips.append(part["audio"])
+            offsets.append(part["offsets"][1:] + base)
+            base += len(part["audio"])
+    keep = np.concatenate(keep) if keep else np.zeros(0, np.int64)
     kept = [rows[i] for i in keep]
     return PairSet(
         modality=modality,
         texts=texts,
         caption=np.array([tindex[r["text"]] for r in kept], dtype=np.int64),
-        images=data["images"] if modality == "image" else None,
-        audio=data["audio"] if modality == "audio" else None,
-        offsets=data["offsets"] if modality == "audio" else None,
+        images=(np.concatenate(images) if images else np.zeros((0, STORE_SIDE, STORE_SIDE, 3), np.uint8)) if modality == "image" else None,
+        audio=(np.concatenate(clips) if clips else np.zeros(0, np.int16)) if modality == "audio" else None,
+        offsets=np.concatenate(offsets) if modality == "audio" else None,
         sources=[r.get("source", "") for r in kept],
         alt={i: [tindex[t] for t in r.get("alt_texts", [])] for i, r in enumerate(kept) if r.get("alt_texts")},
     )
+
+
+def _cached_media(rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None, workers: int, label: str) -> dict[str, np.ndarray]:
+    """The decoded media of ``rows`` (``keep``: the rows that decoded, then ``images`` or
+    ``audio`` + ``offsets``), read from the cache or decoded once and written to it."""
+    key = hashlib.sha256(json.dumps([[r["path"], r["text"]] for r in rows]).encode() + repr(pre).encode()).hexdigest()[:20]
+    file = cache / f"{modality}-{key}.npz"
+    if file.is_file():
+        with np.load(file) as data:
+            return {k: data[k] for k in data.files}
+    log.info("decoding %d %s files of %s (cached in %s for later runs)", len(rows), modality, label or "the data", cache)
+    loader = (lambda r: _load_image(r["path"])) if modality == "image" else (lambda r: _load_clip(r["path"], pre))
+    media, last = [], time.monotonic()
+    with ThreadPoolExecutor(workers) as ex:
+        for m in ex.map(loader, rows):
+            media.append(m)
+            if time.monotonic() - last > 30:
+                log.info("decoded %d/%d %s files", len(media), len(rows), modality)
+                last = time.monotonic()
+    keep = np.array([i for i, m in enumerate(media) if m is not None], dtype=np.int64)
+    arrays: dict[str, np.ndarray] = {"keep": keep}
+    if modality == "image":
+        arrays["images"] = np.stack([media[i] for i in keep]) if len(keep) else np.zeros((0, STORE_SIDE, STORE_SIDE, 3), np.uint8)
+    else:
+        kept = [media[i] for i in keep]
+        arrays["offsets"] = np.concatenate([[0], np.cumsum([len(c) for c in kept])]).astype(np.int64)
+        arrays["audio"] = np.concatenate(kept) if kept else np.zeros(0, np.int16)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, file)
+    return arrays
 
 
 def text_embeddings(encoder: Encoder, texts: Sequence[str], cache: Path) -> np.ndarray:
