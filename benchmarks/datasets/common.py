@@ -55,6 +55,28 @@ def write_manifests(folder: Path, rows: Iterable[dict], split_key) -> dict[str, 
     return counts
 
 
+def read_captions(manifests: Iterable[Path]) -> dict[str, str]:
+    """The distinct captions of ``manifests``: caption key -> first text with that key."""
+    captions: dict[str, str] = {}
+    for manifest in manifests:
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            text = json.loads(line)["text"]
+            captions.setdefault(caption_key(text), text)
+    return captions
+
+
+def synthesize_all(out: Path, rows: list[dict], jobs: list, synth: Callable[[object], str | None]) -> dict[str, int]:
+    """Run the speech ``jobs`` (``synth`` returns a failure reason or None) two at a time, then
+    write the manifests of the ``rows`` (each with its ``split``) whose clip exists."""
+    out.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(2) as ex:
+        failures = [f for f in ex.map(synth, jobs) if f]
+    if failures:
+        log.warning("%d clips failed: %s", len(failures), failures[:3])
+    rows = [r for r in rows if (out / r["audio"]).exists()]
+    return write_manifests(out, rows, lambda r: r.pop("split"))
+
+
 def fetch_deb(package: str, cache: Path) -> Path:
     """Download a Debian package (apt-get download) and unpack it; returns the unpacked root."""
     root = cache / "debs" / package

@@ -12,17 +12,15 @@ validation sets keep choosing checkpoints)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from .common import caption_key, split_of, write_manifests
+from .common import read_captions, split_of, synthesize_all
 
 log = logging.getLogger(__name__)
 VOICES = {"train": ("kal16", "awb", "slt"), "test": ("rms",)}
@@ -75,20 +73,10 @@ def plan(captions: dict[str, str], out: Path, per_caption: dict[str, int] | None
 def build(out: Path, caption_manifests: list[Path], per_caption: dict[str, int] | None = None, seed: int = 0) -> dict[str, int]:
     """Read the distinct captions of ``caption_manifests`` (see :func:`plan`); writes the clips
     and ``train/val/test.jsonl`` under ``out``."""
-    captions: dict[str, str] = {}
-    for manifest in caption_manifests:
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            text = json.loads(line)["text"]
-            captions.setdefault(caption_key(text), text)
+    captions = read_captions(caption_manifests)
     rows, jobs = plan(captions, out, per_caption, seed)
     log.info("reading %d clips of %d captions with flite", len(jobs), len(captions))
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(2) as ex:
-        failures = [f for f in ex.map(synth, jobs) if f]
-    if failures:
-        log.warning("%d clips failed: %s", len(failures), failures[:3])
-    rows = [r for r in rows if (out / r["audio"]).exists()]
-    return write_manifests(out, rows, lambda r: r.pop("split"))
+    return synthesize_all(out, rows, jobs, synth)
 
 
 def main() -> None:

@@ -5,14 +5,12 @@ voice variant (test voices are never trained on)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .common import SPLITS, caption_key, split_of, write_manifests
+from .common import SPLITS, read_captions, split_of, synthesize_all
 
 log = logging.getLogger(__name__)
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029")
@@ -42,12 +40,7 @@ def synth(job: tuple[str, str, Path]) -> str | None:
 
 def build(out: Path, caption_manifests: list[Path], per_caption: int = 3, seed: int = 0) -> dict[str, int]:
     """Speak every distinct caption of ``caption_manifests`` ``per_caption`` times."""
-    captions: dict[str, str] = {}
-    for manifest in caption_manifests:
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            text = json.loads(line)["text"]
-            captions.setdefault(caption_key(text), text)
-    return speak(out, captions, per_caption, seed)
+    return speak(out, read_captions(caption_manifests), per_caption, seed)
 
 
 def speak(out: Path, captions: dict[str, str], per_caption: int = 3, seed: int = 0, source: str = "espeak") -> dict[str, int]:
@@ -67,13 +60,7 @@ def speak(out: Path, captions: dict[str, str], per_caption: int = 3, seed: int =
             rel = Path("clips") / key[:1] / f"{key[:60].replace(' ', '_')}-{i}.wav"
             rows.append({"audio": str(rel), "text": text, "source": source, "voice": f"{accent}+{variant}", "speed": speed, "pitch": pitch, "split": split})
             jobs.append((text, args, out / rel))
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(2) as ex:
-        failures = [f for f in ex.map(synth, jobs) if f]
-    if failures:
-        log.warning("%d clips failed: %s", len(failures), failures[:3])
-    rows = [r for r in rows if (out / r["audio"]).exists()]
-    return write_manifests(out, rows, lambda r: r.pop("split"))
+    return synthesize_all(out, rows, jobs, synth)
 
 
 def main() -> None:
