@@ -367,6 +367,7 @@ def test_ship_a_partial_run_replaces_only_its_towers(tmp_path) -> None:
     weights = load_file(str(shipped / "xmr-tiny.safetensors"))
     assert weights["towers.image.w"].tolist() == [1, 1, 1]
     assert weights["towers.audio.w"].tolist() == [0, 0]
+    assert (shipped / "xmr-tiny.safetensors").stat().st_mode & 0o777 == 0o644, "packaged weights readable by all"
     record = _json.loads((shipped / "xmr-tiny.json").read_text())
     assert record["val_mean_R@10"] == pytest.approx(46.0)
     assert record["val"]["text->audio"]["R@10"] == 60.0 and record["val"]["image->text"]["R@10"] == 32.0

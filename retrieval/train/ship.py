@@ -63,6 +63,7 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
         _merge_towers(target, weights, part, tmp)
     else:
         shutil.copyfile(weights, tmp)
+    os.chmod(tmp, 0o644)  # packaged weights are read by every user (safetensors writes 0600)
     os.replace(tmp, target)
     entry = {"step": meta.get("step"), "total_steps": meta.get("total_steps"), "data_hash": meta.get("data_hash"), "train_config": meta.get("train_config")}
     towers = {**_provenance(old_record), **{m: entry for m in part}} if part else {}
