@@ -10,8 +10,8 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.datasets.common import caption_key, split_of
-from benchmarks.datasets.flite_speech import VOICES, plan, shift
 from benchmarks.datasets.emoji_styles import _codepoints, _icon_name, icon_svg
+from benchmarks.datasets.flite_speech import VOICES, plan, shift
 from benchmarks.datasets.wordnet_speech import phrases
 
 
