@@ -65,6 +65,11 @@ def read_captions(manifests: Iterable[Path]) -> dict[str, str]:
     return captions
 
 
+def clip_path(key: str, reading: int) -> Path:
+    """Where a speech set keeps reading ``reading`` of the caption ``key`` (relative to the set)."""
+    return Path("clips") / key[:1] / f"{key[:60].replace(' ', '_')}-{reading}.wav"
+
+
 def synthesize_all(out: Path, rows: list[dict], jobs: list, synth: Callable[[object], str | None]) -> dict[str, int]:
     """Run the speech ``jobs`` (``synth`` returns a failure reason or None) two at a time, then
     write the manifests of the ``rows`` (each with its ``split``) whose clip exists."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .common import read_captions, split_of, synthesize_all
+from .common import clip_path, read_captions, split_of, synthesize_all
 
 log = logging.getLogger(__name__)
 VOICES = {"train": ("kal16", "awb", "slt"), "test": ("rms",)}
@@ -64,7 +64,7 @@ def plan(captions: dict[str, str], out: Path, per_caption: dict[str, int] | None
         for i in range(per_caption.get(split, 1) if split in VOICES else 0):
             voice = rng.choice(VOICES[split])
             stretch, factor = round(rng.uniform(0.8, 1.3), 2), round(rng.uniform(0.85, 1.18), 2)
-            rel = Path("clips") / key[:1] / f"{key[:60].replace(' ', '_')}-{i}.wav"
+            rel = clip_path(key, i)
             rows.append({"audio": str(rel), "text": text, "source": "flite", "voice": voice, "stretch": stretch, "shift": factor, "split": split})
             jobs.append((text, voice, stretch, factor, out / rel))
     return rows, jobs

@@ -10,7 +10,7 @@ import random
 import subprocess
 from pathlib import Path
 
-from .common import SPLITS, read_captions, split_of, synthesize_all
+from .common import SPLITS, clip_path, read_captions, split_of, synthesize_all
 
 log = logging.getLogger(__name__)
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029")
@@ -57,7 +57,7 @@ def speak(out: Path, captions: dict[str, str], per_caption: int = 3, seed: int =
             accent = rng.choice(ACCENTS)
             speed, pitch = rng.randint(120, 200), rng.randint(25, 75)
             args = f"-v {accent}+{variant} -s {speed} -p {pitch}"
-            rel = Path("clips") / key[:1] / f"{key[:60].replace(' ', '_')}-{i}.wav"
+            rel = clip_path(key, i)
             rows.append({"audio": str(rel), "text": text, "source": source, "voice": f"{accent}+{variant}", "speed": speed, "pitch": pitch, "split": split})
             jobs.append((text, args, out / rel))
     return synthesize_all(out, rows, jobs, synth)
