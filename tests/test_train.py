@@ -173,6 +173,40 @@ def test_media_cache_is_kept_per_manifest_and_matches_direct_decoding(tmp_path: 
     np.testing.assert_array_equal(again.offsets, pairs.offsets)
 
 
+def test_cached_audio_is_assembled_without_holding_every_part_twice(tmp_path: Path) -> None:
+    import tracemalloc
+
+    import soundfile as sf
+
+    from retrieval.audio import AudioPreprocessor
+    from retrieval.train.data import load_pairs, read_manifest
+    from tests.conftest import sine
+
+    pre = AudioPreprocessor()  # 5 s windows: each clip is kept as 5.75 s of int16
+    rows = []
+    for name in "abc":
+        (tmp_path / name).mkdir()
+        lines = []
+        for k in range(8):
+            sf.write(tmp_path / name / f"{k}.wav", sine(100.0 + 37 * k, 6.0, 16000), 16000)
+            lines.append({"audio": f"{k}.wav", "text": f"{name} tone {k}"})
+        (tmp_path / name / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+        rows += read_manifest(tmp_path / name / "pairs.jsonl")
+    cache = tmp_path / "cache"
+    reference = load_pairs(rows, "audio", cache, pre)  # decodes and caches each manifest
+    part = reference.audio.nbytes // 3
+    tracemalloc.start()
+    pairs = load_pairs(rows, "audio", cache, pre)  # from the cache files
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(pairs.audio, reference.audio)
+    np.testing.assert_array_equal(pairs.offsets, reference.offsets)
+    assert pairs.audio.nbytes == 24 * int(5.75 * 16000) * 2
+    # the result, one manifest's array and numpy's 256 KiB read chunks: not all three parts
+    # plus their copy (which peaks at twice the result)
+    assert peak < pairs.audio.nbytes + part + 2**20, (peak, pairs.audio.nbytes)
+
+
 def test_alt_texts_stand_in_for_captions_without_repeating_a_target(shapes_manifest: Path, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in shapes_manifest.read_text().splitlines()]
     for r in rows:  # one alt text of its own per colour-shape, and one shared by every item

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,38 +132,66 @@ def load_pairs(rows: list[dict], modality: str, cache: Path, pre: AudioPreproces
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r.get("manifest", ""), []).append(i)
-    keep, images, clips, offsets, base = [], [], [], [np.zeros(1, np.int64)], 0
-    for manifest, members in groups.items():
-        part = _cached_media([rows[i] for i in members], modality, cache, pre, workers, manifest)
-        keep.append(np.asarray(members, dtype=np.int64)[part["keep"]])
-        if modality == "image":
-            images.append(part["images"])
-        else:
-            clips.append(part["audio"])
-            offsets.append(part["offsets"][1:] + base)
-            base += len(part["audio"])
+    files = [_cached_media([rows[i] for i in members], modality, cache, pre, workers, manifest) for manifest, members in groups.items()]
+    keep = [np.asarray(members, dtype=np.int64)[_npz_read(f, "keep")] for members, f in zip(groups.values(), files)]
     keep = np.concatenate(keep) if keep else np.zeros(0, np.int64)
     kept = [rows[i] for i in keep]
+    media = _concatenate_from(files, "images" if modality == "image" else "audio")
+    offsets = None
+    if modality == "audio":
+        offsets, base = [np.zeros(1, np.int64)], 0
+        for f in files:
+            part = _npz_read(f, "offsets")
+            offsets.append(part[1:] + base)
+            base += int(part[-1])
+        offsets = np.concatenate(offsets)
     return PairSet(
         modality=modality,
         texts=texts,
         caption=np.array([tindex[r["text"]] for r in kept], dtype=np.int64),
-        images=(np.concatenate(images) if images else np.zeros((0, STORE_SIDE, STORE_SIDE, 3), np.uint8)) if modality == "image" else None,
-        audio=(np.concatenate(clips) if clips else np.zeros(0, np.int16)) if modality == "audio" else None,
-        offsets=np.concatenate(offsets) if modality == "audio" else None,
+        images=media if modality == "image" else None,
+        audio=media if modality == "audio" else None,
+        offsets=offsets,
         sources=[r.get("source", "") for r in kept],
         alt={i: [tindex[t] for t in r.get("alt_texts", [])] for i, r in enumerate(kept) if r.get("alt_texts")},
     )
 
 
-def _cached_media(rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None, workers: int, label: str) -> dict[str, np.ndarray]:
-    """The decoded media of ``rows`` (``keep``: the rows that decoded, then ``images`` or
-    ``audio`` + ``offsets``), read from the cache or decoded once and written to it."""
+def _npz_read(file: Path, key: str) -> np.ndarray:
+    with np.load(file) as data:
+        return data[key]
+
+
+def _npz_header(file: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one array of an ``.npz`` file, read from its header alone."""
+    with zipfile.ZipFile(file) as z, z.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    return shape, dtype
+
+
+def _concatenate_from(files: list[Path], key: str) -> np.ndarray:
+    """The ``key`` arrays of ``files`` end to end, filled into one array allocated up front, so
+    loading holds at most the result and one file's array (not every part plus their copy)."""
+    headers = [_npz_header(f, key) for f in files]
+    if not headers:
+        return np.zeros((0, STORE_SIDE, STORE_SIDE, 3) if key == "images" else 0, np.uint8 if key == "images" else np.int16)
+    out = np.empty((sum(shape[0] for shape, _ in headers), *headers[0][0][1:]), headers[0][1])
+    start = 0
+    for f, (shape, _) in zip(files, headers):
+        out[start : start + shape[0]] = _npz_read(f, key)
+        start += shape[0]
+    return out
+
+
+def _cached_media(rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None, workers: int, label: str) -> Path:
+    """The cache file of the decoded media of ``rows`` (``keep``: the rows that decoded, then
+    ``images`` or ``audio`` + ``offsets``), decoded and written first if it is not there."""
     key = hashlib.sha256(json.dumps([[r["path"], r["text"]] for r in rows]).encode() + repr(pre).encode()).hexdigest()[:20]
     file = cache / f"{modality}-{key}.npz"
     if file.is_file():
-        with np.load(file) as data:
-            return {k: data[k] for k in data.files}
+        return file
     log.info("decoding %d %s files of %s (cached in %s for later runs)", len(rows), modality, label or "the data", cache)
     loader = (lambda r: _load_image(r["path"])) if modality == "image" else (lambda r: _load_clip(r["path"], pre))
     media, last = [], time.monotonic()
@@ -184,7 +213,7 @@ def _cached_media(rows: list[dict], modality: str, cache: Path, pre: AudioPrepro
     tmp = file.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, file)
-    return arrays
+    return file
 
 
 def text_embeddings(encoder: Encoder, texts: Sequence[str], cache: Path) -> np.ndarray:
