@@ -88,7 +88,7 @@ def _check_better(name: str, meta: dict, old_record: dict, score: float | None, 
     else:
         old, new, what = old_record.get("val_mean_R@10"), score, "mean validation R@10"
     if old is not None and (new is None or new <= old):
-        raise ShipError(f"the shipped {name} scores {what} {old:.2f}; this checkpoint {new}: not better (--force to ship anyway)")
+        raise ShipError(f"the shipped {name} scores {what} {old:.2f}; this checkpoint {'none' if new is None else f'{new:.2f}'}: not better (--force to ship anyway)")
 
 
 def _merge_sources(old: dict, new: dict, towers: list[str]) -> dict:
