@@ -347,7 +347,7 @@ def test_ship_only_better_checkpoints(tmp_path) -> None:
 
     from retrieval.train.ship import ShipError, ship
 
-    def checkpoint(name: str, score: float, model: str = "xmr-tiny") -> Path:
+    def checkpoint(name: str, score: float | None, model: str = "xmr-tiny") -> Path:
         folder = tmp_path / name
         folder.mkdir()
         (folder / "weights.safetensors").write_bytes(name.encode())
@@ -361,6 +361,8 @@ def test_ship_only_better_checkpoints(tmp_path) -> None:
         ship(checkpoint("worse", 39.0), "xmr-tiny", weights_dir=shipped)
     with pytest.raises(ShipError, match=r"scores mean validation R@10 40\.00; this checkpoint 39\.99: not better"):
         ship(checkpoint("close", 39.98765), "xmr-tiny", weights_dir=shipped)
+    with pytest.raises(ShipError, match="this checkpoint none: not better"):  # a run that never validated
+        ship(checkpoint("unscored", None), "xmr-tiny", weights_dir=shipped)
     ship(checkpoint("better", 41.5), "xmr-tiny", weights_dir=shipped)
     assert (shipped / "xmr-tiny.safetensors").read_bytes() == b"better"
     assert _json.loads((shipped / "xmr-tiny.json").read_text())["val_mean_R@10"] == 41.5
