@@ -133,33 +133,27 @@ def load_pairs(rows: list[dict], modality: str, cache: Path, pre: AudioPreproces
     for i, r in enumerate(rows):
         groups.setdefault(r.get("manifest", ""), []).append(i)
     files = [_cached_media([rows[i] for i in members], modality, cache, pre, workers, manifest) for manifest, members in groups.items()]
-    keep = [np.asarray(members, dtype=np.int64)[_npz_read(f, "keep")] for members, f in zip(groups.values(), files)]
+    keep, offsets, base = [], [np.zeros(1, np.int64)], 0
+    for members, f in zip(groups.values(), files):
+        with np.load(f) as data:  # the small arrays of each file, in one opening
+            keep.append(np.asarray(members, dtype=np.int64)[data["keep"]])
+            if modality == "audio":
+                part = data["offsets"]
+                offsets.append(part[1:] + base)
+                base += int(part[-1])
     keep = np.concatenate(keep) if keep else np.zeros(0, np.int64)
     kept = [rows[i] for i in keep]
     media = _concatenate_from(files, "images" if modality == "image" else "audio")
-    offsets = None
-    if modality == "audio":
-        offsets, base = [np.zeros(1, np.int64)], 0
-        for f in files:
-            part = _npz_read(f, "offsets")
-            offsets.append(part[1:] + base)
-            base += int(part[-1])
-        offsets = np.concatenate(offsets)
     return PairSet(
         modality=modality,
         texts=texts,
         caption=np.array([tindex[r["text"]] for r in kept], dtype=np.int64),
         images=media if modality == "image" else None,
         audio=media if modality == "audio" else None,
-        offsets=offsets,
+        offsets=np.concatenate(offsets) if modality == "audio" else None,
         sources=[r.get("source", "") for r in kept],
         alt={i: [tindex[t] for t in r.get("alt_texts", [])] for i, r in enumerate(kept) if r.get("alt_texts")},
     )
-
-
-def _npz_read(file: Path, key: str) -> np.ndarray:
-    with np.load(file) as data:
-        return data[key]
 
 
 def _npz_header(file: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -180,7 +174,8 @@ def _concatenate_from(files: list[Path], key: str) -> np.ndarray:
     out = np.empty((sum(shape[0] for shape, _ in headers), *headers[0][0][1:]), headers[0][1])
     start = 0
     for f, (shape, _) in zip(files, headers):
-        out[start : start + shape[0]] = _npz_read(f, key)
+        with np.load(f) as data:
+            out[start : start + shape[0]] = data[key]
         start += shape[0]
     return out
 
