@@ -188,6 +188,10 @@ def index(
     shard_size: Annotated[int, typer.Option(min=1, help="Most vectors in one FAISS shard (a new index only).")] = 250_000,
     index_type: Annotated[str, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,SQ8 (a new index only).")] = "Flat",
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another indexer on the same index.")] = 0.0,
+    links: Annotated[str, typer.Option(help="Symbolic links: inside (follow those whose target stays inside FOLDER), follow (all), none.")] = "inside",
+    decode_timeout: Annotated[float, typer.Option(min=1, help="Seconds a decoder may go without progress (bytes read) before its file is skipped.")] = 120.0,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Decode again the files whose decoder crashed or hung in an earlier run.")] = False,
+    allow_mass_removal: Annotated[bool, typer.Option("--allow-mass-removal", help="Remove files gone from FOLDER even when they are more than half of the index.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -203,9 +207,12 @@ def index(
             _fail(f"texts file not found: {path}")
     if device not in ("auto", "cpu", "cuda"):
         _fail(f"--device must be auto, cpu or cuda, not {device!r}")
+    if links not in ("inside", "follow", "none"):
+        _fail(f"--links takes inside, follow or none, not {links!r}")
     options = indexer.IndexOptions(
         index_dir=str(index_dir) if index_dir else None, db_url=db, exclude=list(exclude), texts=[str(p) for p in texts],
         batch_size=batch_size, workers=workers, shard_size=shard_size, index_type=index_type, rebuild=rebuild, wait=wait,
+        links=links, decode_timeout=decode_timeout, retry_failed=retry_failed, allow_mass_removal=allow_mass_removal,
     )
     try:
         name = resolve_model_name(folder, options, model)
@@ -239,7 +246,8 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
     state = "interrupted, progress saved" if summary.interrupted else "done"
     typer.echo(
         f"{state} in {summary.seconds:.1f}s: {summary.added} added, {summary.updated} updated, {summary.moved} moved, "
-        f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} skipped{' (listed above; --json lists them too)' if summary.skipped else ''}; index holds {counts} "
+        f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
+        f"{f', {summary.kept} kept under folders that could not be read' if summary.kept else ''}; index holds {counts} "
         f"({summary.index})"
     )
 

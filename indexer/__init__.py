@@ -7,10 +7,11 @@ encode_text``, ``preprocess_image / preprocess_audio``, ``name``, ``weights_hash
 
 from typing import Any
 
-from .layout import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, Layout, XmrIndexError
+from .layout import (IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, Layout, MassRemovalError,
+                     XmrIndexError)
 
 __all__ = [
-    "IndexBusyError", "IndexCorruptError", "IndexMismatchError", "IndexNotFoundError", "IndexOptions", "Layout",
+    "IndexBusyError", "IndexCorruptError", "IndexMismatchError", "IndexNotFoundError", "IndexOptions", "Layout", "MassRemovalError",
     "Summary", "XmrIndexError", "index_folder",
 ]
 

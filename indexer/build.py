@@ -8,9 +8,7 @@ allocated here (max id + 1) and are both the SQL primary key and the FAISS id.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -24,14 +22,15 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy import update
 
-from .decode import Decoded, decode, file_hash
-from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, read_manifest, write_json_atomic
+from .decode import Decoded, file_hash
+from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, MassRemovalError, read_manifest, write_manifest
 from .paths import escape_path, unescape_path
-from .scan import Found, Skipped, walk
+from .scan import LINKS, Found, Skipped, walk
 from .schema import FILE, INDEXED, TEXT_LINE, Item
 from .shards import ShardSet
-from .store import Store
+from .store import Store, new_index_uuid
 from .texts import read_texts
+from .workers import DecodePool, decode_in_process
 
 log = logging.getLogger(__name__)
 MODALITIES = ("image", "audio", "text")
@@ -63,6 +62,17 @@ class IndexOptions:
     wait: float = 0.0
     checkpoint_items: int = 4096
     checkpoint_seconds: float = 60.0
+    links: str = "inside"  # symbolic links: inside | follow | none (see scan.walk)
+    decode_timeout: float = 120.0  # seconds a decoder may go without progress before it is stopped
+    retry_failed: bool = False  # decode again the files whose decoder crashed or hung before
+    allow_mass_removal: bool = False  # remove even when more than half of an index of 20+ items is gone
+
+    def recorded(self) -> dict[str, Any]:
+        """The options that decide what the index holds, as the manifest records them."""
+        return {"exclude": list(self.exclude), "texts": [os.path.abspath(t) for t in self.texts], "links": self.links}
+
+
+MASS_REMOVAL_MIN_ITEMS = 20
 
 
 @dataclass
@@ -74,6 +84,7 @@ class Summary:
     moved: int = 0
     removed: int = 0
     unchanged: int = 0
+    kept: int = 0  # indexed files under folders that could not be listed (or links not followed): kept, not removed
     skipped: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
@@ -94,6 +105,7 @@ class Work:
     values: dict  # column values to write once its vector is stored
     path: str | None = None  # file to decode; None for text lines
     text: str | None = None
+    rel: str = ""  # the stored (escaped, relative) path of a file
 
 
 ProgressFn = Callable[[int, int], None]
@@ -137,9 +149,20 @@ def index_folder(root: str | os.PathLike, encoder: EncoderLike, options: IndexOp
     if not root.is_dir():
         raise FileNotFoundError(f"not a folder: {root}")
     layout = index_layout(root, options)
+    if options.links not in LINKS:
+        raise ValueError(f"--links takes {', '.join(LINKS)}, not {options.links!r}")
     layout.dir.mkdir(parents=True, exist_ok=True)
     with IndexLock(layout, options.wait):
-        return _Run(root, layout, encoder, options, progress).execute()
+        return index_locked(root, layout, encoder, options, progress)
+
+
+def index_locked(root: Path, layout: Layout, encoder: EncoderLike, options: IndexOptions, progress: ProgressFn | None = None) -> Summary:
+    """:func:`index_folder` for a caller that already holds the index's lock (``doctor --fix``)."""
+    run = _Run(root, layout, encoder, options, progress)
+    try:
+        return run.execute()
+    finally:
+        run.store.close()
 
 
 class _Run:
@@ -149,11 +172,14 @@ class _Run:
         self.summary = Summary(index=str(layout.dir))
         self.manifest = self._check_manifest()
         self.store = Store(options.db_url or layout.db_url(self.manifest))
-        # The manifest goes down only once its database exists: a reader that finds the
-        # manifest can always open the database.
-        write_json_atomic(self.layout.manifest, self.manifest)
+        self.manifest["index_id"] = self.store.register_index(self.manifest["index_uuid"], self.manifest["root"], escape_path(str(layout.dir)))
+        # A rebuild drops the old vectors *before* the manifest names the new model: killed in
+        # between, the index still says which model its (fewer) vectors came from.
         if options.rebuild:
             self._wipe()
+        # The manifest goes down only once its database exists: a reader that finds the
+        # manifest can always open the database.
+        write_manifest(self.layout, self.manifest)
         self.shards = {m: ShardSet(layout.shards, m, encoder.embed_dim, self.manifest["index_type"], self.manifest["shard_size"]).load()
                        for m in MODALITIES}
         self.pending_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in MODALITIES}
@@ -188,12 +214,14 @@ class _Run:
         }
         if self.options.db_url:
             manifest["db"] = self.options.db_url
+        manifest.setdefault("index_uuid", new_index_uuid())
         manifest.setdefault("created", _now())
+        manifest["options"] = opt.recorded()
         return manifest
 
     def _wipe(self) -> None:
-        log.info("rebuilding: dropping every stored vector and row")
-        self.store.delete_all()
+        log.info("rebuilding: dropping every stored vector and row of this index")
+        self.store.delete_all()  # rows first: vectors without a row are dropped by the next run
         shutil.rmtree(self.layout.shards, ignore_errors=True)
 
     # --- the run -------------------------------------------------------------------------
@@ -216,9 +244,8 @@ class _Run:
         self.summary.seconds = round(time.monotonic() - self.started, 3)
         self.manifest["last_run"] = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
             "skipped": len(self.summary.skipped), "finished": _now()}
-        write_json_atomic(self.layout.manifest, self.manifest)
+        write_manifest(self.layout, self.manifest)
         self.store.save_manifest_copy(self.manifest)
-        self.store.close()
         return self.summary
 
     def _reconcile(self) -> None:
@@ -244,10 +271,14 @@ class _Run:
                 shards.flush()
 
     def _max_id(self) -> int:
-        ids = self.store.ids()
+        lo, hi = self.store.id_range()
+        top = self.store.max_id()
         for shards in self.shards.values():
-            ids.update(shards.ids().tolist())
-        return max(ids, default=0)
+            ids = shards.ids()
+            ids = ids[(ids >= lo) & (ids < hi)]
+            if len(ids):
+                top = max(top, int(ids.max()))
+        return top
 
     def _new_id(self) -> int:
         self.next_id += 1
@@ -256,26 +287,42 @@ class _Run:
     # --- change detection ----------------------------------------------------------------
     def _plan_files(self) -> list[Work]:
         found: dict[str, Found] = {}
-        layout_dir = self.layout.dir
-        for entry in walk(self.root, skip_dirs=[str(layout_dir)], exclude=self.options.exclude):
+        unseen: list[str] = []  # folders that failed to list, links not followed: their rows stay
+        for entry in walk(self.root, skip_dirs=[str(self.layout.dir)], exclude=self.options.exclude, links=self.options.links):
             if isinstance(entry, Skipped):
                 self._skip(entry.rel, entry.reason)
+                if entry.keep:
+                    unseen.append(escape_path(entry.rel))
             elif entry.modality in self.encoder.modalities:
                 found[escape_path(entry.rel)] = entry
         rows = {r.path: r for r in self.store.items(FILE)}
-        missing = {p: r for p, r in rows.items() if p not in found}
+        failures = self.store.failures()
+        if self.options.retry_failed and failures:
+            self.store.forget_failures()
+            failures = {}
+        missing = {p: r for p, r in rows.items() if p not in found and not _under(p, unseen)}
+        self.summary.kept = sum(1 for p in rows if p not in found and _under(p, unseen))
+        if self.summary.kept:
+            log.warning("%d indexed files lie under folders that could not be read this time: kept", self.summary.kept)
         by_hash: dict[str, list[Item]] = {}
         for r in missing.values():
             by_hash.setdefault(r.content_hash, []).append(r)
         missing_sizes = {r.size for r in missing.values()}
         work: list[Work] = []
         moves: list[tuple[int, dict]] = []
+        changed_failures: list[str] = []
         for path, f in found.items():
             row = rows.get(path)
             values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
             if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
                 self.summary.unchanged += 1
                 continue
+            failure = failures.get(path)
+            if failure is not None:
+                if (failure.size, failure.mtime_ns) == (f.size, f.mtime_ns):
+                    self._skip(f.rel, f"{failure.reason} in an earlier run; not tried again until the file changes (or --retry-failed)")
+                    continue
+                changed_failures.append(path)
             if row is not None:
                 digest = self._hash(f)
                 if digest is None:
@@ -284,7 +331,7 @@ class _Run:
                     moves.append((row.id, values))  # touched, same content: keep the vector
                     self.summary.unchanged += 1
                     continue
-                work.append(Work(row.id, f.modality, False, values, path=f.abs))
+                work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
                 continue
             if f.size in missing_sizes:
                 digest = self._hash(f)
@@ -297,11 +344,24 @@ class _Run:
                     moves.append((old.id, {**values, "path": path}))
                     self.summary.moved += 1
                     continue
-            work.append(Work(self._new_id(), f.modality, True, {**values, "path": path, "kind": FILE, "line": 0, "modality": f.modality}, path=f.abs))
+            work.append(Work(self._new_id(), f.modality, True, {**values, "path": path, "kind": FILE, "line": 0, "modality": f.modality,
+                                                                 "index_id": self.store.index_id}, path=f.abs, rel=path))
+        self._check_mass_removal(len(missing), len(rows))  # after moves are found: a renamed folder removes nothing
+        if changed_failures:
+            self.store.forget_failures(changed_failures)
         if moves:
             self.store.update_many(moves)
         self._remove([r.id for r in missing.values()], {r.id: r.modality for r in missing.values()})
         return work
+
+    def _check_mass_removal(self, removing: int, indexed: int) -> None:
+        if self.options.allow_mass_removal or indexed < MASS_REMOVAL_MIN_ITEMS or removing <= indexed / 2:
+            return
+        raise MassRemovalError(
+            f"this run would remove {removing} of the {indexed} indexed files, which are no longer found under {self.root}. "
+            "Is a drive unmounted, or the folder moved? Nothing was removed. "
+            "If they are really gone, run again with --allow-mass-removal"
+        )
 
     def _hash(self, f: Found) -> str | None:
         try:
@@ -330,7 +390,8 @@ class _Run:
                 values = {"text": text, "size": len(text.encode()), "content_hash": _text_hash(text)}
                 if row is None:
                     work.append(Work(self._new_id(), "text", True, {**values, "path": source, "line": n, "kind": TEXT_LINE,
-                                                                     "modality": "text", "ext": ""}, text=text))
+                                                                     "modality": "text", "ext": "", "index_id": self.store.index_id},
+                                     text=text))
                 else:
                     work.append(Work(row.id, "text", False, values, text=text))
         return work
@@ -387,10 +448,12 @@ class _Run:
         file_work = [w for w in work if w.path is not None]
         pre = {"image": getattr(self.encoder, "preprocess_image", None), "audio": getattr(self.encoder, "preprocess_audio", None), "text": None}
         jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
-        for decoded in _decode_all(jobs, self.options.workers):
+        for decoded in _decode_all(jobs, self.options.workers, self.options.decode_timeout):
             w = file_work[decoded.key]
             if not decoded.ok:
                 self._skip(os.path.relpath(w.path, self.root), decoded.reason)
+                if decoded.remember:
+                    self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
                 self._report(1)
                 if not w.new:  # an indexed file that no longer decodes: drop its old vector too
                     self._remove([w.item_id], {w.item_id: w.modality})
@@ -437,40 +500,18 @@ class _Run:
         self.last_checkpoint = time.monotonic()
 
 
-def _decode_all(jobs: Iterable[tuple], workers: int | None) -> Iterator[Decoded]:
+def _decode_all(jobs: Iterable[tuple], workers: int | None, timeout: float) -> Iterator[Decoded]:
     workers = default_workers() if workers is None else workers
     if workers <= 0:
-        yield from map(decode, jobs)
+        yield from decode_in_process(jobs)
         return
-    with start_workers(workers) as pool:
-        yield from pool.imap(decode, jobs, chunksize=4)
+    with DecodePool(workers, timeout) as pool:
+        yield from pool.map(jobs)
 
 
-def start_workers(workers: int) -> Any:
-    """The decode worker pool: spawned (not forked: the parent holds torch's threads, which a
-    fork would copy half-alive), one BLAS thread each, Ctrl-C left to the parent."""
-    with _single_threaded_children():
-        return mp.get_context("spawn").Pool(workers, initializer=_ignore_sigint)
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    """Processes started inside inherit one BLAS/OpenMP thread each: a decode worker's
-    matrix products (the log-mel's filterbank) would otherwise spread over every core and
-    take them from the encoder. The parent's own settings come back on exit."""
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _under(path: str, folders: list[str]) -> bool:
+    """Whether the stored ``path`` lies in (or is) one of ``folders`` ("" is the root)."""
+    return any(not f or path == f or path.startswith(f + "/") for f in folders)
 
 
 class _StopOnSigint:
@@ -496,11 +537,6 @@ class _StopOnSigint:
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
-
-
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group: the parent saves and stops; workers just go on.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _text_hash(text: str) -> str:

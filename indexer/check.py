@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import IndexCorruptError, Layout, read_manifest, write_json_atomic
+from .layout import IndexCorruptError, IndexLock, Layout, read_manifest, read_manifest_backup, write_manifest
 from .paths import unescape_path
 from .schema import FILE, INDEXED, PENDING
 from .shards import ShardError, ShardSet, read_index, shard_ids
@@ -62,7 +62,7 @@ def check_index(index_dir: str | os.PathLike, check_files: bool = True) -> Check
         report.add("manifest", f"no manifest at {layout.manifest}: not an xmr index")
         return report
     try:
-        store = Store(layout.db_url(manifest), create=False)
+        store = Store.of_index(layout.db_url(manifest), manifest)
     except Exception as exc:  # noqa: BLE001
         report.add("database", str(exc))
         return report
@@ -100,56 +100,87 @@ def _check_vectors(layout: Layout, manifest: dict, store: Store, report: CheckRe
 
 def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:
     root = Path(unescape_path(manifest.get("root", "")))
-    gone = [str(root / unescape_path(item.path)) for item in store.items(FILE) if not os.path.lexists(root / unescape_path(item.path))]
+    root_real = os.path.realpath(root)
+    links = (manifest.get("options") or {}).get("links", "inside")
+    gone, outside = [], []
+    for item in store.items(FILE):
+        path = root / unescape_path(item.path)
+        if not os.path.lexists(path):
+            gone.append(str(path))
+        elif links != "follow" and not _inside(os.path.realpath(path), root_real):
+            outside.append(f"{path} -> {os.path.realpath(path)}")
     if gone:
         report.add("missing-file", f"{len(gone)} indexed files no longer exist: run `xmr index` to drop them", gone)
+    if outside:
+        report.add("outside-root", f"{len(outside)} indexed files lie outside {root} through symbolic links "
+                   f"(indexed with --links follow, or before --links existed)", outside)
+
+
+def _inside(path: str, root_real: str) -> bool:
+    return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
 def repair_index(index_dir: str | os.PathLike, make_encoder: Callable[[str], Any]):  # -> build.Summary
-    """Repair an index from what survives: a damaged manifest is restored from the copy in the
-    database, unreadable shards are set aside (``*.corrupt``), and an indexing run then drops
-    stray vectors and rows and re-embeds only what has no vector left.
+    """Repair an index from what survives: a damaged manifest is restored from its backup or the
+    copy in the database, unreadable shards are set aside (``*.corrupt``), and an indexing run
+    with the options the index was last built with (``--exclude``, ``--texts``, ``--links``)
+    then drops stray vectors and rows and re-embeds only what has no vector left. All of it
+    under the index's lock.
 
     Args:
         make_encoder: builds the index's model from its name.
 
     Raises:
-        IndexCorruptError: neither the manifest nor its copy in the database can be read.
+        IndexCorruptError: neither the manifest nor a copy of it can be read.
+        IndexBusyError: another process is updating the index.
     """
-    from .build import IndexOptions, index_folder
+    from .build import IndexOptions, index_locked
 
     layout = Layout(Path(index_dir))
-    manifest = _manifest_or_copy(layout)
-    if layout.shards.exists():
-        for path in sorted(layout.shards.glob("*.faiss")):
-            try:
-                read_index(path)
-            except ShardError as exc:
-                aside = path.with_name(path.name + ".corrupt")
-                log.warning("%s; moving it aside to %s, its vectors will be re-embedded", exc, aside.name)
-                os.replace(path, aside)
-    root = unescape_path(manifest["root"])
-    if not os.path.isdir(root):
-        raise IndexCorruptError(f"the indexed folder {root} is gone; nothing to rebuild from")
-    return index_folder(root, make_encoder(manifest["model"]), IndexOptions(index_dir=str(layout.dir), db_url=manifest.get("db")))
+    with IndexLock(layout):
+        manifest = _manifest_or_copy(layout)
+        root = unescape_path(manifest["root"])
+        if not os.path.isdir(root):
+            raise IndexCorruptError(f"the indexed folder {root} is gone; nothing to rebuild from")
+        if layout.shards.exists():
+            for path in sorted(layout.shards.glob("*.faiss")):
+                try:
+                    read_index(path)
+                except ShardError as exc:
+                    aside = path.with_name(path.name + ".corrupt")
+                    log.warning("%s; moving it aside to %s, its vectors will be re-embedded", exc, aside.name)
+                    os.replace(path, aside)
+        recorded = manifest.get("options") or {}
+        texts = [t for t in recorded.get("texts", []) if os.path.isfile(t)]
+        for t in set(recorded.get("texts", [])) - set(texts):
+            log.warning("texts file %s, given when the index was built, is gone: its items stay as they are", t)
+        options = IndexOptions(index_dir=str(layout.dir), db_url=manifest.get("db"), exclude=list(recorded.get("exclude", [])),
+                               texts=texts, links=recorded.get("links", "inside"))
+        return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest["model"]), options)
 
 
 def _manifest_or_copy(layout: Layout) -> dict:
+    """The manifest; else its backup file; else the copy in the database the backup names (or
+    the default SQLite database). A copy found is written back as the manifest."""
     try:
         manifest = read_manifest(layout)
     except IndexCorruptError:
         manifest = None
     if manifest is not None:
         return manifest
-    try:
-        store = Store(layout.db_url(), create=False)
-        copy = store.manifest_copy()
-        store.close()
-    except StoreError:
-        copy = None
+    copy = read_manifest_backup(layout)
     if copy is None:
-        raise IndexCorruptError(f"the manifest at {layout.manifest} is missing or damaged and the database holds no copy; "
+        try:
+            store = Store(layout.db_url(), create=False)
+            try:
+                copy = store.manifest_copy()
+            finally:
+                store.close()
+        except StoreError:
+            copy = None
+    if copy is None:
+        raise IndexCorruptError(f"the manifest at {layout.manifest} is missing or damaged and no copy of it survives; "
                                 "index the folder again with `xmr index FOLDER --index ...`")
-    log.warning("restoring %s from the copy kept in the database", layout.manifest)
-    write_json_atomic(layout.manifest, copy)
+    log.warning("restoring %s from a copy", layout.manifest)
+    write_manifest(layout, copy)
     return copy

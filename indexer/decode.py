@@ -6,6 +6,7 @@ preprocessors arrive pickled, as plain callables with a ``process(source)`` meth
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import numpy as np
 
 MAX_TEXT_BYTES = 200_000  # a text file's first 200 kB are embedded (in chunks, averaged)
 HASH_BLOCK = 1 << 20
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))  # UTF-32 LE starts like UTF-16 LE: first
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Decoded:
     features: np.ndarray | None = None
     text: str | None = None
     meta: dict | None = None
+    remember: bool = False  # the decoder crashed or hung: not tried again until the file changes
 
 
 def file_hash(path: str) -> str:
@@ -39,28 +43,50 @@ def file_hash(path: str) -> str:
     return h.hexdigest()
 
 
+def decode_text(data: bytes) -> str:
+    """Text of a file's bytes: by its byte-order mark (UTF-8, UTF-16 LE/BE, UTF-32 LE/BE), else
+    UTF-8, else cp1252 (the usual 8-bit text of Windows); NUL characters are dropped (neither
+    PostgreSQL nor an embedding has use for them), as is a character cut at the end."""
+    for bom, codec in BOMS:
+        if data.startswith(bom):
+            text = data[len(bom):].decode(codec, errors="ignore" if codec != "utf-8" else "replace")
+            break
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":  # cut by the read limit
+                text = data[: exc.start].decode("utf-8")
+            else:
+                text = data.decode("cp1252", errors="replace")
+    return clean_text(text)
+
+
+def clean_text(text: str) -> str:
+    """Text fit for storage on every backend: without NUL characters."""
+    return text.replace("\x00", "")
+
+
 def decode(job: tuple[Any, str, str, Any]) -> Decoded:
-    """Decode one file. ``job`` is (key, path, modality, preprocessor or None for text)."""
+    """Decode one file. ``job`` is (key, path, modality, preprocessor or None for text).
+
+    Never raises for a bad file: any error becomes a :class:`Decoded` with ``ok=False`` and
+    the reason."""
     key, path, modality, pre = job
     try:
         if os.path.getsize(path) == 0:
             return Decoded(key, False, "empty file (0 bytes)")
-        if modality == "image":
-            with open(path, "rb") as f:
-                data = f.read()
-            features, meta = pre.process(data)
-            return Decoded(key, True, content_hash=hashlib.sha256(data).hexdigest(), features=features, meta=meta)
-        if modality == "audio":
-            digest = file_hash(path)
+        if modality in ("image", "audio"):
+            # The preprocessor opens the file itself and reads its header first (pixel count,
+            # channels, rate), so an absurd file costs a header read, never its whole size.
             features, meta = pre.process(path)
-            return Decoded(key, True, content_hash=digest, features=features, meta=meta)
+            return Decoded(key, True, content_hash=file_hash(path), features=features, meta=meta)
         with open(path, "rb") as f:
             head = f.read(MAX_TEXT_BYTES)
-        digest = file_hash(path)
-        text = head.decode("utf-8", errors="replace").strip()
+        text = decode_text(head).strip()
         if not text:
             return Decoded(key, False, "text file holds no text")
-        return Decoded(key, True, content_hash=digest, text=text, meta={})
+        return Decoded(key, True, content_hash=file_hash(path), text=text, meta={})
     except FileNotFoundError:
         return Decoded(key, False, "file vanished before it could be read")
     except PermissionError:
@@ -71,6 +97,8 @@ def decode(job: tuple[Any, str, str, Any]) -> Decoded:
         return Decoded(key, False, _reason(exc))
     except MemoryError:
         return Decoded(key, False, "out of memory while decoding")
+    except Exception as exc:  # noqa: BLE001 - a decoder's bug skips its file, never the run
+        return Decoded(key, False, f"decoder error: {type(exc).__name__}: {_reason(exc)}")
 
 
 def _reason(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: index_uuid, index_id and the recorded options (a version-1 manifest reads as before)
 
 
 class XmrIndexError(RuntimeError):
@@ -31,6 +31,10 @@ class IndexNotFoundError(XmrIndexError):
     """No index where one was expected."""
 
 
+class MassRemovalError(XmrIndexError):
+    """A run would remove more than half of an index: more likely a missing drive than a purge."""
+
+
 class IndexCorruptError(XmrIndexError):
     """An index file is damaged."""
 
@@ -44,6 +48,10 @@ class Layout:
     @property
     def manifest(self) -> Path:
         return self.dir / "manifest.json"
+
+    @property
+    def manifest_backup(self) -> Path:
+        return self.dir / "manifest.backup.json"
 
     @property
     def database(self) -> Path:
@@ -71,9 +79,28 @@ def read_manifest(layout: Layout) -> dict[str, Any] | None:
         manifest = json.loads(text)
         if not isinstance(manifest, dict) or "model" not in manifest or "dim" not in manifest:
             raise ValueError("required fields missing")
-        return manifest
     except ValueError as exc:
         raise IndexCorruptError(f"manifest {layout.manifest} is damaged ({exc}); `xmr doctor --fix` rebuilds it") from exc
+    if int(manifest.get("version", 1)) > MANIFEST_VERSION:
+        raise IndexMismatchError(f"the index at {layout.dir} was written by a newer xmr (manifest version {manifest['version']}, "
+                                 f"this xmr reads up to {MANIFEST_VERSION}): upgrade xmr")
+    return manifest
+
+
+def read_manifest_backup(layout: Layout) -> dict[str, Any] | None:
+    """The copy :func:`write_manifest` keeps beside the manifest, or None when it is missing or damaged."""
+    try:
+        manifest = json.loads(layout.manifest_backup.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and "model" in manifest and "dim" in manifest else None
+
+
+def write_manifest(layout: Layout, manifest: dict[str, Any]) -> None:
+    """The one writer of an index's manifest: the manifest and a backup copy beside it (which
+    also names the database, so a damaged manifest of a PostgreSQL index can be restored)."""
+    write_json_atomic(layout.manifest, manifest)
+    write_json_atomic(layout.manifest_backup, manifest)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -36,18 +36,36 @@ class Found:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A path the walk could not take in. ``keep``: it may still hold indexed files that could
+    not be seen this time (a folder that failed to list, a link not followed), so the rows
+    under it stay."""
+
     rel: str
     reason: str
+    keep: bool = False
 
 
-def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequence[str] = ()) -> Iterator[Found | Skipped]:
+LINKS = ("inside", "follow", "none")
+
+
+def _inside(path: str, root_real: str) -> bool:
+    return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequence[str] = (),
+         links: str = "inside") -> Iterator[Found | Skipped]:
     """Yield every indexable file under ``root`` (recursively) and every file it must skip.
 
-    Hidden folders and ``skip_dirs`` (the index folder) are not entered; symbolic links are
-    followed, but a folder already visited (a link loop) is entered once. ``exclude`` globs
-    match paths relative to ``root`` (``*`` crosses ``/``) and file names.
+    Hidden folders and ``skip_dirs`` (the index folder) are not entered; a folder already
+    visited (a link loop) is entered once. Symbolic links: ``inside`` follows a link whose
+    target stays inside the root's real path, ``follow`` every link, ``none`` none; a link not
+    followed is reported (``keep``). ``exclude`` globs match paths relative to ``root`` (``*``
+    crosses ``/``) and file names.
     """
+    if links not in LINKS:
+        raise ValueError(f"links must be one of {', '.join(LINKS)}, not {links!r}")
     root = os.path.abspath(os.fspath(root))
+    root_real = os.path.realpath(root)
     skip = {os.path.realpath(d) for d in skip_dirs}
     seen_dirs: set[tuple[int, int]] = set()
     stack = [root]
@@ -56,7 +74,7 @@ def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequen
         try:
             st = os.stat(folder)
         except OSError as exc:
-            yield Skipped(_rel(folder, root), f"cannot open folder: {exc.strerror}")
+            yield Skipped(_rel(folder, root), f"cannot open folder: {exc.strerror}; its indexed files are kept", keep=True)
             continue
         if (st.st_dev, st.st_ino) in seen_dirs:
             log.debug("not entering %s again (symbolic link loop)", folder)
@@ -65,7 +83,7 @@ def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequen
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield Skipped(_rel(folder, root), f"cannot list folder: {exc.strerror}")
+            yield Skipped(_rel(folder, root), f"cannot list folder: {exc.strerror}; its indexed files are kept", keep=True)
             continue
         subdirs = []
         for entry in entries:
@@ -74,13 +92,21 @@ def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequen
                 continue
             if _excluded(rel, entry.name, exclude):
                 continue
+            if links != "follow" and entry.is_symlink() and _may_index(entry):
+                target = os.path.realpath(entry.path)
+                if links == "none":
+                    yield Skipped(rel, "symbolic link not followed (--links none)", keep=True)
+                    continue
+                if not _inside(target, root_real) and os.path.exists(target):
+                    yield Skipped(rel, f"symbolic link to {target}, outside the indexed folder (--links follow follows it)", keep=True)
+                    continue
             try:
                 st = entry.stat(follow_symlinks=True)
             except FileNotFoundError:
                 yield Skipped(rel, "broken symbolic link" if entry.is_symlink() else "file vanished during the scan")
                 continue
             except OSError as exc:
-                yield Skipped(rel, f"cannot stat: {exc.strerror}")
+                yield Skipped(rel, f"cannot stat: {exc.strerror}", keep=True)
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if os.path.realpath(entry.path) not in skip:
@@ -96,6 +122,11 @@ def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequen
                 continue
             yield Found(rel, entry.path, modality, ext, st.st_size, st.st_mtime_ns)
         stack.extend(reversed(subdirs))
+
+
+def _may_index(entry: os.DirEntry) -> bool:
+    """A link worth reporting when not followed: to a folder, or named like media."""
+    return entry.is_dir(follow_symlinks=True) or os.path.splitext(entry.name)[1][1:].lower() in MODALITY_OF_EXT
 
 
 def _rel(path: str, root: str) -> str:

@@ -1,4 +1,12 @@
-"""The SQL schema (SQLAlchemy 2.0 ORM): one row per indexed item; its id is its FAISS id."""
+"""The SQL schema (SQLAlchemy 2.0 ORM): one row per indexed item; its id is its FAISS id.
+
+One database may serve several indexes (``xmr index a --db URL`` and ``xmr index b --db URL``):
+every item belongs to the index in ``items.index_id``, and each index allocates its ids in a
+range of its own (``index_id << ID_BITS`` upwards), so two indexers never collide.
+
+Schema versions: 1 (xmr <= 0.1, one index per database), 2 (``indexes``, ``items.index_id``,
+``failures``). :mod:`indexer.migrate` upgrades a database in place.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ID_BITS = 40  # ids of index n lie in [n << 40, (n + 1) << 40): 10^12 items each, 2^23 indexes
 
 # Item.status: "pending" rows still need their vector (re)computed; "indexed" rows have one
 # in the shards. A killed run leaves at most some pending rows, which the next run finishes.
@@ -23,17 +32,30 @@ class Base(DeclarativeBase):
     pass
 
 
+class IndexRow(Base):
+    """One index served by this database: its folder and the media folder it indexes."""
+
+    __tablename__ = "indexes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    uuid: Mapped[str | None] = mapped_column(String(36), unique=True, nullable=True)  # None: migrated, not yet claimed
+    root: Mapped[str] = mapped_column(Text, default="")  # escaped (see paths.py)
+    dir: Mapped[str] = mapped_column(Text, default="")  # the index folder, escaped
+    created: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class Item(Base):
     """One indexed item: a media or text file, or one line of a texts file."""
 
     __tablename__ = "items"
     __table_args__ = (
-        UniqueConstraint("path", "line", name="uq_items_path_line"),
+        UniqueConstraint("index_id", "path", "line", name="uq_items_index_path_line"),
         Index("ix_items_modality_status", "modality", "status"),
         Index("ix_items_hash", "content_hash"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    index_id: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     kind: Mapped[str] = mapped_column(String(16))
     path: Mapped[str] = mapped_column(Text)  # relative to the indexed folder, escaped (see paths.py)
     line: Mapped[int] = mapped_column(Integer, default=0)  # line number for text-line items, else 0
@@ -52,8 +74,22 @@ class Item(Base):
     status: Mapped[str] = mapped_column(String(16), default=PENDING)
 
 
+class Failure(Base):
+    """A file whose decoder crashed or hung: not tried again until it changes (size or mtime)
+    or ``--retry-failed`` is given."""
+
+    __tablename__ = "failures"
+
+    index_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class Meta(Base):
-    """Key/value facts about the database itself (schema version)."""
+    """Key/value facts about the database itself (schema version, each index's manifest copy)."""
 
     __tablename__ = "meta"
 

@@ -1,32 +1,32 @@
 """The SQL side of an index: items and their metadata, through SQLAlchemy 2.0.
 
-SQLite (WAL mode) by default; any SQLAlchemy URL (PostgreSQL) by choice.
+SQLite (WAL mode) by default; any SQLAlchemy URL (PostgreSQL) by choice. A database may hold
+several indexes: a :class:`Store` reads and writes the rows of one of them (``index_id``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+import uuid as uuidlib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from .schema import INDEXED, PENDING, SCHEMA_VERSION, Base, Item, Meta
+from .schema import ID_BITS, INDEXED, PENDING, SCHEMA_VERSION, Base, Failure, IndexRow, Item, Meta
 
 log = logging.getLogger(__name__)
+CHUNK = 900  # ids per IN (...) list: under SQLite's bound-parameter limit
 
 
 class StoreError(RuntimeError):
     """Raised when the database cannot be opened, read or written."""
-
-
-def sqlite_url(path: str) -> str:
-    return f"sqlite:///{path}"
 
 
 def _make_engine(url: str) -> Engine:
@@ -45,33 +45,84 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-class Store:
-    """Items of one index in one SQL database."""
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (``sqlite:///path`` or ``sqlite:///file:path?mode=ro&uri=true``)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):]
+    return path[len("file:"):].split("?", 1)[0] if path.startswith("file:") else path
 
-    def __init__(self, url: str, create: bool = True) -> None:
-        """Open (``create``: and create when missing) the database at ``url``.
+
+def new_index_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """The rows of one index in one SQL database (see :meth:`bind`)."""
+
+    def __init__(self, url: str, create: bool = True, index_id: int | None = None) -> None:
+        """Open (``create``: and create when missing) the database at ``url``, upgrading an
+        older schema in place.
 
         Raises:
-            StoreError: cannot connect, a newer schema, or (not ``create``) no xmr tables there.
+            StoreError: cannot connect, a newer schema, an upgrade that cannot be written, or
+                (not ``create``) no xmr tables there.
         """
         self.url = url
-        if not create and url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
-            raise StoreError(f"the index database {url[len('sqlite:///'):]} is missing; `xmr doctor --fix` rebuilds it from the files")
+        self._index_id = index_id
+        if not create and (path := _sqlite_file(url)) and not os.path.exists(path):
+            raise StoreError(f"the index database {path} is missing; `xmr doctor --fix` rebuilds it from the files")
         try:
             self.engine = _make_engine(url)
-            if create:
-                Base.metadata.create_all(self.engine)
-            elif not inspect(self.engine).has_table(Item.__tablename__):
+            found = inspect(self.engine)
+            if not found.has_table(Item.__tablename__) and not create:
                 raise StoreError(f"database {self.safe_url} holds no xmr items table; `xmr doctor --fix` rebuilds it from the files")
-            with Session(self.engine) as s:
-                version = s.get(Meta, "schema_version")
-                if version is None:
-                    s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-                    s.commit()
-                elif int(version.value) > SCHEMA_VERSION:
-                    raise StoreError(f"database {self.safe_url} has schema version {version.value}, newer than this xmr ({SCHEMA_VERSION}): upgrade xmr")
+            version = self._version() if found.has_table(Meta.__tablename__) else None
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreError(f"database {self.safe_url} has schema version {version}, newer than this xmr ({SCHEMA_VERSION}): upgrade xmr")
+            if version is not None and version < SCHEMA_VERSION:
+                from .migrate import upgrade
+
+                upgrade(self.engine, version)
+            Base.metadata.create_all(self.engine)
+            if version is None:
+                with Session(self.engine) as s:
+                    if s.get(Meta, "schema_version") is None:
+                        s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                        s.commit()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open database {self.safe_url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+
+    @classmethod
+    def of_index(cls, url: str, manifest: dict[str, Any]) -> "Store":
+        """Open an existing index's database, bound to that index's rows (read side).
+
+        Raises:
+            StoreError: as :meth:`__init__`, or the database holds no such index.
+        """
+        store = cls(url, create=False)
+        try:
+            found = store.find_index(manifest.get("index_uuid"), manifest.get("root", ""))
+            if found is None and manifest.get("index_uuid"):
+                raise StoreError(f"database {store.safe_url} holds no index with this manifest's id ({manifest['index_uuid']}); "
+                                 "`xmr doctor --fix` re-embeds it from the files")
+            if found is not None:
+                store.bind(found)
+            else:
+                store.index_id  # noqa: B018 - a database of several indexes refuses to guess here
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _version(self) -> int | None:
+        with Session(self.engine) as s:
+            row = s.get(Meta, "schema_version")
+            return int(row.value) if row is not None else None
 
     @property
     def safe_url(self) -> str:
@@ -98,44 +149,115 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    # --- which index ---------------------------------------------------------------------
+    @property
+    def index_id(self) -> int:
+        """The index this store reads and writes; when not bound, the database's only index."""
+        if self._index_id is None:
+            with self.session() as s:
+                ids = list(s.scalars(select(IndexRow.id)))
+            if len(ids) > 1:
+                raise StoreError(f"database {self.safe_url} serves {len(ids)} indexes: open it through an index folder's manifest")
+            self._index_id = ids[0] if ids else 0
+        return self._index_id
+
+    def bind(self, index_id: int) -> None:
+        self._index_id = index_id
+
+    def find_index(self, index_uuid: str | None, root: str) -> int | None:
+        """The id of the index with ``index_uuid``; for an index made before schema 2 (no
+        uuid), the unclaimed migrated index of the same ``root``. None when there is none."""
+        with self.session() as s:
+            if index_uuid:
+                found = s.scalar(select(IndexRow.id).where(IndexRow.uuid == index_uuid))
+                if found is not None:
+                    return found
+            # The root is "" when the version-1 database never recorded one (its first run was cut short).
+            return s.scalar(select(IndexRow.id).where(IndexRow.uuid.is_(None), IndexRow.root.in_([root, ""])).order_by(IndexRow.id))
+
+    def register_index(self, index_uuid: str, root: str, folder: str) -> int:
+        """Find or create the index ``index_uuid`` (claiming a migrated one of the same root),
+        record its folders, bind this store to it and return its id."""
+        for _ in range(5):  # another process may take the same new id: try the next
+            found = self.find_index(index_uuid, root)
+            try:
+                with self.writing("register the index") as s:
+                    if found is not None:
+                        s.execute(update(IndexRow).where(IndexRow.id == found).values(uuid=index_uuid, root=root, dir=folder))
+                    else:
+                        top = s.scalar(select(func.max(IndexRow.id)))
+                        found = 0 if top is None and not self._has_rows_of(s, 0) else (top or 0) + 1
+                        s.add(IndexRow(id=found, uuid=index_uuid, root=root, dir=folder, created=_now()))
+            except StoreError as exc:
+                if isinstance(exc.__cause__, IntegrityError):
+                    continue
+                raise
+            self.bind(found)
+            return found
+        raise StoreError(f"cannot register the index in {self.safe_url}: too many indexers creating indexes at once")
+
+    @staticmethod
+    def _has_rows_of(s: Session, index_id: int) -> bool:
+        return s.scalar(select(Item.id).where(Item.index_id == index_id).limit(1)) is not None
+
+    def indexes(self) -> list[dict[str, Any]]:
+        """Every index this database serves: id, uuid, root, folder, item count."""
+        with self.session() as s:
+            counts = dict(s.execute(select(Item.index_id, func.count()).group_by(Item.index_id)).all())
+            return [{"id": r.id, "uuid": r.uuid, "root": r.root, "dir": r.dir, "items": int(counts.get(r.id, 0))}
+                    for r in s.scalars(select(IndexRow).order_by(IndexRow.id))]
+
+    def id_range(self) -> tuple[int, int]:
+        """The ids this index allocates: ``[lo, hi)``."""
+        return self.index_id << ID_BITS, (self.index_id + 1) << ID_BITS
+
+    def max_id(self) -> int:
+        """The largest id of this index's rows, or the bottom of its range."""
+        lo, _ = self.id_range()
+        with self.session() as s:
+            top = s.scalar(select(func.max(Item.id)).where(Item.index_id == self.index_id))
+        return max(int(top or 0), lo)
+
     # --- reads ---------------------------------------------------------------------------
+    def _mine(self, q):  # noqa: ANN001, ANN202
+        return q.where(Item.index_id == self.index_id)
+
     def items(self, kind: str | None = None) -> list[Item]:
         with self.session() as s:
-            q = select(Item)
+            q = self._mine(select(Item))
             if kind:
                 q = q.where(Item.kind == kind)
             return list(s.scalars(q))
 
-    def by_ids(self, ids: Iterable[int]) -> dict[int, Item]:
-        ids = [int(i) for i in ids]
-        out: dict[int, Item] = {}
-        with self.session() as s:
-            for start in range(0, len(ids), 900):  # stay under SQLite's bound-parameter limit
-                for item in s.scalars(select(Item).where(Item.id.in_(ids[start : start + 900]))):
-                    out[item.id] = item
-        return out
-
     def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
-        """Like :meth:`by_ids`, as plain rows (attribute access, no ORM objects): several times
-        faster for the hits of a query batch."""
+        """Rows of ``ids`` as plain rows (attribute access, no ORM objects): several times faster
+        than ORM objects for the hits of a query batch."""
         table = Item.__table__
         out: dict[int, Any] = {}
+        ids = [int(i) for i in ids]
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 900):
-                for row in conn.execute(select(table).where(table.c.id.in_(ids[start : start + 900]))):
+            for start in range(0, len(ids), CHUNK):
+                q = select(table).where(table.c.id.in_(ids[start : start + CHUNK]), table.c.index_id == self.index_id)
+                for row in conn.execute(q):
                     out[row.id] = row
         return out
 
+    def matching_ids(self, modality: str, conditions: Sequence[Any]) -> list[int]:
+        """Ids of this index's indexed ``modality`` rows meeting SQL ``conditions`` on :class:`Item`."""
+        with self.session() as s:
+            q = self._mine(select(Item.id)).where(Item.modality == modality, Item.status == INDEXED, *conditions)
+            return list(s.scalars(q))
+
     def counts(self, status: str | None = INDEXED) -> dict[str, int]:
         with self.session() as s:
-            q = select(Item.modality, func.count()).group_by(Item.modality)
+            q = self._mine(select(Item.modality, func.count())).group_by(Item.modality)
             if status:
                 q = q.where(Item.status == status)
             return {m: int(n) for m, n in s.execute(q)}
 
     def ids(self, modality: str | None = None, status: str | None = None) -> set[int]:
         with self.session() as s:
-            q = select(Item.id)
+            q = self._mine(select(Item.id))
             if modality:
                 q = q.where(Item.modality == modality)
             if status:
@@ -144,33 +266,20 @@ class Store:
 
     def manifest_copy(self) -> dict | None:
         """The copy of the index manifest kept in the database (see :meth:`save_manifest_copy`)."""
-        import json
-
         with self.session() as s:
-            row = s.get(Meta, "manifest")
+            row = s.get(Meta, f"manifest:{self.index_id}")
             return json.loads(row.value) if row else None
 
+    def failures(self) -> dict[str, Failure]:
+        """Files whose decoder crashed or hung, by stored path."""
+        with self.session() as s:
+            return {f.path: f for f in s.scalars(select(Failure).where(Failure.index_id == self.index_id))}
+
     # --- writes --------------------------------------------------------------------------
-    def add(self, items: Sequence[Item]) -> list[Item]:
-        """Insert items (ids assigned by the database) and commit."""
-        with self.writing("add items") as s:
-            s.add_all(items)
-        return list(items)
-
-    def mark_indexed(self, ids: Sequence[int], model: str) -> None:
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with self.writing("mark items indexed") as s:
-            for start in range(0, len(ids), 900):
-                s.execute(update(Item).where(Item.id.in_(ids[start : start + 900])).values(status=INDEXED, indexed_at=now, model=model))
-
     def mark_pending(self, ids: Sequence[int]) -> None:
         with self.writing("mark items pending") as s:
-            for start in range(0, len(ids), 900):
-                s.execute(update(Item).where(Item.id.in_(ids[start : start + 900])).values(status=PENDING))
-
-    def update(self, item_id: int, **values) -> None:
-        with self.writing("update an item") as s:
-            s.execute(update(Item).where(Item.id == item_id).values(**values))
+            for start in range(0, len(ids), CHUNK):
+                s.execute(update(Item).where(Item.id.in_(ids[start : start + CHUNK])).values(status=PENDING))
 
     def update_many(self, changes: Sequence[tuple[int, dict]]) -> None:
         with self.writing("update items") as s:
@@ -178,17 +287,37 @@ class Store:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
 
     def delete(self, ids: Sequence[int]) -> None:
+        ids = [int(i) for i in ids]
         with self.writing("delete items") as s:
-            for start in range(0, len(ids), 900):
-                s.execute(delete(Item).where(Item.id.in_(ids[start : start + 900])))
+            for start in range(0, len(ids), CHUNK):
+                s.execute(delete(Item).where(Item.id.in_(ids[start : start + CHUNK]), Item.index_id == self.index_id))
 
     def save_manifest_copy(self, manifest: dict) -> None:
         """Keep a copy of the manifest, so a damaged manifest file can be restored."""
-        import json
-
         with self.writing("save the manifest copy") as s:
-            s.merge(Meta(key="manifest", value=json.dumps(manifest)))
+            s.merge(Meta(key=f"manifest:{self.index_id}", value=json.dumps(manifest)))
+
+    def record_failures(self, failures: Sequence[tuple[str, int, int, str]]) -> None:
+        """Remember files (path, size, mtime_ns, reason) whose decoder crashed or hung."""
+        if not failures:
+            return
+        with self.writing("record decoder failures") as s:
+            for path, size, mtime_ns, reason in failures:
+                s.merge(Failure(index_id=self.index_id, path=path, size=size, mtime_ns=mtime_ns, reason=reason, failed_at=_now()))
+
+    def forget_failures(self, paths: Sequence[str] | None = None) -> None:
+        """Forget the recorded failures of ``paths`` (all of this index's when None)."""
+        with self.writing("forget decoder failures") as s:
+            q = delete(Failure).where(Failure.index_id == self.index_id)
+            if paths is None:
+                s.execute(q)
+                return
+            paths = list(paths)
+            for start in range(0, len(paths), CHUNK):
+                s.execute(q.where(Failure.path.in_(paths[start : start + CHUNK])))
 
     def delete_all(self) -> None:
+        """Every row of this index (other indexes in the database keep theirs)."""
         with self.writing("delete every item") as s:
-            s.execute(delete(Item))
+            s.execute(delete(Item).where(Item.index_id == self.index_id))
+            s.execute(delete(Failure).where(Failure.index_id == self.index_id))

@@ -112,6 +112,29 @@ def audio_info(source: str | os.PathLike | bytes) -> AudioInfo:
         return AudioInfo(sample_rate=int(f.samplerate), frames=int(f.frames), channels=int(f.channels))
 
 
+MAX_CHANNELS = 64
+MAX_RATE = 768_000
+MAX_WINDOW_BYTES = 256 << 20  # one window of float32 samples, all channels, before the down-mix
+
+
+def check_header(rate: int, channels: int, window_seconds: float) -> None:
+    """Refuse a header whose numbers would make one window absurdly large (a damaged or hostile
+    file), before any sample is read.
+
+    Raises:
+        AudioDecodeError: a rate or channel count out of range, or a window past 256 MiB.
+    """
+    if rate <= 0:
+        raise AudioDecodeError("audio header gives a sample rate of 0")
+    if rate > MAX_RATE:
+        raise AudioDecodeError(f"audio header gives a sample rate of {rate} Hz (at most {MAX_RATE} is read): damaged header?")
+    if channels <= 0 or channels > MAX_CHANNELS:
+        raise AudioDecodeError(f"audio header gives {channels} channels (1 to {MAX_CHANNELS} are read): damaged header?")
+    if math.ceil(window_seconds * rate) * channels * 4 > MAX_WINDOW_BYTES:
+        raise AudioDecodeError(f"audio header gives {channels} channels at {rate} Hz: one {window_seconds:g} s window would "
+                               f"take more than {MAX_WINDOW_BYTES >> 20} MiB")
+
+
 @dataclass(frozen=True)
 class AudioPreprocessor:
     """Turns audio into log-mel windows ``[W, n_mels, frames]`` for an audio tower.
@@ -163,8 +186,7 @@ class AudioPreprocessor:
             return self.split_windows(resample(to_mono(np.asarray(wave)), int(rate), self.sample_rate))
         with _open(source) as f:
             rate, frames = int(f.samplerate), int(f.frames)
-            if rate <= 0:
-                raise AudioDecodeError("audio header gives a sample rate of 0")
+            check_header(rate, int(f.channels), self.window_seconds)
             native_window = int(math.ceil(self.window_seconds * rate))
             starts = self._window_starts(frames, native_window)
             windows = []

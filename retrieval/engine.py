@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-
 from indexer.layout import IndexNotFoundError, Layout, read_manifest
 from indexer.paths import unescape_path
 from indexer.scan import find_index_dir
@@ -83,7 +81,7 @@ class Engine:
         manifest = read_manifest(layout)
         if manifest is None:
             raise IndexNotFoundError(f"no manifest in {layout.dir}")
-        engine = cls(layout, manifest, Store(layout.db_url(manifest), create=False), model)
+        engine = cls(layout, manifest, Store.of_index(layout.db_url(manifest), manifest), model)
         engine._device = device
         if model is not None:
             engine._check_model(model)
@@ -173,17 +171,20 @@ class Engine:
             # (vectors an indexer has written but not yet committed).
             top = ids[:, :k]
             rows = self.store.rows_by_ids(np.unique(top[top >= 0]).tolist())
-            short = [q for q in range(len(queries)) if sum(int(i) in rows for i in top[q] if i >= 0) < min(k, int((ids[q] >= 0).sum()))]
+            short = [q for q in range(len(queries))
+                     if len({int(i) for i in top[q] if i >= 0} & rows.keys()) < min(k, len(np.unique(ids[q][ids[q] >= 0])))]
             if short:
                 extra = ids[short, k:]
                 rows.update(self.store.rows_by_ids(np.unique(extra[extra >= 0]).tolist()))
             for q in range(len(queries)):
                 hits = out[q]
                 rank = 0
+                seen: set[int] = set()  # an updated item's old and new vector, for a moment in two shards
                 for score, item_id in zip(scores[q], ids[q]):
                     row = rows.get(int(item_id))
-                    if item_id < 0 or row is None or row.status != INDEXED:
+                    if item_id < 0 or row is None or row.status != INDEXED or row.id in seen:
                         continue
+                    seen.add(row.id)
                     rank += 1
                     hits.append(self._hit(rank, float(score), row))
                     if rank == k:
@@ -191,9 +192,7 @@ class Engine:
         return out
 
     def _filtered_ids(self, modality: str, filters: Filters) -> np.ndarray:
-        with self.store.session() as s:
-            q = select(Item.id).where(Item.modality == modality, Item.status == INDEXED, *filters.conditions())
-            return np.fromiter(s.scalars(q), dtype=np.int64)
+        return np.array(self.store.matching_ids(modality, filters.conditions()), dtype=np.int64)
 
     def shards(self, modality: str) -> ShardSet | None:
         """The (memory-mapped) shards of ``modality``, reloaded when an indexer replaced them."""

@@ -68,3 +68,45 @@ def heavy_modules_loaded(_: object = None) -> list[str]:
     import sys
 
     return sorted(m for m in ("torch", "transformers", "open_clip", "torchvision") if m in sys.modules)
+
+
+class Faulty:
+    """A preprocessor that fails for real on files whose name holds a marker, and otherwise
+    runs the real one: ``crash`` segfaults the worker, ``hang`` sleeps for ever without reading,
+    ``raise`` raises a KeyError, ``slow`` reads its file a byte at a time for ``slow_seconds``
+    (progress without a result). Picklable, so decode workers run it."""
+
+    def __init__(self, inner, slow_seconds: float = 4.0) -> None:  # noqa: ANN001
+        self.inner, self.slow_seconds = inner, slow_seconds
+
+    def process(self, source):  # noqa: ANN001, ANN201
+        import ctypes
+        import time
+
+        name = os.path.basename(str(source))
+        if "crash" in name:
+            ctypes.string_at(0)  # SIGSEGV, as a codec's bad pointer would
+        if "hang" in name:
+            while True:
+                time.sleep(1)
+        if "raise" in name:
+            raise KeyError("a decoder bug")
+        if "slow" in name:
+            end = time.monotonic() + self.slow_seconds
+            with open(source, "rb", buffering=0) as f:
+                while time.monotonic() < end:
+                    if not f.read(1):
+                        f.seek(0)
+                    time.sleep(0.05)
+        return self.inner.process(source)
+
+
+class WithFaults:
+    """An encoder whose image preprocessing is :class:`Faulty`; everything else is ``model``'s."""
+
+    def __init__(self, model, slow_seconds: float = 4.0) -> None:  # noqa: ANN001
+        self._model = model
+        self.preprocess_image = Faulty(model.preprocess_image, slow_seconds)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._model, name)

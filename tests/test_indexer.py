@@ -397,19 +397,18 @@ def test_block_selection_matches_argpartition() -> None:
 def test_decode_workers_never_import_torch(tmp_path: Path, tiny) -> None:
     import os
 
-    from indexer.build import start_workers
-    from indexer.decode import decode
+    from indexer.workers import DecodePool
     from tests.helpers import heavy_modules_loaded
 
     image = write_image(tmp_path / "a.png", seed=1)
     audio = write_audio(tmp_path / "a.wav", seed=2)
     jobs = [(0, str(image), "image", tiny.preprocess_image), (1, str(audio), "audio", tiny.preprocess_audio)]
     before = os.environ.get("OPENBLAS_NUM_THREADS")
-    with start_workers(1) as pool:  # as the indexer starts its workers
-        decoded = pool.map(decode, jobs)
-        loaded = pool.apply(heavy_modules_loaded)
-        threads = pool.apply(os.getenv, ("OPENBLAS_NUM_THREADS",))
-    assert all(d.ok for d in decoded)
+    with DecodePool(1) as pool:  # as the indexer starts its workers
+        decoded = list(pool.map(jobs))
+        loaded = pool.call(heavy_modules_loaded)
+        threads = pool.call(os.getenv, "OPENBLAS_NUM_THREADS")
+    assert sorted(d.key for d in decoded) == [0, 1] and all(d.ok for d in decoded)
     assert loaded == []
     assert threads == "1", "a worker's log-mel must not spread over the encoder's cores"
-    assert os.environ.get("OPENBLAS_NUM_THREADS") == before, "the parent's setting comes back"
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == before, "the parent's setting stays"

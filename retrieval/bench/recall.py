@@ -156,7 +156,8 @@ def _recall_via_index(items: list[Captioned], texts: list[str], encoder: Any) ->
             os.symlink(os.path.abspath(it.path), root / f"{n:07d}{Path(it.path).suffix.lower()}")
         texts_file = Path(tmp) / "captions.txt"
         texts_file.write_text("\n".join(" ".join(t.split()) for t in texts) + "\n", encoding="utf-8")
-        indexer.index_folder(root, encoder, indexer.IndexOptions(index_dir=str(Path(tmp) / "index"), texts=[str(texts_file)]))
+        indexer.index_folder(root, encoder, indexer.IndexOptions(index_dir=str(Path(tmp) / "index"), texts=[str(texts_file)],
+                                                          links="follow"))  # the folder links to the media
         with Engine.open(Path(tmp) / "index", model=encoder) as engine:
             t2x_hits = engine.search_batch([{"text": t} for t in texts], to=modality, k=len(items))
             x2t_hits = engine.search_batch([{modality: it.path} for it in items], to="text", k=len(texts))

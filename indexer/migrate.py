@@ -1,0 +1,109 @@
+"""Schema upgrades of an index database, in place and in one transaction each.
+
+1 -> 2: one database may serve several indexes. Items get ``index_id`` (the rows already
+there belong to index 0, whose root is taken from the manifest copy the database holds), the
+unique key becomes (index_id, path, line), and the ``indexes`` and ``failures`` tables appear.
+The index that made a version-1 database claims index 0 the first time it opens it (its
+manifest has no uuid yet; the root matches).
+
+A database another process is upgrading at the same moment is upgraded once: the upgrade
+takes a write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock) and reads the
+version again under it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .schema import SCHEMA_VERSION, Failure, IndexRow, Item
+from .store import StoreError
+
+log = logging.getLogger(__name__)
+V1_COLUMNS = ("id", "kind", "path", "line", "ext", "modality", "size", "mtime_ns", "content_hash", "width", "height",
+              "duration", "sample_rate", "text", "model", "indexed_at", "status")
+LOCK_KEY = 7_100_325  # pg_advisory_xact_lock key of xmr's schema upgrades
+
+
+class MigrationError(StoreError):
+    """An older database that cannot be upgraded here (read-only, or damaged)."""
+
+
+def upgrade(engine: Engine, version: int) -> None:
+    """Bring a database of schema ``version`` up to :data:`SCHEMA_VERSION`.
+
+    Raises:
+        MigrationError: the upgrade failed (nothing was changed: it runs in one transaction).
+    """
+    if version != 1:
+        raise MigrationError(f"cannot upgrade schema version {version} (this xmr knows 1 -> {SCHEMA_VERSION})")
+    log.warning("upgrading the index database from schema 1 to %d (one database, many indexes)", SCHEMA_VERSION)
+    try:
+        if engine.dialect.name == "sqlite":
+            _sqlite_1_to_2(engine)
+        else:
+            _generic_1_to_2(engine)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise MigrationError(f"cannot upgrade the index database from schema 1 to {SCHEMA_VERSION} ({reason}); it is unchanged. "
+                             "The upgrade needs write access: run `xmr index` once as the database's owner") from exc
+
+
+def _current_version(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one())
+
+
+def _sqlite_1_to_2(engine: Engine) -> None:
+    # SQLite cannot drop a table's UNIQUE constraint: the items table is copied into the new form.
+    with engine.connect() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite leaves DDL outside its own transactions
+        try:
+            if _current_version(conn) >= 2:
+                conn.exec_driver_sql("ROLLBACK")
+                return
+            conn.exec_driver_sql("DROP INDEX IF EXISTS ix_items_modality_status")
+            conn.exec_driver_sql("DROP INDEX IF EXISTS ix_items_hash")
+            conn.exec_driver_sql("ALTER TABLE items RENAME TO items_v1")
+            for table in (Item.__table__, IndexRow.__table__, Failure.__table__):
+                conn.execute(CreateTable(table, if_not_exists=True))
+                for index in table.indexes:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+            columns = ", ".join(V1_COLUMNS)
+            conn.exec_driver_sql(f"INSERT INTO items ({columns}, index_id) SELECT {columns}, 0 FROM items_v1")
+            conn.exec_driver_sql("DROP TABLE items_v1")
+            _finish(conn)
+            conn.exec_driver_sql("COMMIT")
+        except BaseException:
+            conn.exec_driver_sql("ROLLBACK")
+            raise
+
+
+def _generic_1_to_2(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        if _current_version(conn) >= 2:
+            return
+        conn.execute(text("ALTER TABLE items ADD COLUMN index_id INTEGER NOT NULL DEFAULT 0"))
+        conn.execute(text("ALTER TABLE items DROP CONSTRAINT uq_items_path_line"))
+        conn.execute(text("ALTER TABLE items ADD CONSTRAINT uq_items_index_path_line UNIQUE (index_id, path, line)"))
+        for table in (IndexRow.__table__, Failure.__table__):
+            conn.execute(CreateTable(table, if_not_exists=True))
+        _finish(conn)
+
+
+def _finish(conn: Connection) -> None:
+    """Register the rows already there as index 0 and move its manifest copy to its key."""
+    copy = conn.execute(text("SELECT value FROM meta WHERE key = 'manifest'")).scalar()
+    root = json.loads(copy).get("root", "") if copy else ""
+    conn.execute(text("INSERT INTO indexes (id, uuid, root, dir, created) VALUES (0, NULL, :root, '', :now)"),
+                 {"root": root, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    conn.execute(text("UPDATE meta SET key = 'manifest:0' WHERE key = 'manifest'"))
+    conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION)})
+    log.info("schema upgraded to %d: %d existing rows belong to index 0 (%s)", SCHEMA_VERSION,
+             conn.execute(text("SELECT count(*) FROM items")).scalar_one(), root or "root unknown")
