@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import update
 
 from .decode import Decoded, file_hash
+from .faults import crash_point
 from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, MassRemovalError, read_manifest, write_manifest
 from .paths import escape_path, unescape_path
 from .scan import LINKS, Found, Skipped, walk
@@ -222,7 +223,9 @@ class _Run:
     def _wipe(self) -> None:
         log.info("rebuilding: dropping every stored vector and row of this index")
         self.store.delete_all()  # rows first: vectors without a row are dropped by the next run
+        crash_point("rebuild-rows-deleted")
         shutil.rmtree(self.layout.shards, ignore_errors=True)
+        crash_point("rebuild-wiped")
 
     # --- the run -------------------------------------------------------------------------
     def execute(self) -> Summary:
@@ -494,6 +497,7 @@ class _Run:
             s.add_all(new)
             for item_id, values in changed:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
+        crash_point("rows-committed")
         self.summary.added += len(new)
         self.summary.updated += len(changed)
         self.pending_rows = []

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .exact import topk_inner_product, tune_faiss
+from .faults import crash_point
 
 log = logging.getLogger(__name__)
 TRAIN_SAMPLE = 100_000
@@ -167,6 +168,7 @@ class ShardSet:
         self.folder.mkdir(parents=True, exist_ok=True)
         for n in sorted(self.dirty):
             write_atomic(self.shards[n], self.paths[n])
+            crash_point("shard-written")
         self.dirty.clear()
 
     # --- contents ------------------------------------------------------------------------
@@ -260,17 +262,25 @@ class ShardSet:
             present = np.isin(shard_ids(shard), ids)
             if not present.any():
                 continue
-            try:
+            if isinstance(faiss.downcast_index(shard.index), faiss.IndexFlatCodes):
                 removed += shard.remove_ids(faiss.IDSelectorBatch(ids))
-            except RuntimeError:  # index types without removal (HNSW): rebuild the shard
+            else:
+                # IndexIDMap2.remove_ids assumes the inner index renumbers what stays (as the
+                # flat-codes indexes do); an IVF keeps its internal numbers, so the id map would
+                # shift by one past every removed vector. HNSW cannot remove at all. Rebuild.
                 removed += self._rebuild_without(n, present)
             self.dirty.add(n)
         return removed
 
     def _rebuild_without(self, n: int, drop: np.ndarray) -> int:
+        faiss = faiss_module()
         old = self.shards[n]
-        keep_ids = shard_ids(old)[~drop]
-        vectors = np.stack([old.reconstruct(int(i)) for i in keep_ids]) if len(keep_ids) else np.zeros((0, self.dim), np.float32)
+        keep = np.flatnonzero(~drop)
+        keep_ids = shard_ids(old)[keep]
+        base = faiss.downcast_index(old.index)
+        if isinstance(base, faiss.IndexIVF):
+            base.make_direct_map()  # reconstruction by internal number
+        vectors = np.stack([base.reconstruct(int(i)) for i in keep]) if len(keep) else np.zeros((0, self.dim), np.float32)
         path = self.paths[n]
         self.shards.pop(n)
         self.paths.pop(n)
