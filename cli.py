@@ -498,6 +498,24 @@ def bench_index(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("memory")
+def bench_memory(
+    sizes: Annotated[str, typer.Option(help="Photo counts, comma-separated (each indexed into a fresh index).")] = "500,5000",
+    width: Annotated[int, typer.Option(min=64, help="Width of the generated 4:3 photos, pixels.")] = 1600,
+    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
+    cache: Annotated[str, typer.Option(help="Where the generated photos are kept between runs.")] = "~/.cache/xmr/bench",
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Peak memory (RSS of the indexer and its workers) while indexing N photos, for several N."""
+    _setup_logging(False, quiet=as_json)
+    from retrieval.bench.memory import run_memory
+
+    result = run_memory(_int_list(sizes, "--sizes"), width=width, model=model, workers=workers, cache=cache, out_dir=str(out))
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 @bench_app.command("embed")
 def bench_embed(
     model: Annotated[list[str], typer.Option("--model", help="Model(s) to time; repeatable.")] = ["xmr-mini"],  # noqa: B006
