@@ -18,7 +18,7 @@ class _progress:
     def __init__(self, label: str, unit: str) -> None:
         self.label, self.unit = label, unit
         self.bar = None
-        self.last = 0.0
+        self.last: float | None = None
 
     def __enter__(self):  # noqa: ANN204
         if sys.stderr.isatty():
@@ -28,17 +28,22 @@ class _progress:
                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=True)
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=None, rate="")
-        self.started = time.monotonic()
+        self.last = None
+        self.first: tuple[float, int] | None = None
         return self.update
 
     def update(self, done: int, total: int) -> None:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = f"{done / elapsed:.1f} {self.unit}/s"
+        now = time.monotonic()
+        if self.first is None and done > 0:  # the rate counts from the first item, not from start-up
+            self.first = (now, done)
+        rate = ""
+        if self.first is not None and now - self.first[0] >= 2.0 and done > self.first[1]:
+            rate = f"{(done - self.first[1]) / (now - self.first[0]):.1f} {self.unit}/s"
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total, rate=rate)
-        elif total and (time.monotonic() - self.last > 10 or done == total) and done:
-            self.last = time.monotonic()
-            logging.getLogger("xmr").info("%s: %d/%d %s (%s)", self.label, done, total, self.unit, rate)
+        elif total and done and (done == total or (rate and (self.last is None or now - self.last > 10))):
+            self.last = now
+            logging.getLogger("xmr").info("%s: %d/%d %s%s", self.label, done, total, self.unit, f" ({rate})" if rate else "")
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -62,11 +67,32 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _offline(flag: bool) -> None:
+    """``--offline``: open_clip's pretrained weights only from the Hugging Face cache, no network
+    (as ``HF_HUB_OFFLINE=1``). Without it they download on first use, with progress."""
+    if flag:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+OFFLINE_HELP = "Load pretrained weights only from the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1)."
+
+
+def _shown(text: str, stream: object = None) -> str:
+    """``text`` as the stream can print it: a file name's undecodable bytes (surrogate escapes)
+    as ``\\xNN``, characters the stream's encoding lacks as ``\\uNNNN``."""
+    encoding = getattr(stream or sys.stdout, "encoding", None) or "utf-8"
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+
+
+def _say(text: str, err: bool = False) -> None:
+    typer.echo(_shown(text, sys.stderr if err else sys.stdout), err=err)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"xmr: error: {message}", err=True)
+    _say(f"xmr: error: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -106,10 +132,12 @@ def train(
     alt_texts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that an item is trained towards one of its manifest alt_texts (keywords, tags) instead of its caption.")] = 0.0,
     spec_augment: Annotated[bool, typer.Option("--spec-augment/--no-spec-augment", help="SpecAugment frequency and time masks on training audio.")] = True,
     init: Annotated[str, typer.Option(help="Start from the model's packaged weights ('packaged', when it ships any) or from random towers ('scratch').")] = "packaged",
+    offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Train towers into the frozen text space with symmetric InfoNCE."""
     _setup_logging(verbose)
+    _offline(offline)
     from retrieval.train import TrainConfig, Trainer
 
     for path in [*data, *val]:
@@ -193,10 +221,12 @@ def index(
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Decode again the files whose decoder crashed or hung in an earlier run.")] = False,
     allow_mass_removal: Annotated[bool, typer.Option("--allow-mass-removal", help="Remove files gone from FOLDER even when they are more than half of the index.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Index a media folder (images, audio, text); run again to bring the index up to date."""
     _setup_logging(verbose, quiet=as_json)
+    _offline(offline)
     import indexer
     from indexer.build import resolve_model_name
 
@@ -244,7 +274,7 @@ def _create_model(name: str, device: str):
 def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported lazily
     counts = ", ".join(f"{n} {m}" for m, n in sorted(summary.counts.items())) or "empty"
     state = "interrupted, progress saved" if summary.interrupted else "done"
-    typer.echo(
+    _say(
         f"{state} in {summary.seconds:.1f}s: {summary.added} added, {summary.updated} updated, {summary.moved} moved, "
         f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
         f"{f', {summary.kept} kept under folders that could not be read' if summary.kept else ''}; index holds {counts} "
@@ -299,12 +329,15 @@ def search(
     before: Annotated[Optional[str], typer.Option("--before", help="Modified before (ISO date or datetime, local time).")] = None,
     min_duration: Annotated[Optional[float], typer.Option("--min-duration", help="Shortest audio, seconds.")] = None,
     max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Longest audio, seconds.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits.")] = False,
-    paths: Annotated[bool, typer.Option("--paths", help="Print one path per line (for pipes).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits (paths with undecodable bytes as \\udcNN escapes).")] = False,
+    paths: Annotated[bool, typer.Option("--paths", help="Print one path per line, as raw bytes (for pipes).")] = False,
+    print0: Annotated[bool, typer.Option("--print0", "-0", help="Print paths ended by NUL bytes (for xargs -0; names may hold newlines).")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Search the index by text, image or audio, in any direction."""
     _setup_logging(verbose, quiet=not verbose)
+    _offline(offline)
     from indexer import XmrIndexError
     from indexer.shards import ShardError
     from indexer.store import StoreError
@@ -312,6 +345,8 @@ def search(
     from retrieval.engine import Engine
 
     texts = ([query] if query is not None else []) + list(text)
+    if not texts and not image and not audio:
+        _fail("give a query: TEXT (or --text TEXT), --image FILE or --audio FILE; e.g. xmr search \"a dog on a beach\"")
     filters = {
         "path": path, "ext": ext or None, "min_size": _size(min_size, "--min-size"), "max_size": _size(max_size, "--max-size"),
         "after": after, "before": before, "min_duration": min_duration, "max_duration": max_duration,
@@ -326,9 +361,11 @@ def search(
         _fail(str(exc), code=1)
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=True))
-    elif paths:
+    elif paths or print0:
+        out = sys.stdout.buffer  # the name's own bytes, whatever the terminal's encoding
         for h in hits:
-            typer.echo(h.path)
+            out.write(os.fsencode(h.path) + (b"\0" if print0 else b"\n"))
+        out.flush()
     else:
         _print_hits(hits)
 
@@ -344,7 +381,7 @@ def _print_hits(hits: list) -> None:
             typer.echo(f"== {modality} ==")
         where = h.path if h.line is None else f"{h.path}:{h.line}"
         shown = f"{where}  {h.text[:80]!r}" if h.text is not None and h.modality == "text" else where
-        typer.echo(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
+        _say(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
 
 
 @app.command()
@@ -368,11 +405,12 @@ def info(
         return
     counts = ", ".join(f"{n} {m}" for m, n in facts["counts"].items())
     last = facts.get("last_run") or {}
-    typer.echo(f"index     {facts['index']}\nfolder    {facts['root']}\nmodel     {facts['model']} ({facts['dim']}-d, weights {str(facts['weights_hash'])[:12]})")
+    _say(f"index     {facts['index']}\nfolder    {facts['root']}\nmodel     {facts['model']} ({facts['dim']}-d, weights {str(facts['weights_hash'])[:12]})")
     typer.echo(f"items     {counts}\nfaiss     {facts['index_type']}, {facts['metric']}, {sum(facts['shards'].values())} shard(s), {facts['bytes']['shards'] / 1e6:.1f} MB")
     typer.echo(f"database  {facts['database']}" + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else ""))
     if last:
-        typer.echo(f"last run  {last.get('finished')}: {last.get('added')} added, {last.get('updated')} updated, {last.get('removed')} removed, {last.get('skipped')} skipped")
+        counts = ", ".join(f"{last.get(k, 0)} {k}" for k in ("added", "updated", "moved", "removed", "unchanged", "kept", "skipped"))
+        typer.echo(f"last run  {last.get('finished')}: {counts}" + (" (interrupted)" if last.get("interrupted") else ""))
 
 
 @app.command()
@@ -380,10 +418,12 @@ def doctor(
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")] = None,
     fix: Annotated[bool, typer.Option("--fix", help="Repair: set damaged shards aside, drop strays, re-embed what cannot be recovered.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Check that SQL rows and FAISS ids agree and the files still exist (exit 0 only if all is well)."""
     _setup_logging(verbose, quiet=as_json)
+    _offline(offline)
     from indexer import XmrIndexError
     from indexer.check import check_index, repair_index
     from retrieval.engine import locate_index
@@ -393,18 +433,24 @@ def doctor(
     except XmrIndexError as exc:
         _fail(str(exc), code=1)
     report = check_index(folder)
+    repaired = None
     if fix and not report.ok:
+        for p in report.problems:
+            _say(f"found [{p.kind}]: {p.message}", err=True)
         try:
-            repair_index(folder, lambda name: _create_model(name, "auto"))
+            repaired = repair_index(folder, lambda name: _create_model(name, "auto"))
         except (XmrIndexError, ValueError, RuntimeError, OSError) as exc:
             _fail(f"repair failed: {exc}", code=1)
         report = check_index(folder)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=True))
+        typer.echo(json.dumps(report.to_dict() | ({"repair": repaired.to_dict()} if repaired else {}), ensure_ascii=True))
     else:
+        if repaired is not None:
+            _say(f"repaired: {repaired.updated} re-embedded, {repaired.added} added, {repaired.removed} removed (stray or gone), "
+                 f"{repaired.moved} moved, {len(repaired.skipped)} skipped")
         for p in report.problems:
-            typer.echo(f"problem [{p.kind}]: {p.message}" + (f" (e.g. {', '.join(map(str, p.sample[:3]))})" if p.sample else ""))
-        typer.echo(f"{'ok' if report.ok else 'NOT OK'}: {report.index}, " + ", ".join(f"{n} {m}" for m, n in report.counts.items()))
+            _say(f"problem [{p.kind}]: {p.message}" + (f" (e.g. {', '.join(map(str, p.sample[:3]))})" if p.sample else ""))
+        _say(f"{'ok' if report.ok else 'NOT OK'}: {report.index}, " + ", ".join(f"{n} {m}" for m, n in report.counts.items()))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -431,7 +477,7 @@ def bench_speed(
     model: Annotated[str, typer.Option(help="Model whose index the cold query opens (its size sets the dimension).")] = "xmr-mini",
     cold_runs: Annotated[int, typer.Option(min=0, help="Cold CLI queries to time (0: skip).")] = 5,
     cache: Annotated[str, typer.Option(help="Where built indexes are cached between runs.")] = "~/.cache/xmr/bench",
-    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("benchmarks/results"),
+    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the results object as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -455,7 +501,7 @@ def bench_recall(
     via_index: Annotated[bool, typer.Option("--via-index", help="Build a real index and score through Engine searches.")] = False,
     split: Annotated[str, typer.Option(help="Split of a Karpathy JSON.")] = "test",
     media_dir: Annotated[Optional[Path], typer.Option(help="Folder of the media files (default: the manifest's folder).")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("benchmarks/results"),
+    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json", help="Print an object keyed by direction (one manifest) or by manifest.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -485,7 +531,7 @@ def bench_index(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Runs of each measurement; medians are reported.")] = 3,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Indexing throughput end to end against the encoder alone (encoder-busy ratio)."""
@@ -505,7 +551,7 @@ def bench_memory(
     model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
     cache: Annotated[str, typer.Option(help="Where the generated photos are kept between runs.")] = "~/.cache/xmr/bench",
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Peak memory (RSS of the indexer and its workers) while indexing N photos, for several N."""
@@ -522,7 +568,7 @@ def bench_embed(
     runtime: Annotated[list[str], typer.Option("--runtime", help="torch and/or onnx; repeatable.")] = ["torch", "onnx"],  # noqa: B006
     items: Annotated[int, typer.Option(min=1, help="Items per modality.")] = 256,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Embedding speed: images/s, five-second audio windows/s and texts/s per model and runtime."""
@@ -540,7 +586,7 @@ def bench_train(
     audio_batch: Annotated[int, typer.Option(min=2, help="Audio-text batch size (as `xmr train --audio-batch-size`).")] = 128,
     reps: Annotated[int, typer.Option(min=1, help="Timed steps per tower and layout (the median is reported).")] = 5,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("benchmarks/results"),
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Training speed: seconds per optimizer step of each trainable tower, NCHW against channels-last."""

@@ -11,4 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cli import app  # noqa: E402
 
 if __name__ == "__main__":
-    app(["bench", "index", *sys.argv[1:]])
+    args = sys.argv[1:]
+    if "--out" not in args:  # from the repository: refresh the committed tables
+        args += ["--out", str(Path(__file__).resolve().parent / "results")]
+    app(["bench", "index", *args])

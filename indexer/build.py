@@ -193,7 +193,7 @@ class _Run:
         enc, opt = self.encoder, self.options
         if manifest is not None:
             owner = unescape_path(manifest.get("root", ""))
-            if owner and os.path.abspath(owner) != str(self.root):
+            if owner and os.path.realpath(owner) != os.path.realpath(self.root):  # the same folder through a link is the same
                 raise IndexMismatchError(f"the index at {self.layout.dir} belongs to {owner}, not {self.root}; use another --index")
             if manifest.get("weights_hash") != enc.weights_hash and not opt.rebuild:
                 raise IndexMismatchError(
@@ -374,15 +374,24 @@ class _Run:
             return None
 
     def _plan_texts(self) -> list[Work]:
-        if not self.options.texts:
+        """Text items of the ``--texts`` files: new and changed lines embedded, lines gone removed,
+        and every item of a texts file no longer given (or gone) removed."""
+        sources = {escape_path(os.path.abspath(t)): t for t in self.options.texts}
+        rows_by_source: dict[str, dict[int, Item]] = {}
+        for r in self.store.items(TEXT_LINE):
+            rows_by_source.setdefault(r.path, {})[r.line] = r
+        dropped = [r for source, rows in rows_by_source.items() if source not in sources for r in rows.values()]
+        if dropped:
+            log.info("removing %d text items of texts files no longer given", len(dropped))
+            self._remove([r.id for r in dropped], {r.id: "text" for r in dropped})
+        if not sources:
             return []
         if "text" not in self.encoder.modalities:
             raise ValueError(f"model {self.encoder.name!r} has no text tower: --texts cannot be indexed")
         work: list[Work] = []
-        for texts_file in self.options.texts:
-            source = escape_path(os.path.abspath(texts_file))
+        for source, texts_file in sources.items():
             lines = dict(read_texts(texts_file))
-            rows = {r.line: r for r in self.store.items(TEXT_LINE) if r.path == source}
+            rows = rows_by_source.get(source, {})
             gone = [r for n, r in rows.items() if n not in lines]
             self._remove([r.id for r in gone], {r.id: "text" for r in gone})
             for n, text in lines.items():

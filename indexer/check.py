@@ -153,7 +153,7 @@ def repair_index(index_dir: str | os.PathLike, make_encoder: Callable[[str], Any
         recorded = manifest.get("options") or {}
         texts = [t for t in recorded.get("texts", []) if os.path.isfile(t)]
         for t in set(recorded.get("texts", [])) - set(texts):
-            log.warning("texts file %s, given when the index was built, is gone: its items stay as they are", t)
+            log.warning("texts file %s, given when the index was built, is gone: its items are removed", t)
         options = IndexOptions(index_dir=str(layout.dir), db_url=manifest.get("db"), exclude=list(recorded.get("exclude", [])),
                                texts=texts, links=recorded.get("links", "inside"))
         return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest["model"]), options)

@@ -173,35 +173,48 @@ class AudioPreprocessor:
         """Log-mel windows and what the indexer stores of the audio (duration, sample rate)."""
         if isinstance(source, tuple):
             wave, rate = source
-            meta = {"duration": len(wave) / rate, "sample_rate": int(rate)}
-        else:
-            info = audio_info(source)
-            meta = {"duration": info.duration, "sample_rate": info.sample_rate}
-        return self(source), meta
+            return self(source), {"duration": len(wave) / rate, "sample_rate": int(rate)}
+        windows, rate, frames = self._read_windows(source)
+        return self.log_mel(windows), {"duration": frames / rate, "sample_rate": rate}
 
     def load_windows(self, source: AudioSource) -> np.ndarray:
         """Decode ``source`` into ``[W, window_samples]`` float32 mono windows at the model rate."""
         if isinstance(source, tuple):
             wave, rate = source
             return self.split_windows(resample(to_mono(np.asarray(wave)), int(rate), self.sample_rate))
+        return self._read_windows(source)[0]
+
+    def _read_windows(self, source: str | os.PathLike | bytes) -> tuple[np.ndarray, int, int]:
+        """Windows of a file, its native rate, and its length in frames: the header's, or where
+        the stream really ends when it ends sooner than the header promises (a truncated MP3
+        whose Xing header counts the whole file): what is there is decoded, with a warning."""
         with _open(source) as f:
             rate, frames = int(f.samplerate), int(f.frames)
             check_header(rate, int(f.channels), self.window_seconds)
             native_window = int(math.ceil(self.window_seconds * rate))
-            starts = self._window_starts(frames, native_window)
-            windows = []
-            for start in starts:
+            windows: list[np.ndarray] = []
+            end = 0
+            for start in self._window_starts(frames, native_window):
                 try:
                     f.seek(start)
                     chunk = f.read(native_window, dtype="float32", always_2d=True)
                 except Exception as exc:  # libsndfile raises several types for broken streams
-                    raise AudioDecodeError(f"cannot decode audio at frame {start}: {exc}") from exc
-                if chunk.shape[0] == 0 and frames > 0 and start > 0:
-                    raise AudioDecodeError(f"audio stream ends before frame {start} that its header promises")
+                    if not windows:
+                        raise AudioDecodeError(f"cannot decode audio at frame {start}: {exc}") from exc
+                    chunk, broken = np.zeros((0, 1), np.float32), str(exc)
+                else:
+                    broken = ""
+                if chunk.shape[0] == 0 and start > 0:
+                    log.warning("%s: the audio stream ends near %.1f s, before the %.1f s its header promises%s; using what is there",
+                                source if not isinstance(source, bytes) else "audio", end / rate, frames / rate,
+                                f" ({broken})" if broken else "")
+                    frames = end
+                    break
                 windows.append(self._fit(resample(to_mono(chunk), rate, self.sample_rate)))
+                end = start + chunk.shape[0]
         if not windows or frames == 0:
             raise AudioDecodeError("audio has no samples")
-        return np.stack(windows)
+        return np.stack(windows), rate, frames
 
     def _window_starts(self, frames: int, window: int) -> list[int]:
         count = max(1, math.ceil(frames / window))

@@ -166,10 +166,15 @@ def test_texts_file_items_follow_the_file(tmp_path: Path, tiny) -> None:
     summary = run(root, tiny, texts=[str(labels)])
     assert (summary.updated, summary.removed) == (1, 1)
     assert {r.line: r.text for r in store.items(TEXT_LINE)} == {1: "a dog", 3: "a cow"}
-    summary = run(root, tiny)  # no --texts: the text items stay
-    assert summary.counts == {"image": 2, "text": 2}
+    other = write_text(tmp_path / "other.txt", "a fish\n")
+    summary = run(root, tiny, texts=[str(other)])  # labels.txt no longer given: its items leave
+    assert (summary.added, summary.removed, summary.counts) == (1, 2, {"image": 2, "text": 1})
+    assert [r.text for r in store.items(TEXT_LINE)] == ["a fish"]
+    other.unlink()
+    assert run(root, tiny).counts == {"image": 2}  # none given: none stay
+    assert_consistent(root / ".xmr")
     jsonl = write_text(tmp_path / "caps.jsonl", json.dumps({"text": "a red car"}) + "\n" + json.dumps({"text": "snow"}) + "\n")
-    assert run(root, tiny, texts=[str(jsonl)]).counts == {"image": 2, "text": 4}
+    assert run(root, tiny, texts=[str(jsonl)]).counts == {"image": 2, "text": 2}
     store.close()
     assert_consistent(root / ".xmr")
 

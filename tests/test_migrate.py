@@ -39,6 +39,7 @@ def _v1_index(tmp_path: Path, db_url: str) -> tuple[Path, Path]:
     """The fixture copied under ``tmp_path``, its folder paths moved there; returns (media, index)."""
     media = tmp_path / "media"
     shutil.copytree(FIXTURE / "media", media)
+    shutil.copy(FIXTURE / "media-labels.txt", tmp_path)  # the texts file, beside the folder as it was
     backend = "sqlite" if db_url.startswith("sqlite") else "postgres"
     index = tmp_path / "index"
     shutil.copytree(FIXTURE / backend, index)
@@ -56,6 +57,7 @@ def _v1_index(tmp_path: Path, db_url: str) -> tuple[Path, Path]:
         with sqlite3.connect(index / "items.db") as conn:
             (copy,) = conn.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
             conn.execute("UPDATE meta SET value = ? WHERE key = 'manifest'", (copy.replace(OLD_ROOT, str(media)),))
+            conn.execute("UPDATE items SET path = replace(path, ?, ?) WHERE kind = 'text-line'", (OLD_ROOT, str(media)))
     (index / "manifest.json").write_text(json.dumps(manifest))
     return media, index
 
@@ -82,8 +84,9 @@ def test_a_v1_index_upgrades_in_place_with_nothing_lost(tmp_path: Path, tiny, db
         hit = engine.search(vector=vector, to=engine.store.rows_by_ids([item_id])[item_id].modality, k=1)[0]
         assert (hit.id, hit.path) == (item_id, str(media / path))
     assert _schema_version(url) == 2
-    summary = indexer.index_folder(media, Fixed(tiny), indexer.IndexOptions(workers=0, index_dir=str(index)))
-    assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (0, 0, 0, 10)
+    labels = str(tmp_path / "media-labels.txt")
+    summary = indexer.index_folder(media, Fixed(tiny), indexer.IndexOptions(workers=0, index_dir=str(index), texts=[labels]))
+    assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (0, 0, 0, 12)
     assert summary.counts == COUNTS
     manifest = read_manifest(Layout(index))
     assert manifest["index_id"] == 0 and manifest["index_uuid"]  # it claimed the rows it made
