@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from benchmarks.datasets.common import caption_key, split_of
@@ -89,3 +90,91 @@ def test_flite_shift_scales_pitch_and_length(tmp_path: Path) -> None:
     assert out_rate == rate and abs(len(wave) - rate / 1.25) <= 2
     peak = np.argmax(np.abs(np.fft.rfft(wave))) * rate / len(wave)
     assert abs(peak - tone * 1.25) < 3
+
+
+# --- sound sets: rendered GM instruments, sample libraries, game sounds, mixtures ---
+
+from benchmarks.datasets import gm_instruments, gm_names, sound_common  # noqa: E402
+
+
+def test_gm_captions_are_made_human_and_group_aware() -> None:
+    table = gm_names.captions()
+    assert gm_names.article("electric piano") == "an electric piano" and gm_names.article("violin") == "a violin"
+    assert table["a violin"] == ((40,), "note") and table["a violin playing a low note"] == ((40,), "low")
+    assert table["a grand piano"][0] == (0,) and "a chord on a church organ" in table
+    assert 128 + 38 in table["a snare drum"][0] and table["a drum beat"] == ((128,), "beat")
+    assert table["a slap bass"][0] == (36, 37)  # programs that sound alike share a caption
+    assert "waves on a seashore" in table and "a telephone ringing" in table and table["a gunshot"] == ((127,), "short")
+    # effect programs are never wrapped in instrument templates, monophonic ones get no chords
+    assert not any(t.startswith(("a seashore", "a chord on a flute", "a gunshot playing")) for t in table)
+    assert all(t == " ".join(t.split()) and t == t.lower() for t in table)
+
+
+def test_gm_notes_stay_in_range_and_fit_a_clip() -> None:
+    import random
+
+    rng = random.Random(0)
+    for text, (sources, kind) in gm_names.captions().items():
+        for source in sources:
+            notes = gm_instruments.clip_notes(kind, source, rng)
+            assert notes and max(s + d for s, d, _, _ in notes) <= gm_instruments.MAX_S
+            assert all(0 <= k <= 127 and 1 <= v <= 127 for _, _, k, v in notes)
+            if source < 128:
+                lo, hi = gm_names.note_range(source)
+                assert all(lo <= k <= hi + 12 for _, _, k, _ in notes), text
+    assert len({s for s, _, _, _ in gm_instruments.melodic_notes("chord", 0, rng)}) == 1  # a chord: notes at once
+    lows = [gm_instruments.melodic_notes("low", 40, rng)[0][2] for _ in range(20)]
+    highs = [gm_instruments.melodic_notes("high", 40, rng)[0][2] for _ in range(20)]
+    assert max(lows) < min(highs)
+
+
+def test_gm_plan_splits_by_caption_and_holds_one_font_out() -> None:
+    every = set(range(129)) | {128 + k for k in range(35, 82)}
+    available = {font: every for font in gm_instruments.FONTS}
+    available["freepats"] = {0, 40, 128, 128 + 38}
+    specs = gm_instruments.plan(available)
+    by_split: dict[str, set[str]] = {}
+    for s in specs:
+        by_split.setdefault(s["split"], set()).add(caption_key(s["text"]))
+        assert (s["font"] == gm_instruments.UNSEEN_FONT) == (s["split"] == "test-unseen-font")
+        assert s["font"] != "freepats" or s["source"] in available["freepats"]
+    assert not by_split["train"] & by_split["val"] and not by_split["train"] & by_split["test"] and not by_split["val"] & by_split["test"]
+    assert by_split["test-unseen-font"] == by_split["train"]  # the unseen font voices training captions only
+    assert all(split_of(k) == split for split in ("train", "val", "test") for k in by_split[split])
+    assert len({s["audio"] for s in specs}) == len(specs)
+    assert gm_instruments.plan(available) == specs  # seeded
+
+
+def test_gm_midi_file_and_slots() -> None:
+    assert gm_instruments.vlq(0) == b"\x00" and gm_instruments.vlq(127) == b"\x7f" and gm_instruments.vlq(128) == b"\x81\x00"
+    assert gm_instruments.vlq(0x0FFFFFFF) == b"\xff\xff\xff\x7f"
+    specs = [{"notes": [(0.0, 1.0, 60, 100)]}, {"notes": [(0.0, 0.2, 62, 90), (0.3, 0.2, 64, 90)]}]
+    events, windows = gm_instruments.slot_events(specs, "p040")
+    assert windows[0][0] == 0.0 and windows[0][1] < windows[1][0]  # clips never share a window
+    assert windows[0][1] - windows[0][0] == pytest.approx(1.0 + gm_instruments.TAIL_S)
+    silences = sorted(t for t, _, msg in events if msg[:2] == bytes([0xB0, 120]))
+    assert len(silences) == 2 and windows[0][1] < silences[0] < windows[1][0]
+    midi = gm_instruments.midi_file(events)
+    assert midi[:4] == b"MThd" and midi[14:18] == b"MTrk" and int.from_bytes(midi[18:22], "big") == len(midi) - 22
+    assert midi.endswith(b"\xff\x2f\x00") and bytes([0xC0, 40]) in midi
+    drums, _ = gm_instruments.slot_events([{"notes": [(0.0, 0.1, 38, 100)]}], "drums")
+    assert any(msg[0] == 0x99 for _, _, msg in drums)  # the percussion channel
+
+
+def test_freepats_configuration_is_read(tmp_path: Path) -> None:
+    cfg = tmp_path / "freepats.cfg"
+    cfg.write_text("dir /usr/share/midi/freepats\n\ndrumset 0\n\n 38\tDrum_000/038_Snare.pat\n\nbank 0\n\n 0\tTone_000/000_Piano.pat amp=120\n 40\tTone_000/040_Violin.pat\n")
+    assert gm_instruments.freepats_sources(cfg) == {0, 40, 128, 128 + 38}
+
+
+def test_write_clip_trims_scales_and_caps(tmp_path: Path) -> None:
+    rate = sound_common.RATE
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate).astype(np.float32)
+    wave = np.concatenate([np.zeros(rate // 2, np.float32), tone, np.zeros(rate, np.float32)])
+    assert sound_common.write_clip(tmp_path / "a.wav", wave, max_s=4.0) is None
+    out, out_rate = sf.read(tmp_path / "a.wav", dtype="float32")
+    assert out_rate == rate and abs(len(out) - rate) <= 0.03 * rate and np.abs(out).max() == pytest.approx(sound_common.PEAK, abs=1e-3)
+    assert sound_common.write_clip(tmp_path / "b.wav", np.tile(tone, 5), max_s=2.0) is None
+    assert len(sf.read(tmp_path / "b.wav")[0]) == 2 * rate
+    assert sound_common.write_clip(tmp_path / "c.wav", np.zeros(rate, np.float32), max_s=2.0) == "silent"
+    assert not (tmp_path / "c.wav").exists()
