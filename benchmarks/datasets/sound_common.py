@@ -85,8 +85,14 @@ def deb_version(root: Path, package: str) -> str:
 
 
 def write_licences(folder: Path, entries: list[dict]) -> None:
-    """``licences.json``: one entry per source package (package, version, licence, items)."""
+    """``licences.json``: one entry per source package (package, version, licence, clips). An
+    entry with a ``source`` and no ``clips`` gets the count of the manifests' rows of that source."""
     folder.mkdir(parents=True, exist_ok=True)
+    written = [json.loads(line) for split in ("train", "val", "test") if (folder / f"{split}.jsonl").exists()
+               for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    for entry in entries:
+        if "source" in entry and "clips" not in entry:
+            entry["clips"] = sum(r["source"] == entry["source"] for r in written)
     (folder / "licences.json").write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -156,9 +162,12 @@ def build_named(out: Path, items: list[dict], max_s: float = 10.0, workers: int 
             return f"cannot decode: {str(exc)[:80]}"
         return write_clip(dst, to_mono_16k(wave, rate), max_s)
 
-    for item in items:
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(Path(item["origin"]).with_suffix("")))
+    unique: dict[str, dict] = {}
+    for item in items:  # one file may serve two captions (a kit's sample used by two instruments): keep the first
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(Path(item["origin"]).with_suffix("")))
         item["audio"] = str(Path("clips") / item["source"] / f"{stem}.wav")
+        unique.setdefault(item["audio"], item)
+    items = list(unique.values())
     with ThreadPoolExecutor(workers) as pool:
         reasons = list(pool.map(one, items))
     failures = [(i["origin"], r) for i, r in zip(items, reasons) if r]
