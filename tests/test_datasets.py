@@ -94,7 +94,7 @@ def test_flite_shift_scales_pitch_and_length(tmp_path: Path) -> None:
 
 # --- sound sets: rendered GM instruments, sample libraries, game sounds, mixtures ---
 
-from benchmarks.datasets import gm_instruments, gm_names, sound_common  # noqa: E402
+from benchmarks.datasets import game_sounds, gm_instruments, gm_names, sample_libraries, sound_common, sound_mixes  # noqa: E402
 
 
 def test_gm_captions_are_made_human_and_group_aware() -> None:
@@ -178,3 +178,96 @@ def test_write_clip_trims_scales_and_caps(tmp_path: Path) -> None:
     assert len(sf.read(tmp_path / "b.wav")[0]) == 2 * rate
     assert sound_common.write_clip(tmp_path / "c.wav", np.zeros(rate, np.float32), max_s=2.0) == "silent"
     assert not (tmp_path / "c.wav").exists()
+
+
+def test_debian_copyright_stanzas(tmp_path: Path) -> None:
+    text = ("Format: x\n\nFiles: *\nCopyright: someone\nLicense: MIT\n\nFiles: etc/samples/a.flac\n etc/samples/b.flac\n"
+            "Copyright: other\nLicense: CC0\n\nLicense: MIT\n text of the licence\n")
+    (tmp_path / "copyright").write_text(text)
+    stanzas = sound_common.dep5_licences(tmp_path / "copyright")
+    assert stanzas == [(["*"], "MIT"), (["etc/samples/a.flac", "etc/samples/b.flac"], "CC0")]
+    assert sound_common.licence_of("etc/samples/b.flac", stanzas) == "CC0" and sound_common.licence_of("etc/x.flac", stanzas) == "MIT"
+
+
+def test_sample_library_names_are_captioned_by_the_sound() -> None:
+    dc = sample_libraries.drum_caption
+    assert dc("Snare Rimshot (Pearl Free Floating Maple 14x3.5)") == "a snare drum rimshot"
+    assert dc('Hi-Hat Open (Paiste Alpha Metal edge 14")') == "an open hi-hat" and dc("Closed HH") == "a closed hi-hat"
+    assert dc("b3 - low tom") == "a low tom" and dc("Floor Tom") == "a low tom" and dc("Tom Hi") == "a high tom"
+    assert dc("Kick Hard 1", electronic=True) == "an electronic kick drum" and dc("Cowbell", electronic=True) == "a cowbell"
+    assert dc("Sabian Hat Choke") is None and dc("Sample: beats_01-10.flac") is None and dc("23") is None
+    assert sample_libraries.sonic_pi_caption("tabla_ghe3") == "a tabla" and sample_libraries.sonic_pi_caption("bd_klub") == "an electronic kick drum"
+    assert sample_libraries.sonic_pi_caption("glitch_perc4") == "glitchy electronic percussion"
+    assert sample_libraries.sonic_pi_caption("mehackit_robot3") is None  # no name that says what it sounds like
+    assert sample_libraries.lmms_caption("drums", "hihat_opened02") == "an open hi-hat"
+    assert sample_libraries.lmms_caption("instruments", "violin_pizzicato01") == "a violin played pizzicato"
+    assert sample_libraries.lmms_caption("waveforms", "saw1") is None and sample_libraries.lmms_caption("effects", "start01") is None
+
+
+def test_game_sound_names_drop_mechanics() -> None:
+    zc = game_sounds.zero_ad_caption
+    assert zc("ambient/weather/rain_1.ogg") == "rain" and zc("actor/fauna/animal/horse_select_2.ogg") is None
+    assert zc("actor/fauna/animal/elephant_attack_1.ogg") == "an elephant trumpeting"
+    assert zc("interface/alarm/alarm_alert_1.ogg") is None and zc("voice/greek/civ/civ_male_attack_1.ogg") is None
+    assert zc("resource/lumbering/lumber_treeexpire_1.ogg") is None and zc("resource/lumbering/lumber_tree_3.ogg") == "an axe chopping wood"
+    assert zc("actor/singlesteps/fs_snow_4.ogg") == "a footstep in snow"
+    assert game_sounds.widelands_caption("bird2_03") == "a bird singing" and game_sounds.widelands_caption("click") is None
+    assert game_sounds.widelands_caption("inn_01") == "food frying in a pan" and game_sounds.widelands_caption("message_00") is None
+    assert all(t == t.lower() for t in list(game_sounds.WARZONE.values()) + list(game_sounds.OPENTTD.values()))
+
+
+def test_opensfx_catalogue_is_read(tmp_path: Path) -> None:
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(100, np.float32), 11025, format="WAV", subtype="PCM_16")
+    wav = buf.getvalue()
+    entries = [b'"Cow". License: Creative Commons Zero 1.0.\x00', b'"Unused". License: x.\x00']
+    datas = [bytes([len(entries[0])]) + entries[0] + wav, bytes([len(entries[1])]) + entries[1]]
+    offset, table, body = 16, b"", b""
+    for d in datas:
+        table += struct.pack("<II", (offset + len(body)) | 0x80000000, len(d))
+        body += d
+    (tmp_path / "x.cat").write_bytes(table + body)
+    sounds = game_sounds.opensfx_sounds(tmp_path / "x.cat")
+    assert list(sounds) == [0] and sounds[0][1] == wav  # the empty entry is skipped
+    assert game_sounds._licence_in(sounds[0][0]) == "Creative Commons Zero 1.0"
+
+
+def _tone_rows(tmp_path: Path, texts: list[str], seconds: float = 0.5, prefix: str = "") -> list[dict]:
+    rows = []
+    for i, text in enumerate(texts):
+        path = tmp_path / f"{prefix}{i}.wav"
+        rate = sound_common.RATE
+        sf.write(path, (0.2 * np.sin(2 * np.pi * (200 + 50 * i) * np.arange(int(seconds * rate)) / rate)).astype(np.float32), rate)
+        rows.append({"audio": str(path), "text": text})
+    return rows
+
+
+def test_sound_mixes_plan_keeps_captions_in_training(tmp_path: Path) -> None:
+    fg = [t for t in (f"a sound number {i}" for i in range(80)) if split_of(caption_key(t)) == "train"][:20]
+    sets = {"a": _tone_rows(tmp_path, fg[:10], prefix="a"),
+            "b": _tone_rows(tmp_path, fg[10:], prefix="b") + _tone_rows(tmp_path, ["rain", "wind in the leaves"], prefix="bg")}
+    jobs = sound_mixes.plan(sets, 50, 50)
+    bgs = [j for j in jobs if j["kind"] == "background"]
+    pairs = [j for j in jobs if j["kind"] == "pair"]
+    assert len(bgs) == 50 and 0 < len(pairs) <= 50
+    assert all(j["text"] in fg and not sound_mixes.is_background(j["text"]) for j in bgs)  # captioned by the foreground
+    assert all(split_of(caption_key(j["text"])) == "train" and " and " in j["text"] for j in pairs)
+    assert all(j["parts"][1] == sound_mixes.ROOM_TONE or Path(j["parts"][1]).name in ("bg0.wav", "bg1.wav") for j in bgs)
+    assert sound_mixes.plan(sets, 50, 50) == jobs
+    for job in bgs[:3] + pairs[:3]:
+        wave = sound_mixes.mix(job)
+        assert 0.5 * sound_common.RATE <= len(wave) <= sound_mixes.MAX_S * sound_common.RATE and np.isfinite(wave).all()
+
+
+def test_background_mix_snr(tmp_path: Path) -> None:
+    rows = _tone_rows(tmp_path, ["a beep", "rain"], seconds=1.0)
+    job = {"kind": "background", "parts": [rows[0]["audio"], rows[1]["audio"]], "text": "a beep", "snr_db": 10.0, "seed": 1}
+    wave = sound_mixes.mix(job)
+    fg = sound_mixes.load(rows[0]["audio"])
+    bg_only = wave[:3000]  # the foreground starts 0.2-1 s in: before that, the background alone
+    assert sound_mixes.rms(fg) / sound_mixes.rms(bg_only) == pytest.approx(10 ** 0.5, rel=0.1)
+    tone = sound_mixes.room_tone(16000, np.random.default_rng(0))
+    assert tone.shape == (16000,) and np.isfinite(tone).all()
