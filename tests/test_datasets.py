@@ -269,5 +269,7 @@ def test_background_mix_snr(tmp_path: Path) -> None:
     fg = sound_mixes.load(rows[0]["audio"])
     bg_only = wave[:3000]  # the foreground starts 0.2-1 s in: before that, the background alone
     assert sound_mixes.rms(fg) / sound_mixes.rms(bg_only) == pytest.approx(10 ** 0.5, rel=0.1)
+    assert sound_mixes.is_background("waves on a seashore") and sound_mixes.is_background("wind in the leaves")
+    assert not sound_mixes.is_background("a square wave synth lead") and not sound_mixes.is_background("wind chimes")
     tone = sound_mixes.room_tone(16000, np.random.default_rng(0))
     assert tone.shape == (16000,) and np.isfinite(tone).all()

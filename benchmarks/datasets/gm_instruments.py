@@ -270,8 +270,12 @@ def render_group(out: Path, font: str, root: Path, group: str, specs: list[dict]
     with tempfile.TemporaryDirectory() as tmp:
         midi, wav = Path(tmp) / f"{group}.mid", Path(tmp) / f"{group}.wav"
         midi.write_bytes(midi_file(events))
-        render(font, root, midi, wav)
-        data, rate = sf.read(wav, dtype="float32", always_2d=True)
+        try:
+            render(font, root, midi, wav)
+            data, rate = sf.read(wav, dtype="float32", always_2d=True)
+        except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
+            log.warning("%s %s: rendering failed, %d clips skipped: %s", font, group, len(specs), str(exc)[:120])
+            return len(specs)
     wave = to_mono_16k(data, rate)
     for spec, (start, stop) in zip(specs, windows):
         reason = write_clip(out / spec["audio"], wave[int(start * RATE) : int(stop * RATE)], MAX_S)

@@ -27,8 +27,8 @@ from .common import caption_key, split_of, write_manifests
 from .sound_common import RATE, to_mono_16k, write_clip
 
 log = logging.getLogger(__name__)
-BACKGROUND = re.compile(r"\b(rain|wind|river|waves?|sea|seashore|waterfall|stream|market|harbour|farm|forest|crickets|crowd|applause|"
-                        r"snowstorm|windstorm|bubbling water)\b")
+BACKGROUND = re.compile(r"\b(rain|wind(?! chimes)|river|waves|sea|seashore|waterfall|stream|market|harbour|farm|forest|crickets|crowd|"
+                        r"applause|snowstorm|windstorm|bubbling water)\b")
 ROOM_TONE = "room tone"  # a synthetic background: coloured noise
 MAX_S = 10.0
 FOREGROUND_MAX_S = 6.0
@@ -53,7 +53,12 @@ def plan(sets: dict[str, list[dict]], n_background: int, n_pairs: int, seed: int
     ``n_pairs`` "X and Y" jobs (fewer when pairs' captions fall outside the training split).
     Foregrounds are drawn evenly across the ``sets``; seeded."""
     rng = random.Random(seed)
-    backgrounds = sorted({r["audio"] for rows in sets.values() for r in rows if is_background(r["text"])})
+    by_caption: dict[str, set[str]] = {}
+    for rows in sets.values():
+        for r in rows:
+            if is_background(r["text"]):
+                by_caption.setdefault(caption_key(r["text"]), set()).add(r["audio"])
+    backgrounds = {k: sorted(v) for k, v in sorted(by_caption.items())}  # drawn by caption, so no one kind floods the rest
     foregrounds = {name: [r for r in rows if not is_background(r["text"]) and split_of(caption_key(r["text"])) == "train"]
                    for name, rows in sorted(sets.items())}
     foregrounds = {k: v for k, v in foregrounds.items() if v}
@@ -67,7 +72,7 @@ def plan(sets: dict[str, list[dict]], n_background: int, n_pairs: int, seed: int
     jobs = []
     for i in range(n_background):
         fg = draw()
-        bg = rng.choice(backgrounds) if backgrounds and rng.random() < 0.75 else ROOM_TONE
+        bg = rng.choice(backgrounds[rng.choice(list(backgrounds))]) if backgrounds and rng.random() < 0.75 else ROOM_TONE
         jobs.append({"kind": "background", "parts": [fg["audio"], bg], "text": fg["text"], "snr_db": round(rng.uniform(3, 20), 1),
                      "seed": rng.randrange(1 << 30), "audio": f"clips/bg/{i:05d}.wav"})
     tries = 0
