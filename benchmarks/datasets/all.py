@@ -3,7 +3,7 @@
     python -m benchmarks.datasets.all --out data --cache data/cache [--fsdd ../shared/data/fsdd]
 
 Needs network access to the Debian and npm registries and the Debian packages ``espeak-ng``,
-``flite`` and ``librsvg2-bin``. Writes one folder per set with ``train/val/test.jsonl``.
+``flite``, ``librsvg2-bin``, ``fluidsynth`` and ``timidity``. Writes one folder per set with ``train/val/test.jsonl``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import logging
 import os
 from pathlib import Path
 
-from . import asterisk, emoji_styles, flite_speech, fsdd, gcompris, openclipart, openmoji, speech, tuxpaint, twemoji, wordnet_speech
+from . import (asterisk, emoji_styles, flite_speech, fsdd, game_sounds, gcompris, gm_instruments, openclipart, openmoji, sample_libraries,
+               sound_mixes, speech, tuxpaint, twemoji, wordnet_speech)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
         # test captions and of the first WordNet set; test captions by a speaker never trained on
         ("speech-flite", lambda: flite_speech.build(out / "speech-flite", [out / "speech" / "train.jsonl", out / "speech" / "test.jsonl",
                                                                         out / "speech-wordnet" / "train.jsonl"])),
+        # everyday sounds: GM instruments rendered from four sound sets (one never trained on),
+        # named samples of music programs, named game sound effects, then mixtures of their
+        # training clips (over backgrounds, and two at a time)
+        ("gm-instruments", lambda: gm_instruments.build(out / "gm-instruments", cache)),
+        ("sample-libraries", lambda: sample_libraries.build(out / "sample-libraries", cache)),
+        ("game-sounds", lambda: game_sounds.build(out / "game-sounds", cache)),
+        ("sound-mixes", lambda: sound_mixes.build(out / "sound-mixes", [out / s / "train.jsonl" for s in ("gm-instruments", "sample-libraries",
+                                                                                                       "game-sounds")])),
         # the three image sets' test splits in one gallery (the headline image recall)
         ("images-all", lambda: combine(out / "images-all", [out / s / "test.jsonl" for s in ("openclipart", "openmoji", "tuxpaint")])),
     ]
