@@ -41,7 +41,7 @@ class _progress:
             rate = f"{(done - self.first[1]) / (now - self.first[0]):.1f} {self.unit}/s"
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total, rate=rate)
-        elif total and done and (done == total or (rate and (self.last is None or now - self.last > 10))):
+        elif total and done and (self.last is None or done == total or (rate and now - self.last > 10)):
             self.last = now
             logging.getLogger("xmr").info("%s: %d/%d %s%s", self.label, done, total, self.unit, f" ({rate})" if rate else "")
 

@@ -20,7 +20,8 @@ from . import (asterisk, emoji_styles, flite_speech, fsdd, game_sounds, gcompris
 log = logging.getLogger(__name__)
 
 
-def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
+def prepare(out: Path, cache: Path, fsdd_dir: Path, only: list[str] | None = None) -> None:
+    """Build every set (``only``: the named steps, in this order) that is not built yet."""
     steps = [
         ("openclipart", lambda: openclipart.build(out / "openclipart", cache)),
         ("openmoji", lambda: openmoji.build(out / "openmoji", cache)),
@@ -53,7 +54,12 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path) -> None:
         # the three image sets' test splits in one gallery (the headline image recall)
         ("images-all", lambda: combine(out / "images-all", [out / s / "test.jsonl" for s in ("openclipart", "openmoji", "tuxpaint")])),
     ]
+    unknown = sorted(set(only or []) - {name for name, _ in steps})
+    if unknown:
+        raise SystemExit(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(name for name, _ in steps)}")
     for name, step in steps:
+        if only and name not in only:
+            continue
         if (out / name / "test.jsonl").exists():
             log.info("%s: ready", name)
             continue
@@ -80,9 +86,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--fsdd", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/fsdd")
+    parser.add_argument("--only", default="", help="comma-separated steps to run (default: all), e.g. asterisk,fsdd,speech")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    prepare(args.out, args.cache, args.fsdd)
+    prepare(args.out, args.cache, args.fsdd, [n for n in args.only.split(",") if n] or None)
 
 
 if __name__ == "__main__":
