@@ -27,14 +27,13 @@ from .faults import crash_point
 from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, MassRemovalError, read_manifest, write_manifest
 from .paths import escape_path, unescape_path
 from .scan import LINKS, Found, Skipped, walk
-from .schema import FILE, INDEXED, TEXT_LINE, Item
+from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, Item
 from .shards import ShardSet
 from .store import Store, new_index_uuid
 from .texts import read_texts
 from .workers import DecodePool, decode_in_process
 
 log = logging.getLogger(__name__)
-MODALITIES = ("image", "audio", "text")
 DEFAULT_MODEL = "xmr-mini"
 
 

@@ -14,12 +14,12 @@ import numpy as np
 
 from .layout import IndexCorruptError, IndexLock, Layout, read_manifest, read_manifest_backup, write_manifest
 from .paths import unescape_path
-from .schema import FILE, INDEXED, PENDING
-from .shards import ShardError, ShardSet, read_index, shard_ids
+from .schema import FILE, INDEXED, MODALITIES, PENDING
+from .reader import IndexReader
+from .shards import ShardError, read_index
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
-MODALITIES = ("image", "audio", "text")
 
 
 @dataclass
@@ -53,38 +53,34 @@ def check_index(index_dir: str | os.PathLike, check_files: bool = True) -> Check
     every vector a row, no row left pending, and (``check_files``) every file still exists."""
     layout = Layout(Path(index_dir))
     report = CheckReport(index=str(layout.dir))
-    try:
-        manifest = read_manifest(layout)
-    except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the doctor
-        report.add("manifest", str(exc))
-        return report
-    if manifest is None:
+    if not layout.manifest.exists():
         report.add("manifest", f"no manifest at {layout.manifest}: not an xmr index")
         return report
     try:
-        store = Store.of_index(layout.db_url(manifest), manifest)
-    except Exception as exc:  # noqa: BLE001
+        reader = IndexReader.open(layout.dir)
+    except StoreError as exc:
         report.add("database", str(exc))
         return report
-    try:
-        _check_vectors(layout, manifest, store, report)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised: this is the doctor
+        report.add("manifest", str(exc))
+        return report
+    with reader:
+        _check_vectors(reader, report)
         if check_files:
-            _check_files(manifest, store, report)
-        report.counts = store.counts()
-    finally:
-        store.close()
+            _check_files(reader.manifest, reader.store, report)
+        report.counts = reader.store.counts()
     return report
 
 
-def _check_vectors(layout: Layout, manifest: dict, store: Store, report: CheckReport) -> None:
+def _check_vectors(reader: IndexReader, report: CheckReport) -> None:
+    store = reader.store
     for modality in MODALITIES:
-        shards = ShardSet(layout.shards, modality, int(manifest["dim"]), manifest.get("index_type", "Flat"))
         try:
-            shards.load()
+            shards = reader.shards(modality)
         except ShardError as exc:
             report.add("shard", str(exc))
             continue
-        ids = np.concatenate([shard_ids(s) for s in shards.shards]) if shards.shards else np.zeros(0, np.int64)
+        ids = shards.ids() if shards is not None else np.zeros(0, np.int64)
         twice = [int(i) for i, n in Counter(ids.tolist()).items() if n > 1]
         if twice:
             report.add("duplicate", f"{len(twice)} {modality} ids have more than one vector", twice)

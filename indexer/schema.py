@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+MODALITIES = ("image", "audio", "text")
 SCHEMA_VERSION = 2
 ID_BITS = 40  # ids of index n lie in [n << 40, (n + 1) << 40): 10^12 items each, 2^23 indexes
 

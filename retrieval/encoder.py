@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from indexer.schema import MODALITIES
+
 from .audio import AudioPreprocessor
 from .image import ImagePreprocessor
 
 log = logging.getLogger(__name__)
-
-MODALITIES = ("image", "audio", "text")
+__all__ = ["MODALITIES", "Encoder", "ModalityError", "l2_normalize"]
 
 
 class ModalityError(ValueError):

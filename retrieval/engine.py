@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from indexer.layout import IndexNotFoundError, Layout, read_manifest
+from indexer.layout import IndexMismatchError, IndexNotFoundError
 from indexer.paths import unescape_path
+from indexer.reader import IndexReader
 from indexer.scan import find_index_dir
-from indexer.schema import INDEXED, TEXT_LINE, Item
+from indexer.schema import INDEXED, TEXT_LINE
 from indexer.shards import ShardSet
-from indexer.store import Store
 
-from .encoder import MODALITIES, Encoder
+from .encoder import Encoder
 from .filters import Filters
 from .query import Hit, QueryError, collect_parts, embed_parts, target_modalities
 
@@ -54,17 +54,26 @@ def locate_index(path: str | os.PathLike | None = None) -> Path:
 class Engine:
     """Search one index. Build with :meth:`open`."""
 
-    def __init__(self, layout: Layout, manifest: dict, store: Store, encoder: Encoder | None) -> None:
-        self.layout = layout
-        self.manifest = manifest
-        self.store = store
-        self.root = Path(unescape_path(manifest["root"]))
+    def __init__(self, index: IndexReader, encoder: Encoder | None) -> None:
+        self.index = index
+        self.root = index.root
         self._root_str = str(self.root)
-        self.dim = int(manifest["dim"])
-        self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
+        self.dim = index.dim
+        self.modalities = index.modalities
         self._encoder = encoder
-        self._shards: dict[str, tuple[tuple, ShardSet]] = {}
         self.use_gpu = True  # when FAISS sees a GPU; ShardSet.to_gpu falls back to the CPU on any error
+
+    @property
+    def layout(self):  # noqa: ANN201 - indexer.layout.Layout
+        return self.index.layout
+
+    @property
+    def manifest(self) -> dict:
+        return self.index.manifest
+
+    @property
+    def store(self):  # noqa: ANN201 - indexer.store.Store
+        return self.index.store
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, model: Encoder | None = None, device: str | None = None) -> "Engine":
@@ -77,15 +86,11 @@ class Engine:
         Raises:
             IndexNotFoundError, IndexCorruptError, StoreError, IndexMismatchError.
         """
-        layout = Layout(locate_index(path))
-        manifest = read_manifest(layout)
-        if manifest is None:
-            raise IndexNotFoundError(f"no manifest in {layout.dir}")
-        engine = cls(layout, manifest, Store.of_index(layout.db_url(manifest), manifest), model)
+        engine = cls(IndexReader.open(locate_index(path)), model)
         engine._device = device
-        if model is not None:
-            engine._check_model(model)
         try:
+            if model is not None:
+                engine._check_model(model)
             for modality in engine.modalities:  # memory-mapped, so cheap; a damaged shard is named now
                 engine.shards(modality)
         except Exception:
@@ -105,8 +110,6 @@ class Engine:
         return self._encoder
 
     def _check_model(self, model: Encoder) -> None:
-        from indexer.layout import IndexMismatchError
-
         if model.weights_hash != self.manifest.get("weights_hash"):
             raise IndexMismatchError(
                 f"model {model.name!r} (weights {model.weights_hash[:12]}) is not the one the index at {self.layout.dir} "
@@ -170,12 +173,12 @@ class Engine:
             # Rows of the top k first; the over-fetched ones only for queries that lack rows
             # (vectors an indexer has written but not yet committed).
             top = ids[:, :k]
-            rows = self.store.rows_by_ids(np.unique(top[top >= 0]).tolist())
+            rows = self.index.rows(np.unique(top[top >= 0]))
             short = [q for q in range(len(queries))
                      if len({int(i) for i in top[q] if i >= 0} & rows.keys()) < min(k, len(np.unique(ids[q][ids[q] >= 0])))]
             if short:
                 extra = ids[short, k:]
-                rows.update(self.store.rows_by_ids(np.unique(extra[extra >= 0]).tolist()))
+                rows.update(self.index.rows(np.unique(extra[extra >= 0])))
             for q in range(len(queries)):
                 hits = out[q]
                 rank = 0
@@ -192,25 +195,14 @@ class Engine:
         return out
 
     def _filtered_ids(self, modality: str, filters: Filters) -> np.ndarray:
-        return np.array(self.store.matching_ids(modality, filters.conditions()), dtype=np.int64)
+        return self.index.matching_ids(modality, filters.conditions())
 
     def shards(self, modality: str) -> ShardSet | None:
         """The (memory-mapped) shards of ``modality``, reloaded when an indexer replaced them."""
-        folder = self.layout.shards
-        probe = ShardSet(folder, modality, self.dim, self.manifest.get("index_type", "Flat"))
-        paths = probe.existing_paths()
-        signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.exists())
-        cached = self._shards.get(modality)
-        if cached is None or cached[0] != signature:
-            if not paths:
-                return None
-            shards = probe.load(mmap=True)
-            if self.use_gpu:
-                shards.to_gpu()
-            self._shards[modality] = (signature, shards)
-        return self._shards[modality][1]
+        self.index.use_gpu = self.use_gpu
+        return self.index.shards(modality)
 
-    def _hit(self, rank: int, score: float, row: Item) -> Hit:
+    def _hit(self, rank: int, score: float, row: Any) -> Hit:
         stored = unescape_path(row.path)
         path = stored if row.kind == TEXT_LINE else os.path.join(self._root_str, stored)
         meta = {"ext": row.ext, "size": row.size, "mtime": _iso(row.mtime_ns), "content_hash": row.content_hash}
@@ -224,28 +216,10 @@ class Engine:
     # --- facts ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """What ``xmr info`` shows: model, counts per modality, sizes, index type, last run."""
-        shard_files = sorted(self.layout.shards.glob("*.faiss")) if self.layout.shards.exists() else []
-        db_bytes = self.layout.database.stat().st_size if self.layout.database.exists() else None
-        return {
-            "index": str(self.layout.dir),
-            "root": str(self.root),
-            "model": self.manifest["model"],
-            "weights_hash": self.manifest.get("weights_hash"),
-            "dim": self.dim,
-            "metric": self.manifest.get("metric"),
-            "index_type": self.manifest.get("index_type"),
-            "shard_size": self.manifest.get("shard_size"),
-            "counts": {m: self.store.counts().get(m, 0) for m in self.modalities},
-            "shards": {m: len([p for p in shard_files if p.name.startswith(m + "-") and not p.name.endswith("trained.faiss")])
-                       for m in self.modalities},
-            "bytes": {"shards": sum(p.stat().st_size for p in shard_files), "database": db_bytes},
-            "database": self.store.safe_url,
-            "last_run": self.manifest.get("last_run"),
-        }
+        return self.index.facts()
 
     def close(self) -> None:
-        self.store.close()
-        self._shards.clear()
+        self.index.close()
 
     def __enter__(self) -> "Engine":
         return self

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timezone
+import shutil
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert
 
-from indexer.layout import Layout, write_json_atomic
-from indexer.schema import FILE, INDEXED, Item
-from indexer.shards import ShardSet
-from indexer.store import Store
+from indexer.bulk import IndexSpec, build_from_vectors
+from indexer.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +47,11 @@ def synthetic_index(folder: str | os.PathLike, n: int, model: str, weights_hash:
     done = layout.dir / "complete"
     if done.exists():
         return layout.dir
-    layout.dir.mkdir(parents=True, exist_ok=True)
-    vectors = unit_vectors(n, dim, seed)
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    log.info("building a synthetic %s index of %d x %d vectors in %s", factory, n, dim, layout.dir)
-    shards = ShardSet(layout.shards, modality, dim, factory, shard_size)
-    shards.add(vectors, ids)
-    shards.flush()
-    store = Store(f"sqlite:///{layout.database}")
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    with store.session() as s:
-        for start in range(0, n, 50_000):
-            s.execute(insert(Item), [
-                {"id": int(i), "kind": FILE, "path": f"synthetic/{i:08d}.jpg", "line": 0, "ext": "jpg", "modality": modality,
-                 "size": 1000 + int(i) % 5000, "mtime_ns": 1_600_000_000_000_000_000 + int(i), "content_hash": f"{i:064x}",
-                 "width": 640, "height": 480, "model": model, "indexed_at": now, "status": INDEXED}
-                for i in ids[start : start + 50_000]
-            ])
-        s.commit()
-    store.close()
-    write_json_atomic(layout.manifest, {
-        "version": 1, "root": str(layout.dir / "synthetic-root"), "model": model, "weights_hash": weights_hash, "dim": dim,
-        "metric": "inner_product", "index_type": factory, "shard_size": shard_size, "modalities": ["image", "audio", "text"],
-    })
+    if layout.dir.exists():  # an earlier build cut short
+        shutil.rmtree(layout.dir)
+    rows = [{"path": f"synthetic/{i:08d}.jpg", "ext": "jpg", "size": 1000 + i % 5000, "mtime_ns": 1_600_000_000_000_000_000 + i,
+             "content_hash": f"{i:064x}", "width": 640, "height": 480} for i in range(1, n + 1)]
+    spec = IndexSpec(model=model, weights_hash=weights_hash, dim=dim, index_type=factory, shard_size=shard_size)
+    build_from_vectors(layout.dir, spec, modality, unit_vectors(n, dim, seed), rows)
     done.write_text("ok\n")
     return layout.dir

@@ -1,0 +1,115 @@
+"""The read interface of an index: its manifest, its rows (by id, by filter), its shards.
+
+The engine, ``xmr doctor``, the benchmarks and the server read an index through this one
+class and nothing else. It is read-only and safe beside a running indexer: shard files are
+replaced atomically and reloaded when they change, and rows are read committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .layout import IndexNotFoundError, Layout, read_manifest
+from .paths import unescape_path
+from .schema import MODALITIES
+from .shards import ShardSet
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class IndexReader:
+    """One index, open for reading. Build with :meth:`open`; close when done."""
+
+    def __init__(self, layout: Layout, manifest: dict[str, Any], store: Store) -> None:
+        self.layout, self.manifest, self.store = layout, manifest, store
+        self.root = Path(unescape_path(manifest["root"]))
+        self.dim = int(manifest["dim"])
+        self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
+        self.use_gpu = False
+        self._shards: dict[str, tuple[tuple, ShardSet]] = {}
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike) -> "IndexReader":
+        """Open the index in ``index_dir`` (the folder holding ``manifest.json``).
+
+        Raises:
+            IndexNotFoundError: no manifest there. IndexCorruptError: a damaged manifest.
+            IndexMismatchError: a manifest of a newer xmr. StoreError: the database.
+        """
+        layout = Layout(Path(index_dir))
+        manifest = read_manifest(layout)
+        if manifest is None:
+            raise IndexNotFoundError(f"no manifest in {layout.dir}")
+        return cls(layout, manifest, Store.of_index(layout.db_url(manifest), manifest))
+
+    # --- rows ----------------------------------------------------------------------------
+    def rows(self, ids: Any) -> dict[int, Any]:
+        """Rows (plain, attribute access) of the given ids that belong to this index."""
+        return self.store.rows_by_ids([int(i) for i in ids])
+
+    def matching_ids(self, modality: str, conditions: list) -> np.ndarray:
+        """Ids of indexed ``modality`` rows meeting SQL ``conditions`` on :class:`indexer.schema.Item`."""
+        return np.array(self.store.matching_ids(modality, conditions), dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Indexed items per modality (every modality of the index, zeros included)."""
+        counts = self.store.counts()
+        return {m: counts.get(m, 0) for m in self.modalities}
+
+    # --- vectors -------------------------------------------------------------------------
+    def shards(self, modality: str) -> ShardSet | None:
+        """The memory-mapped shards of ``modality`` (None when it has none yet), reloaded when
+        an indexer has replaced a shard file since the last call."""
+        probe = ShardSet(self.layout.shards, modality, self.dim, self.manifest.get("index_type", "Flat"))
+        paths = probe.existing_paths()
+        signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.exists())
+        cached = self._shards.get(modality)
+        if cached is None or cached[0] != signature:
+            if not paths:
+                return None
+            shards = probe.load(mmap=True)
+            if self.use_gpu:
+                shards.to_gpu()
+            self._shards[modality] = (signature, shards)
+        return self._shards[modality][1]
+
+    # --- facts ---------------------------------------------------------------------------
+    def facts(self) -> dict[str, Any]:
+        """What ``xmr info`` shows: model, counts per modality, sizes, index type, last run."""
+        shard_files = sorted(self.layout.shards.glob("*.faiss")) if self.layout.shards.exists() else []
+        db = self.layout.database
+        return {
+            "index": str(self.layout.dir),
+            "root": str(self.root),
+            "model": self.manifest["model"],
+            "weights_hash": self.manifest.get("weights_hash"),
+            "dim": self.dim,
+            "metric": self.manifest.get("metric"),
+            "index_type": self.manifest.get("index_type"),
+            "shard_size": self.manifest.get("shard_size"),
+            "counts": self.counts(),
+            "shards": {m: len([p for p in shard_files if p.name.startswith(m + "-") and not p.name.endswith("trained.faiss")])
+                       for m in self.modalities},
+            "bytes": {"shards": sum(p.stat().st_size for p in shard_files), "database": db.stat().st_size if db.exists() else None},
+            "database": self.store.safe_url,
+            "index_id": self.store.index_id,
+            "indexes_in_database": len(self.store.indexes()),
+            "options": self.manifest.get("options"),
+            "last_run": self.manifest.get("last_run"),
+        }
+
+    def close(self) -> None:
+        self.store.close()
+        self._shards.clear()
+
+    def __enter__(self) -> "IndexReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
