@@ -13,7 +13,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,12 +38,33 @@ DEFAULT_MODEL = "xmr-mini"
 
 
 class EncoderLike(Protocol):
+    """What the indexer needs of a model (``retrieval.Encoder`` has it all): identity, the
+    torch-free preprocessors its decode workers run (None for a modality it lacks), and the
+    forward passes on their output."""
+
     name: str
     weights_hash: str
     embed_dim: int
     modalities: tuple[str, ...]
+    preprocess_image: Any
+    preprocess_audio: Any
+
+    def warm(self, modalities: Sequence[str]) -> None: ...
 
     def encode_text(self, texts: list[str]) -> np.ndarray: ...
+
+    def encode_image(self, pixels: np.ndarray) -> np.ndarray: ...
+
+    def encode_audio_features(self, features: list[np.ndarray]) -> np.ndarray: ...
+
+
+def encode_batch(encoder: EncoderLike, modality: str, inputs: list) -> np.ndarray:
+    """Vectors of one batch of decoded inputs: image pixels, audio features or texts."""
+    if modality == "image":
+        return encoder.encode_image(np.stack(inputs))
+    if modality == "audio":
+        return encoder.encode_audio_features(inputs)
+    return encoder.encode_text(inputs)
 
 
 @dataclass
@@ -422,9 +443,8 @@ class _Run:
 
     # --- embedding -----------------------------------------------------------------------
     def _embed(self, work: list[Work]) -> None:
-        warm = getattr(self.encoder, "warm", None)
-        if warm is not None and work:
-            warm(sorted({w.modality for w in work}))
+        if work:
+            self.encoder.warm(sorted({w.modality for w in work}))
         self.total, self.done = len(work), 0
         self._report(0)
         for modality, batch in self._batches(work):
@@ -457,7 +477,7 @@ class _Run:
                     yield "text", buckets["text"]
                     buckets["text"] = []
         file_work = [w for w in work if w.path is not None]
-        pre = {"image": getattr(self.encoder, "preprocess_image", None), "audio": getattr(self.encoder, "preprocess_audio", None), "text": None}
+        pre = {"image": self.encoder.preprocess_image, "audio": self.encoder.preprocess_audio, "text": None}
         jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
         for decoded in _decode_all(jobs, self.options.workers, self.options.decode_timeout):
             w = file_work[decoded.key]
@@ -478,12 +498,9 @@ class _Run:
                 yield modality, rest
 
     def _encode(self, modality: str, batch: list[tuple[Work, Decoded | None]]) -> np.ndarray:
-        enc = self.encoder
-        if modality == "image":
-            return enc.encode_image(np.stack([d.features for _, d in batch]))
-        if modality == "audio":
-            return enc.encode_audio_features([d.features for _, d in batch])
-        return enc.encode_text([w.text if w.text is not None else d.text for w, d in batch])
+        if modality == "text":
+            return encode_batch(self.encoder, modality, [w.text if w.text is not None else d.text for w, d in batch])
+        return encode_batch(self.encoder, modality, [d.features for _, d in batch])
 
     def _checkpoint(self) -> None:
         """Shards first (atomic files), then the rows that point at their vectors."""

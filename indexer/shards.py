@@ -138,6 +138,7 @@ class ShardSet:
         self._template = None
         self._views: dict[int, tuple[np.ndarray, np.ndarray] | bool] = {}  # shard number -> (vectors, ids); False: not flat
         self._searches: dict[int, int] = {}
+        self._cpu_shards: list | None = None  # on the GPU: the CPU copies, the fallback
 
     # --- files ---------------------------------------------------------------------------
     def shard_path(self, n: int) -> Path:
@@ -314,8 +315,8 @@ class ShardSet:
             if shard.ntotal == 0:
                 continue
             kk = min(k, shard.ntotal)
-            view = self._view(n) if selector is None and not getattr(self, "_cpu_shards", None) else None
-            if getattr(self, "_cpu_shards", None):  # on the GPU: FAISS searches, the CPU copy is the fallback
+            view = self._view(n) if selector is None and not self._cpu_shards else None
+            if self._cpu_shards:  # on the GPU: FAISS searches, the CPU copy is the fallback
                 try:
                     d, i = shard.search(queries, kk) if selector is None else shard.search(queries, kk, params=_with_selector(selector, params))
                 except RuntimeError as exc:
@@ -353,7 +354,7 @@ class ShardSet:
             return True
         except (RuntimeError, AttributeError) as exc:
             log.warning("cannot move %s shards to the GPU (%s); searching on the CPU", self.modality, exc)
-            self.shards = getattr(self, "_cpu_shards", self.shards)
+            self.shards, self._cpu_shards = self._cpu_shards or self.shards, None
             return False
 
     def _cpu_fallback(self, exc: Exception) -> None:

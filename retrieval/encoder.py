@@ -122,6 +122,9 @@ class Encoder:
                 f"model {self.name!r} has no {modality} tower (it encodes: {', '.join(self.modalities)})"
             )
 
+    def warm(self, modalities: Sequence[str]) -> None:
+        """Get ready to encode ``modalities`` (load sessions, compile); a no-op by default."""
+
     # --- text ---------------------------------------------------------------------------
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Embed texts; long texts are embedded in chunks whose vectors are averaged."""

@@ -12,7 +12,7 @@ import numpy as np
 from .audio import AudioPreprocessor
 from .encoder import Encoder, TextTokenizer, cache_dir
 from .image import ImagePreprocessor
-from .registry import ModelSpec
+from .spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

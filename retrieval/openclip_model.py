@@ -13,7 +13,7 @@ import torch
 from .audio import AudioPreprocessor
 from .encoder import Encoder
 from .image import ImagePreprocessor
-from .registry import OPENCLIP_CONFIG_DIR, ModelSpec
+from .spec import OPENCLIP_CONFIG_DIR, ModelSpec
 from .towers import build_tower
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from torch import nn
 from .audio import AudioPreprocessor
 from .encoder import Encoder, TextTokenizer
 from .image import ImagePreprocessor
-from .registry import ModelSpec
+from .spec import ModelSpec
 from .towers import build_tower
 
 log = logging.getLogger(__name__)

@@ -27,6 +27,7 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
     """Time the encoder alone and the whole run ``repeat`` times each, interleaved, and report
     medians (a shared machine's speed drifts between runs; every time is kept in the result)."""
     import indexer
+    from indexer.build import encode_batch
     from indexer.decode import decode
     from indexer.scan import EXTENSIONS, Found, walk
     from retrieval.registry import create_model, inference_runtime
@@ -36,7 +37,7 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
     by_modality: dict[str, list[Found]] = {}
     for f in files:
         by_modality.setdefault(f.modality, []).append(f)
-    pre = {"image": getattr(encoder, "preprocess_image", None), "audio": getattr(encoder, "preprocess_audio", None)}
+    pre = {"image": encoder.preprocess_image, "audio": encoder.preprocess_audio}
     decoded = {m: [d for d in (decode((i, f.abs, m, pre.get(m))) for i, f in enumerate(found)) if d.ok] for m, found in by_modality.items()}
 
     def encoder_alone() -> dict[str, float]:
@@ -46,12 +47,7 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
             start = time.perf_counter()
             for b in range(0, len(items), batch_size):
                 chunk = items[b : b + batch_size]
-                if modality == "image":
-                    encoder.encode_image(np.stack([d.features for d in chunk]))
-                elif modality == "audio":
-                    encoder.encode_audio_features([d.features for d in chunk])
-                else:
-                    encoder.encode_text([d.text for d in chunk])
+                encode_batch(encoder, modality, [d.text if modality == "text" else d.features for d in chunk])
             seconds[modality] = time.perf_counter() - start
         return seconds
 
