@@ -388,3 +388,26 @@ def test_removing_vectors_leaves_every_other_id_on_its_own_vector(tmp_path: Path
     assert sorted(loaded.ids().tolist()) == ids[keep].tolist()
     _, found = loaded.search(vectors[keep], 1)
     assert (found[:, 0] == ids[keep]).mean() >= 0.99
+
+
+def test_decoded_results_never_pile_up_ahead_of_a_slow_encoder(tmp_path: Path, tiny) -> None:
+    """The pool takes a job from the source only when one of its few slots is free: however slow
+    the consumer, at most ``workers x depth`` decoded items wait (old Pool.imap: all of them)."""
+    from indexer.workers import DecodePool
+
+    files = [write_image(tmp_path / f"{n}.png", seed=n) for n in range(40)]
+    taken = 0
+
+    def jobs():
+        nonlocal taken
+        for n, path in enumerate(files):
+            taken += 1
+            yield (n, str(path), "image", tiny.preprocess_image)
+
+    ahead = []
+    with DecodePool(2, depth=2) as pool:
+        for done, result in enumerate(pool.map(jobs()), 1):
+            assert result.ok
+            time.sleep(0.05)  # a slow encoder
+            ahead.append(taken - done)
+    assert done == 40 and max(ahead) <= 2 * 2
