@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+
 class _progress:
     """A rich progress bar on a terminal, else a plain log line every 10 s; yields a callback."""
 
@@ -24,8 +25,14 @@ class _progress:
         if sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=True)
+            self.bar = Progress(
+                TextColumn(f"[bold]{self.label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=None, rate="")
         self.last = None
@@ -43,14 +50,18 @@ class _progress:
             self.bar.update(self.task, completed=done, total=total, rate=rate)
         elif total and done and (self.last is None or done == total or (rate and now - self.last > 10)):
             self.last = now
-            logging.getLogger("xmr").info("%s: %d/%d %s%s", self.label, done, total, self.unit, f" ({rate})" if rate else "")
+            logging.getLogger("xmr").info(
+                "%s: %d/%d %s%s", self.label, done, total, self.unit, f" ({rate})" if rate else ""
+            )
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
 
 
-app = typer.Typer(help="xmr: cross-modal retrieval over images, audio and text.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="xmr: cross-modal retrieval over images, audio and text.", no_args_is_help=True, add_completion=False
+)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -111,27 +122,82 @@ def models(
 @app.command()
 def train(
     data: Annotated[list[Path], typer.Option("--data", help="Pairs manifest (JSONL) to train on; repeatable.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: checkpoints (last/, best/), log.jsonl, curves.png.")],
-    modality: Annotated[list[str], typer.Option("--modality", help="Tower to train: image and/or audio; repeatable.")] = ["image", "audio"],  # noqa: B006
-    val: Annotated[list[Path], typer.Option("--val", help="Validation manifest; repeatable. Recall@k every epoch picks best/.")] = [],  # noqa: B006
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder: checkpoints (last/, best/), log.jsonl, curves.png.")
+    ],
+    modality: Annotated[
+        list[str], typer.Option("--modality", help="Tower to train: image and/or audio; repeatable.")
+    ] = ["image", "audio"],  # noqa: B006
+    val: Annotated[
+        list[Path], typer.Option("--val", help="Validation manifest; repeatable. Recall@k every epoch picks best/.")
+    ] = [],  # noqa: B006
     model: Annotated[str, typer.Option("--model", help="Model config to train (see `xmr models`).")] = "xmr-mini",
-    into: Annotated[Optional[str], typer.Option("--into", help="Bind into an open_clip model's text space, e.g. openclip:ViT-B-32/laion2b_s34b_b79k.")] = None,
+    into: Annotated[
+        Optional[str],
+        typer.Option(
+            "--into", help="Bind into an open_clip model's text space, e.g. openclip:ViT-B-32/laion2b_s34b_b79k."
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epoch budget (sets the learning-rate schedule).")] = 10,
-    minutes: Annotated[Optional[float], typer.Option(min=0.1, help="Stop after this many minutes (resume later with --resume).")] = None,
+    minutes: Annotated[
+        Optional[float], typer.Option(min=0.1, help="Stop after this many minutes (resume later with --resume).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=2, help="Image-text batch size.")] = 256,
     audio_batch_size: Annotated[int, typer.Option(min=2, help="Audio-text batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-3,
     seed: Annotated[int, typer.Option(help="Seed of data order, augmentation and dropout.")] = 0,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last exactly where it stopped.")] = False,
-    passes: Annotated[list[str], typer.Option("--passes", help="MODALITY=K: K passes over that modality's pairs per epoch (default 1); repeatable.")] = [],  # noqa: B006
-    source_passes: Annotated[list[str], typer.Option("--source-passes", help="SOURCE=K: the items of a manifest source (its rows' \"source\") come K times per pass; repeatable.")] = [],  # noqa: B006
-    select: Annotated[str, typer.Option(help="How validation chooses best/: 'pooled' (mean R@10 over all pairs together) or 'sources' (each source of 20+ items alike, (R@1 + R@10) / 2).")] = "pooled",
+    passes: Annotated[
+        list[str],
+        typer.Option(
+            "--passes", help="MODALITY=K: K passes over that modality's pairs per epoch (default 1); repeatable."
+        ),
+    ] = [],  # noqa: B006
+    source_passes: Annotated[
+        list[str],
+        typer.Option(
+            "--source-passes",
+            help='SOURCE=K: the items of a manifest source (its rows\' "source") come K times per pass; repeatable.',
+        ),
+    ] = [],  # noqa: B006
+    select: Annotated[
+        str,
+        typer.Option(
+            help="How validation chooses best/: 'pooled' (mean R@10 over all pairs together) or "
+            "'sources' (each source of 20+ items alike, (R@1 + R@10) / 2)."
+        ),
+    ] = "pooled",
     warmup: Annotated[int, typer.Option(min=0, help="Learning-rate warm-up steps.")] = 200,
-    cache: Annotated[Optional[Path], typer.Option(help="Cache of decoded media and caption embeddings (default OUT/cache); runs can share one (media are cached per manifest).")] = None,
-    alt_texts: Annotated[float, typer.Option(min=0.0, max=1.0, help="Chance that an item is trained towards one of its manifest alt_texts (keywords, tags) instead of its caption.")] = 0.0,
-    spec_augment: Annotated[bool, typer.Option("--spec-augment/--no-spec-augment", help="SpecAugment frequency and time masks on training audio.")] = True,
-    init: Annotated[str, typer.Option(help="Start from the model's packaged weights ('packaged', when it ships any) or from random towers ('scratch').")] = "packaged",
+    cache: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Cache of decoded media and caption embeddings (default OUT/cache); runs can share "
+            "one (media are cached per manifest)."
+        ),
+    ] = None,
+    alt_texts: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Chance that an item is trained towards one of its manifest alt_texts (keywords, "
+            "tags) instead of its caption.",
+        ),
+    ] = 0.0,
+    spec_augment: Annotated[
+        bool,
+        typer.Option(
+            "--spec-augment/--no-spec-augment", help="SpecAugment frequency and time masks on training audio."
+        ),
+    ] = True,
+    init: Annotated[
+        str,
+        typer.Option(
+            help="Start from the model's packaged weights ('packaged', when it ships any) or from "
+            "random towers ('scratch')."
+        ),
+    ] = "packaged",
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -149,21 +215,51 @@ def train(
         _fail(f"--init takes packaged or scratch, not {init!r}")
     if into and not into.startswith("openclip:"):
         _fail("--into takes an open_clip model name, openclip:ARCH/TAG")
-    pass_counts = _counts(passes, f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1", modality)
+    pass_counts = _counts(
+        passes, f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1", modality
+    )
     source_counts = _counts(source_passes, "--source-passes takes SOURCE=K with K >= 1")
     cfg = TrainConfig(
-        data=[str(p.resolve()) for p in data], out=str(out), model=model, val=[str(p.resolve()) for p in val],
-        modalities=list(modality), epochs=epochs, minutes=minutes, batch_size=batch_size,
-        audio_batch_size=audio_batch_size, lr=lr, seed=seed, threads=threads, into=into, passes=pass_counts, warmup_steps=warmup,
-        spec_augment=spec_augment, alt_text_prob=alt_texts, cache=str(cache.resolve()) if cache else None,
-        overrides={"weights": False} if init == "scratch" else {}, source_passes=source_counts, select=select,
+        data=[str(p.resolve()) for p in data],
+        out=str(out),
+        model=model,
+        val=[str(p.resolve()) for p in val],
+        modalities=list(modality),
+        epochs=epochs,
+        minutes=minutes,
+        batch_size=batch_size,
+        audio_batch_size=audio_batch_size,
+        lr=lr,
+        seed=seed,
+        threads=threads,
+        into=into,
+        passes=pass_counts,
+        warmup_steps=warmup,
+        spec_augment=spec_augment,
+        alt_text_prob=alt_texts,
+        cache=str(cache.resolve()) if cache else None,
+        overrides={"weights": False} if init == "scratch" else {},
+        source_passes=source_counts,
+        select=select,
     )
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False, disable=not sys.stderr.isatty()) as bar:
+    with Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         try:
-            trainer = Trainer(cfg, on_progress=lambda p: bar.update(task, completed=p.step, info=f"epoch {p.epoch} loss {p.loss:.3f} {p.samples_per_s:.0f}/s"))
+            trainer = Trainer(
+                cfg,
+                on_progress=lambda p: bar.update(
+                    task, completed=p.step, info=f"epoch {p.epoch} loss {p.loss:.3f} {p.samples_per_s:.0f}/s"
+                ),
+            )
         except (ValueError, FileNotFoundError) as exc:
             _fail(str(exc))
         task = bar.add_task("train", total=trainer.total_steps, info="")
@@ -205,21 +301,61 @@ def ship_weights(
 def index(
     folder: Annotated[Path, typer.Argument(help="The media folder to index (recursively).")],
     index_dir: Annotated[Optional[Path], typer.Option("--index", help="Index folder (default: FOLDER/.xmr).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model (see `xmr models`); default: the index's model, else xmr-mini.")] = None,
-    db: Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL of the metadata database (default: SQLite in the index folder).")] = None,
-    exclude: Annotated[list[str], typer.Option("--exclude", help="Glob of paths to leave out (relative to FOLDER, * crosses /); repeatable.")] = [],  # noqa: B006
-    texts: Annotated[list[Path], typer.Option("--texts", help="File of texts to index as text items (one per line, or JSONL with 'text'); repeatable.")] = [],  # noqa: B006
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop every stored vector and re-embed everything (e.g. with a new model).")] = False,
-    workers: Annotated[Optional[int], typer.Option(min=0, help="Decode worker processes (default: cores - 1; 0 decodes in this process).")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", help="Model (see `xmr models`); default: the index's model, else xmr-mini."),
+    ] = None,
+    db: Annotated[
+        Optional[str],
+        typer.Option("--db", help="SQLAlchemy URL of the metadata database (default: SQLite in the index folder)."),
+    ] = None,
+    exclude: Annotated[
+        list[str],
+        typer.Option("--exclude", help="Glob of paths to leave out (relative to FOLDER, * crosses /); repeatable."),
+    ] = [],  # noqa: B006
+    texts: Annotated[
+        list[Path],
+        typer.Option(
+            "--texts", help="File of texts to index as text items (one per line, or JSONL with 'text'); repeatable."
+        ),
+    ] = [],  # noqa: B006
+    rebuild: Annotated[
+        bool,
+        typer.Option("--rebuild", help="Drop every stored vector and re-embed everything (e.g. with a new model)."),
+    ] = False,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(min=0, help="Decode worker processes (default: cores - 1; 0 decodes in this process)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Items per encoder batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    shard_size: Annotated[int, typer.Option(min=1, help="Most vectors in one FAISS shard (a new index only).")] = 250_000,
-    index_type: Annotated[str, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,SQ8 (a new index only).")] = "Flat",
+    shard_size: Annotated[
+        int, typer.Option(min=1, help="Most vectors in one FAISS shard (a new index only).")
+    ] = 250_000,
+    index_type: Annotated[
+        str, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,SQ8 (a new index only).")
+    ] = "Flat",
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another indexer on the same index.")] = 0.0,
-    links: Annotated[str, typer.Option(help="Symbolic links: inside (follow those whose target stays inside FOLDER), follow (all), none.")] = "inside",
-    decode_timeout: Annotated[float, typer.Option(min=1, help="Seconds a decoder may go without progress (bytes read) before its file is skipped.")] = 120.0,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Decode again the files whose decoder crashed or hung in an earlier run.")] = False,
-    allow_mass_removal: Annotated[bool, typer.Option("--allow-mass-removal", help="Remove files gone from FOLDER even when they are more than half of the index.")] = False,
+    links: Annotated[
+        str,
+        typer.Option(
+            help="Symbolic links: inside (follow those whose target stays inside FOLDER), follow (all), none."
+        ),
+    ] = "inside",
+    decode_timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds a decoder may go without progress (bytes read) before its file is skipped."),
+    ] = 120.0,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed", help="Decode again the files whose decoder crashed or hung in an earlier run."),
+    ] = False,
+    allow_mass_removal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-removal", help="Remove files gone from FOLDER even when they are more than half of the index."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -240,9 +376,20 @@ def index(
     if links not in ("inside", "follow", "none"):
         _fail(f"--links takes inside, follow or none, not {links!r}")
     options = indexer.IndexOptions(
-        index_dir=str(index_dir) if index_dir else None, db_url=db, exclude=list(exclude), texts=[str(p) for p in texts],
-        batch_size=batch_size, workers=workers, shard_size=shard_size, index_type=index_type, rebuild=rebuild, wait=wait,
-        links=links, decode_timeout=decode_timeout, retry_failed=retry_failed, allow_mass_removal=allow_mass_removal,
+        index_dir=str(index_dir) if index_dir else None,
+        db_url=db,
+        exclude=list(exclude),
+        texts=[str(p) for p in texts],
+        batch_size=batch_size,
+        workers=workers,
+        shard_size=shard_size,
+        index_type=index_type,
+        rebuild=rebuild,
+        wait=wait,
+        links=links,
+        decode_timeout=decode_timeout,
+        retry_failed=retry_failed,
+        allow_mass_removal=allow_mass_removal,
     )
     try:
         name = resolve_model_name(folder, options, model)
@@ -276,24 +423,22 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
     state = "interrupted, progress saved" if summary.interrupted else "done"
     _say(
         f"{state} in {summary.seconds:.1f}s: {summary.added} added, {summary.updated} updated, {summary.moved} moved, "
-        f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
-        f"{f', {summary.kept} kept under folders that could not be read' if summary.kept else ''}; index holds {counts} "
+        f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} "
+        f"skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
+        f"{f', {summary.kept} kept under folders that could not be read' if summary.kept else ''}; "
+        f"index holds {counts} "
         f"({summary.index})"
     )
 
 
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-
-
 def _size(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    import re
+    from retrieval.filters import parse_size
+    from retrieval.query import QueryError
 
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", value.upper())
-    if not m:
-        _fail(f"{name} takes a size in bytes with an optional K, M or G suffix (e.g. 500K, 2M), not {value!r}")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    try:
+        return parse_size(value, name)
+    except QueryError as exc:
+        _fail(str(exc))
 
 
 def _weighted(values: list[str], is_file: bool) -> list:
@@ -315,23 +460,53 @@ def _weighted(values: list[str], is_file: bool) -> list:
 @app.command()
 def search(
     query: Annotated[Optional[str], typer.Argument(help="Text to search for (same as --text).")] = None,
-    text: Annotated[list[str], typer.Option("--text", help="Text query part; repeatable. Weight a part with ^W: 'rain^0.5', 'people^-0.3'.")] = [],  # noqa: B006
-    image: Annotated[list[str], typer.Option("--image", help="Image file query part; repeatable; ^W weights it (beach.jpg^0.5).")] = [],  # noqa: B006
+    text: Annotated[
+        list[str],
+        typer.Option("--text", help="Text query part; repeatable. Weight a part with ^W: 'rain^0.5', 'people^-0.3'."),
+    ] = [],  # noqa: B006
+    image: Annotated[
+        list[str], typer.Option("--image", help="Image file query part; repeatable; ^W weights it (beach.jpg^0.5).")
+    ] = [],  # noqa: B006
     audio: Annotated[list[str], typer.Option("--audio", help="Audio file query part; repeatable; ^W weights it.")] = [],  # noqa: B006
-    to: Annotated[list[str], typer.Option("--to", help="Target modality: image, audio, text or all; repeatable (default: every modality but the query's).")] = [],  # noqa: B006
+    to: Annotated[
+        list[str],
+        typer.Option(
+            "--to",
+            help="Target modality: image, audio, text or all; repeatable (default: every modality but the query's).",
+        ),
+    ] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", "--top", help="Hits per target modality.")] = 10,
-    index_dir: Annotated[Optional[Path], typer.Option("--index", help="The index folder (e.g. ~/media/.xmr); default: $XMR_INDEX or the nearest .xmr above here.")] = None,
-    path: Annotated[Optional[str], typer.Option("--path", help="Glob on the path relative to the indexed folder (* crosses /).")] = None,
+    index_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--index", help="The index folder (e.g. ~/media/.xmr); default: $XMR_INDEX or the nearest .xmr above here."
+        ),
+    ] = None,
+    path: Annotated[
+        Optional[str], typer.Option("--path", help="Glob on the path relative to the indexed folder (* crosses /).")
+    ] = None,
     ext: Annotated[list[str], typer.Option("--ext", help="File extension (jpg, .PNG, ...); repeatable.")] = [],  # noqa: B006
-    min_size: Annotated[Optional[str], typer.Option("--min-size", help="Smallest file size: bytes, or 500K, 2M, 1G.")] = None,
+    min_size: Annotated[
+        Optional[str], typer.Option("--min-size", help="Smallest file size: bytes, or 500K, 2M, 1G.")
+    ] = None,
     max_size: Annotated[Optional[str], typer.Option("--max-size", help="Largest file size.")] = None,
-    after: Annotated[Optional[str], typer.Option("--after", help="Modified at or after (ISO date or datetime, local time).")] = None,
-    before: Annotated[Optional[str], typer.Option("--before", help="Modified before (ISO date or datetime, local time).")] = None,
+    after: Annotated[
+        Optional[str], typer.Option("--after", help="Modified at or after (ISO date or datetime, local time).")
+    ] = None,
+    before: Annotated[
+        Optional[str], typer.Option("--before", help="Modified before (ISO date or datetime, local time).")
+    ] = None,
     min_duration: Annotated[Optional[float], typer.Option("--min-duration", help="Shortest audio, seconds.")] = None,
     max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Longest audio, seconds.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of hits (paths with undecodable bytes as \\udcNN escapes).")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print a JSON list of hits (paths with undecodable bytes as \\udcNN escapes)."),
+    ] = False,
     paths: Annotated[bool, typer.Option("--paths", help="Print one path per line, as raw bytes (for pipes).")] = False,
-    print0: Annotated[bool, typer.Option("--print0", "-0", help="Print paths ended by NUL bytes (for xargs -0; names may hold newlines).")] = False,
+    print0: Annotated[
+        bool,
+        typer.Option("--print0", "-0", help="Print paths ended by NUL bytes (for xargs -0; names may hold newlines)."),
+    ] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -346,16 +521,26 @@ def search(
 
     texts = ([query] if query is not None else []) + list(text)
     if not texts and not image and not audio:
-        _fail("give a query: TEXT (or --text TEXT), --image FILE or --audio FILE; e.g. xmr search \"a dog on a beach\"")
+        _fail('give a query: TEXT (or --text TEXT), --image FILE or --audio FILE; e.g. xmr search "a dog on a beach"')
     filters = {
-        "path": path, "ext": ext or None, "min_size": _size(min_size, "--min-size"), "max_size": _size(max_size, "--max-size"),
-        "after": after, "before": before, "min_duration": min_duration, "max_duration": max_duration,
+        "path": path,
+        "ext": ext or None,
+        "min_size": _size(min_size, "--min-size"),
+        "max_size": _size(max_size, "--max-size"),
+        "after": after,
+        "before": before,
+        "min_duration": min_duration,
+        "max_duration": max_duration,
     }
     try:
         engine = Engine.open(index_dir)
         hits = engine.search(
-            text=_weighted(texts, False) or None, image=_weighted(image, True) or None, audio=_weighted(audio, True) or None,
-            to=list(to) or None, k=k, **{name: v for name, v in filters.items() if v is not None},
+            text=_weighted(texts, False) or None,
+            image=_weighted(image, True) or None,
+            audio=_weighted(audio, True) or None,
+            to=list(to) or None,
+            k=k,
+            **{name: v for name, v in filters.items() if v is not None},
         )
     except (QueryError, XmrIndexError, StoreError, ShardError) as exc:
         _fail(str(exc), code=1)
@@ -386,7 +571,9 @@ def _print_hits(hits: list) -> None:
 
 @app.command()
 def info(
-    index_dir: Annotated[Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")] = None,
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Show an index: model, counts per modality, sizes, index type, last run."""
@@ -405,18 +592,36 @@ def info(
         return
     counts = ", ".join(f"{n} {m}" for m, n in facts["counts"].items())
     last = facts.get("last_run") or {}
-    _say(f"index     {facts['index']}\nfolder    {facts['root']}\nmodel     {facts['model']} ({facts['dim']}-d, weights {str(facts['weights_hash'])[:12]})")
-    typer.echo(f"items     {counts}\nfaiss     {facts['index_type']}, {facts['metric']}, {sum(facts['shards'].values())} shard(s), {facts['bytes']['shards'] / 1e6:.1f} MB")
-    typer.echo(f"database  {facts['database']}" + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else ""))
+    _say(
+        f"index     {facts['index']}\nfolder    {facts['root']}\nmodel     {facts['model']} "
+        f"({facts['dim']}-d, weights {str(facts['weights_hash'])[:12]})"
+    )
+    typer.echo(
+        f"items     {counts}\nfaiss     {facts['index_type']}, {facts['metric']}, "
+        f"{sum(facts['shards'].values())} shard(s), {facts['bytes']['shards'] / 1e6:.1f} MB"
+    )
+    typer.echo(
+        f"database  {facts['database']}"
+        + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else "")
+    )
     if last:
-        counts = ", ".join(f"{last.get(k, 0)} {k}" for k in ("added", "updated", "moved", "removed", "unchanged", "kept", "skipped"))
-        typer.echo(f"last run  {last.get('finished')}: {counts}" + (" (interrupted)" if last.get("interrupted") else ""))
+        counts = ", ".join(
+            f"{last.get(k, 0)} {k}" for k in ("added", "updated", "moved", "removed", "unchanged", "kept", "skipped")
+        )
+        typer.echo(
+            f"last run  {last.get('finished')}: {counts}" + (" (interrupted)" if last.get("interrupted") else "")
+        )
 
 
 @app.command()
 def doctor(
-    index_dir: Annotated[Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")] = None,
-    fix: Annotated[bool, typer.Option("--fix", help="Repair: set damaged shards aside, drop strays, re-embed what cannot be recovered.")] = False,
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
+    ] = None,
+    fix: Annotated[
+        bool,
+        typer.Option("--fix", help="Repair: set damaged shards aside, drop strays, re-embed what cannot be recovered."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -443,19 +648,32 @@ def doctor(
             _fail(f"repair failed: {exc}", code=1)
         report = check_index(folder)
     if as_json:
-        typer.echo(json.dumps(report.to_dict() | ({"repair": repaired.to_dict()} if repaired else {}), ensure_ascii=True))
+        typer.echo(
+            json.dumps(report.to_dict() | ({"repair": repaired.to_dict()} if repaired else {}), ensure_ascii=True)
+        )
     else:
         if repaired is not None:
-            _say(f"repaired: {repaired.updated} re-embedded, {repaired.added} added, {repaired.removed} removed (stray or gone), "
-                 f"{repaired.moved} moved, {len(repaired.skipped)} skipped")
+            _say(
+                f"repaired: {repaired.updated} re-embedded, {repaired.added} added, "
+                f"{repaired.removed} removed (stray or gone), "
+                f"{repaired.moved} moved, {len(repaired.skipped)} skipped"
+            )
         for p in report.problems:
-            _say(f"problem [{p.kind}]: {p.message}" + (f" (e.g. {', '.join(map(str, p.sample[:3]))})" if p.sample else ""))
-        _say(f"{'ok' if report.ok else 'NOT OK'}: {report.index}, " + ", ".join(f"{n} {m}" for m, n in report.counts.items()))
+            _say(
+                f"problem [{p.kind}]: {p.message}"
+                + (f" (e.g. {', '.join(map(str, p.sample[:3]))})" if p.sample else "")
+            )
+        _say(
+            f"{'ok' if report.ok else 'NOT OK'}: {report.index}, "
+            + ", ".join(f"{n} {m}" for m, n in report.counts.items())
+        )
     if not report.ok:
         raise typer.Exit(1)
 
 
-bench_app = typer.Typer(help="Benchmarks: recall@k on real data, search, embedding and training speed.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: recall@k on real data, search, embedding and training speed.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 
 
@@ -472,9 +690,18 @@ def _int_list(value: str, name: str) -> list[int]:
 @bench_app.command("speed")
 def bench_speed(
     sizes: Annotated[str, typer.Option(help="Collection sizes, comma-separated.")] = "10000,100000,1000000",
-    index_types: Annotated[Optional[str], typer.Option("--index-types", help="FAISS factory strings, comma-separated (default: Flat at every size, HNSW32/IVF1024,Flat/SQ8/Flat-fp16 at 100k).")] = None,
+    index_types: Annotated[
+        Optional[str],
+        typer.Option(
+            "--index-types",
+            help="FAISS factory strings, comma-separated (default: Flat at every size, "
+            "HNSW32/IVF1024,Flat/SQ8/Flat-fp16 at 100k).",
+        ),
+    ] = None,
     batches: Annotated[str, typer.Option(help="Query batch sizes.")] = "1,64",
-    model: Annotated[str, typer.Option(help="Model whose index the cold query opens (its size sets the dimension).")] = "xmr-mini",
+    model: Annotated[
+        str, typer.Option(help="Model whose index the cold query opens (its size sets the dimension).")
+    ] = "xmr-mini",
     cold_runs: Annotated[int, typer.Option(min=0, help="Cold CLI queries to time (0: skip).")] = 5,
     cache: Annotated[str, typer.Option(help="Where built indexes are cached between runs.")] = "~/.cache/xmr/bench",
     out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("xmr-results"),
@@ -485,8 +712,14 @@ def bench_speed(
     _setup_logging(verbose, quiet=as_json)
     from retrieval.bench.speed import SpeedConfig, run_speed
 
-    cfg = SpeedConfig(sizes=_int_list(sizes, "--sizes"), batches=_int_list(batches, "--batches"), cold_runs=cold_runs, cache=cache, model=model,
-                      index_types=_split_factories(index_types))
+    cfg = SpeedConfig(
+        sizes=_int_list(sizes, "--sizes"),
+        batches=_int_list(batches, "--batches"),
+        cold_runs=cold_runs,
+        cache=cache,
+        model=model,
+        index_types=_split_factories(index_types),
+    )
     result = run_speed(cfg, out_dir=str(out))
     if as_json:
         typer.echo(json.dumps(result))
@@ -496,13 +729,21 @@ def bench_speed(
 
 @bench_app.command("recall")
 def bench_recall(
-    manifests: Annotated[list[Path], typer.Argument(help="Pairs manifests (JSONL), Karpathy JSON or AudioCaps/Clotho CSV.")],
+    manifests: Annotated[
+        list[Path], typer.Argument(help="Pairs manifests (JSONL), Karpathy JSON or AudioCaps/Clotho CSV.")
+    ],
     model: Annotated[str, typer.Option(help="Any registered model (see `xmr models`).")] = "xmr-mini",
-    via_index: Annotated[bool, typer.Option("--via-index", help="Build a real index and score through Engine searches.")] = False,
+    via_index: Annotated[
+        bool, typer.Option("--via-index", help="Build a real index and score through Engine searches.")
+    ] = False,
     split: Annotated[str, typer.Option(help="Split of a Karpathy JSON.")] = "test",
-    media_dir: Annotated[Optional[Path], typer.Option(help="Folder of the media files (default: the manifest's folder).")] = None,
+    media_dir: Annotated[
+        Optional[Path], typer.Option(help="Folder of the media files (default: the manifest's folder).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print an object keyed by direction (one manifest) or by manifest.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print an object keyed by direction (one manifest) or by manifest.")
+    ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Recall@1/5/10, median and mean rank per direction, with chance level."""
@@ -513,8 +754,14 @@ def bench_recall(
         if not path.is_file():
             _fail(f"not found: {path}")
     try:
-        result = run_recall([str(p) for p in manifests], model, via_index=via_index, split=split,
-                            media_dir=str(media_dir) if media_dir else None, out_dir=str(out))
+        result = run_recall(
+            [str(p) for p in manifests],
+            model,
+            via_index=via_index,
+            split=split,
+            media_dir=str(media_dir) if media_dir else None,
+            out_dir=str(out),
+        )
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc), code=1)
     if as_json:
@@ -546,11 +793,15 @@ def bench_index(
 
 @bench_app.command("memory")
 def bench_memory(
-    sizes: Annotated[str, typer.Option(help="Photo counts, comma-separated (each indexed into a fresh index).")] = "500,5000",
+    sizes: Annotated[
+        str, typer.Option(help="Photo counts, comma-separated (each indexed into a fresh index).")
+    ] = "500,5000",
     width: Annotated[int, typer.Option(min=64, help="Width of the generated 4:3 photos, pixels.")] = 1600,
     model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
-    cache: Annotated[str, typer.Option(help="Where the generated photos are kept between runs.")] = "~/.cache/xmr/bench",
+    cache: Annotated[
+        str, typer.Option(help="Where the generated photos are kept between runs.")
+    ] = "~/.cache/xmr/bench",
     out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -558,7 +809,9 @@ def bench_memory(
     _setup_logging(False, quiet=as_json)
     from retrieval.bench.memory import run_memory
 
-    result = run_memory(_int_list(sizes, "--sizes"), width=width, model=model, workers=workers, cache=cache, out_dir=str(out))
+    result = run_memory(
+        _int_list(sizes, "--sizes"), width=width, model=model, workers=workers, cache=cache, out_dir=str(out)
+    )
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
@@ -583,7 +836,9 @@ def bench_embed(
 def bench_train(
     model: Annotated[str, typer.Option(help="Model whose trainable towers are timed.")] = "xmr-mini",
     image_batch: Annotated[int, typer.Option(min=2, help="Image-text batch size (as `xmr train --batch-size`).")] = 256,
-    audio_batch: Annotated[int, typer.Option(min=2, help="Audio-text batch size (as `xmr train --audio-batch-size`).")] = 128,
+    audio_batch: Annotated[
+        int, typer.Option(min=2, help="Audio-text batch size (as `xmr train --audio-batch-size`).")
+    ] = 128,
     reps: Annotated[int, typer.Option(min=1, help="Timed steps per tower and layout (the median is reported).")] = 5,
     threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
@@ -607,7 +862,11 @@ def _split_factories(value: str | None) -> list[str] | None:
         return None
     out: list[str] = []
     for piece in (p.strip() for p in value.split(",")):
-        if out and piece.split("x")[0] in ("Flat", "PQ8", "PQ16", "PQ32", "SQ8", "SQ4", "SQfp16", "RFlat") and out[-1].startswith(("IVF", "OPQ", "PCA")):
+        if (
+            out
+            and piece.split("x")[0] in ("Flat", "PQ8", "PQ16", "PQ32", "SQ8", "SQ4", "SQfp16", "RFlat")
+            and out[-1].startswith(("IVF", "OPQ", "PCA"))
+        ):
             out[-1] += "," + piece
         elif piece:
             out.append(piece)

@@ -1,4 +1,5 @@
-"""Thin entry point of `xmr bench recall` ( recall@k in every direction on pairs manifests, Karpathy JSON or AudioCaps/Clotho CSV).
+"""Thin entry point of `xmr bench recall` (recall@k in every direction on pairs manifests, Karpathy JSON
+or AudioCaps/Clotho CSV).
 
 Writes benchmarks/results/recall-MODEL.{json,md,png}. Usage: python benchmarks/bench_recall.py --help
 """

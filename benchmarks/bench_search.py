@@ -1,4 +1,5 @@
-"""Thin entry point of `xmr bench speed` ( Engine.search latency and QPS against a numpy top-k, at 10k/100k/1M vectors and several index types).
+"""Thin entry point of `xmr bench speed` (Engine.search latency and QPS against a numpy top-k, at 10k/100k/1M
+vectors and several index types).
 
 Writes benchmarks/results/search_speed.{json,md,png}. Usage: python benchmarks/bench_search.py --help
 """

@@ -31,7 +31,9 @@ def _rows(manifest: Path, limit: int) -> list[dict]:
     return rows
 
 
-def build(sets: Path, out: Path, drawings: int = 1501, photos: int = 300, clips: int = 300, notes: int = 200) -> dict[str, int]:
+def build(
+    sets: Path, out: Path, drawings: int = 1501, photos: int = 300, clips: int = 300, notes: int = 200
+) -> dict[str, int]:
     """Write the corpus into ``out`` (emptied first) and return the count of each kind."""
     if out.exists():
         shutil.rmtree(out)
@@ -50,13 +52,17 @@ def build(sets: Path, out: Path, drawings: int = 1501, photos: int = 300, clips:
     for i, row in enumerate(_rows(speech / "val.jsonl", clips)):
         shutil.copyfile(speech / row["audio"], out / "speech" / f"{i:04d}.wav")
     for i, row in enumerate(_rows(art / "test.jsonl", notes)):
-        (out / "notes" / f"{i:04d}.txt").write_text(row["text"] + "\n" + ", ".join(row.get("alt_texts", [])) + "\n", encoding="utf-8")
+        (out / "notes" / f"{i:04d}.txt").write_text(
+            row["text"] + "\n" + ", ".join(row.get("alt_texts", [])) + "\n", encoding="utf-8"
+        )
     return {"drawings": drawings, "photos": photos, "speech": clips, "notes": notes}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", type=Path, required=True, help="folder of prepared sets (python -m benchmarks.datasets.all --out)")
+    parser.add_argument(
+        "--sets", type=Path, required=True, help="folder of prepared sets (python -m benchmarks.datasets.all --out)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder to write (emptied first)")
     for kind, default in (("drawings", 1501), ("photos", 300), ("clips", 300), ("notes", 200)):
         parser.add_argument(f"--{kind}", type=int, default=default, help=f"how many (default {default})")

@@ -7,12 +7,27 @@ encode_text``, ``preprocess_image / preprocess_audio``, ``name``, ``weights_hash
 
 from typing import Any
 
-from .layout import (IndexBusyError, IndexCorruptError, IndexMismatchError, IndexNotFoundError, Layout, MassRemovalError,
-                     XmrIndexError)
+from .layout import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    Layout,
+    MassRemovalError,
+    XmrIndexError,
+)
 
 __all__ = [
-    "IndexBusyError", "IndexCorruptError", "IndexMismatchError", "IndexNotFoundError", "IndexOptions", "Layout", "MassRemovalError",
-    "Summary", "XmrIndexError", "index_folder",
+    "IndexBusyError",
+    "IndexCorruptError",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IndexOptions",
+    "Layout",
+    "MassRemovalError",
+    "Summary",
+    "XmrIndexError",
+    "index_folder",
 ]
 
 

@@ -24,7 +24,15 @@ from sqlalchemy import update
 
 from .decode import Decoded, file_hash
 from .faults import crash_point
-from .layout import IndexLock, IndexMismatchError, Layout, MANIFEST_VERSION, MassRemovalError, read_manifest, write_manifest
+from .layout import (
+    MANIFEST_VERSION,
+    IndexLock,
+    IndexMismatchError,
+    Layout,
+    MassRemovalError,
+    read_manifest,
+    write_manifest,
+)
 from .paths import escape_path, unescape_path
 from .scan import LINKS, Found, Skipped, walk
 from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, Item
@@ -156,8 +164,12 @@ def resolve_model_name(root: str | os.PathLike, options: IndexOptions, requested
     return manifest["model"] if manifest else DEFAULT_MODEL
 
 
-def index_folder(root: str | os.PathLike, encoder: EncoderLike, options: IndexOptions | None = None,
-                 progress: ProgressFn | None = None) -> Summary:
+def index_folder(
+    root: str | os.PathLike,
+    encoder: EncoderLike,
+    options: IndexOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> Summary:
     """Bring the index of ``root`` up to date with the folder (see the module docstring).
 
     Raises:
@@ -177,7 +189,9 @@ def index_folder(root: str | os.PathLike, encoder: EncoderLike, options: IndexOp
         return index_locked(root, layout, encoder, options, progress)
 
 
-def index_locked(root: Path, layout: Layout, encoder: EncoderLike, options: IndexOptions, progress: ProgressFn | None = None) -> Summary:
+def index_locked(
+    root: Path, layout: Layout, encoder: EncoderLike, options: IndexOptions, progress: ProgressFn | None = None
+) -> Summary:
     """:func:`index_folder` for a caller that already holds the index's lock (``doctor --fix``)."""
     run = _Run(root, layout, encoder, options, progress)
     try:
@@ -187,13 +201,17 @@ def index_locked(root: Path, layout: Layout, encoder: EncoderLike, options: Inde
 
 
 class _Run:
-    def __init__(self, root: Path, layout: Layout, encoder: EncoderLike, options: IndexOptions, progress: ProgressFn | None) -> None:
+    def __init__(
+        self, root: Path, layout: Layout, encoder: EncoderLike, options: IndexOptions, progress: ProgressFn | None
+    ) -> None:
         self.started = time.monotonic()
         self.root, self.layout, self.encoder, self.options, self.progress = root, layout, encoder, options, progress
         self.summary = Summary(index=str(layout.dir))
         self.manifest = self._check_manifest()
         self.store = Store(options.db_url or layout.db_url(self.manifest))
-        self.manifest["index_id"] = self.store.register_index(self.manifest["index_uuid"], self.manifest["root"], escape_path(str(layout.dir)))
+        self.manifest["index_id"] = self.store.register_index(
+            self.manifest["index_uuid"], self.manifest["root"], escape_path(str(layout.dir))
+        )
         # A rebuild drops the old vectors *before* the manifest names the new model: killed in
         # between, the index still says which model its (fewer) vectors came from.
         if options.rebuild:
@@ -201,8 +219,12 @@ class _Run:
         # The manifest goes down only once its database exists: a reader that finds the
         # manifest can always open the database.
         write_manifest(self.layout, self.manifest)
-        self.shards = {m: ShardSet(layout.shards, m, encoder.embed_dim, self.manifest["index_type"], self.manifest["shard_size"]).load()
-                       for m in MODALITIES}
+        self.shards = {
+            m: ShardSet(
+                layout.shards, m, encoder.embed_dim, self.manifest["index_type"], self.manifest["shard_size"]
+            ).load()
+            for m in MODALITIES
+        }
         self.pending_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in MODALITIES}
         self.pending_rows: list[Work] = []
         self.last_checkpoint = time.monotonic()
@@ -213,8 +235,12 @@ class _Run:
         enc, opt = self.encoder, self.options
         if manifest is not None:
             owner = unescape_path(manifest.get("root", ""))
-            if owner and os.path.realpath(owner) != os.path.realpath(self.root):  # the same folder through a link is the same
-                raise IndexMismatchError(f"the index at {self.layout.dir} belongs to {owner}, not {self.root}; use another --index")
+            if owner and os.path.realpath(owner) != os.path.realpath(
+                self.root
+            ):  # the same folder through a link is the same
+                raise IndexMismatchError(
+                    f"the index at {self.layout.dir} belongs to {owner}, not {self.root}; use another --index"
+                )
             if manifest.get("weights_hash") != enc.weights_hash and not opt.rebuild:
                 raise IndexMismatchError(
                     f"the index at {self.layout.dir} was built with model {manifest.get('model')!r} "
@@ -266,7 +292,9 @@ class _Run:
         self.summary.counts = self.store.counts()
         self.summary.seconds = round(time.monotonic() - self.started, 3)
         self.manifest["last_run"] = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
-            "skipped": len(self.summary.skipped), "finished": _now()}
+            "skipped": len(self.summary.skipped),
+            "finished": _now(),
+        }
         write_manifest(self.layout, self.manifest)
         self.store.save_manifest_copy(self.manifest)
         return self.summary
@@ -311,7 +339,9 @@ class _Run:
     def _plan_files(self) -> list[Work]:
         found: dict[str, Found] = {}
         unseen: list[str] = []  # folders that failed to list, links not followed: their rows stay
-        for entry in walk(self.root, skip_dirs=[str(self.layout.dir)], exclude=self.options.exclude, links=self.options.links):
+        for entry in walk(
+            self.root, skip_dirs=[str(self.layout.dir)], exclude=self.options.exclude, links=self.options.links
+        ):
             if isinstance(entry, Skipped):
                 self._skip(entry.rel, entry.reason)
                 if entry.keep:
@@ -343,7 +373,11 @@ class _Run:
             failure = failures.get(path)
             if failure is not None:
                 if (failure.size, failure.mtime_ns) == (f.size, f.mtime_ns):
-                    self._skip(f.rel, f"{failure.reason} in an earlier run; not tried again until the file changes (or --retry-failed)")
+                    self._skip(
+                        f.rel,
+                        f"{failure.reason} in an earlier run; not tried again until the file changes "
+                        "(or --retry-failed)",
+                    )
                     continue
                 changed_failures.append(path)
             if row is not None:
@@ -367,8 +401,23 @@ class _Run:
                     moves.append((old.id, {**values, "path": path}))
                     self.summary.moved += 1
                     continue
-            work.append(Work(self._new_id(), f.modality, True, {**values, "path": path, "kind": FILE, "line": 0, "modality": f.modality,
-                                                                 "index_id": self.store.index_id}, path=f.abs, rel=path))
+            work.append(
+                Work(
+                    self._new_id(),
+                    f.modality,
+                    True,
+                    {
+                        **values,
+                        "path": path,
+                        "kind": FILE,
+                        "line": 0,
+                        "modality": f.modality,
+                        "index_id": self.store.index_id,
+                    },
+                    path=f.abs,
+                    rel=path,
+                )
+            )
         self._check_mass_removal(len(missing), len(rows))  # after moves are found: a renamed folder removes nothing
         if changed_failures:
             self.store.forget_failures(changed_failures)
@@ -381,7 +430,8 @@ class _Run:
         if self.options.allow_mass_removal or indexed < MASS_REMOVAL_MIN_ITEMS or removing <= indexed / 2:
             return
         raise MassRemovalError(
-            f"this run would remove {removing} of the {indexed} indexed files, which are no longer found under {self.root}. "
+            f"this run would remove {removing} of the {indexed} indexed files, which are no longer "
+            f"found under {self.root}. "
             "Is a drive unmounted, or the folder moved? Nothing was removed. "
             "If they are really gone, run again with --allow-mass-removal"
         )
@@ -421,9 +471,23 @@ class _Run:
                     continue
                 values = {"text": text, "size": len(text.encode()), "content_hash": _text_hash(text)}
                 if row is None:
-                    work.append(Work(self._new_id(), "text", True, {**values, "path": source, "line": n, "kind": TEXT_LINE,
-                                                                     "modality": "text", "ext": "", "index_id": self.store.index_id},
-                                     text=text))
+                    work.append(
+                        Work(
+                            self._new_id(),
+                            "text",
+                            True,
+                            {
+                                **values,
+                                "path": source,
+                                "line": n,
+                                "kind": TEXT_LINE,
+                                "modality": "text",
+                                "ext": "",
+                                "index_id": self.store.index_id,
+                            },
+                            text=text,
+                        )
+                    )
                 else:
                     work.append(Work(row.id, "text", False, values, text=text))
         return work
@@ -458,7 +522,10 @@ class _Run:
                     w.values.update(content_hash=decoded.content_hash, text=decoded.text, **(decoded.meta or {}))
                 self.pending_rows.append(w)
             self._report(len(batch))
-            if len(self.pending_rows) >= self.options.checkpoint_items or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds:
+            if (
+                len(self.pending_rows) >= self.options.checkpoint_items
+                or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds
+            ):
                 self._checkpoint()
 
     def _report(self, more: int) -> None:
@@ -516,8 +583,16 @@ class _Run:
             self.shards[modality].flush()
             self.pending_vectors[modality] = []
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        new = [Item(id=w.item_id, **w.values, status=INDEXED, model=self.encoder.name, indexed_at=now) for w in self.pending_rows if w.new]
-        changed = [(w.item_id, {**w.values, "status": INDEXED, "model": self.encoder.name, "indexed_at": now}) for w in self.pending_rows if not w.new]
+        new = [
+            Item(id=w.item_id, **w.values, status=INDEXED, model=self.encoder.name, indexed_at=now)
+            for w in self.pending_rows
+            if w.new
+        ]
+        changed = [
+            (w.item_id, {**w.values, "status": INDEXED, "model": self.encoder.name, "indexed_at": now})
+            for w in self.pending_rows
+            if not w.new
+        ]
         with self.store.writing("save the new items") as s:
             s.add_all(new)
             for item_id, values in changed:

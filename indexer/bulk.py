@@ -42,7 +42,9 @@ class IndexSpec:
     modalities: tuple[str, ...] = MODALITIES
 
 
-def build_from_vectors(folder: str | os.PathLike, spec: IndexSpec, modality: str, vectors: np.ndarray, rows: Sequence[dict]) -> Layout:
+def build_from_vectors(
+    folder: str | os.PathLike, spec: IndexSpec, modality: str, vectors: np.ndarray, rows: Sequence[dict]
+) -> Layout:
     """A new index in ``folder`` holding ``vectors`` (unit rows, ``[N, dim]``) with ``rows``.
 
     Raises:
@@ -58,11 +60,22 @@ def build_from_vectors(folder: str | os.PathLike, spec: IndexSpec, modality: str
     with IndexLock(layout):
         store = Store(layout.db_url())
         try:
-            manifest = {"version": MANIFEST_VERSION, "root": escape_path(root), "model": spec.model, "weights_hash": spec.weights_hash,
-                        "dim": spec.dim, "metric": "inner_product", "index_type": spec.index_type, "shard_size": spec.shard_size,
-                        "modalities": list(spec.modalities), "index_uuid": new_index_uuid(),
-                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            manifest["index_id"] = store.register_index(manifest["index_uuid"], manifest["root"], escape_path(str(layout.dir)))
+            manifest = {
+                "version": MANIFEST_VERSION,
+                "root": escape_path(root),
+                "model": spec.model,
+                "weights_hash": spec.weights_hash,
+                "dim": spec.dim,
+                "metric": "inner_product",
+                "index_type": spec.index_type,
+                "shard_size": spec.shard_size,
+                "modalities": list(spec.modalities),
+                "index_uuid": new_index_uuid(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            manifest["index_id"] = store.register_index(
+                manifest["index_uuid"], manifest["root"], escape_path(str(layout.dir))
+            )
             lo, _ = store.id_range()
             ids = np.arange(lo + 1, lo + 1 + len(rows), dtype=np.int64)
             log.info("bulk-loading %d %s vectors (%s) into %s", len(ids), modality, spec.index_type, layout.dir)
@@ -72,12 +85,29 @@ def build_from_vectors(folder: str | os.PathLike, spec: IndexSpec, modality: str
             now = datetime.now(timezone.utc).replace(tzinfo=None)
             with store.writing("bulk-load rows") as s:
                 for start in range(0, len(rows), ROWS_PER_INSERT):
-                    s.execute(insert(Item), [
-                        {"kind": FILE, "line": 0, "ext": "", "size": 0, "mtime_ns": 0, "content_hash": "", **row,
-                         "id": int(i), "index_id": store.index_id, "modality": modality, "model": spec.model, "indexed_at": now,
-                         "status": INDEXED}
-                        for i, row in zip(ids[start : start + ROWS_PER_INSERT], rows[start : start + ROWS_PER_INSERT])
-                    ])
+                    s.execute(
+                        insert(Item),
+                        [
+                            {
+                                "kind": FILE,
+                                "line": 0,
+                                "ext": "",
+                                "size": 0,
+                                "mtime_ns": 0,
+                                "content_hash": "",
+                                **row,
+                                "id": int(i),
+                                "index_id": store.index_id,
+                                "modality": modality,
+                                "model": spec.model,
+                                "indexed_at": now,
+                                "status": INDEXED,
+                            }
+                            for i, row in zip(
+                                ids[start : start + ROWS_PER_INSERT], rows[start : start + ROWS_PER_INSERT]
+                            )
+                        ],
+                    )
             write_manifest(layout, manifest)
             store.save_manifest_copy(manifest)
         finally:

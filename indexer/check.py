@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,8 @@ import numpy as np
 
 from .layout import IndexCorruptError, IndexLock, Layout, read_manifest, read_manifest_backup, write_manifest
 from .paths import unescape_path
-from .schema import FILE, INDEXED, MODALITIES, PENDING
 from .reader import IndexReader
+from .schema import FILE, INDEXED, MODALITIES, PENDING
 from .shards import ShardError, read_index
 from .store import Store, StoreError
 
@@ -91,7 +91,9 @@ def _check_vectors(reader: IndexReader, report: CheckReport) -> None:
         if orphans := sorted(in_shards - indexed):
             report.add("orphan-vector", f"{len(orphans)} {modality} vectors have no indexed row", orphans)
     if pending := sorted(store.ids(status=PENDING)):
-        report.add("pending", f"{len(pending)} rows wait to be embedded (an interrupted run): run `xmr index` again", pending)
+        report.add(
+            "pending", f"{len(pending)} rows wait to be embedded (an interrupted run): run `xmr index` again", pending
+        )
 
 
 def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:
@@ -108,8 +110,12 @@ def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:
     if gone:
         report.add("missing-file", f"{len(gone)} indexed files no longer exist: run `xmr index` to drop them", gone)
     if outside:
-        report.add("outside-root", f"{len(outside)} indexed files lie outside {root} through symbolic links "
-                   f"(indexed with --links follow, or before --links existed)", outside)
+        report.add(
+            "outside-root",
+            f"{len(outside)} indexed files lie outside {root} through symbolic links "
+            f"(indexed with --links follow, or before --links existed)",
+            outside,
+        )
 
 
 def _inside(path: str, root_real: str) -> bool:
@@ -150,8 +156,13 @@ def repair_index(index_dir: str | os.PathLike, make_encoder: Callable[[str], Any
         texts = [t for t in recorded.get("texts", []) if os.path.isfile(t)]
         for t in set(recorded.get("texts", [])) - set(texts):
             log.warning("texts file %s, given when the index was built, is gone: its items are removed", t)
-        options = IndexOptions(index_dir=str(layout.dir), db_url=manifest.get("db"), exclude=list(recorded.get("exclude", [])),
-                               texts=texts, links=recorded.get("links", "inside"))
+        options = IndexOptions(
+            index_dir=str(layout.dir),
+            db_url=manifest.get("db"),
+            exclude=list(recorded.get("exclude", [])),
+            texts=texts,
+            links=recorded.get("links", "inside"),
+        )
         return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest["model"]), options)
 
 
@@ -175,8 +186,10 @@ def _manifest_or_copy(layout: Layout) -> dict:
         except StoreError:
             copy = None
     if copy is None:
-        raise IndexCorruptError(f"the manifest at {layout.manifest} is missing or damaged and no copy of it survives; "
-                                "index the folder again with `xmr index FOLDER --index ...`")
+        raise IndexCorruptError(
+            f"the manifest at {layout.manifest} is missing or damaged and no copy of it survives; "
+            "index the folder again with `xmr index FOLDER --index ...`"
+        )
     log.warning("restoring %s from a copy", layout.manifest)
     write_manifest(layout, copy)
     return copy

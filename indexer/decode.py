@@ -16,8 +16,13 @@ import numpy as np
 
 MAX_TEXT_BYTES = 200_000  # a text file's first 200 kB are embedded (in chunks, averaged)
 HASH_BLOCK = 1 << 20
-BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
-        (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))  # UTF-32 LE starts like UTF-16 LE: first
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)  # UTF-32 LE starts like UTF-16 LE: first
 
 
 @dataclass
@@ -49,7 +54,7 @@ def decode_text(data: bytes) -> str:
     PostgreSQL nor an embedding has use for them), as is a character cut at the end."""
     for bom, codec in BOMS:
         if data.startswith(bom):
-            text = data[len(bom):].decode(codec, errors="ignore" if codec != "utf-8" else "replace")
+            text = data[len(bom) :].decode(codec, errors="ignore" if codec != "utf-8" else "replace")
             break
     else:
         try:

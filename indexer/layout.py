@@ -80,10 +80,14 @@ def read_manifest(layout: Layout) -> dict[str, Any] | None:
         if not isinstance(manifest, dict) or "model" not in manifest or "dim" not in manifest:
             raise ValueError("required fields missing")
     except ValueError as exc:
-        raise IndexCorruptError(f"manifest {layout.manifest} is damaged ({exc}); `xmr doctor --fix` rebuilds it") from exc
+        raise IndexCorruptError(
+            f"manifest {layout.manifest} is damaged ({exc}); `xmr doctor --fix` rebuilds it"
+        ) from exc
     if int(manifest.get("version", 1)) > MANIFEST_VERSION:
-        raise IndexMismatchError(f"the index at {layout.dir} was written by a newer xmr (manifest version {manifest['version']}, "
-                                 f"this xmr reads up to {MANIFEST_VERSION}): upgrade xmr")
+        raise IndexMismatchError(
+            f"the index at {layout.dir} was written by a newer xmr (manifest version {manifest['version']}, "
+            f"this xmr reads up to {MANIFEST_VERSION}): upgrade xmr"
+        )
     return manifest
 
 

@@ -25,8 +25,25 @@ from .schema import SCHEMA_VERSION, Failure, IndexRow, Item
 from .store import StoreError
 
 log = logging.getLogger(__name__)
-V1_COLUMNS = ("id", "kind", "path", "line", "ext", "modality", "size", "mtime_ns", "content_hash", "width", "height",
-              "duration", "sample_rate", "text", "model", "indexed_at", "status")
+V1_COLUMNS = (
+    "id",
+    "kind",
+    "path",
+    "line",
+    "ext",
+    "modality",
+    "size",
+    "mtime_ns",
+    "content_hash",
+    "width",
+    "height",
+    "duration",
+    "sample_rate",
+    "text",
+    "model",
+    "indexed_at",
+    "status",
+)
 LOCK_KEY = 7_100_325  # pg_advisory_xact_lock key of xmr's schema upgrades
 
 
@@ -50,8 +67,10 @@ def upgrade(engine: Engine, version: int) -> None:
             _generic_1_to_2(engine)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise MigrationError(f"cannot upgrade the index database from schema 1 to {SCHEMA_VERSION} ({reason}); it is unchanged. "
-                             "The upgrade needs write access: run `xmr index` once as the database's owner") from exc
+        raise MigrationError(
+            f"cannot upgrade the index database from schema 1 to {SCHEMA_VERSION} ({reason}); it is unchanged. "
+            "The upgrade needs write access: run `xmr index` once as the database's owner"
+        ) from exc
 
 
 def _current_version(conn: Connection) -> int:
@@ -101,9 +120,15 @@ def _finish(conn: Connection) -> None:
     """Register the rows already there as index 0 and move its manifest copy to its key."""
     copy = conn.execute(text("SELECT value FROM meta WHERE key = 'manifest'")).scalar()
     root = json.loads(copy).get("root", "") if copy else ""
-    conn.execute(text("INSERT INTO indexes (id, uuid, root, dir, created) VALUES (0, NULL, :root, '', :now)"),
-                 {"root": root, "now": datetime.now(timezone.utc).replace(tzinfo=None)})
+    conn.execute(
+        text("INSERT INTO indexes (id, uuid, root, dir, created) VALUES (0, NULL, :root, '', :now)"),
+        {"root": root, "now": datetime.now(timezone.utc).replace(tzinfo=None)},
+    )
     conn.execute(text("UPDATE meta SET key = 'manifest:0' WHERE key = 'manifest'"))
     conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION)})
-    log.info("schema upgraded to %d: %d existing rows belong to index 0 (%s)", SCHEMA_VERSION,
-             conn.execute(text("SELECT count(*) FROM items")).scalar_one(), root or "root unknown")
+    log.info(
+        "schema upgraded to %d: %d existing rows belong to index 0 (%s)",
+        SCHEMA_VERSION,
+        conn.execute(text("SELECT count(*) FROM items")).scalar_one(),
+        root or "root unknown",
+    )

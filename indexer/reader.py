@@ -94,9 +94,14 @@ class IndexReader:
             "index_type": self.manifest.get("index_type"),
             "shard_size": self.manifest.get("shard_size"),
             "counts": self.counts(),
-            "shards": {m: len([p for p in shard_files if p.name.startswith(m + "-") and not p.name.endswith("trained.faiss")])
-                       for m in self.modalities},
-            "bytes": {"shards": sum(p.stat().st_size for p in shard_files), "database": db.stat().st_size if db.exists() else None},
+            "shards": {
+                m: len([p for p in shard_files if p.name.startswith(m + "-") and not p.name.endswith("trained.faiss")])
+                for m in self.modalities
+            },
+            "bytes": {
+                "shards": sum(p.stat().st_size for p in shard_files),
+                "database": db.stat().st_size if db.exists() else None,
+            },
             "database": self.store.safe_url,
             "index_id": self.store.index_id,
             "indexes_in_database": len(self.store.indexes()),

@@ -52,8 +52,9 @@ def _inside(path: str, root_real: str) -> bool:
     return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
-def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequence[str] = (),
-         links: str = "inside") -> Iterator[Found | Skipped]:
+def walk(
+    root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequence[str] = (), links: str = "inside"
+) -> Iterator[Found | Skipped]:
     """Yield every indexable file under ``root`` (recursively) and every file it must skip.
 
     Hidden folders and ``skip_dirs`` (the index folder) are not entered; a folder already
@@ -74,7 +75,9 @@ def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequen
         try:
             st = os.stat(folder)
         except OSError as exc:
-            yield Skipped(_rel(folder, root), f"cannot open folder: {exc.strerror}; its indexed files are kept", keep=True)
+            yield Skipped(
+                _rel(folder, root), f"cannot open folder: {exc.strerror}; its indexed files are kept", keep=True
+            )
             continue
         if (st.st_dev, st.st_ino) in seen_dirs:
             log.debug("not entering %s again (symbolic link loop)", folder)
@@ -83,7 +86,9 @@ def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequen
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield Skipped(_rel(folder, root), f"cannot list folder: {exc.strerror}; its indexed files are kept", keep=True)
+            yield Skipped(
+                _rel(folder, root), f"cannot list folder: {exc.strerror}; its indexed files are kept", keep=True
+            )
             continue
         subdirs = []
         for entry in entries:
@@ -98,7 +103,11 @@ def walk(root: str | os.PathLike, skip_dirs: Sequence[str] = (), exclude: Sequen
                     yield Skipped(rel, "symbolic link not followed (--links none)", keep=True)
                     continue
                 if not _inside(target, root_real) and os.path.exists(target):
-                    yield Skipped(rel, f"symbolic link to {target}, outside the indexed folder (--links follow follows it)", keep=True)
+                    yield Skipped(
+                        rel,
+                        f"symbolic link to {target}, outside the indexed folder (--links follow follows it)",
+                        keep=True,
+                    )
                     continue
             try:
                 st = entry.stat(follow_symlinks=True)

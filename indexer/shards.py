@@ -58,7 +58,9 @@ def write_atomic(index, path: Path) -> None:
     except (RuntimeError, OSError) as exc:
         _unlink_quietly(tmp)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _faiss_reason(str(exc))
-        raise ShardError(f"cannot write shard {path} ({reason}); is the disk full? The previous version of the shard is intact") from exc
+        raise ShardError(
+            f"cannot write shard {path} ({reason}); is the disk full? The previous version of the shard is intact"
+        ) from exc
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -136,7 +138,9 @@ class ShardSet:
         self.dirty: set[int] = set()
         self._untrained: list[tuple[np.ndarray, np.ndarray]] = []
         self._template = None
-        self._views: dict[int, tuple[np.ndarray, np.ndarray] | bool] = {}  # shard number -> (vectors, ids); False: not flat
+        self._views: dict[
+            int, tuple[np.ndarray, np.ndarray] | bool
+        ] = {}  # shard number -> (vectors, ids); False: not flat
         self._searches: dict[int, int] = {}
         self._cpu_shards: list | None = None  # on the GPU: the CPU copies, the fallback
 
@@ -194,7 +198,11 @@ class ShardSet:
         base.this.disown()
         n = len(self.shards)
         self.shards.append(index)
-        self.paths.append(self.shard_path(len(self.existing_paths()) if not self.paths else int(self.paths[-1].stem.rsplit("-", 1)[1]) + 1))
+        self.paths.append(
+            self.shard_path(
+                len(self.existing_paths()) if not self.paths else int(self.paths[-1].stem.rsplit("-", 1)[1]) + 1
+            )
+        )
         self.dirty.add(n)
         return index
 
@@ -228,7 +236,11 @@ class ShardSet:
         vectors = np.concatenate([v for v, _ in self._untrained])
         ids = np.concatenate([i for _, i in self._untrained])
         template = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
-        sample = vectors if len(vectors) <= TRAIN_SAMPLE else vectors[np.random.default_rng(0).choice(len(vectors), TRAIN_SAMPLE, replace=False)]
+        sample = (
+            vectors
+            if len(vectors) <= TRAIN_SAMPLE
+            else vectors[np.random.default_rng(0).choice(len(vectors), TRAIN_SAMPLE, replace=False)]
+        )
         log.info("training %s index for %s on %d vectors", self.factory, self.modality, len(sample))
         try:
             template.train(sample)
@@ -281,7 +293,9 @@ class ShardSet:
         base = faiss.downcast_index(old.index)
         if isinstance(base, faiss.IndexIVF):
             base.make_direct_map()  # reconstruction by internal number
-        vectors = np.stack([base.reconstruct(int(i)) for i in keep]) if len(keep) else np.zeros((0, self.dim), np.float32)
+        vectors = (
+            np.stack([base.reconstruct(int(i)) for i in keep]) if len(keep) else np.zeros((0, self.dim), np.float32)
+        )
         path = self.paths[n]
         self.shards.pop(n)
         self.paths.pop(n)
@@ -295,11 +309,19 @@ class ShardSet:
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors of ``ids`` (each must be present)."""
+        faiss = faiss_module()
         where = {}
         for shard in self.shards:
+            base = faiss.downcast_index(shard.index) if hasattr(shard, "index") else None
+            if isinstance(base, faiss.IndexIVF) and not base.direct_map.type:
+                base.make_direct_map()  # an IVF reconstructs by internal number only through its direct map
             for i in shard_ids(shard):
                 where[int(i)] = shard
-        return np.stack([where[int(i)].reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+        return (
+            np.stack([where[int(i)].reconstruct(int(i)) for i in ids])
+            if len(ids)
+            else np.zeros((0, self.dim), np.float32)
+        )
 
     # --- search --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, selector=None, params=None) -> tuple[np.ndarray, np.ndarray]:
@@ -318,7 +340,11 @@ class ShardSet:
             view = self._view(n) if selector is None and not self._cpu_shards else None
             if self._cpu_shards:  # on the GPU: FAISS searches, the CPU copy is the fallback
                 try:
-                    d, i = shard.search(queries, kk) if selector is None else shard.search(queries, kk, params=_with_selector(selector, params))
+                    d, i = (
+                        shard.search(queries, kk)
+                        if selector is None
+                        else shard.search(queries, kk, params=_with_selector(selector, params))
+                    )
                 except RuntimeError as exc:
                     self._cpu_fallback(exc)
                     return self.search(queries, k, selector, params)

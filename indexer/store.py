@@ -49,8 +49,8 @@ def _sqlite_file(url: str) -> str | None:
     """The file of a SQLite URL (``sqlite:///path`` or ``sqlite:///file:path?mode=ro&uri=true``)."""
     if not url.startswith("sqlite:///"):
         return None
-    path = url[len("sqlite:///"):]
-    return path[len("file:"):].split("?", 1)[0] if path.startswith("file:") else path
+    path = url[len("sqlite:///") :]
+    return path[len("file:") :].split("?", 1)[0] if path.startswith("file:") else path
 
 
 def new_index_uuid() -> str:
@@ -80,10 +80,15 @@ class Store:
             self.engine = _make_engine(url)
             found = inspect(self.engine)
             if not found.has_table(Item.__tablename__) and not create:
-                raise StoreError(f"database {self.safe_url} holds no xmr items table; `xmr doctor --fix` rebuilds it from the files")
+                raise StoreError(
+                    f"database {self.safe_url} holds no xmr items table; `xmr doctor --fix` rebuilds it from the files"
+                )
             version = self._version() if found.has_table(Meta.__tablename__) else None
             if version is not None and version > SCHEMA_VERSION:
-                raise StoreError(f"database {self.safe_url} has schema version {version}, newer than this xmr ({SCHEMA_VERSION}): upgrade xmr")
+                raise StoreError(
+                    f"database {self.safe_url} has schema version {version}, newer than this xmr "
+                    f"({SCHEMA_VERSION}): upgrade xmr"
+                )
             if version is not None and version < SCHEMA_VERSION:
                 from .migrate import upgrade
 
@@ -95,7 +100,9 @@ class Store:
                         s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
                         s.commit()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open database {self.safe_url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+            raise StoreError(
+                f"cannot open database {self.safe_url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from exc
 
     @classmethod
     def of_index(cls, url: str, manifest: dict[str, Any]) -> "Store":
@@ -108,8 +115,10 @@ class Store:
         try:
             found = store.find_index(manifest.get("index_uuid"), manifest.get("root", ""))
             if found is None and manifest.get("index_uuid"):
-                raise StoreError(f"database {store.safe_url} holds no index with this manifest's id ({manifest['index_uuid']}); "
-                                 "`xmr doctor --fix` re-embeds it from the files")
+                raise StoreError(
+                    f"database {store.safe_url} holds no index with this manifest's id ({manifest['index_uuid']}); "
+                    "`xmr doctor --fix` re-embeds it from the files"
+                )
             if found is not None:
                 store.bind(found)
             else:
@@ -143,8 +152,11 @@ class Store:
                 yield s
                 s.commit()
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what} in {self.safe_url} ({str(exc.orig if getattr(exc, 'orig', None) else exc).splitlines()[0]}); "
-                             "is the disk full? Everything saved before is intact") from exc
+            raise StoreError(
+                f"cannot {what} in {self.safe_url} "
+                f"({str(exc.orig if getattr(exc, 'orig', None) else exc).splitlines()[0]}); "
+                "is the disk full? Everything saved before is intact"
+            ) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -157,7 +169,9 @@ class Store:
             with self.session() as s:
                 ids = list(s.scalars(select(IndexRow.id)))
             if len(ids) > 1:
-                raise StoreError(f"database {self.safe_url} serves {len(ids)} indexes: open it through an index folder's manifest")
+                raise StoreError(
+                    f"database {self.safe_url} serves {len(ids)} indexes: open it through an index folder's manifest"
+                )
             self._index_id = ids[0] if ids else 0
         return self._index_id
 
@@ -173,7 +187,9 @@ class Store:
                 if found is not None:
                     return found
             # The root is "" when the version-1 database never recorded one (its first run was cut short).
-            return s.scalar(select(IndexRow.id).where(IndexRow.uuid.is_(None), IndexRow.root.in_([root, ""])).order_by(IndexRow.id))
+            return s.scalar(
+                select(IndexRow.id).where(IndexRow.uuid.is_(None), IndexRow.root.in_([root, ""])).order_by(IndexRow.id)
+            )
 
     def register_index(self, index_uuid: str, root: str, folder: str) -> int:
         """Find or create the index ``index_uuid`` (claiming a migrated one of the same root),
@@ -183,7 +199,9 @@ class Store:
             try:
                 with self.writing("register the index") as s:
                     if found is not None:
-                        s.execute(update(IndexRow).where(IndexRow.id == found).values(uuid=index_uuid, root=root, dir=folder))
+                        s.execute(
+                            update(IndexRow).where(IndexRow.id == found).values(uuid=index_uuid, root=root, dir=folder)
+                        )
                     else:
                         top = s.scalar(select(func.max(IndexRow.id)))
                         found = 0 if top is None and not self._has_rows_of(s, 0) else (top or 0) + 1
@@ -204,8 +222,10 @@ class Store:
         """Every index this database serves: id, uuid, root, folder, item count."""
         with self.session() as s:
             counts = dict(s.execute(select(Item.index_id, func.count()).group_by(Item.index_id)).all())
-            return [{"id": r.id, "uuid": r.uuid, "root": r.root, "dir": r.dir, "items": int(counts.get(r.id, 0))}
-                    for r in s.scalars(select(IndexRow).order_by(IndexRow.id))]
+            return [
+                {"id": r.id, "uuid": r.uuid, "root": r.root, "dir": r.dir, "items": int(counts.get(r.id, 0))}
+                for r in s.scalars(select(IndexRow).order_by(IndexRow.id))
+            ]
 
     def id_range(self) -> tuple[int, int]:
         """The ids this index allocates: ``[lo, hi)``."""
@@ -303,7 +323,11 @@ class Store:
             return
         with self.writing("record decoder failures") as s:
             for path, size, mtime_ns, reason in failures:
-                s.merge(Failure(index_id=self.index_id, path=path, size=size, mtime_ns=mtime_ns, reason=reason, failed_at=_now()))
+                s.merge(
+                    Failure(
+                        index_id=self.index_id, path=path, size=size, mtime_ns=mtime_ns, reason=reason, failed_at=_now()
+                    )
+                )
 
     def forget_failures(self, paths: Sequence[str] | None = None) -> None:
         """Forget the recorded failures of ``paths`` (all of this index's when None)."""

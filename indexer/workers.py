@@ -83,8 +83,13 @@ class DecodePool:
         env = dict(os.environ)
         env.update({k: "1" for k in THREAD_VARS})  # a worker's log-mel must not spread over the encoder's cores
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        proc = subprocess.Popen([sys.executable, "-m", "indexer.workers", str(job_r), str(res_w)], pass_fds=(job_r, res_w),
-                                env=env, stdin=subprocess.DEVNULL, start_new_session=False)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "indexer.workers", str(job_r), str(res_w)],
+            pass_fds=(job_r, res_w),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=False,
+        )
         os.close(job_r)
         os.close(res_w)
         return _Worker(proc, Connection(job_w, readable=False), Connection(res_r, writable=False))

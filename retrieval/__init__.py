@@ -12,8 +12,17 @@ from .query import Hit, QueryError, Weighted
 from .registry import UnknownModelError, create_model, list_models, resolve
 
 __all__ = [
-    "MODALITIES", "Encoder", "Engine", "Hit", "ModalityError", "QueryError", "UnknownModelError", "Weighted",
-    "create_model", "list_models", "resolve",
+    "MODALITIES",
+    "Encoder",
+    "Engine",
+    "Hit",
+    "ModalityError",
+    "QueryError",
+    "UnknownModelError",
+    "Weighted",
+    "create_model",
+    "list_models",
+    "resolve",
 ]
 
 

@@ -54,7 +54,9 @@ def _hann(n: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> np.ndarray:
     """Triangular, Slaney-normalised mel filters, shape ``[n_mels, n_fft // 2 + 1]`` (float32)."""
     fmax = sample_rate / 2 if fmax is None else fmax
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
@@ -63,7 +65,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
     rising = (fft_freqs[None, :] - lower) / (centre - lower)
     falling = (upper - fft_freqs[None, :]) / (upper - centre)
     weights = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= (2.0 / (upper - lower))  # equal area per filter (Slaney)
+    weights *= 2.0 / (upper - lower)  # equal area per filter (Slaney)
     weights = weights.astype(np.float32)
     weights.setflags(write=False)
     return weights
@@ -127,12 +129,18 @@ def check_header(rate: int, channels: int, window_seconds: float) -> None:
     if rate <= 0:
         raise AudioDecodeError("audio header gives a sample rate of 0")
     if rate > MAX_RATE:
-        raise AudioDecodeError(f"audio header gives a sample rate of {rate} Hz (at most {MAX_RATE} is read): damaged header?")
+        raise AudioDecodeError(
+            f"audio header gives a sample rate of {rate} Hz (at most {MAX_RATE} is read): damaged header?"
+        )
     if channels <= 0 or channels > MAX_CHANNELS:
-        raise AudioDecodeError(f"audio header gives {channels} channels (1 to {MAX_CHANNELS} are read): damaged header?")
+        raise AudioDecodeError(
+            f"audio header gives {channels} channels (1 to {MAX_CHANNELS} are read): damaged header?"
+        )
     if math.ceil(window_seconds * rate) * channels * 4 > MAX_WINDOW_BYTES:
-        raise AudioDecodeError(f"audio header gives {channels} channels at {rate} Hz: one {window_seconds:g} s window would "
-                               f"take more than {MAX_WINDOW_BYTES >> 20} MiB")
+        raise AudioDecodeError(
+            f"audio header gives {channels} channels at {rate} Hz: one {window_seconds:g} s window would "
+            f"take more than {MAX_WINDOW_BYTES >> 20} MiB"
+        )
 
 
 @dataclass(frozen=True)
@@ -205,9 +213,14 @@ class AudioPreprocessor:
                 else:
                     broken = ""
                 if chunk.shape[0] == 0 and start > 0:
-                    log.warning("%s: the audio stream ends near %.1f s, before the %.1f s its header promises%s; using what is there",
-                                source if not isinstance(source, bytes) else "audio", end / rate, frames / rate,
-                                f" ({broken})" if broken else "")
+                    log.warning(
+                        "%s: the audio stream ends near %.1f s, before the %.1f s its header "
+                        "promises%s; using what is there",
+                        source if not isinstance(source, bytes) else "audio",
+                        end / rate,
+                        frames / rate,
+                        f" ({broken})" if broken else "",
+                    )
                     frames = end
                     break
                 windows.append(self._fit(resample(to_mono(chunk), rate, self.sample_rate)))

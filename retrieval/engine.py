@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from indexer.layout import IndexMismatchError, IndexNotFoundError
 from indexer.paths import unescape_path
 from indexer.reader import IndexReader
@@ -47,7 +48,9 @@ def locate_index(path: str | os.PathLike | None = None) -> Path:
         raise IndexNotFoundError(f"no xmr index at {folder} (no manifest.json there or in {folder / '.xmr'})")
     found = find_index_dir()
     if found is None:
-        raise IndexNotFoundError(f"no xmr index in {os.getcwd()} or above it: run `xmr index FOLDER`, or pass --index / set XMR_INDEX")
+        raise IndexNotFoundError(
+            f"no xmr index in {os.getcwd()} or above it: run `xmr index FOLDER`, or pass --index / set XMR_INDEX"
+        )
     return found
 
 
@@ -76,7 +79,9 @@ class Engine:
         return self.index.store
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, model: Encoder | None = None, device: str | None = None) -> "Engine":
+    def open(
+        cls, path: str | os.PathLike | None = None, model: Encoder | None = None, device: str | None = None
+    ) -> "Engine":
         """Open an index (see :func:`locate_index` for how ``path`` is found).
 
         The index's own model is loaded on the first query that needs it (ONNX Runtime for
@@ -112,16 +117,27 @@ class Engine:
     def _check_model(self, model: Encoder) -> None:
         if model.weights_hash != self.manifest.get("weights_hash"):
             raise IndexMismatchError(
-                f"model {model.name!r} (weights {model.weights_hash[:12]}) is not the one the index at {self.layout.dir} "
+                f"model {model.name!r} (weights {model.weights_hash[:12]}) is not the one the index "
+                f"at {self.layout.dir} "
                 f"was built with ({self.manifest['model']!r}, weights {str(self.manifest.get('weights_hash'))[:12]}); "
                 "re-index with `xmr index --rebuild`"
             )
 
     # --- searching -----------------------------------------------------------------------
-    def search(self, text: Any = None, image: Any = None, audio: Any = None, vector: Any = None,
-               to: str | list[str] | None = None, k: int = 10, **filters: Any) -> list[Hit]:
+    def search(
+        self,
+        text: Any = None,
+        image: Any = None,
+        audio: Any = None,
+        vector: Any = None,
+        to: str | list[str] | None = None,
+        k: int = 10,
+        offset: int = 0,
+        **filters: Any,
+    ) -> list[Hit]:
         """Search the index. See the README for the query forms; returns ``k`` hits per target
-        modality (ranked within it; scores of different modalities are not comparable).
+        modality (ranked within it; scores of different modalities are not comparable), the
+        first ``offset`` of each modality skipped (pages; ranks keep counting from the top).
 
         Raises:
             QueryError: empty query, bad file, bad option, a modality the model lacks.
@@ -129,12 +145,20 @@ class Engine:
         parts = collect_parts(text, image, audio, vector)
         targets = target_modalities(to, parts, self.modalities)
         k = _check_k(k)
+        if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+            raise QueryError(f"offset must be a whole number >= 0, not {offset!r}")
         conditions = Filters.from_kwargs(**filters)
-        query = embed_parts(self.encoder, parts, self.dim) if not all(p.modality == "vector" for p in parts) \
+        query = (
+            embed_parts(self.encoder, parts, self.dim)
+            if not all(p.modality == "vector" for p in parts)
             else embed_parts(_NoEncoder(), parts, self.dim)
-        return self._search_vectors(query[None], targets, k, conditions)[0]
+        )
+        hits = self._search_vectors(query[None], targets, k + int(offset), conditions)[0]
+        return [h for h in hits if h.rank > offset] if offset else hits
 
-    def search_batch(self, queries: list[dict[str, Any]], to: str | list[str] | None = None, k: int = 10) -> list[list[Hit]]:
+    def search_batch(
+        self, queries: list[dict[str, Any]], to: str | list[str] | None = None, k: int = 10
+    ) -> list[list[Hit]]:
         """Answer several queries (dicts of :meth:`search`'s keywords) in one call; queries
         without filters share one FAISS search per target modality."""
         k = _check_k(k)
@@ -143,10 +167,14 @@ class Engine:
         for n, q in enumerate(queries):
             q = dict(q)
             q_to, q_k = q.pop("to", to), _check_k(q.pop("k", k))
-            parts = collect_parts(q.pop("text", None), q.pop("image", None), q.pop("audio", None), q.pop("vector", None))
+            parts = collect_parts(
+                q.pop("text", None), q.pop("image", None), q.pop("audio", None), q.pop("vector", None)
+            )
             conditions = Filters.from_kwargs(**q)
             targets = tuple(target_modalities(q_to, parts, self.modalities))
-            vec = embed_parts(self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder(), parts, self.dim)
+            vec = embed_parts(
+                self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder(), parts, self.dim
+            )
             if conditions:
                 results[n] = self._search_vectors(vec[None], list(targets), q_k, conditions)[0]
             else:
@@ -174,8 +202,11 @@ class Engine:
             # (vectors an indexer has written but not yet committed).
             top = ids[:, :k]
             rows = self.index.rows(np.unique(top[top >= 0]))
-            short = [q for q in range(len(queries))
-                     if len({int(i) for i in top[q] if i >= 0} & rows.keys()) < min(k, len(np.unique(ids[q][ids[q] >= 0])))]
+            short = [
+                q
+                for q in range(len(queries))
+                if len({int(i) for i in top[q] if i >= 0} & rows.keys()) < min(k, len(np.unique(ids[q][ids[q] >= 0])))
+            ]
             if short:
                 extra = ids[short, k:]
                 rows.update(self.index.rows(np.unique(extra[extra >= 0])))
@@ -210,8 +241,35 @@ class Engine:
             meta.update(width=row.width, height=row.height)
         elif row.modality == "audio":
             meta.update(duration=row.duration, sample_rate=row.sample_rate)
-        return Hit(rank=rank, score=score, id=row.id, modality=row.modality, path=path, text=row.text,
-                   line=row.line if row.kind == TEXT_LINE else None, metadata=meta)
+        return Hit(
+            rank=rank,
+            score=score,
+            id=row.id,
+            modality=row.modality,
+            path=path,
+            text=row.text,
+            line=row.line if row.kind == TEXT_LINE else None,
+            metadata=meta,
+        )
+
+    def item(self, item_id: int) -> Hit | None:
+        """An indexed item as a :class:`Hit` (rank 0, score 0), or None when the index has no
+        such item."""
+        rows = self.index.rows([item_id]) if isinstance(item_id, (int, np.integer)) and 0 <= item_id < 2**63 else {}
+        row = rows.get(int(item_id))
+        return self._hit(0, 0.0, row) if row is not None and row.status == INDEXED else None
+
+    def vector(self, item_id: int) -> np.ndarray:
+        """The stored vector of an indexed item ("more like this").
+
+        Raises:
+            QueryError: no such indexed item.
+        """
+        hit = self.item(item_id)
+        shards = self.shards(hit.modality) if hit else None
+        if hit is None or shards is None:
+            raise QueryError(f"no indexed item with id {item_id}")
+        return shards.reconstruct(np.array([hit.id], dtype=np.int64))[0]
 
     # --- facts ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -31,7 +31,11 @@ def _example_inputs(encoder: Encoder, modality: str) -> tuple[torch.Tensor, ...]
 def _dynamic_axes(modality: str) -> tuple[list[str], dict[str, dict[int, str]]]:
     if modality == "text":
         names = ["input_ids", "attention_mask"]
-        return names, {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}}
+        return names, {
+            "input_ids": {0: "batch", 1: "tokens"},
+            "attention_mask": {0: "batch", 1: "tokens"},
+            "embedding": {0: "batch"},
+        }
     names = ["pixels"] if modality == "image" else ["mels"]
     return names, {names[0]: {0: "batch"}, "embedding": {0: "batch"}}
 
@@ -54,10 +58,21 @@ def export_onnx(encoder: Encoder, out_dir: str | os.PathLike) -> Path:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
             torch.onnx.export(
-                model.towers[modality], _example_inputs(encoder, modality), str(tmp / f"{modality}.onnx"),
-                input_names=names, output_names=["embedding"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+                model.towers[modality],
+                _example_inputs(encoder, modality),
+                str(tmp / f"{modality}.onnx"),
+                input_names=names,
+                output_names=["embedding"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,
             )
-    manifest = {"name": encoder.name, "weights_hash": encoder.weights_hash, "modalities": list(encoder.modalities), "opset": OPSET}
+    manifest = {
+        "name": encoder.name,
+        "weights_hash": encoder.weights_hash,
+        "modalities": list(encoder.modalities),
+        "opset": OPSET,
+    }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
     model.to(encoder.device)
     try:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 from typing import Any
@@ -59,8 +60,12 @@ class Filters:
             if not all(exts):
                 raise QueryError("ext filter holds an empty extension")
             out.append(Item.ext.in_(exts))
-        for name, column, op in (("min_size", Item.size, ">="), ("max_size", Item.size, "<="),
-                                 ("min_duration", Item.duration, ">="), ("max_duration", Item.duration, "<=")):
+        for name, column, op in (
+            ("min_size", Item.size, ">="),
+            ("max_size", Item.size, "<="),
+            ("min_duration", Item.duration, ">="),
+            ("max_duration", Item.duration, "<="),
+        ):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -72,6 +77,25 @@ class Filters:
         if self.before is not None:
             out.append(Item.mtime_ns < to_ns(self.before, "before"))
         return out
+
+
+SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(value: str | None, name: str = "size") -> int | None:
+    """``500K``, ``2M``, ``1.5G`` or plain bytes as bytes (None stays None).
+
+    Raises:
+        QueryError: not a size.
+    """
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", str(value).upper())
+    if not m:
+        raise QueryError(
+            f"{name} takes a size in bytes with an optional K, M or G suffix (e.g. 500K, 2M), not {value!r}"
+        )
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2)])
 
 
 def glob_to_like(glob: str) -> str:
@@ -100,7 +124,9 @@ def to_ns(value: Any, name: str) -> int:
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise QueryError(f"{name} must be an ISO date or datetime such as 2024-06-01 or 2024-06-01T12:30, not {value!r}") from None
+            raise QueryError(
+                f"{name} must be an ISO date or datetime such as 2024-06-01 or 2024-06-01T12:30, not {value!r}"
+            ) from None
     else:
         raise QueryError(f"{name} must be a date, datetime or ISO string, not {type(value).__name__}")
     return int(moment.timestamp() * 1_000_000_000)  # naive datetimes are local time for timestamp()

@@ -37,7 +37,9 @@ def open_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side
     return decode_image(source, max_pixels, min_side)[0]
 
 
-def decode_image(source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def decode_image(
+    source: ImageSource, max_pixels: int = MAX_IMAGE_PIXELS, min_side: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
     """:func:`open_image`, and the image's full size as shown (width, height after EXIF
     rotation), which a JPEG decoded at reduced scale no longer reports. One decode."""
     if isinstance(source, Image.Image):

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def first_relevant_ranks(queries: np.ndarray, gallery: np.ndarray, relevant: Sequence[Sequence[int]], chunk: int = 1024) -> np.ndarray:
+def first_relevant_ranks(
+    queries: np.ndarray, gallery: np.ndarray, relevant: Sequence[Sequence[int]], chunk: int = 1024
+) -> np.ndarray:
     """1-based rank of the best-ranked relevant gallery item for each query.
 
     Ties count against the query (a relevant item ranks after every item with a score at
@@ -28,16 +30,25 @@ def first_relevant_ranks(queries: np.ndarray, gallery: np.ndarray, relevant: Seq
     return ranks
 
 
-def summarize(ranks: np.ndarray, relevant_counts: np.ndarray, gallery: int, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def summarize(
+    ranks: np.ndarray, relevant_counts: np.ndarray, gallery: int, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """R@k (percent), median and mean rank, counts and chance@k for one direction."""
     out: dict[str, float] = {f"R@{k}": float(100.0 * (ranks <= k).mean()) for k in ks}
-    out.update(median_rank=float(np.median(ranks)), mean_rank=float(ranks.mean()), queries=int(len(ranks)), gallery=int(gallery))
+    out.update(
+        median_rank=float(np.median(ranks)),
+        mean_rank=float(ranks.mean()),
+        queries=int(len(ranks)),
+        gallery=int(gallery),
+    )
     for k in ks:
         out[f"chance@{k}"] = float(100.0 * np.minimum(1.0, k * relevant_counts / gallery).mean())
     return out
 
 
-def cross_modal_recall(item_vecs: np.ndarray, item_captions: Sequence[str], text_vecs: np.ndarray, texts: Sequence[str], modality: str) -> dict[str, dict[str, float]]:
+def cross_modal_recall(
+    item_vecs: np.ndarray, item_captions: Sequence[str], text_vecs: np.ndarray, texts: Sequence[str], modality: str
+) -> dict[str, dict[str, float]]:
     """Both directions between items of ``modality`` and their distinct captions.
 
     Args:
@@ -66,9 +77,12 @@ def source_score(by_source: dict[str, dict[str, dict[str, float]]], min_items: i
     always 100), R@10 a large one; the pooled score hardly sees a source of ten captions.
     Sources of fewer than ``min_items`` items are left out (all are when none is larger): on
     five clips one hit more moves R@1 by 20 points, which says nothing of a checkpoint."""
+
     def items(directions: dict) -> float:
         return max(r.get("queries", 0) for r in directions.values())
 
-    kept = {s: d for s, d in by_source.items() if d and items(d) >= min_items} or {s: d for s, d in by_source.items() if d}
+    kept = {s: d for s, d in by_source.items() if d and items(d) >= min_items} or {
+        s: d for s, d in by_source.items() if d
+    }
     per_source = [np.mean([(r["R@1"] + r["R@10"]) / 2 for r in directions.values()]) for directions in kept.values()]
     return float(np.mean(per_source)) if per_source else 0.0

@@ -47,7 +47,9 @@ def _load_openclip(spec: ModelSpec, device: torch.device):
     except Exception as exc:  # open_clip raises RuntimeError/OSError/HF errors when offline
         if pretrained is None or os.path.isfile(pretrained):
             raise
-        cache = os.environ.get("HF_HUB_CACHE") or os.path.join(os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub")
+        cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+            os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+        )
         raise PretrainedWeightsError(
             f"cannot load pretrained weights {pretrained!r} for open_clip model {arch!r}: not in the Hugging Face "
             f"cache ({cache}) and the hub cannot be reached ({type(exc).__name__}). Download the weights file on "
@@ -74,7 +76,11 @@ class OpenClipEncoder(Encoder):
         mean = tuple(getattr(vis, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN)
         std = tuple(getattr(vis, "image_std", None) or open_clip.OPENAI_DATASET_STD)
         self.preprocess_image = ImagePreprocessor(image_size=int(size), mean=mean, std=std)
-        self.embed_dim = int(self.model.text_projection.shape[1] if hasattr(self.model, "text_projection") and self.model.text_projection is not None else spec.config.get("embed_dim"))
+        self.embed_dim = int(
+            self.model.text_projection.shape[1]
+            if hasattr(self.model, "text_projection") and self.model.text_projection is not None
+            else spec.config.get("embed_dim")
+        )
         self.audio_tower = None
         if spec.audio_checkpoint is not None:
             self._attach_audio(spec.audio_checkpoint)
@@ -89,7 +95,11 @@ class OpenClipEncoder(Encoder):
         meta = json.loads((folder / "meta.json").read_text())
         audio_cfg = meta["model_config"]["audio_cfg"]
         tower = build_tower(audio_cfg, self.embed_dim)
-        state = {k.removeprefix("towers.audio."): v for k, v in load_file(str(folder / "weights.safetensors")).items() if k.startswith("towers.audio.")}
+        state = {
+            k.removeprefix("towers.audio."): v
+            for k, v in load_file(str(folder / "weights.safetensors")).items()
+            if k.startswith("towers.audio.")
+        }
         tower.load_state_dict(state)
         self.audio_tower = tower.to(self.device).eval()
         self.preprocess_audio = AudioPreprocessor.from_config(audio_cfg)
@@ -109,7 +119,12 @@ class OpenClipEncoder(Encoder):
 
     @torch.no_grad()
     def _image_forward(self, pixels: np.ndarray) -> np.ndarray:
-        return self.model.encode_image(torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)).float().cpu().numpy()
+        return (
+            self.model.encode_image(torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device))
+            .float()
+            .cpu()
+            .numpy()
+        )
 
     @torch.no_grad()
     def _audio_forward(self, mels: np.ndarray) -> np.ndarray:

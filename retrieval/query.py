@@ -73,7 +73,11 @@ def collect_parts(text: Any = None, image: Any = None, audio: Any = None, vector
             if not np.isfinite(weight):
                 raise QueryError(f"weight of a {modality} part must be a finite number, not {weight}")
             if modality == "text" and (not isinstance(item, str) or not item.strip()):
-                raise QueryError("empty text query" if isinstance(item, str) else f"a text query must be a string, not {type(item).__name__}")
+                raise QueryError(
+                    "empty text query"
+                    if isinstance(item, str)
+                    else f"a text query must be a string, not {type(item).__name__}"
+                )
             parts.append(Part(modality, item, weight))
     if not parts:
         raise QueryError("empty query: give text=, image=, audio= or vector=")

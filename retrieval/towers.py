@@ -158,7 +158,9 @@ class CnnImageTower(nn.Module):
         self.stem = _conv_bn(3, cfg.get("stem_width", widths[0]), cfg.get("stem_stride", 2))
         strides = [1] + [2] * (len(widths) - 1)
         self.stages = _res_stages(cfg.get("stem_width", widths[0]), widths, depths, strides)
-        self.head = nn.Sequential(nn.LayerNorm(widths[-1]), nn.Dropout(cfg.get("dropout", 0.0)), nn.Linear(widths[-1], embed_dim))
+        self.head = nn.Sequential(
+            nn.LayerNorm(widths[-1]), nn.Dropout(cfg.get("dropout", 0.0)), nn.Linear(widths[-1], embed_dim)
+        )
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(pixels)).mean((2, 3)))
@@ -186,7 +188,10 @@ class ConvTransformerAudioTower(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, max_len, d_model))
         nn.init.normal_(self.pos, std=0.02)
         self.encoder = nn.Sequential(
-            *(PreNormLayer(d_model, cfg["num_heads"], cfg.get("ffn", 4 * d_model), cfg.get("dropout", 0.1)) for _ in range(cfg["num_layers"]))
+            *(
+                PreNormLayer(d_model, cfg["num_heads"], cfg.get("ffn", 4 * d_model), cfg.get("dropout", 0.1))
+                for _ in range(cfg["num_layers"])
+            )
         )
         self.head = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, embed_dim))
 

@@ -56,4 +56,4 @@ def test_augmented_waves_fill_the_window_and_telephone_band_removes_high_frequen
     assert narrow.any() and (~narrow).any()
     mel = TorchLogMel(pre)(out, band)
     top = mel[:, -8:, :].mean(dim=(1, 2))  # the highest mel bands
-    assert (top[narrow].max() < top[~narrow].min())
+    assert top[narrow].max() < top[~narrow].min()

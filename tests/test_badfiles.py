@@ -23,11 +23,14 @@ from tests.helpers import RATE, write_audio, write_image
 
 def png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG that declares ``width x height`` pixels but holds almost no data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,5 +138,7 @@ def test_a_file_deleted_between_scan_and_decode(tmp_path: Path, tiny) -> None:
             (root / "2.png").unlink()
 
     summary = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0), progress=vanish)
-    assert [(Path(s["path"]).name, s["reason"]) for s in summary.skipped] == [("2.png", "file vanished before it could be read")]
+    assert [(Path(s["path"]).name, s["reason"]) for s in summary.skipped] == [
+        ("2.png", "file vanished before it could be read")
+    ]
     assert summary.counts == {"image": 3}

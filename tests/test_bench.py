@@ -15,7 +15,9 @@ from retrieval.bench.recall import Captioned, directions, load_captioned, recall
 from tests.helpers import write_audio, write_image
 
 
-def naive_recall(item_caps: list[list[str]], item_vecs: np.ndarray, texts: list[str], text_vecs: np.ndarray, k: int) -> tuple[float, float]:
+def naive_recall(
+    item_caps: list[list[str]], item_vecs: np.ndarray, texts: list[str], text_vecs: np.ndarray, k: int
+) -> tuple[float, float]:
     """R@k both ways from the full similarity matrix, one query at a time, pessimistic ties."""
     sims = text_vecs @ item_vecs.T
     t_hits = []
@@ -83,11 +85,22 @@ def test_recall_through_the_index_equals_recall_from_the_encoder(captioned_set: 
 
 
 def test_standard_formats(tmp_path: Path) -> None:
-    karpathy = {"images": [{"filename": "a.jpg", "filepath": "val2014", "split": "test", "sentences": [{"raw": "A dog. "}, {"raw": "A pup."}]},
-                           {"filename": "b.jpg", "split": "train", "sentences": [{"raw": "x"}]}]}
+    karpathy = {
+        "images": [
+            {
+                "filename": "a.jpg",
+                "filepath": "val2014",
+                "split": "test",
+                "sentences": [{"raw": "A dog. "}, {"raw": "A pup."}],
+            },
+            {"filename": "b.jpg", "split": "train", "sentences": [{"raw": "x"}]},
+        ]
+    }
     (tmp_path / "k.json").write_text(json.dumps(karpathy))
     items = load_captioned(tmp_path / "k.json", media_dir=str(tmp_path / "imgs"))
-    assert [(Path(i.path).relative_to(tmp_path).as_posix(), i.captions) for i in items] == [("imgs/val2014/a.jpg", ["A dog.", "A pup."])]
+    assert [(Path(i.path).relative_to(tmp_path).as_posix(), i.captions) for i in items] == [
+        ("imgs/val2014/a.jpg", ["A dog.", "A pup."])
+    ]
     with open(tmp_path / "clotho.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file_name", "caption_1", "caption_2"])
@@ -100,19 +113,40 @@ def test_standard_formats(tmp_path: Path) -> None:
 def test_cli_bench_recall_json(captioned_set: Path, tmp_path: Path) -> None:
     from cli import app
 
-    result = CliRunner().invoke(app, ["bench", "recall", str(captioned_set), "--model", "xmr-tiny", "--json", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["bench", "recall", str(captioned_set), "--model", "xmr-tiny", "--json", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(numbers) == {"text->image", "image->text", "text->audio", "audio->text"}
-    assert {"R@1", "R@5", "R@10", "median_rank", "mean_rank", "queries", "gallery", "chance@10"} <= set(numbers["text->image"])
+    assert {"R@1", "R@5", "R@10", "median_rank", "mean_rank", "queries", "gallery", "chance@10"} <= set(
+        numbers["text->image"]
+    )
     assert (tmp_path / "out/recall-xmr-tiny.png").exists() and (tmp_path / "out/recall-xmr-tiny.md").exists()
 
 
 def test_speed_benchmark_runs_and_reports(tmp_path: Path) -> None:
     from cli import app
 
-    args = ["bench", "speed", "--sizes", "300", "--index-types", "Flat,HNSW8,IVF4,Flat", "--batches", "1,4", "--cold-runs", "1",
-            "--model", "xmr-tiny", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--json"]
+    args = [
+        "bench",
+        "speed",
+        "--sizes",
+        "300",
+        "--index-types",
+        "Flat,HNSW8,IVF4,Flat",
+        "--batches",
+        "1,4",
+        "--cold-runs",
+        "1",
+        "--model",
+        "xmr-tiny",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
@@ -133,7 +167,9 @@ def test_indexing_benchmark(tmp_path: Path) -> None:
     for n in range(6):
         write_image(tmp_path / "media" / f"{n}.png", seed=n)
     write_audio(tmp_path / "media" / "a.wav", seed=1)
-    result = run_indexing(tmp_path / "media", "xmr-tiny", batch_size=4, workers=0, out_dir=str(tmp_path / "out"), repeat=3)
+    result = run_indexing(
+        tmp_path / "media", "xmr-tiny", batch_size=4, workers=0, out_dir=str(tmp_path / "out"), repeat=3
+    )
     assert result["items"] == 7 and result["encoder_busy"] > 0
     runs = result["runs"]
     assert len(runs) == 3 and sorted(r["end_to_end_s"] for r in runs)[1] == result["end_to_end_s"]  # the median
@@ -148,7 +184,9 @@ def test_embedding_benchmark(tmp_path: Path) -> None:
 
     result = run_embedding(["xmr-tiny"], ["torch", "onnx"], n=8, batch=4, out_dir=str(tmp_path))
     assert [r["runtime"] for r in result["results"]] == ["torch", "onnx"]
-    assert all(r["images_per_s"] > 0 and r["audio_windows_per_s"] > 0 and r["texts_per_s"] > 0 for r in result["results"])
+    assert all(
+        r["images_per_s"] > 0 and r["audio_windows_per_s"] > 0 and r["texts_per_s"] > 0 for r in result["results"]
+    )
     assert (tmp_path / "embed_speed.md").exists()
 
 
@@ -157,8 +195,24 @@ def test_training_benchmark_times_each_trainable_tower_in_both_layouts(tmp_path:
 
     from cli import app
 
-    res = CliRunner().invoke(app, ["bench", "train", "--model", "xmr-tiny", "--image-batch", "8", "--audio-batch", "4", "--reps", "1",
-                                   "--out", str(tmp_path), "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "train",
+            "--model",
+            "xmr-tiny",
+            "--image-batch",
+            "8",
+            "--audio-batch",
+            "4",
+            "--reps",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)["results"]
     assert [r["tower"] for r in rows] == ["image", "audio"]  # the frozen text tower is not timed

@@ -33,7 +33,9 @@ print("finished", flush=True)
 
 def index_until_killed(root: Path, index_dir: Path, rng: random.Random) -> str:
     """Run the indexer and SIGKILL it at a random moment; returns the phase it died in."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(index_dir)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), str(index_dir)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
     phase = rng.choice(["planning", "embedding", "embedding", "embedding"])
     delay = rng.uniform(0.0, 0.6) if phase == "planning" else rng.uniform(0.0, 3.0)
     state = "start"
@@ -55,7 +57,9 @@ def index_until_killed(root: Path, index_dir: Path, rng: random.Random) -> str:
 
 def test_sigkill_loop_ends_equal_to_a_clean_run(tmp_path: Path, tiny, request: pytest.FixtureRequest) -> None:
     kills = 24 if request.config.getoption("--slow") else 5
-    root = make_media(tmp_path / "media", images=150 if kills > 5 else 80, audio=30 if kills > 5 else 16, texts=20, seed=3)
+    root = make_media(
+        tmp_path / "media", images=150 if kills > 5 else 80, audio=30 if kills > 5 else 16, texts=20, seed=3
+    )
     index_dir = tmp_path / "crashed"
     rng = random.Random(1234)
     phases = []
@@ -81,8 +85,14 @@ def test_sigkill_loop_ends_equal_to_a_clean_run(tmp_path: Path, tiny, request: p
 def test_ctrl_c_stops_cleanly_with_progress_saved(tmp_path: Path) -> None:
     root = make_media(tmp_path / "media", images=800, audio=10, texts=5, seed=5)
     env = {**__import__("os").environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "index", str(root), "--model", "xmr-tiny", "--batch-size", "8", "--json", "-v"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "index", str(root), "--model", "xmr-tiny", "--batch-size", "8", "--json", "-v"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     for line in proc.stderr:  # plain progress lines (not a terminal): wait for embedding to start
         if line.startswith("INFO xmr: index:"):
             break
@@ -100,15 +110,24 @@ WINDOW_CHILD = """
 import sys, indexer, retrieval
 enc = retrieval.create_model("xmr-tiny", device="cpu")
 root, index_dir, db, factory, rebuild = sys.argv[1:6]
-indexer.index_folder(root, enc, indexer.IndexOptions(workers=1, batch_size=16, checkpoint_items=24, index_dir=index_dir, db_url=db or None,
-                                                     shard_size=20, index_type=factory, rebuild=rebuild == "1"))
+opts = indexer.IndexOptions(workers=1, batch_size=16, checkpoint_items=24, index_dir=index_dir, db_url=db or None,
+                            shard_size=20, index_type=factory, rebuild=rebuild == "1")
+indexer.index_folder(root, enc, opts)
 """
 
 
-def _index_child(root: Path, index_dir: Path, db: str, factory: str, crash: str | None = None, rebuild: bool = False) -> int:
+def _index_child(
+    root: Path, index_dir: Path, db: str, factory: str, crash: str | None = None, rebuild: bool = False
+) -> int:
     env = {**__import__("os").environ, "XMR_CRASH_AT": crash or ""}
-    proc = subprocess.run([sys.executable, "-c", WINDOW_CHILD, str(root), str(index_dir), db, factory, "1" if rebuild else "0"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", WINDOW_CHILD, str(root), str(index_dir), db, factory, "1" if rebuild else "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
     return proc.returncode
 
@@ -123,18 +142,25 @@ def _same_as_clean(root: Path, index_dir: Path, clean_dir: Path, tiny) -> None:
     with Engine.open(index_dir, model=tiny) as engine:
         assert sum(engine.info()["counts"].values()) == len(clean)  # file items only: no texts file here
         for path, (_, vector) in clean.items():
-            modality = "image" if path.endswith((".png", ".jpg")) else "audio" if path.endswith((".wav", ".flac")) else "text"
+            modality = (
+                "image" if path.endswith((".png", ".jpg")) else "audio" if path.endswith((".wav", ".flac")) else "text"
+            )
             hits = engine.search(vector=vector, to=modality, k=5)  # files of identical content tie
             assert any(h.path == str(root / path) and h.score == pytest.approx(1.0, abs=1e-4) for h in hits), path
 
 
-@pytest.mark.parametrize("crash, rebuild", [
-    ("shard-written:2", False),  # between two shard renames of one checkpoint, rows not committed
-    ("rows-committed:1", False),  # just after a checkpoint's commit
-    ("rebuild-rows-deleted", True),  # a rebuild: rows gone, shards not yet
-    ("rebuild-wiped", True),  # a rebuild: rows and shards gone, manifest not yet rewritten
-])
-def test_kills_in_the_critical_windows_end_equal_to_a_clean_run(tmp_path: Path, tiny, db_url: str, crash: str, rebuild: bool) -> None:
+@pytest.mark.parametrize(
+    "crash, rebuild",
+    [
+        ("shard-written:2", False),  # between two shard renames of one checkpoint, rows not committed
+        ("rows-committed:1", False),  # just after a checkpoint's commit
+        ("rebuild-rows-deleted", True),  # a rebuild: rows gone, shards not yet
+        ("rebuild-wiped", True),  # a rebuild: rows and shards gone, manifest not yet rewritten
+    ],
+)
+def test_kills_in_the_critical_windows_end_equal_to_a_clean_run(
+    tmp_path: Path, tiny, db_url: str, crash: str, rebuild: bool
+) -> None:
     from tests.helpers import touch_later, write_image
 
     root = make_media(tmp_path / "media", images=50, audio=6, texts=6, seed=11)
@@ -171,18 +197,29 @@ def test_a_database_that_turns_read_only_mid_run_loses_nothing(tmp_path: Path, t
 
         write_image(root / "new" / f"{n}.png", seed=300 + n, size=16)
     env = {**__import__("os").environ, "PYTHONUNBUFFERED": "1"}
-    child = ("import sys, indexer, retrieval\nenc = retrieval.create_model('xmr-tiny', device='cpu')\n"
-             "try:\n    indexer.index_folder(sys.argv[1], enc, indexer.IndexOptions(workers=1, batch_size=8, checkpoint_items=8, index_dir=sys.argv[2],"
-             " db_url=sys.argv[3]), progress=lambda d, t: print(d, flush=True))\n"
-             "except Exception as exc:\n    print('ERROR', type(exc).__name__, exc, flush=True)\n")
-    proc = subprocess.Popen([sys.executable, "-c", child, str(root), str(tmp_path / "index"), db_url], stdout=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=env)
+    child = (
+        "import sys, indexer, retrieval\nenc = retrieval.create_model('xmr-tiny', device='cpu')\n"
+        "try:\n    indexer.index_folder(sys.argv[1], enc, indexer.IndexOptions(workers=1, "
+        "batch_size=8, checkpoint_items=8, index_dir=sys.argv[2],"
+        " db_url=sys.argv[3]), progress=lambda d, t: print(d, flush=True))\n"
+        "except Exception as exc:\n    print('ERROR', type(exc).__name__, exc, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, str(root), str(tmp_path / "index"), db_url],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     with psycopg.connect(dbname="postgres", autocommit=True) as admin:
         for line in proc.stdout:
             if line.split()[0].isdigit() and int(line.split()[0]) >= 40:
                 break
         admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
         out = proc.stdout.read()
         proc.wait(timeout=120)
         assert "ERROR StoreError" in out and "read-only transaction" in out, out

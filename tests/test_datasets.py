@@ -17,8 +17,12 @@ from benchmarks.datasets.wordnet_speech import phrases
 
 
 def test_wordnet_phrases_are_distinct_training_captions() -> None:
-    by_pos = {"n": Counter({f"noun{i}": i + 1 for i in range(60)}), "a": Counter({f"adj{i}": 1 for i in range(30)}),
-              "v": Counter({"run": 5}), "r": Counter({"fast": 2})}
+    by_pos = {
+        "n": Counter({f"noun{i}": i + 1 for i in range(60)}),
+        "a": Counter({f"adj{i}": 1 for i in range(30)}),
+        "v": Counter({"run": 5}),
+        "r": Counter({"fast": 2}),
+    }
     out = phrases(by_pos, 400)
     assert len(out) == 400
     assert all(split_of(key) == "train" and caption_key(text) == key for key, text in out.items())
@@ -33,7 +37,12 @@ def test_wordnet_phrases_draw_as_weights_would() -> None:
     """Cumulative weights computed once give the draws that ``weights=`` gives (the slow way)."""
     import random
 
-    by_pos = {"n": Counter({f"noun{i}": i * i + 1 for i in range(80)}), "a": Counter({f"adj{i}": 3 * i + 1 for i in range(40)}), "v": Counter(), "r": Counter()}
+    by_pos = {
+        "n": Counter({f"noun{i}": i * i + 1 for i in range(80)}),
+        "a": Counter({f"adj{i}": 3 * i + 1 for i in range(40)}),
+        "v": Counter(),
+        "r": Counter(),
+    }
     rng, slow = random.Random(0), {}
     for pos in sorted(by_pos):
         for lemma in sorted(by_pos[pos]):
@@ -50,7 +59,11 @@ def test_wordnet_phrases_draw_as_weights_would() -> None:
 
 
 def test_iconify_icons_become_standalone_svgs() -> None:
-    icons = {"width": 32, "height": 32, "icons": {"dog": {"body": '<path d="M0 0h8v8z"/>'}, "wide": {"body": "<g/>", "width": 64, "left": -2}}}
+    icons = {
+        "width": 32,
+        "height": 32,
+        "icons": {"dog": {"body": '<path d="M0 0h8v8z"/>'}, "wide": {"body": "<g/>", "width": 64, "left": -2}},
+    }
     dog = ET.fromstring(icon_svg(icons, "dog"))
     assert dog.get("viewBox") == "0 0 32 32" and dog[0].tag.endswith("path")
     assert ET.fromstring(icon_svg(icons, "wide")).get("viewBox") == "-2 0 64 32"
@@ -138,7 +151,11 @@ def test_gm_plan_splits_by_caption_and_holds_one_font_out() -> None:
         by_split.setdefault(s["split"], set()).add(caption_key(s["text"]))
         assert (s["font"] == gm_instruments.UNSEEN_FONT) == (s["split"] == "test-unseen-font")
         assert s["font"] != "freepats" or s["source"] in available["freepats"]
-    assert not by_split["train"] & by_split["val"] and not by_split["train"] & by_split["test"] and not by_split["val"] & by_split["test"]
+    assert (
+        not by_split["train"] & by_split["val"]
+        and not by_split["train"] & by_split["test"]
+        and not by_split["val"] & by_split["test"]
+    )
     assert by_split["test-unseen-font"] == by_split["train"]  # the unseen font voices training captions only
     assert all(split_of(k) == split for split in ("train", "val", "test") for k in by_split[split])
     assert len({s["audio"] for s in specs}) == len(specs)
@@ -146,7 +163,11 @@ def test_gm_plan_splits_by_caption_and_holds_one_font_out() -> None:
 
 
 def test_gm_midi_file_and_slots() -> None:
-    assert gm_instruments.vlq(0) == b"\x00" and gm_instruments.vlq(127) == b"\x7f" and gm_instruments.vlq(128) == b"\x81\x00"
+    assert (
+        gm_instruments.vlq(0) == b"\x00"
+        and gm_instruments.vlq(127) == b"\x7f"
+        and gm_instruments.vlq(128) == b"\x81\x00"
+    )
     assert gm_instruments.vlq(0x0FFFFFFF) == b"\xff\xff\xff\x7f"
     specs = [{"notes": [(0.0, 1.0, 60, 100)]}, {"notes": [(0.0, 0.2, 62, 90), (0.3, 0.2, 64, 90)]}]
     events, windows = gm_instruments.slot_events(specs, "p040")
@@ -163,7 +184,10 @@ def test_gm_midi_file_and_slots() -> None:
 
 def test_freepats_configuration_is_read(tmp_path: Path) -> None:
     cfg = tmp_path / "freepats.cfg"
-    cfg.write_text("dir /usr/share/midi/freepats\n\ndrumset 0\n\n 38\tDrum_000/038_Snare.pat\n\nbank 0\n\n 0\tTone_000/000_Piano.pat amp=120\n 40\tTone_000/040_Violin.pat\n")
+    cfg.write_text(
+        "dir /usr/share/midi/freepats\n\ndrumset 0\n\n 38\tDrum_000/038_Snare.pat\n\nbank 0\n\n "
+        "0\tTone_000/000_Piano.pat amp=120\n 40\tTone_000/040_Violin.pat\n"
+    )
     assert gm_instruments.freepats_sources(cfg) == {0, 40, 128, 128 + 38}
 
 
@@ -173,7 +197,11 @@ def test_write_clip_trims_scales_and_caps(tmp_path: Path) -> None:
     wave = np.concatenate([np.zeros(rate // 2, np.float32), tone, np.zeros(rate, np.float32)])
     assert sound_common.write_clip(tmp_path / "a.wav", wave, max_s=4.0) is None
     out, out_rate = sf.read(tmp_path / "a.wav", dtype="float32")
-    assert out_rate == rate and abs(len(out) - rate) <= 0.03 * rate and np.abs(out).max() == pytest.approx(sound_common.PEAK, abs=1e-3)
+    assert (
+        out_rate == rate
+        and abs(len(out) - rate) <= 0.03 * rate
+        and np.abs(out).max() == pytest.approx(sound_common.PEAK, abs=1e-3)
+    )
     assert sound_common.write_clip(tmp_path / "b.wav", np.tile(tone, 5), max_s=2.0) is None
     assert len(sf.read(tmp_path / "b.wav")[0]) == 2 * rate
     assert sound_common.write_clip(tmp_path / "c.wav", np.zeros(rate, np.float32), max_s=2.0) == "silent"
@@ -181,12 +209,17 @@ def test_write_clip_trims_scales_and_caps(tmp_path: Path) -> None:
 
 
 def test_debian_copyright_stanzas(tmp_path: Path) -> None:
-    text = ("Format: x\n\nFiles: *\nCopyright: someone\nLicense: MIT\n\nFiles: etc/samples/a.flac\n etc/samples/b.flac\n"
-            "Copyright: other\nLicense: CC0\n\nLicense: MIT\n text of the licence\n")
+    text = (
+        "Format: x\n\nFiles: *\nCopyright: someone\nLicense: MIT\n\nFiles: etc/samples/a.flac\n etc/samples/b.flac\n"
+        "Copyright: other\nLicense: CC0\n\nLicense: MIT\n text of the licence\n"
+    )
     (tmp_path / "copyright").write_text(text)
     stanzas = sound_common.dep5_licences(tmp_path / "copyright")
     assert stanzas == [(["*"], "MIT"), (["etc/samples/a.flac", "etc/samples/b.flac"], "CC0")]
-    assert sound_common.licence_of("etc/samples/b.flac", stanzas) == "CC0" and sound_common.licence_of("etc/x.flac", stanzas) == "MIT"
+    assert (
+        sound_common.licence_of("etc/samples/b.flac", stanzas) == "CC0"
+        and sound_common.licence_of("etc/x.flac", stanzas) == "MIT"
+    )
 
 
 def test_sample_library_names_are_captioned_by_the_sound() -> None:
@@ -194,14 +227,23 @@ def test_sample_library_names_are_captioned_by_the_sound() -> None:
     assert dc("Snare Rimshot (Pearl Free Floating Maple 14x3.5)") == "a snare drum rimshot"
     assert dc('Hi-Hat Open (Paiste Alpha Metal edge 14")') == "an open hi-hat" and dc("Closed HH") == "a closed hi-hat"
     assert dc("b3 - low tom") == "a low tom" and dc("Floor Tom") == "a low tom" and dc("Tom Hi") == "a high tom"
-    assert dc("Kick Hard 1", electronic=True) == "an electronic kick drum" and dc("Cowbell", electronic=True) == "a cowbell"
+    assert (
+        dc("Kick Hard 1", electronic=True) == "an electronic kick drum"
+        and dc("Cowbell", electronic=True) == "a cowbell"
+    )
     assert dc("Sabian Hat Choke") is None and dc("Sample: beats_01-10.flac") is None and dc("23") is None
-    assert sample_libraries.sonic_pi_caption("tabla_ghe3") == "a tabla" and sample_libraries.sonic_pi_caption("bd_klub") == "an electronic kick drum"
+    assert (
+        sample_libraries.sonic_pi_caption("tabla_ghe3") == "a tabla"
+        and sample_libraries.sonic_pi_caption("bd_klub") == "an electronic kick drum"
+    )
     assert sample_libraries.sonic_pi_caption("glitch_perc4") == "glitchy electronic percussion"
     assert sample_libraries.sonic_pi_caption("mehackit_robot3") is None  # no name that says what it sounds like
     assert sample_libraries.lmms_caption("drums", "hihat_opened02") == "an open hi-hat"
     assert sample_libraries.lmms_caption("instruments", "violin_pizzicato01") == "a violin played pizzicato"
-    assert sample_libraries.lmms_caption("waveforms", "saw1") is None and sample_libraries.lmms_caption("effects", "start01") is None
+    assert (
+        sample_libraries.lmms_caption("waveforms", "saw1") is None
+        and sample_libraries.lmms_caption("effects", "start01") is None
+    )
 
 
 def test_game_sound_names_drop_mechanics() -> None:
@@ -209,10 +251,18 @@ def test_game_sound_names_drop_mechanics() -> None:
     assert zc("ambient/weather/rain_1.ogg") == "rain" and zc("actor/fauna/animal/horse_select_2.ogg") is None
     assert zc("actor/fauna/animal/elephant_attack_1.ogg") == "an elephant trumpeting"
     assert zc("interface/alarm/alarm_alert_1.ogg") is None and zc("voice/greek/civ/civ_male_attack_1.ogg") is None
-    assert zc("resource/lumbering/lumber_treeexpire_1.ogg") is None and zc("resource/lumbering/lumber_tree_3.ogg") == "an axe chopping wood"
+    assert (
+        zc("resource/lumbering/lumber_treeexpire_1.ogg") is None
+        and zc("resource/lumbering/lumber_tree_3.ogg") == "an axe chopping wood"
+    )
     assert zc("actor/singlesteps/fs_snow_4.ogg") == "a footstep in snow"
-    assert game_sounds.widelands_caption("bird2_03") == "a bird singing" and game_sounds.widelands_caption("click") is None
-    assert game_sounds.widelands_caption("inn_01") == "food frying in a pan" and game_sounds.widelands_caption("message_00") is None
+    assert (
+        game_sounds.widelands_caption("bird2_03") == "a bird singing" and game_sounds.widelands_caption("click") is None
+    )
+    assert (
+        game_sounds.widelands_caption("inn_01") == "food frying in a pan"
+        and game_sounds.widelands_caption("message_00") is None
+    )
     assert all(t == t.lower() for t in list(game_sounds.WARZONE.values()) + list(game_sounds.OPENTTD.values()))
 
 
@@ -240,22 +290,31 @@ def _tone_rows(tmp_path: Path, texts: list[str], seconds: float = 0.5, prefix: s
     for i, text in enumerate(texts):
         path = tmp_path / f"{prefix}{i}.wav"
         rate = sound_common.RATE
-        sf.write(path, (0.2 * np.sin(2 * np.pi * (200 + 50 * i) * np.arange(int(seconds * rate)) / rate)).astype(np.float32), rate)
+        sf.write(
+            path,
+            (0.2 * np.sin(2 * np.pi * (200 + 50 * i) * np.arange(int(seconds * rate)) / rate)).astype(np.float32),
+            rate,
+        )
         rows.append({"audio": str(path), "text": text})
     return rows
 
 
 def test_sound_mixes_plan_keeps_captions_in_training(tmp_path: Path) -> None:
     fg = [t for t in (f"a sound number {i}" for i in range(80)) if split_of(caption_key(t)) == "train"][:20]
-    sets = {"a": _tone_rows(tmp_path, fg[:10], prefix="a"),
-            "b": _tone_rows(tmp_path, fg[10:], prefix="b") + _tone_rows(tmp_path, ["rain", "wind in the leaves"], prefix="bg")}
+    sets = {
+        "a": _tone_rows(tmp_path, fg[:10], prefix="a"),
+        "b": _tone_rows(tmp_path, fg[10:], prefix="b")
+        + _tone_rows(tmp_path, ["rain", "wind in the leaves"], prefix="bg"),
+    }
     jobs = sound_mixes.plan(sets, 50, 50)
     bgs = [j for j in jobs if j["kind"] == "background"]
     pairs = [j for j in jobs if j["kind"] == "pair"]
     assert len(bgs) == 50 and 0 < len(pairs) <= 50
     assert all(j["text"] in fg and not sound_mixes.is_background(j["text"]) for j in bgs)  # captioned by the foreground
     assert all(split_of(caption_key(j["text"])) == "train" and " and " in j["text"] for j in pairs)
-    assert all(j["parts"][1] == sound_mixes.ROOM_TONE or Path(j["parts"][1]).name in ("bg0.wav", "bg1.wav") for j in bgs)
+    assert all(
+        j["parts"][1] == sound_mixes.ROOM_TONE or Path(j["parts"][1]).name in ("bg0.wav", "bg1.wav") for j in bgs
+    )
     assert sound_mixes.plan(sets, 50, 50) == jobs
     for job in bgs[:3] + pairs[:3]:
         wave = sound_mixes.mix(job)
@@ -264,11 +323,17 @@ def test_sound_mixes_plan_keeps_captions_in_training(tmp_path: Path) -> None:
 
 def test_background_mix_snr(tmp_path: Path) -> None:
     rows = _tone_rows(tmp_path, ["a beep", "rain"], seconds=1.0)
-    job = {"kind": "background", "parts": [rows[0]["audio"], rows[1]["audio"]], "text": "a beep", "snr_db": 10.0, "seed": 1}
+    job = {
+        "kind": "background",
+        "parts": [rows[0]["audio"], rows[1]["audio"]],
+        "text": "a beep",
+        "snr_db": 10.0,
+        "seed": 1,
+    }
     wave = sound_mixes.mix(job)
     fg = sound_mixes.load(rows[0]["audio"])
     bg_only = wave[:3000]  # the foreground starts 0.2-1 s in: before that, the background alone
-    assert sound_mixes.rms(fg) / sound_mixes.rms(bg_only) == pytest.approx(10 ** 0.5, rel=0.1)
+    assert sound_mixes.rms(fg) / sound_mixes.rms(bg_only) == pytest.approx(10**0.5, rel=0.1)
     assert sound_mixes.is_background("waves on a seashore") and sound_mixes.is_background("wind in the leaves")
     assert not sound_mixes.is_background("a square wave synth lead") and not sound_mixes.is_background("wind chimes")
     tone = sound_mixes.room_tone(16000, np.random.default_rng(0))

@@ -31,7 +31,9 @@ def built(tmp_path_factory, tiny):
     base = tmp_path_factory.mktemp("engine")
     root = make_media(base / "media", images=12, audio=6, texts=5)
     os.utime(root / "pics/img0.jpg", (1_500_000_000, 1_500_000_000))  # 2017: for the date filters
-    labels = write_text(base / "labels.txt", "a dog\na cat on a sofa\nrain on a window\n50% off_sale; DROP TABLE items\n")
+    labels = write_text(
+        base / "labels.txt", "a dog\na cat on a sofa\nrain on a window\n50% off_sale; DROP TABLE items\n"
+    )
     indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, shard_size=5, texts=[str(labels)]))
     return root, labels
 
@@ -66,7 +68,10 @@ def assert_same(hits, reference, tie: float = 1e-5) -> None:
     for hit, (ref_id, ref_score) in zip(hits, reference):
         if hit.id != ref_id:
             assert abs(hit.score - ref_score) <= tie, (hit.id, ref_id)
-            assert hit.id in [i for i, s in reference if abs(s - ref_score) <= 2 * tie] or abs(reference[-1][1] - ref_score) <= tie
+            assert (
+                hit.id in [i for i, s in reference if abs(s - ref_score) <= 2 * tie]
+                or abs(reference[-1][1] - ref_score) <= tie
+            )
     assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
 
 
@@ -82,7 +87,9 @@ QUERIES = {
 def test_every_direction_matches_brute_force(engine, built, tiny, source: str, target: str) -> None:
     root, _ = built
     query = QUERIES[source](root)
-    vector = {"text": tiny.encode_text, "image": tiny.encode_image, "audio": tiny.encode_audio}[source]([query[source]])[0]
+    vector = {"text": tiny.encode_text, "image": tiny.encode_image, "audio": tiny.encode_audio}[source](
+        [query[source]]
+    )[0]
     hits = engine.search(**query, to=target, k=7)
     assert all(h.modality == target for h in hits)
     assert_same(hits, brute_force(root, target, vector, 7))
@@ -115,17 +122,20 @@ def _row_path(row) -> str:
     return unescape_path(row.path)
 
 
-@pytest.mark.parametrize("filters, keep", [
-    ({"path": "photos/*"}, lambda r: fnmatch.fnmatchcase(_row_path(r), "photos/*")),
-    ({"path": "*img1*"}, lambda r: "img1" in _row_path(r)),
-    ({"path": "pics/img?.JPG"}, lambda r: False),  # globs are case-sensitive
-    ({"ext": ["JPG"]}, lambda r: r.ext == "jpg"),
-    ({"ext": ".png"}, lambda r: r.ext == "png"),
-    ({"min_size": 6000}, lambda r: r.size >= 6000),
-    ({"max_size": 6000, "ext": "png"}, lambda r: r.size <= 6000 and r.ext == "png"),
-    ({"before": "2018-01-01"}, lambda r: r.mtime_ns < datetime(2018, 1, 1).timestamp() * 1e9),
-    ({"after": datetime(2018, 1, 1)}, lambda r: r.mtime_ns >= datetime(2018, 1, 1).timestamp() * 1e9),
-])
+@pytest.mark.parametrize(
+    "filters, keep",
+    [
+        ({"path": "photos/*"}, lambda r: fnmatch.fnmatchcase(_row_path(r), "photos/*")),
+        ({"path": "*img1*"}, lambda r: "img1" in _row_path(r)),
+        ({"path": "pics/img?.JPG"}, lambda r: False),  # globs are case-sensitive
+        ({"ext": ["JPG"]}, lambda r: r.ext == "jpg"),
+        ({"ext": ".png"}, lambda r: r.ext == "png"),
+        ({"min_size": 6000}, lambda r: r.size >= 6000),
+        ({"max_size": 6000, "ext": "png"}, lambda r: r.size <= 6000 and r.ext == "png"),
+        ({"before": "2018-01-01"}, lambda r: r.mtime_ns < datetime(2018, 1, 1).timestamp() * 1e9),
+        ({"after": datetime(2018, 1, 1)}, lambda r: r.mtime_ns >= datetime(2018, 1, 1).timestamp() * 1e9),
+    ],
+)
 def test_filters_match_brute_force(engine, built, tiny, filters, keep) -> None:
     root, _ = built
     vector = tiny.encode_text(["stripes"])[0]
@@ -137,12 +147,14 @@ def test_duration_filter_and_k_results_despite_filtering(engine, built, tiny) ->
     root, _ = built
     vector = tiny.encode_text(["bell"])[0]
     hits = engine.search(text="bell", to="audio", k=3, min_duration=0.5, max_duration=2.0)
-    assert_same(hits, brute_force(root, "audio", vector, 3, lambda r: r.duration is not None and 0.5 <= r.duration <= 2.0))
+    assert_same(
+        hits, brute_force(root, "audio", vector, 3, lambda r: r.duration is not None and 0.5 <= r.duration <= 2.0)
+    )
     assert len(hits) == 3
     assert engine.search(text="bell", to="audio", min_duration=5) == []
 
 
-@pytest.mark.parametrize("glob", ["'; DROP TABLE items; --", "50%", "off_sale", "%", "_", "*\\*", "a\"b", "caf\udce9*"])
+@pytest.mark.parametrize("glob", ["'; DROP TABLE items; --", "50%", "off_sale", "%", "_", "*\\*", 'a"b', "caf\udce9*"])
 def test_hostile_globs_change_only_the_results(engine, built, glob: str) -> None:
     hits = engine.search(text="x", to="text", k=50, path=glob)
     assert hits == [] or all(fnmatch.fnmatchcase(h.path, glob) for h in hits)
@@ -168,17 +180,20 @@ def test_search_batch_equals_single_searches(engine, built) -> None:
     assert [[h.id for h in hits] for hits in batch] == [[h.id for h in hits] for hits in singles]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"text": ""}, "empty text query"),
-    ({}, "empty query"),
-    ({"text": "a", "k": 0}, "k must be a positive"),
-    ({"image": "/no/such.jpg"}, "not found"),
-    ({"text": "a", "to": "video"}, "unknown target modality"),
-    ({"text": "a", "after": "last week"}, "ISO date"),
-    ({"text": "a", "colour": "red"}, "unknown search option"),
-    ({"vector": [1.0, 2.0]}, "finite numbers"),
-    ({"text": ["a", Weighted("a", -1.0)]}, "cancel out"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"text": ""}, "empty text query"),
+        ({}, "empty query"),
+        ({"text": "a", "k": 0}, "k must be a positive"),
+        ({"image": "/no/such.jpg"}, "not found"),
+        ({"text": "a", "to": "video"}, "unknown target modality"),
+        ({"text": "a", "after": "last week"}, "ISO date"),
+        ({"text": "a", "colour": "red"}, "unknown search option"),
+        ({"vector": [1.0, 2.0]}, "finite numbers"),
+        ({"text": ["a", Weighted("a", -1.0)]}, "cancel out"),
+    ],
+)
 def test_bad_queries_say_what_is_wrong(engine, kwargs, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         engine.search(**kwargs)
@@ -234,21 +249,26 @@ def test_cli_search_json_paths_and_table(built, engine) -> None:
     assert {"rank", "score", "id", "modality", "path", "text"} <= set(hits[0])
     ref = engine.search(text="a dog on a beach", to="image", k=3)
     assert [h["id"] for h in hits] == [h.id for h in ref]
-    paths = cli("search", "--image", str(root / "pics/img0.jpg"), "--to", "text", "--paths", "-k", "2", "--ext", "txt", cwd=root)
+    paths = cli(
+        "search", "--image", str(root / "pics/img0.jpg"), "--to", "text", "--paths", "-k", "2", "--ext", "txt", cwd=root
+    )
     assert paths.exit_code == 0, paths.output
     assert all(Path(p).suffix == ".txt" for p in paths.stdout.split())
     table = cli("search", "rain^0.7", "--text", "sun^-0.2", "--to", "audio", "--min-size", "1K", cwd=root / "sounds")
     assert table.exit_code == 0 and "== audio ==" in table.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["search", "a", "--index", "{tmp}"], "no xmr index"),
-    (["search", "--image", "{tmp}/none.jpg", "--index", "{index}"], "not found"),
-    (["search", "", "--index", "{index}"], "empty text query"),
-    (["search", "a", "-k", "0", "--index", "{index}"], "k must be"),
-    (["search", "a", "--min-size", "lots", "--index", "{index}"], "--min-size"),
-    (["search", "--image", "{root}/notes/note0.txt", "--index", "{index}"], "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "a", "--index", "{tmp}"], "no xmr index"),
+        (["search", "--image", "{tmp}/none.jpg", "--index", "{index}"], "not found"),
+        (["search", "", "--index", "{index}"], "empty text query"),
+        (["search", "a", "-k", "0", "--index", "{index}"], "k must be"),
+        (["search", "a", "--min-size", "lots", "--index", "{index}"], "--min-size"),
+        (["search", "--image", "{root}/notes/note0.txt", "--index", "{index}"], "cannot be read"),
+    ],
+)
 def test_cli_errors_are_one_line(built, tmp_path: Path, args: list[str], message: str) -> None:
     root, _ = built
     args = [a.format(tmp=tmp_path, index=root / ".xmr", root=root) for a in args]
@@ -286,11 +306,23 @@ def test_cli_info_and_doctor(tmp_path: Path, tiny) -> None:
 def test_cli_search_as_a_real_process(built) -> None:
     root, _ = built
     env = {**os.environ, "XMR_INDEX": str(root / ".xmr")}
-    proc = subprocess.run([sys.executable, "-m", "cli", "search", "a note", "--to", "text", "--json", "-k", "2"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "search", "a note", "--to", "text", "--json", "-k", "2"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     hits = json.loads(proc.stdout)
     assert len(hits) == 2 and hits[0]["modality"] == "text"
-    bad = subprocess.run([sys.executable, "-m", "cli", "search", "--audio", "/no/such.wav"], capture_output=True, text=True,
-                         cwd=ROOT, env=env, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cli", "search", "--audio", "/no/such.wav"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 1 and bad.stderr.strip() == "xmr: error: query audio file not found: /no/such.wav"

@@ -32,10 +32,13 @@ except Exception as exc:
 """
 
 
-@pytest.mark.parametrize("limit, message", [
-    (100_000, "ShardError: cannot write shard"),  # room for SQLite's pages, not for the grown shard (1000 x 128 B)
-    (20_000, "StoreError: cannot open database"),  # not even room for SQLite's shared-memory file
-])
+@pytest.mark.parametrize(
+    "limit, message",
+    [
+        (100_000, "ShardError: cannot write shard"),  # room for SQLite's pages, not for the grown shard (1000 x 128 B)
+        (20_000, "StoreError: cannot open database"),  # not even room for SQLite's shared-memory file
+    ],
+)
 def test_write_errors_leave_the_last_state_readable(tmp_path: Path, tiny, limit: int, message: str) -> None:
     root = make_media(tmp_path / "media", images=6, audio=2, texts=2)
     before = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0)).counts
@@ -43,8 +46,9 @@ def test_write_errors_leave_the_last_state_readable(tmp_path: Path, tiny, limit:
     new = 1000
     for n in range(new):
         write_image(root / "new" / f"{n}.png", seed=500 + n, size=16)
-    proc = subprocess.run([sys.executable, "-c", LIMITED, str(root), str(limit)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(root), str(limit)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout.startswith(message), proc.stdout
     assert "File too large" in proc.stdout or "disk I/O error" in proc.stdout
@@ -59,9 +63,11 @@ def test_write_errors_leave_the_last_state_readable(tmp_path: Path, tiny, limit:
 
 def test_searches_while_indexing_never_fail(tmp_path: Path, tiny) -> None:
     root = make_media(tmp_path / "media", images=120, audio=10, texts=10)
-    child = ("import sys, indexer, retrieval\n"
-             "enc = retrieval.create_model('xmr-tiny', device='cpu')\n"
-             "indexer.index_folder(sys.argv[1], enc, indexer.IndexOptions(workers=1, batch_size=8, checkpoint_items=8))\n")
+    child = (
+        "import sys, indexer, retrieval\n"
+        "enc = retrieval.create_model('xmr-tiny', device='cpu')\n"
+        "indexer.index_folder(sys.argv[1], enc, indexer.IndexOptions(workers=1, batch_size=8, checkpoint_items=8))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", child, str(root)], cwd=ROOT)
     seen, errors = [], []
     deadline = time.monotonic() + 240
@@ -112,7 +118,9 @@ def test_edited_manifest_and_missing_database(tmp_path: Path, tiny) -> None:
     with pytest.raises(indexer.IndexCorruptError, match="manifest .* is damaged"):
         Engine.open(root)
     assert "damaged" in _cli("doctor", "--index", str(root / ".xmr")).output
-    assert _cli("doctor", "--index", str(root / ".xmr"), "--fix").exit_code == 0  # restored from the copy in the database
+    assert (
+        _cli("doctor", "--index", str(root / ".xmr"), "--fix").exit_code == 0
+    )  # restored from the copy in the database
     assert json.loads(manifest.read_text())["model"] == "xmr-tiny"
     (root / ".xmr/items.db").unlink()
     for extra in ("-wal", "-shm"):

@@ -108,7 +108,15 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_indexed(tmp_path: Path,
     os.symlink(root / "nowhere.png", root / "broken.png")
     summary = run(root, tiny)
     reasons = {Path(s["path"]).name: s["reason"] for s in summary.skipped}
-    assert set(reasons) == {"truncated.png", "empty.jpg", "text.jpg", "noise.wav", "blank.txt", "photo.heic", "broken.png"}
+    assert set(reasons) == {
+        "truncated.png",
+        "empty.jpg",
+        "text.jpg",
+        "noise.wav",
+        "blank.txt",
+        "photo.heic",
+        "broken.png",
+    }
     assert "truncated" in reasons["truncated.png"] or "corrupt" in reasons["truncated.png"]
     assert "0 bytes" in reasons["empty.jpg"]
     assert "not an image" in reasons["text.jpg"]
@@ -173,7 +181,9 @@ def test_texts_file_items_follow_the_file(tmp_path: Path, tiny) -> None:
     other.unlink()
     assert run(root, tiny).counts == {"image": 2}  # none given: none stay
     assert_consistent(root / ".xmr")
-    jsonl = write_text(tmp_path / "caps.jsonl", json.dumps({"text": "a red car"}) + "\n" + json.dumps({"text": "snow"}) + "\n")
+    jsonl = write_text(
+        tmp_path / "caps.jsonl", json.dumps({"text": "a red car"}) + "\n" + json.dumps({"text": "snow"}) + "\n"
+    )
     assert run(root, tiny, texts=[str(jsonl)]).counts == {"image": 2, "text": 2}
     store.close()
     assert_consistent(root / ".xmr")
@@ -248,7 +258,9 @@ def test_cli_index_json(tmp_path: Path) -> None:
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"added", "updated", "moved", "removed", "unchanged", "skipped", "counts"} <= set(summary)
     assert summary["added"] == 4 and summary["counts"] == {"image": 2, "audio": 1, "text": 1}
-    assert summary["skipped"] == [{"path": str(root / "bad.png"), "reason": "not an image in a known format (unrecognised or damaged header)"}]
+    assert summary["skipped"] == [
+        {"path": str(root / "bad.png"), "reason": "not an image in a known format (unrecognised or damaged header)"}
+    ]
     missing = CliRunner().invoke(app, ["index", str(tmp_path / "nope")])
     assert missing.exit_code != 0 and "not a folder" in missing.output
 
@@ -270,8 +282,12 @@ def _index_and_kill(root: Path, index_dir: Path, after: int) -> bool:
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(index_dir)], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(root), str(index_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     killed = False
     for line in proc.stdout:
         if line.startswith("finished"):

@@ -50,7 +50,9 @@ def _v1_index(tmp_path: Path, db_url: str) -> tuple[Path, Path]:
         import psycopg
 
         dump = (FIXTURE / "postgres.sql").read_text().replace(OLD_ROOT, str(media))
-        dump = "\n".join(line for line in dump.splitlines() if not line.startswith("\\"))  # psql's own commands (\restrict)
+        dump = "\n".join(
+            line for line in dump.splitlines() if not line.startswith("\\")
+        )  # psql's own commands (\restrict)
         with psycopg.connect(dbname=db_url.rsplit("/", 1)[1], autocommit=True) as conn:
             conn.execute(dump)
     else:
@@ -85,7 +87,9 @@ def test_a_v1_index_upgrades_in_place_with_nothing_lost(tmp_path: Path, tiny, db
         assert (hit.id, hit.path) == (item_id, str(media / path))
     assert _schema_version(url) == 2
     labels = str(tmp_path / "media-labels.txt")
-    summary = indexer.index_folder(media, Fixed(tiny), indexer.IndexOptions(workers=0, index_dir=str(index), texts=[labels]))
+    summary = indexer.index_folder(
+        media, Fixed(tiny), indexer.IndexOptions(workers=0, index_dir=str(index), texts=[labels])
+    )
     assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (0, 0, 0, 12)
     assert summary.counts == COUNTS
     manifest = read_manifest(Layout(index))

@@ -50,7 +50,9 @@ def test_each_modality_shape_norm_determinism_and_batching(model) -> None:
         assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
         assert np.array_equal(vecs, model.encode(modality, inputs[modality])), "encoding must be deterministic"
         single = model.encode(modality, inputs[modality][3:4])
-        assert np.abs(single - vecs[3:4]).max() < 1e-4, f"{modality}: batch of 1 differs from the same item in a batch of 8"
+        assert np.abs(single - vecs[3:4]).max() < 1e-4, (
+            f"{modality}: batch of 1 differs from the same item in a batch of 8"
+        )
         assert np.abs(vecs[0] - vecs[1]).max() > 1e-4, f"{modality}: different inputs gave the same vector"
 
 
@@ -68,7 +70,9 @@ def test_preprocessed_batches_equal_raw_items(tiny) -> None:
 
     waves = np.stack([sine(300, 1.0, 16000), sine(900, 1.0, 16000)])
     assert np.allclose(tiny.encode_audio(torch.from_numpy(waves)), tiny.encode_audio([w for w in waves]), atol=1e-6)
-    assert np.allclose(tiny.encode_audio([(sine(300, 1.0, 8000), 8000)]), tiny.encode_audio([(sine(300, 1.0, 8000), 8000)]))
+    assert np.allclose(
+        tiny.encode_audio([(sine(300, 1.0, 8000), 8000)]), tiny.encode_audio([(sine(300, 1.0, 8000), 8000)])
+    )
 
 
 def test_long_text_is_chunked_and_averaged(tiny) -> None:

@@ -15,7 +15,6 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-import indexer
 from retrieval import Engine
 from tests.helpers import RATE, make_media, write_image
 from tests.test_indexer import run
@@ -31,8 +30,13 @@ def _cli(*args: str):
 
 def _xmr(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``xmr ARGS`` as a real subprocess, stdout as bytes."""
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, timeout=180, cwd=cwd or ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        capture_output=True,
+        timeout=180,
+        cwd=cwd or ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 def test_odd_file_names_print_in_every_mode_on_a_strict_utf8_terminal(tmp_path: Path, tiny) -> None:
@@ -97,24 +101,32 @@ def test_benchmarks_write_to_the_current_folder_by_default(tmp_path: Path, monke
 
 def test_the_cli_no_longer_forces_offline_mode(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    probe = ("import os, sys\nfrom cli import app\n"
-             "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "print('HF_HUB_OFFLINE=' + str(os.environ.get('HF_HUB_OFFLINE')))\n")
-    for args, expected in ((["doctor", "--index", str(tmp_path)], "None"), (["doctor", "--index", str(tmp_path), "--offline"], "1")):
-        proc = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    probe = (
+        "import os, sys\nfrom cli import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('HF_HUB_OFFLINE=' + str(os.environ.get('HF_HUB_OFFLINE')))\n"
+    )
+    for args, expected in (
+        (["doctor", "--index", str(tmp_path)], "None"),
+        (["doctor", "--index", str(tmp_path), "--offline"], "1"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+        )
         assert proc.stdout.strip().splitlines()[-1] == f"HF_HUB_OFFLINE={expected}", proc.stderr
 
 
-def test_pretrained_weights_in_the_cache_load_without_the_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_weights_in_the_cache_load_without_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An open_clip tag whose weights lie in the Hugging Face cache loads through open_clip's own
     loading with the hub offline (the tests never reach the network)."""
+    import huggingface_hub
     import open_clip
     import torch
     from open_clip import pretrained as registry
 
     from retrieval import create_model
-
-    import huggingface_hub
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf/hub"))
@@ -125,7 +137,9 @@ def test_pretrained_weights_in_the_cache_load_without_the_network(tmp_path: Path
     torch.save(source.model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
     (tmp_path / "hf/hub/models--xmr-test--tiny-clip/refs").mkdir()
     (tmp_path / "hf/hub/models--xmr-test--tiny-clip/refs/main").write_text("0123456789abcdef")
-    monkeypatch.setitem(registry._PRETRAINED, "xmr-openclip-tiny", {"cached": registry._pcfg(hf_hub="xmr-test/tiny-clip/")})
+    monkeypatch.setitem(
+        registry._PRETRAINED, "xmr-openclip-tiny", {"cached": registry._pcfg(hf_hub="xmr-test/tiny-clip/")}
+    )
     assert "cached" in open_clip.list_pretrained_tags_by_model("xmr-openclip-tiny")
     loaded = create_model("openclip:xmr-openclip-tiny/cached", device="cpu")
     texts = ["a dog", "a cat"]
@@ -135,7 +149,9 @@ def test_pretrained_weights_in_the_cache_load_without_the_network(tmp_path: Path
 def test_the_small_print(tmp_path: Path, tiny) -> None:
     root = make_media(tmp_path / "media", images=2, audio=1, texts=1)
     empty = _cli("search", "--index", str(root))
-    assert empty.exit_code == 2 and "--text" in empty.output and "--image" in empty.output and "text=" not in empty.output
+    assert (
+        empty.exit_code == 2 and "--text" in empty.output and "--image" in empty.output and "text=" not in empty.output
+    )
     run(root, tiny)
     info = _cli("info", "--index", str(root))
     last = next(line for line in info.output.splitlines() if line.startswith("last run"))

@@ -25,7 +25,7 @@ from indexer.shards import ShardSet
 from indexer.store import Store
 from retrieval import Engine
 from tests.helpers import WithFaults, make_media, touch_later, write_image, write_text
-from tests.test_indexer import assert_consistent, run, stored
+from tests.test_indexer import assert_consistent, run
 
 ROOT = Path(__file__).parent.parent
 
@@ -68,7 +68,9 @@ def test_a_killed_decode_worker_is_replaced_and_the_run_completes(tmp_path: Path
                 killed.append(pids[0])
 
     def work() -> None:
-        result["summary"] = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=1, batch_size=8), progress=progress)
+        result["summary"] = indexer.index_folder(
+            root, tiny, indexer.IndexOptions(workers=1, batch_size=8), progress=progress
+        )
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
@@ -119,25 +121,39 @@ def test_readme_snippet_runs_as_a_plain_script(tmp_path: Path) -> None:
 
     root = make_media(tmp_path / "media", images=4, audio=1, texts=1)
     script = tmp_path / "snippet.py"
-    script.write_text("import indexer, retrieval\n"
-                      "model = retrieval.create_model('xmr-tiny', device='cpu')\n"
-                      f"summary = indexer.index_folder({str(root)!r}, model, indexer.IndexOptions(workers=2))\n"
-                      "print(summary.counts)\n")
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    script.write_text(
+        "import indexer, retrieval\n"
+        "model = retrieval.create_model('xmr-tiny', device='cpu')\n"
+        f"summary = indexer.index_folder({str(root)!r}, model, indexer.IndexOptions(workers=2))\n"
+        "print(summary.counts)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "'image': 4" in proc.stdout
 
 
 # --- 2. text with NUL bytes, any encoding ------------------------------------------------
-@pytest.mark.parametrize("data, expected", [
-    ("a note about rain".encode("utf-16"), "a note about rain"),
-    ("a note about rain".encode("utf-16-be"), "a note about rain"),  # no BOM, NULs: UTF-8 with NULs dropped would garble
-    (b"\xef\xbb\xbfcaf\xc3\xa9", "café"),
-    ("café".encode("utf-32"), "café"),
-    ("naïve résumé".encode("cp1252"), "naïve résumé"),
-    (b"nul\x00in\x00utf8", "nulinutf8"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ("a note about rain".encode("utf-16"), "a note about rain"),
+        (
+            "a note about rain".encode("utf-16-be"),
+            "a note about rain",
+        ),  # no BOM, NULs: UTF-8 with NULs dropped would garble
+        (b"\xef\xbb\xbfcaf\xc3\xa9", "café"),
+        ("café".encode("utf-32"), "café"),
+        ("naïve résumé".encode("cp1252"), "naïve résumé"),
+        (b"nul\x00in\x00utf8", "nulinutf8"),
+    ],
+)
 def test_text_is_decoded_by_its_bom_and_loses_nul_bytes(data: bytes, expected: str) -> None:
     got = decode_text(data)
     assert got == expected and "\x00" not in got
@@ -208,8 +224,14 @@ def test_a_folder_that_cannot_be_listed_keeps_its_rows(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def index(allow: bool = False) -> str:
-        proc = subprocess.run([*UNPRIVILEGED, sys.executable, "-c", INDEX_AS_NOBODY, str(root), "1" if allow else "0"],
-                              capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
+        proc = subprocess.run(
+            [*UNPRIVILEGED, sys.executable, "-c", INDEX_AS_NOBODY, str(root), "1" if allow else "0"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip().splitlines()[-1]
 
@@ -220,7 +242,10 @@ def test_a_folder_that_cannot_be_listed_keeps_its_rows(tmp_path: Path) -> None:
     finally:
         os.chmod(root / "photos", 0o755)
     assert summary["removed"] == 0 and summary["kept"] == 4
-    assert any(s["path"].endswith("photos") and "cannot list folder: Permission denied" in s["reason"] for s in summary["skipped"])
+    assert any(
+        s["path"].endswith("photos") and "cannot list folder: Permission denied" in s["reason"]
+        for s in summary["skipped"]
+    )
     assert summary["counts"] == {"image": 8, "audio": 2, "text": 2}
 
 
@@ -253,7 +278,11 @@ def test_doctor_fix_replays_the_options_the_index_was_built_with(tmp_path: Path,
     fixed = _cli("doctor", "--index", str(root / ".xmr"), "--fix", "--json")
     assert fixed.exit_code == 0, fixed.output
     report = check_index(root / ".xmr")
-    assert report.ok and report.counts == {"image": 4, "audio": 1, "text": 3}  # secret.png still left out, the labels back
+    assert report.ok and report.counts == {
+        "image": 4,
+        "audio": 1,
+        "text": 3,
+    }  # secret.png still left out, the labels back
     rows = Store.of_index(db_url, read_manifest(Layout(root / ".xmr")))
     assert not [r for r in rows.items(FILE) if "private" in r.path]
     assert sorted(r.text for r in rows.items(TEXT_LINE)) == ["a cat", "a dog"]
@@ -310,8 +339,15 @@ def test_absurd_headers_are_refused_before_the_samples_are_read(tmp_path: Path, 
     sf.write(wide, np.zeros((100, 1024), np.float32), 8000, subtype="PCM_16")
     fast = tmp_path / "fast.wav"
     body = b"\x00\x00" * 1000
-    fast.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 50_000_000, 100_000_000, 2, 16)
-                     + b"data" + struct.pack("<I", len(body)) + body)
+    fast.write_bytes(
+        b"RIFF"
+        + struct.pack("<I", 36 + len(body))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 50_000_000, 100_000_000, 2, 16)
+        + b"data"
+        + struct.pack("<I", len(body))
+        + body
+    )
     for path, fragment in ((wide, "1024 channels"), (fast, "sample rate of 50000000 Hz")):
         result = decode((0, str(path), "audio", tiny.preprocess_audio))
         assert not result.ok and fragment in result.reason, result.reason
@@ -334,12 +370,16 @@ def test_a_huge_image_file_is_not_read_whole(tmp_path: Path, tiny) -> None:
     with open(huge, "wb") as f:
         f.write(data)
         f.truncate(2 << 30)
-    child = ("import sys, resource, retrieval; from indexer.decode import decode\n"
-             "pre = retrieval.create_model('xmr-tiny', device='cpu').preprocess_image\n"
-             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-             "r = decode((0, sys.argv[1], 'image', pre))\n"
-             "print(r.ok, r.reason, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
-    out = subprocess.run([sys.executable, "-c", child, str(huge)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    child = (
+        "import sys, resource, retrieval; from indexer.decode import decode\n"
+        "pre = retrieval.create_model('xmr-tiny', device='cpu').preprocess_image\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "r = decode((0, sys.argv[1], 'image', pre))\n"
+        "print(r.ok, r.reason, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(huge)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     ok, *words = out.stdout.split()
     assert ok == "False" and "image too large" in " ".join(words), out.stdout + out.stderr
     assert int(words[-1]) < 200, f"grew {words[-1]} MB decoding a refused image"

@@ -44,3 +44,21 @@ def test_spoken_digits_by_an_unseen_speaker(mini) -> None:
     picked = np.argmax(audio @ words.T, axis=1)
     accuracy = float(np.mean(picked == np.array([d for _, d in clips])))
     assert accuracy >= 0.5, f"digit R@1 {accuracy:.2f} (chance 0.10)"
+
+
+def test_packaged_weights_are_verified_against_their_recorded_sha256(tmp_path, monkeypatch) -> None:
+    import json
+    import shutil
+
+    from retrieval import registry
+
+    assert json.loads((registry.WEIGHTS_DIR / "xmr-mini.json").read_text())["sha256"]
+    copy = tmp_path / "weights"
+    shutil.copytree(registry.WEIGHTS_DIR, copy)
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", copy)
+    assert resolve("xmr-mini").trained  # intact: loads
+    data = bytearray((copy / "xmr-mini.safetensors").read_bytes())
+    data[-100] ^= 0xFF  # one flipped bit deep in a tensor: still loads, wrongly, without the check
+    (copy / "xmr-mini.safetensors").write_bytes(bytes(data))
+    with pytest.raises(registry.DamagedWeightsError, match="damaged or replaced.*reinstall xmr"):
+        resolve("xmr-mini")

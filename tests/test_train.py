@@ -78,8 +78,19 @@ def shapes_manifest(tmp_path_factory) -> Path:
 
 
 def _config(manifest: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(data=[str(manifest)], val=[str(manifest)], out=str(out), model="xmr-tiny-image", modalities=["image"],
-                epochs=40, batch_size=16, lr=3e-3, warmup_steps=5, threads=1, save_every_minutes=1e9)
+    base = dict(
+        data=[str(manifest)],
+        val=[str(manifest)],
+        out=str(out),
+        model="xmr-tiny-image",
+        modalities=["image"],
+        epochs=40,
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=5,
+        threads=1,
+        save_every_minutes=1e9,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -162,12 +173,16 @@ def test_media_cache_is_kept_per_manifest_and_matches_direct_decoding(tmp_path: 
     rows = [r for m in manifests for r in read_manifest(m)]
     pairs = load_pairs(rows, "audio", cache, pre)
     after = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    assert len(first) == 1 and len(after) == 2 and all(after[k] == v for k, v in first.items()), "the first manifest's cache is reused"
+    assert len(first) == 1 and len(after) == 2 and all(after[k] == v for k, v in first.items()), (
+        "the first manifest's cache is reused"
+    )
     good = [r for r in rows if "broken" not in r["text"]]
     assert len(pairs) == len(good) == 5 and pairs.sources == [r["source"] for r in good]
     assert [pairs.texts[c] for c in pairs.caption] == [r["text"] for r in good]
     for i, row in enumerate(good):
-        np.testing.assert_array_equal(pairs.audio[pairs.offsets[i]:pairs.offsets[i + 1]], _load_clip(row["path"], pre))
+        np.testing.assert_array_equal(
+            pairs.audio[pairs.offsets[i] : pairs.offsets[i + 1]], _load_clip(row["path"], pre)
+        )
     again = load_pairs(rows, "audio", tmp_path / "fresh", pre)
     np.testing.assert_array_equal(again.audio, pairs.audio)
     np.testing.assert_array_equal(again.offsets, pairs.offsets)
@@ -279,9 +294,18 @@ def test_selection_by_sources_weighs_each_source_alike(shapes_manifest: Path, tm
     from retrieval.metrics import source_score
 
     by_source = {
-        "big": {"text->audio": {"R@1": 40.0, "R@10": 80.0, "queries": 900}, "audio->text": {"R@1": 20.0, "R@10": 60.0, "queries": 1000}},
-        "digits": {"text->audio": {"R@1": 100.0, "R@10": 100.0, "queries": 10}, "audio->text": {"R@1": 50.0, "R@10": 100.0, "queries": 500}},
-        "five clips": {"text->audio": {"R@1": 0.0, "R@10": 100.0, "queries": 5}, "audio->text": {"R@1": 0.0, "R@10": 100.0, "queries": 5}},
+        "big": {
+            "text->audio": {"R@1": 40.0, "R@10": 80.0, "queries": 900},
+            "audio->text": {"R@1": 20.0, "R@10": 60.0, "queries": 1000},
+        },
+        "digits": {
+            "text->audio": {"R@1": 100.0, "R@10": 100.0, "queries": 10},
+            "audio->text": {"R@1": 50.0, "R@10": 100.0, "queries": 500},
+        },
+        "five clips": {
+            "text->audio": {"R@1": 0.0, "R@10": 100.0, "queries": 5},
+            "audio->text": {"R@1": 0.0, "R@10": 100.0, "queries": 5},
+        },
     }
     assert source_score(by_source) == pytest.approx(((60 + 40) / 2 + (100 + 75) / 2) / 2)  # five clips left out
     assert source_score({"five clips": by_source["five clips"]}) == pytest.approx(50.0)  # unless nothing else is there
@@ -300,7 +324,9 @@ def test_selection_by_sources_weighs_each_source_alike(shapes_manifest: Path, tm
 def test_resume_refuses_other_data(shapes_manifest: Path, tmp_path: Path) -> None:
     Trainer(_config(shapes_manifest, tmp_path / "run", max_steps=2, epochs=1)).run()
     other = tmp_path / "other.jsonl"
-    other.write_text("\n".join(shapes_manifest.read_text().splitlines()[:20]).replace('"img/', f'"{shapes_manifest.parent}/img/'))
+    other.write_text(
+        "\n".join(shapes_manifest.read_text().splitlines()[:20]).replace('"img/', f'"{shapes_manifest.parent}/img/')
+    )
     with pytest.raises(ValueError, match="other data"):
         Trainer(_config(other, tmp_path / "run", val=[], max_steps=4, epochs=1)).resume()
 
@@ -313,7 +339,7 @@ def tones_manifest(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("tones")
     with open(root / "pairs.jsonl", "w") as f:
-        for i, freq in enumerate((150, 300, 600, 1200, 2400, 4800)):
+        for freq in (150, 300, 600, 1200, 2400, 4800):
             for k in range(3):
                 name = f"tone-{freq}-{k}.wav"
                 sf.write(root / name, sine(freq * (1 + 0.02 * k), 0.6 + 0.1 * k, 16000), 16000)
@@ -324,9 +350,20 @@ def tones_manifest(tmp_path_factory) -> Path:
 def test_bind_an_audio_tower_into_an_open_clip_text_space(tones_manifest: Path, tmp_path: Path) -> None:
     from retrieval import create_model
 
-    cfg = TrainConfig(data=[str(tones_manifest)], val=[str(tones_manifest)], out=str(tmp_path / "bind"), model="xmr-tiny",
-                      into="openclip:xmr-openclip-tiny", modalities=["audio"], epochs=30, audio_batch_size=6, lr=3e-3,
-                      warmup_steps=3, threads=1, max_steps=40)
+    cfg = TrainConfig(
+        data=[str(tones_manifest)],
+        val=[str(tones_manifest)],
+        out=str(tmp_path / "bind"),
+        model="xmr-tiny",
+        into="openclip:xmr-openclip-tiny",
+        modalities=["audio"],
+        epochs=30,
+        audio_batch_size=6,
+        lr=3e-3,
+        warmup_steps=3,
+        threads=1,
+        max_steps=40,
+    )
     trainer = Trainer(cfg)
     before = trainer.validate()["audio->text"]["R@1"]
     trainer.run()
@@ -365,7 +402,9 @@ def test_ship_only_better_checkpoints(tmp_path) -> None:
         ship(checkpoint("unscored", None), "xmr-tiny", weights_dir=shipped)
     ship(checkpoint("better", 41.5), "xmr-tiny", weights_dir=shipped)
     assert (shipped / "xmr-tiny.safetensors").read_bytes() == b"better"
-    assert _json.loads((shipped / "xmr-tiny.json").read_text())["val_mean_R@10"] == 41.5
+    record = _json.loads((shipped / "xmr-tiny.json").read_text())
+    assert record["val_mean_R@10"] == 41.5
+    assert record["sha256"] == __import__("hashlib").sha256(b"better").hexdigest()  # what a load verifies
     with pytest.raises(ShipError, match="holds a 'xmr-mini' model"):
         ship(checkpoint("other", 99.0, model="xmr-mini"), "xmr-tiny", weights_dir=shipped)
 
@@ -382,20 +421,43 @@ def test_ship_a_partial_run_replaces_only_its_towers(tmp_path) -> None:
 
     shipped = tmp_path / "weights"
     shipped.mkdir()
-    save_file({"towers.image.w": np.zeros(3, np.float32), "towers.audio.w": np.zeros(2, np.float32), "logit_scale": np.ones(1, np.float32)},
-              str(shipped / "xmr-tiny.safetensors"))
+    save_file(
+        {
+            "towers.image.w": np.zeros(3, np.float32),
+            "towers.audio.w": np.zeros(2, np.float32),
+            "logit_scale": np.ones(1, np.float32),
+        },
+        str(shipped / "xmr-tiny.safetensors"),
+    )
     old_val = {"text->image": r10(30.0), "image->text": r10(30.0), "text->audio": r10(60.0), "audio->text": r10(60.0)}
-    (shipped / "xmr-tiny.json").write_text(_json.dumps({"model": "xmr-tiny", "step": 3, "val_mean_R@10": 45.0, "val": old_val}))
+    (shipped / "xmr-tiny.json").write_text(
+        _json.dumps({"model": "xmr-tiny", "step": 3, "val_mean_R@10": 45.0, "val": old_val})
+    )
 
     def image_run(name: str, image_r10: float) -> Path:
         folder = tmp_path / name
         folder.mkdir()
         # The run's stale copy of the audio tower must not be shipped.
-        save_file({"towers.image.w": np.ones(3, np.float32), "towers.audio.w": np.full(2, 5, np.float32), "logit_scale": np.ones(1, np.float32)},
-                  str(folder / "weights.safetensors"))
+        save_file(
+            {
+                "towers.image.w": np.ones(3, np.float32),
+                "towers.audio.w": np.full(2, 5, np.float32),
+                "logit_scale": np.ones(1, np.float32),
+            },
+            str(folder / "weights.safetensors"),
+        )
         val = {"text->image": r10(image_r10), "image->text": r10(image_r10)}
-        (folder / "meta.json").write_text(_json.dumps({"model": "xmr-tiny", "step": 9, "val": val, "val_mean_R@10": image_r10,
-                                                       "train_config": {"modalities": ["image"]}}))
+        (folder / "meta.json").write_text(
+            _json.dumps(
+                {
+                    "model": "xmr-tiny",
+                    "step": 9,
+                    "val": val,
+                    "val_mean_R@10": image_r10,
+                    "train_config": {"modalities": ["image"]},
+                }
+            )
+        )
         return folder
 
     # 32 on images alone is below the shipped 45 mean, but the merged model (32, 32, 60, 60) is better.
@@ -425,11 +487,21 @@ def test_ship_a_sources_selected_run_by_its_per_source_score(tmp_path) -> None:
 
     shipped = tmp_path / "weights"
     shipped.mkdir()
-    save_file({"towers.image.w": np.zeros(3, np.float32), "towers.audio.w": np.zeros(2, np.float32)}, str(shipped / "xmr-tiny.safetensors"))
-    old_by_source = {"pictures": {"text->image": recall(10, 40), "image->text": recall(10, 40)},
-                     "speech": {"text->audio": recall(30, 70), "audio->text": recall(30, 70)},
-                     "digits": {"text->audio": recall(100, 100), "audio->text": recall(80, 100)}}
-    old_val = {"text->image": recall(10, 40), "image->text": recall(10, 40), "text->audio": recall(30, 70), "audio->text": recall(30, 70)}
+    save_file(
+        {"towers.image.w": np.zeros(3, np.float32), "towers.audio.w": np.zeros(2, np.float32)},
+        str(shipped / "xmr-tiny.safetensors"),
+    )
+    old_by_source = {
+        "pictures": {"text->image": recall(10, 40), "image->text": recall(10, 40)},
+        "speech": {"text->audio": recall(30, 70), "audio->text": recall(30, 70)},
+        "digits": {"text->audio": recall(100, 100), "audio->text": recall(80, 100)},
+    }
+    old_val = {
+        "text->image": recall(10, 40),
+        "image->text": recall(10, 40),
+        "text->audio": recall(30, 70),
+        "audio->text": recall(30, 70),
+    }
     record = {"model": "xmr-tiny", "step": 3, "val_mean_R@10": 55.0, "val": old_val, "val_by_source": old_by_source}
     (shipped / "xmr-tiny.json").write_text(_json.dumps(record))
 
@@ -437,11 +509,19 @@ def test_ship_a_sources_selected_run_by_its_per_source_score(tmp_path) -> None:
         folder = tmp_path / name
         folder.mkdir()
         save_file({"towers.audio.w": np.ones(2, np.float32)}, str(folder / "weights.safetensors"))
-        by_source = {"speech": {"text->audio": recall(30, speech_r10), "audio->text": recall(30, speech_r10)},
-                     "digits": {"text->audio": recall(100, 100), "audio->text": recall(digits_r1, 100)}}
+        by_source = {
+            "speech": {"text->audio": recall(30, speech_r10), "audio->text": recall(30, speech_r10)},
+            "digits": {"text->audio": recall(100, 100), "audio->text": recall(digits_r1, 100)},
+        }
         val = {"text->audio": recall(30, speech_r10), "audio->text": recall(30, speech_r10)}
-        meta = {"model": "xmr-tiny", "step": 9, "val": val, "val_mean_R@10": speech_r10, "val_by_source": by_source,
-                "train_config": {"modalities": ["audio"], "select": "sources"}}
+        meta = {
+            "model": "xmr-tiny",
+            "step": 9,
+            "val": val,
+            "val_mean_R@10": speech_r10,
+            "val_by_source": by_source,
+            "train_config": {"modalities": ["audio"], "select": "sources"},
+        }
         (folder / "meta.json").write_text(_json.dumps(meta))
         return folder
 
@@ -470,14 +550,29 @@ def test_ship_a_sources_selected_run_by_its_per_source_score(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("modality", ["image", "audio"])
-def test_channels_last_steps_match_the_contiguous_reference(modality: str, shapes_manifest: Path, tones_manifest: Path,
-                                                            tmp_path: Path) -> None:
+def test_channels_last_steps_match_the_contiguous_reference(
+    modality: str, shapes_manifest: Path, tones_manifest: Path, tmp_path: Path
+) -> None:
     if modality == "image":
         runs = [Trainer(_config(shapes_manifest, tmp_path / str(fast), channels_last=fast)) for fast in (True, False)]
     else:
-        runs = [Trainer(TrainConfig(data=[str(tones_manifest)], out=str(tmp_path / str(fast)), model="xmr-tiny", modalities=["audio"],
-                                    epochs=5, audio_batch_size=6, lr=3e-3, warmup_steps=2, threads=1, channels_last=fast))
-                for fast in (True, False)]
+        runs = [
+            Trainer(
+                TrainConfig(
+                    data=[str(tones_manifest)],
+                    out=str(tmp_path / str(fast)),
+                    model="xmr-tiny",
+                    modalities=["audio"],
+                    epochs=5,
+                    audio_batch_size=6,
+                    lr=3e-3,
+                    warmup_steps=2,
+                    threads=1,
+                    channels_last=fast,
+                )
+            )
+            for fast in (True, False)
+        ]
     fast, slow = runs
     convs = [p for p in fast.model.towers[modality].parameters() if p.ndim == 4]
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
@@ -486,8 +581,10 @@ def test_channels_last_steps_match_the_contiguous_reference(modality: str, shape
     plan = fast._plan(0)[:4]
     first = fast.train_step(*plan[0]), slow.train_step(*plan[0])
     assert abs(first[0] - first[1]) < 1e-5
-    grads = [(name, p.grad, dict(slow.model.towers[modality].named_parameters())[name].grad)
-             for name, p in fast.model.towers[modality].named_parameters()]
+    grads = [
+        (name, p.grad, dict(slow.model.towers[modality].named_parameters())[name].grad)
+        for name, p in fast.model.towers[modality].named_parameters()
+    ]
     for name, g_fast, g_slow in grads:  # one step from equal weights: equal gradients
         assert float((g_fast - g_slow).norm()) <= 1e-2 * float(g_slow.norm()) + 1e-8, name  # float rounding only
     losses = [(fast.train_step(m, idx), slow.train_step(m, idx)) for m, idx in plan[1:]]

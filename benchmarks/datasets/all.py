@@ -14,8 +14,23 @@ import logging
 import os
 from pathlib import Path
 
-from . import (asterisk, emoji_styles, flite_speech, fsdd, game_sounds, gcompris, gm_instruments, openclipart, openmoji, sample_libraries,
-               sound_mixes, speech, tuxpaint, twemoji, wordnet_speech)
+from . import (
+    asterisk,
+    emoji_styles,
+    flite_speech,
+    fsdd,
+    game_sounds,
+    gcompris,
+    gm_instruments,
+    openclipart,
+    openmoji,
+    sample_libraries,
+    sound_mixes,
+    speech,
+    tuxpaint,
+    twemoji,
+    wordnet_speech,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +48,55 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path, only: list[str] | None = Non
         # more emoji designs, captioned and split as OpenMoji
         *((name, lambda name=name: emoji_styles.build_style(name, out / name, cache)) for name in emoji_styles.STYLES),
         # espeak-ng readings of the captions of the sets above (3 voices a caption)
-        ("speech", lambda: speech.build(out / "speech", [out / s / f"{p}.jsonl" for s in ("openclipart", "openmoji", "tuxpaint", "asterisk",
-                                                                                          "tuxpaint-sounds") for p in ("train", "val", "test")])),
+        (
+            "speech",
+            lambda: speech.build(
+                out / "speech",
+                [
+                    out / s / f"{p}.jsonl"
+                    for s in ("openclipart", "openmoji", "tuxpaint", "asterisk", "tuxpaint-sounds")
+                    for p in ("train", "val", "test")
+                ],
+            ),
+        ),
         # espeak-ng readings of WordNet words and phrases (training-split captions only)
         ("speech-wordnet", lambda: wordnet_speech.build(out / "speech-wordnet", cache)),
         # 24,000 more: the next phrases of the same draw, none of the first set's repeated
-        ("speech-wordnet-b", lambda: wordnet_speech.build(out / "speech-wordnet-b", cache, 48000, [out / "speech-wordnet" / "train.jsonl"])),
+        (
+            "speech-wordnet-b",
+            lambda: wordnet_speech.build(
+                out / "speech-wordnet-b", cache, 48000, [out / "speech-wordnet" / "train.jsonl"]
+            ),
+        ),
         # Flite readings (other synthesizer, other speakers) of the speech set's training and
         # test captions and of the first WordNet set; test captions by a speaker never trained on
-        ("speech-flite", lambda: flite_speech.build(out / "speech-flite", [out / "speech" / "train.jsonl", out / "speech" / "test.jsonl",
-                                                                        out / "speech-wordnet" / "train.jsonl"])),
+        (
+            "speech-flite",
+            lambda: flite_speech.build(
+                out / "speech-flite",
+                [out / "speech" / "train.jsonl", out / "speech" / "test.jsonl", out / "speech-wordnet" / "train.jsonl"],
+            ),
+        ),
         # everyday sounds: GM instruments rendered from four sound sets (one never trained on),
         # named samples of music programs, named game sound effects, then mixtures of their
         # training clips (over backgrounds, and two at a time)
         ("gm-instruments", lambda: gm_instruments.build(out / "gm-instruments", cache)),
         ("sample-libraries", lambda: sample_libraries.build(out / "sample-libraries", cache)),
         ("game-sounds", lambda: game_sounds.build(out / "game-sounds", cache)),
-        ("sound-mixes", lambda: sound_mixes.build(out / "sound-mixes", [out / s / "train.jsonl" for s in ("gm-instruments", "sample-libraries",
-                                                                                                       "game-sounds")])),
+        (
+            "sound-mixes",
+            lambda: sound_mixes.build(
+                out / "sound-mixes",
+                [out / s / "train.jsonl" for s in ("gm-instruments", "sample-libraries", "game-sounds")],
+            ),
+        ),
         # the three image sets' test splits in one gallery (the headline image recall)
-        ("images-all", lambda: combine(out / "images-all", [out / s / "test.jsonl" for s in ("openclipart", "openmoji", "tuxpaint")])),
+        (
+            "images-all",
+            lambda: combine(
+                out / "images-all", [out / s / "test.jsonl" for s in ("openclipart", "openmoji", "tuxpaint")]
+            ),
+        ),
     ]
     unknown = sorted(set(only or []) - {name for name, _ in steps})
     if unknown:
@@ -86,7 +130,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--fsdd", type=Path, default=Path(__file__).resolve().parents[3] / "shared/data/fsdd")
-    parser.add_argument("--only", default="", help="comma-separated steps to run (default: all), e.g. asterisk,fsdd,speech")
+    parser.add_argument(
+        "--only", default="", help="comma-separated steps to run (default: all), e.g. asterisk,fsdd,speech"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     prepare(args.out, args.cache, args.fsdd, [n for n in args.only.split(",") if n] or None)

@@ -138,7 +138,9 @@ def rasterise(svg: Path, out: Path, side: int = IMAGE_SIDE) -> str | None:
     try:
         png = subprocess.run(
             ["rsvg-convert", "-w", str(big), "-h", str(big), "-a", "-b", "white", str(svg)],
-            check=True, capture_output=True, timeout=60,
+            check=True,
+            capture_output=True,
+            timeout=60,
         ).stdout
         import io
 

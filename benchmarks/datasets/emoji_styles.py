@@ -42,8 +42,10 @@ def icon_svg(icons: dict, name: str) -> str:
     icon = icons["icons"][name]
     width, height = icon.get("width", icons.get("width", 16)), icon.get("height", icons.get("height", 16))
     left, top = icon.get("left", icons.get("left", 0)), icon.get("top", icons.get("top", 0))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
-            f'viewBox="{left} {top} {width} {height}">{icon["body"]}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'viewBox="{left} {top} {width} {height}">{icon["body"]}</svg>'
+    )
 
 
 def _icon_name(entry: dict, icons: dict, chars: dict[str, str], by_caption: bool) -> str | None:
@@ -74,7 +76,15 @@ def build_style(name: str, out: Path, cache: Path) -> dict[str, int]:
         src = svg_dir / f"{e['hexcode']}.svg"
         src.write_text(svg, encoding="utf-8")
         rel = Path("images") / f"{e['hexcode']}.png"
-        rows.append({"image": str(rel), "text": e["annotation"], "source": name, "licence": licence, "category": e.get("group", "")})
+        rows.append(
+            {
+                "image": str(rel),
+                "text": e["annotation"],
+                "source": name,
+                "licence": licence,
+                "category": e.get("group", ""),
+            }
+        )
         jobs.append((src, out / rel))
     out.mkdir(parents=True, exist_ok=True)
     failed = rasterise_all(jobs)

@@ -42,8 +42,22 @@ def synth(job: tuple[str, str, float, float, Path]) -> str | None:
     partial = path.with_suffix(".part.wav")
     try:
         # a slower reading first, so that resampling brings it back to the drawn speed
-        subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch * factor:.3f}", "-t", text, "-o", str(partial)],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "flite",
+                "-voice",
+                voice,
+                "--setf",
+                f"duration_stretch={stretch * factor:.3f}",
+                "-t",
+                text,
+                "-o",
+                str(partial),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         shift(partial, factor)
     except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
         partial.unlink(missing_ok=True)
@@ -52,7 +66,9 @@ def synth(job: tuple[str, str, float, float, Path]) -> str | None:
     return None
 
 
-def plan(captions: dict[str, str], out: Path, per_caption: dict[str, int] | None = None, seed: int = 0) -> tuple[list[dict], list[tuple]]:
+def plan(
+    captions: dict[str, str], out: Path, per_caption: dict[str, int] | None = None, seed: int = 0
+) -> tuple[list[dict], list[tuple]]:
     """The manifest rows and synthesis jobs for ``captions`` (caption key -> text):
     ``per_caption[split]`` readings of each training and test caption (default 1), each by a
     voice of its split at a drawn speed and shift; validation captions are not read."""
@@ -65,12 +81,24 @@ def plan(captions: dict[str, str], out: Path, per_caption: dict[str, int] | None
             voice = rng.choice(VOICES[split])
             stretch, factor = round(rng.uniform(0.8, 1.3), 2), round(rng.uniform(0.85, 1.18), 2)
             rel = clip_path(key, i)
-            rows.append({"audio": str(rel), "text": text, "source": "flite", "voice": voice, "stretch": stretch, "shift": factor, "split": split})
+            rows.append(
+                {
+                    "audio": str(rel),
+                    "text": text,
+                    "source": "flite",
+                    "voice": voice,
+                    "stretch": stretch,
+                    "shift": factor,
+                    "split": split,
+                }
+            )
             jobs.append((text, voice, stretch, factor, out / rel))
     return rows, jobs
 
 
-def build(out: Path, caption_manifests: list[Path], per_caption: dict[str, int] | None = None, seed: int = 0) -> dict[str, int]:
+def build(
+    out: Path, caption_manifests: list[Path], per_caption: dict[str, int] | None = None, seed: int = 0
+) -> dict[str, int]:
     """Read the distinct captions of ``caption_manifests`` (see :func:`plan`); writes the clips
     and ``train/val/test.jsonl`` under ``out``."""
     captions = read_captions(caption_manifests)

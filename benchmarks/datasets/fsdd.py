@@ -12,7 +12,14 @@ from pathlib import Path
 from .common import write_manifests
 
 log = logging.getLogger(__name__)
-SPLIT_BY_SPEAKER = {"george": "train", "jackson": "train", "lucas": "train", "nicolas": "train", "yweweler": "val", "theo": "test"}
+SPLIT_BY_SPEAKER = {
+    "george": "train",
+    "jackson": "train",
+    "lucas": "train",
+    "nicolas": "train",
+    "yweweler": "val",
+    "theo": "test",
+}
 
 
 def build(out: Path, source: Path) -> dict[str, int]:
@@ -20,7 +27,14 @@ def build(out: Path, source: Path) -> dict[str, int]:
     rows = []
     for line in (source / "pairs.jsonl").read_text().splitlines():
         pair = json.loads(line)
-        rows.append({"audio": os.path.relpath(source / pair["audio"], out), "text": pair["text"], "source": "fsdd", "speaker": pair["speaker"]})
+        rows.append(
+            {
+                "audio": os.path.relpath(source / pair["audio"], out),
+                "text": pair["text"],
+                "source": "fsdd",
+                "speaker": pair["speaker"],
+            }
+        )
     unknown = {r["speaker"] for r in rows} - set(SPLIT_BY_SPEAKER)
     if unknown:
         raise ValueError(f"speakers with no fixed split: {sorted(unknown)}")

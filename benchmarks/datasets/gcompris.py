@@ -67,9 +67,18 @@ def read_rcc(path: Path) -> dict[str, bytes]:
 
 
 # Words glued in the file names' camelCase ("statueofLiberty", "pontduGard")
-GLUED = {"statueof": "statue of", "wallof": "wall of", "pontdu": "pont du", "chateaude": "chateau de",
-         "blackslate": "black slate", "citede": "cite de", "palaisdes": "palais des", "gatewayof": "gateway of",
-         "canyonde": "canyon de", "castillode": "castillo de"}
+GLUED = {
+    "statueof": "statue of",
+    "wallof": "wall of",
+    "pontdu": "pont du",
+    "chateaude": "chateau de",
+    "blackslate": "black slate",
+    "citede": "cite de",
+    "palaisdes": "palais des",
+    "gatewayof": "gateway of",
+    "canyonde": "canyon de",
+    "castillode": "castillo de",
+}
 
 
 def caption(file_name: str) -> str:

@@ -28,7 +28,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 from .common import caption_key, fetch_deb, split_of, write_manifests
@@ -52,8 +51,12 @@ class Font:
 
 FONTS = {
     "fluid": Font("fluid-soundfont-gm", "usr/share/sounds/sf2/FluidR3_GM.sf2", "fluidsynth", "MIT"),
-    "musescore": Font("musescore-general-soundfont-small", "usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "fluidsynth",
-                      "MIT (parts public domain / CC0)"),
+    "musescore": Font(
+        "musescore-general-soundfont-small",
+        "usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
+        "fluidsynth",
+        "MIT (parts public domain / CC0)",
+    ),
     "freepats": Font("freepats", "etc/timidity/freepats.cfg", "timidity", "GPL-2+ (with an exception for renderings)"),
     "timgm6mb": Font("timgm6mb-soundfont", "usr/share/sounds/sf2/TimGM6mb.sf2", "fluidsynth", "GPL-2"),
 }
@@ -146,7 +149,11 @@ def drum_notes(kind: str, key: int | None, rng: random.Random) -> list[Note]:
             return [(i * step, 0.1, key, vel) for i in range(rng.randint(3, 6))]
         if kind == "rhythm":
             step = rng.uniform(0.11, 0.2)
-            return [(i * step, 0.1, key, min(127, vel + (20 if i % 4 == 0 else -10))) for i in range(16) if i == 0 or rng.random() < 0.5]
+            return [
+                (i * step, 0.1, key, min(127, vel + (20 if i % 4 == 0 else -10)))
+                for i in range(16)
+                if i == 0 or rng.random() < 0.5
+            ]
         raise ValueError(f"unknown drum kind {kind!r}")
     if kind in ("beat", "fast-beat", "slow-beat"):
         bpm = {"beat": (90, 130), "fast-beat": (150, 190), "slow-beat": (62, 80)}[kind]
@@ -198,8 +205,17 @@ def plan(available: dict[str, set[int]], seed: int = 0) -> list[dict]:
                 source = rng.choice(usable)
                 group = f"p{source:03d}" if source < 128 else "drums"
                 rel = Path("clips") / font / group / f"{caption_key(text)[:60].replace(' ', '_')}-{i}.wav"
-                specs.append({"audio": str(rel), "text": text, "font": font, "source": source, "kind": kind,
-                              "split": "test-unseen-font" if font == UNSEEN_FONT else split, "notes": clip_notes(kind, source, rng)})
+                specs.append(
+                    {
+                        "audio": str(rel),
+                        "text": text,
+                        "font": font,
+                        "source": source,
+                        "kind": kind,
+                        "split": "test-unseen-font" if font == UNSEEN_FONT else split,
+                        "notes": clip_notes(kind, source, rng),
+                    }
+                )
     return specs
 
 
@@ -220,11 +236,21 @@ def midi_file(events: list[tuple[float, int, bytes]]) -> bytes:
         track += vlq(tick - now) + msg
         now = tick
     track += b"\x00\xff\x2f\x00"
-    return b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big") + (TICKS // 2).to_bytes(2, "big") + \
-        b"MTrk" + len(track).to_bytes(4, "big") + bytes(track)
+    return (
+        b"MThd"
+        + (6).to_bytes(4, "big")
+        + (0).to_bytes(2, "big")
+        + (1).to_bytes(2, "big")
+        + (TICKS // 2).to_bytes(2, "big")
+        + b"MTrk"
+        + len(track).to_bytes(4, "big")
+        + bytes(track)
+    )
 
 
-def slot_events(specs: list[dict], source_group: str) -> tuple[list[tuple[float, int, bytes]], list[tuple[float, float]]]:
+def slot_events(
+    specs: list[dict], source_group: str
+) -> tuple[list[tuple[float, int, bytes]], list[tuple[float, float]]]:
     """MIDI events playing ``specs`` one after another, each in its own slot, and the
     (start, end) seconds of each clip's window in the rendering."""
     drums = source_group == "drums"
@@ -249,14 +275,49 @@ def render(font: str, root: Path, midi: Path, wav: Path) -> None:
     """Render ``midi`` with ``font`` (unpacked at ``root``) to ``wav``."""
     spec = FONTS[font]
     if spec.renderer == "fluidsynth":
-        cmd = ["fluidsynth", "-n", "-i", "-q", "-R", "0", "-C", "0", "-g", "0.3", "-r", str(RENDER_RATE), "-T", "wav",
-               "-F", str(wav), str(root / spec.path), str(midi)]
+        cmd = [
+            "fluidsynth",
+            "-n",
+            "-i",
+            "-q",
+            "-R",
+            "0",
+            "-C",
+            "0",
+            "-g",
+            "0.3",
+            "-r",
+            str(RENDER_RATE),
+            "-T",
+            "wav",
+            "-F",
+            str(wav),
+            str(root / spec.path),
+            str(midi),
+        ]
     else:  # timidity with a configuration pointing at the unpacked patches
         cfg = midi.with_suffix(".cfg")
-        body = (root / spec.path).read_text().replace("dir /usr/share/midi/freepats", f"dir {root}/usr/share/midi/freepats")
+        body = (
+            (root / spec.path)
+            .read_text()
+            .replace("dir /usr/share/midi/freepats", f"dir {root}/usr/share/midi/freepats")
+        )
         cfg.write_text(body)
-        cmd = ["timidity", "-c", str(cfg), "-Ow", "--output-mono", "-s", str(RENDER_RATE), "-EFreverb=0", "-EFchorus=0",
-               "-A100", "-o", str(wav), str(midi)]
+        cmd = [
+            "timidity",
+            "-c",
+            str(cfg),
+            "-Ow",
+            "--output-mono",
+            "-s",
+            str(RENDER_RATE),
+            "-EFreverb=0",
+            "-EFchorus=0",
+            "-A100",
+            "-o",
+            str(wav),
+            str(midi),
+        ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=1800)
 
 
@@ -320,15 +381,37 @@ def build(out: Path, cache: Path, seed: int = 0) -> dict[str, int]:
         render_group(out, font, roots[font], group, members)
         if i % 50 == 0:
             log.info("rendered %d of %d groups", i + 1, len(groups))
-    rows = [{"audio": s["audio"], "text": s["text"], "source": f"gm-{s['font']}", "font": s["font"], "program": s["source"],
-             "kind": s["kind"], "split": s["split"]} for s in specs if (out / s["audio"]).exists()]
+    rows = [
+        {
+            "audio": s["audio"],
+            "text": s["text"],
+            "source": f"gm-{s['font']}",
+            "font": s["font"],
+            "program": s["source"],
+            "kind": s["kind"],
+            "split": s["split"],
+        }
+        for s in specs
+        if (out / s["audio"]).exists()
+    ]
     unseen = [r for r in rows if r["split"] == "test-unseen-font"]
     counts = write_manifests(out, [r for r in rows if r["split"] != "test-unseen-font"], lambda r: r.pop("split"))
-    (out / "test-unseen-font.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "split"}) + "\n" for r in unseen),
-                                                encoding="utf-8")
+    (out / "test-unseen-font.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "split"}) + "\n" for r in unseen), encoding="utf-8"
+    )
     counts["test-unseen-font"] = len(unseen)
-    write_licences(out, [{"package": spec.package, "version": deb_version(roots[f], spec.package), "licence": spec.licence,
-                          "clips": sum(r["font"] == f for r in rows)} for f, spec in FONTS.items()])
+    write_licences(
+        out,
+        [
+            {
+                "package": spec.package,
+                "version": deb_version(roots[f], spec.package),
+                "licence": spec.licence,
+                "clips": sum(r["font"] == f for r in rows),
+            }
+            for f, spec in FONTS.items()
+        ],
+    )
     return counts
 
 

@@ -16,7 +16,11 @@ from pathlib import Path
 from .common import caption_key, fetch_deb, rasterise_all, run_script, split_of, write_manifests
 
 log = logging.getLogger(__name__)
-NS = {"dc": "http://purl.org/dc/elements/1.1/", "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "cc": "http://web.resource.org/cc/"}
+NS = {
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "cc": "http://web.resource.org/cc/",
+}
 MAX_SHARED = 5
 MAX_PER_CAPTION = 5
 PACKAGE = "openclipart-svg"
@@ -66,8 +70,18 @@ def build(out: Path, cache: Path) -> dict[str, int]:
             continue
         per_caption[key] += 1
         rel = Path("images") / svg.relative_to(svg_root).with_suffix(".png")
-        alt = [t for t in (usable_description(m.get("description", ""), title), ", ".join(m.get("keywords", [])[:8])) if t]
-        rows.append({"image": str(rel), "text": title, "alt_texts": alt, "source": "openclipart", "category": svg.relative_to(svg_root).parts[0]})
+        alt = [
+            t for t in (usable_description(m.get("description", ""), title), ", ".join(m.get("keywords", [])[:8])) if t
+        ]
+        rows.append(
+            {
+                "image": str(rel),
+                "text": title,
+                "alt_texts": alt,
+                "source": "openclipart",
+                "category": svg.relative_to(svg_root).parts[0],
+            }
+        )
         jobs.append((svg, out / rel))
     out.mkdir(parents=True, exist_ok=True)
     failed = rasterise_all(jobs)

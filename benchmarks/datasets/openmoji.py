@@ -38,7 +38,15 @@ def build(out: Path, cache: Path) -> dict[str, int]:
         rel = Path("images") / f"{e['hexcode']}.png"
         tags = ", ".join(t for t in (e.get("tags", "") + "," + e.get("openmoji_tags", "")).split(",") if t.strip())
         alt = [t for t in (tags, f"{e.get('group', '')} {e.get('subgroups', '')}".replace("-", " ").strip()) if t]
-        rows.append({"image": str(rel), "text": e["annotation"], "alt_texts": alt, "source": "openmoji", "category": e.get("group", "")})
+        rows.append(
+            {
+                "image": str(rel),
+                "text": e["annotation"],
+                "alt_texts": alt,
+                "source": "openmoji",
+                "category": e.get("group", ""),
+            }
+        )
         jobs.append((svg, out / rel))
     out.mkdir(parents=True, exist_ok=True)
     failed = rasterise_all(jobs)

@@ -88,8 +88,13 @@ def write_licences(folder: Path, entries: list[dict]) -> None:
     """``licences.json``: one entry per source package (package, version, licence, clips). An
     entry with a ``source`` and no ``clips`` gets the count of the manifests' rows of that source."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = [json.loads(line) for split in ("train", "val", "test") if (folder / f"{split}.jsonl").exists()
-               for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    written = [
+        json.loads(line)
+        for split in ("train", "val", "test")
+        if (folder / f"{split}.jsonl").exists()
+        for line in (folder / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     for entry in entries:
         if "source" in entry and "clips" not in entry:
             entry["clips"] = sum(r["source"] == entry["source"] for r in written)

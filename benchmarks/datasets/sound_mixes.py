@@ -27,8 +27,10 @@ from .common import caption_key, split_of, write_manifests
 from .sound_common import RATE, to_mono_16k, write_clip
 
 log = logging.getLogger(__name__)
-BACKGROUND = re.compile(r"\b(rain|wind(?! chimes)|river|waves|sea|seashore|waterfall|stream|market|harbour|farm|forest|crickets|crowd|"
-                        r"applause|snowstorm|windstorm|bubbling water)\b")
+BACKGROUND = re.compile(
+    r"\b(rain|wind(?! chimes)|river|waves|sea|seashore|waterfall|stream|market|harbour|farm|forest|crickets|crowd|"
+    r"applause|snowstorm|windstorm|bubbling water)\b"
+)
 ROOM_TONE = "room tone"  # a synthetic background: coloured noise
 MAX_S = 10.0
 FOREGROUND_MAX_S = 6.0
@@ -58,9 +60,13 @@ def plan(sets: dict[str, list[dict]], n_background: int, n_pairs: int, seed: int
         for r in rows:
             if is_background(r["text"]):
                 by_caption.setdefault(caption_key(r["text"]), set()).add(r["audio"])
-    backgrounds = {k: sorted(v) for k, v in sorted(by_caption.items())}  # drawn by caption, so no one kind floods the rest
-    foregrounds = {name: [r for r in rows if not is_background(r["text"]) and split_of(caption_key(r["text"])) == "train"]
-                   for name, rows in sorted(sets.items())}
+    backgrounds = {
+        k: sorted(v) for k, v in sorted(by_caption.items())
+    }  # drawn by caption, so no one kind floods the rest
+    foregrounds = {
+        name: [r for r in rows if not is_background(r["text"]) and split_of(caption_key(r["text"])) == "train"]
+        for name, rows in sorted(sets.items())
+    }
     foregrounds = {k: v for k, v in foregrounds.items() if v}
     names = list(foregrounds)
     if not names:
@@ -72,9 +78,19 @@ def plan(sets: dict[str, list[dict]], n_background: int, n_pairs: int, seed: int
     jobs = []
     for i in range(n_background):
         fg = draw()
-        bg = rng.choice(backgrounds[rng.choice(list(backgrounds))]) if backgrounds and rng.random() < 0.75 else ROOM_TONE
-        jobs.append({"kind": "background", "parts": [fg["audio"], bg], "text": fg["text"], "snr_db": round(rng.uniform(3, 20), 1),
-                     "seed": rng.randrange(1 << 30), "audio": f"clips/bg/{i:05d}.wav"})
+        bg = (
+            rng.choice(backgrounds[rng.choice(list(backgrounds))]) if backgrounds and rng.random() < 0.75 else ROOM_TONE
+        )
+        jobs.append(
+            {
+                "kind": "background",
+                "parts": [fg["audio"], bg],
+                "text": fg["text"],
+                "snr_db": round(rng.uniform(3, 20), 1),
+                "seed": rng.randrange(1 << 30),
+                "audio": f"clips/bg/{i:05d}.wav",
+            }
+        )
     tries = 0
     while sum(j["kind"] == "pair" for j in jobs) < n_pairs and tries < 20 * n_pairs:
         tries += 1
@@ -83,8 +99,17 @@ def plan(sets: dict[str, list[dict]], n_background: int, n_pairs: int, seed: int
         if caption_key(a["text"]) == caption_key(b["text"]) or split_of(caption_key(text)) != "train":
             continue
         i = sum(j["kind"] == "pair" for j in jobs)
-        jobs.append({"kind": "pair", "parts": [a["audio"], b["audio"]], "text": text, "gain_db": round(rng.uniform(-6, 6), 1),
-                     "overlap": rng.random() < 0.5, "seed": rng.randrange(1 << 30), "audio": f"clips/pair/{i:05d}.wav"})
+        jobs.append(
+            {
+                "kind": "pair",
+                "parts": [a["audio"], b["audio"]],
+                "text": text,
+                "gain_db": round(rng.uniform(-6, 6), 1),
+                "overlap": rng.random() < 0.5,
+                "seed": rng.randrange(1 << 30),
+                "audio": f"clips/pair/{i:05d}.wav",
+            }
+        )
     return jobs
 
 
@@ -134,7 +159,9 @@ def mix(job: dict) -> np.ndarray:
     return out[: int(MAX_S * RATE)]
 
 
-def build(out: Path, manifests: list[Path], n_background: int = 3000, n_pairs: int = 3000, seed: int = 0) -> dict[str, int]:
+def build(
+    out: Path, manifests: list[Path], n_background: int = 3000, n_pairs: int = 3000, seed: int = 0
+) -> dict[str, int]:
     """Plan and write the mixtures of the training rows of ``manifests`` (resumable)."""
     jobs = plan(read_rows(manifests), n_background, n_pairs, seed)
     log.info("%d mixtures", len(jobs))
@@ -151,9 +178,15 @@ def build(out: Path, manifests: list[Path], n_background: int = 3000, n_pairs: i
             failed += 1
             log.debug("%s: %s", job["audio"], reason)
             continue
-        rows.append({"audio": job["audio"], "text": job["text"], "source": f"mix-{job['kind']}",
-                     "parts": [p if p == ROOM_TONE else Path(p).name for p in job["parts"]],
-                     **{k: job[k] for k in ("snr_db", "gain_db", "overlap") if k in job}})
+        rows.append(
+            {
+                "audio": job["audio"],
+                "text": job["text"],
+                "source": f"mix-{job['kind']}",
+                "parts": [p if p == ROOM_TONE else Path(p).name for p in job["parts"]],
+                **{k: job[k] for k in ("snr_db", "gain_db", "overlap") if k in job},
+            }
+        )
         if i % 1000 == 0:
             log.info("mixed %d of %d", i, len(jobs))
     if failed:

@@ -43,7 +43,9 @@ def build(out: Path, caption_manifests: list[Path], per_caption: int = 3, seed: 
     return speak(out, read_captions(caption_manifests), per_caption, seed)
 
 
-def speak(out: Path, captions: dict[str, str], per_caption: int = 3, seed: int = 0, source: str = "espeak") -> dict[str, int]:
+def speak(
+    out: Path, captions: dict[str, str], per_caption: int = 3, seed: int = 0, source: str = "espeak"
+) -> dict[str, int]:
     """Speak ``captions`` (caption key -> text) ``per_caption`` times each, every caption in its
     own split and by voices of that split; writes the clips and ``train/val/test.jsonl``."""
     rng = random.Random(seed)
@@ -58,7 +60,17 @@ def speak(out: Path, captions: dict[str, str], per_caption: int = 3, seed: int =
             speed, pitch = rng.randint(120, 200), rng.randint(25, 75)
             args = f"-v {accent}+{variant} -s {speed} -p {pitch}"
             rel = clip_path(key, i)
-            rows.append({"audio": str(rel), "text": text, "source": source, "voice": f"{accent}+{variant}", "speed": speed, "pitch": pitch, "split": split})
+            rows.append(
+                {
+                    "audio": str(rel),
+                    "text": text,
+                    "source": source,
+                    "voice": f"{accent}+{variant}",
+                    "speed": speed,
+                    "pitch": pitch,
+                    "split": split,
+                }
+            )
             jobs.append((text, args, out / rel))
     return synthesize_all(out, rows, jobs, synth)
 

@@ -51,12 +51,21 @@ def build(out: Path, cache: Path) -> dict[str, dict[str, int]]:
                 except OSError as exc:
                     log.warning("skipping %s: %s", src, exc)
                     continue
-            images.append({"image": str(Path("..") / "tuxpaint" / rel), "text": text, "source": "tuxpaint", "category": category,
-                           "origin": ext[1:]})
+            images.append(
+                {
+                    "image": str(Path("..") / "tuxpaint" / rel),
+                    "text": text,
+                    "source": "tuxpaint",
+                    "category": category,
+                    "origin": ext[1:],
+                }
+            )
             break
         for ext in (".ogg", ".wav"):
             if stem.with_suffix(ext).is_file():
-                sounds.append({"audio": str(stem.with_suffix(ext)), "text": text, "source": "tuxpaint-sfx", "category": category})
+                sounds.append(
+                    {"audio": str(stem.with_suffix(ext)), "text": text, "source": "tuxpaint-sfx", "category": category}
+                )
                 break
         desc = Path(f"{stem}_desc.ogg")
         if desc.is_file():
@@ -84,7 +93,9 @@ def write_raster_subset(out: Path) -> None:
 
     rows = [json.loads(line) for line in (out / "test.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     raster = [r for r in rows if r.get("origin") == "png"]
-    (out / "test-raster.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in raster), encoding="utf-8")
+    (out / "test-raster.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in raster), encoding="utf-8"
+    )
 
 
 def main() -> None:

@@ -58,7 +58,9 @@ def phrases(by_pos: dict[str, Counter], n: int, seed: int = 0) -> dict[str, str]
     noun_w = list(accumulate(by_pos["n"][w] ** 0.5 for w in nouns))
     adj_w = list(accumulate(by_pos["a"][w] ** 0.5 for w in adjs))
     while len(out) < n:
-        first = rng.choices(adjs, cum_weights=adj_w)[0] if rng.random() < 0.6 else rng.choices(nouns, cum_weights=noun_w)[0]
+        first = (
+            rng.choices(adjs, cum_weights=adj_w)[0] if rng.random() < 0.6 else rng.choices(nouns, cum_weights=noun_w)[0]
+        )
         add(f"{first} {rng.choices(nouns, cum_weights=noun_w)[0]}")
     return out
 
@@ -67,7 +69,12 @@ def build(out: Path, cache: Path, n: int = 24000, exclude: list[Path] | None = N
     """Speak the first ``n`` texts of :func:`phrases`, leaving out those the ``exclude``
     manifests already hold (a second set extends a first without repeating it)."""
     captions = phrases(lemmas(cache), n)
-    done = {caption_key(json.loads(line)["text"]) for m in exclude or [] for line in m.read_text(encoding="utf-8").splitlines() if line.strip()}
+    done = {
+        caption_key(json.loads(line)["text"])
+        for m in exclude or []
+        for line in m.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    }
     captions = {k: v for k, v in captions.items() if k not in done}
     log.info("speaking %d WordNet words and phrases (%d left out as already spoken)", len(captions), len(done))
     return speak(out, captions, per_caption=1, seed=1, source="espeak-wordnet")
@@ -77,7 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("-n", type=int, default=24000, help="distinct texts to draw (those in --exclude are then left out)")
+    parser.add_argument(
+        "-n", type=int, default=24000, help="distinct texts to draw (those in --exclude are then left out)"
+    )
     parser.add_argument("--exclude", type=Path, nargs="*", default=[], help="manifests whose texts are already spoken")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

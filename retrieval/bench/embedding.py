@@ -10,8 +10,14 @@ import numpy as np
 
 from .report import machine_info, markdown_table, write_outputs
 
-CAPTIONS = ["a dog running on a sandy beach", "church bells ringing in the distance", "a red bicycle leaning on a wall",
-            "rain falling on a tin roof at night", "a smiling face with tears of joy", "someone says the number seven"]
+CAPTIONS = [
+    "a dog running on a sandy beach",
+    "church bells ringing in the distance",
+    "a red bicycle leaning on a wall",
+    "rain falling on a tin roof at night",
+    "a smiling face with tears of joy",
+    "someone says the number seven",
+]
 
 
 def _rate(fn, items: int, reps: int = 3) -> float:
@@ -24,7 +30,9 @@ def _rate(fn, items: int, reps: int = 3) -> float:
     return items / best
 
 
-def run_embedding(models: list[str], runtimes: list[str], n: int = 256, batch: int = 64, out_dir: str | None = None) -> dict[str, Any]:
+def run_embedding(
+    models: list[str], runtimes: list[str], n: int = 256, batch: int = 64, out_dir: str | None = None
+) -> dict[str, Any]:
     from ..registry import create_model
 
     rng = np.random.default_rng(0)
@@ -36,15 +44,19 @@ def run_embedding(models: list[str], runtimes: list[str], n: int = 256, batch: i
             if "image" in enc.modalities:
                 size = enc.preprocess_image.image_size
                 pixels = rng.standard_normal((n, 3, size, size)).astype(np.float32)
-                row["images_per_s"] = _rate(lambda: enc.encode_image(pixels, batch_size=batch), n)
+                row["images_per_s"] = _rate(
+                    lambda enc=enc, pixels=pixels: enc.encode_image(pixels, batch_size=batch), n
+                )
             if "audio" in enc.modalities:
                 pre = enc.preprocess_audio
                 mel = pre.log_mel(rng.standard_normal((1, pre.window_samples)).astype(np.float32) * 0.1)
                 feats = [mel] * n  # one 5-second window each
-                row["audio_windows_per_s"] = _rate(lambda: enc.encode_audio_features(feats, batch_size=batch), n)
+                row["audio_windows_per_s"] = _rate(
+                    lambda enc=enc, feats=feats: enc.encode_audio_features(feats, batch_size=batch), n
+                )
             if "text" in enc.modalities:
                 texts = [CAPTIONS[i % len(CAPTIONS)] + f" {i}" for i in range(n)]
-                row["texts_per_s"] = _rate(lambda: enc.encode_text(texts), n)
+                row["texts_per_s"] = _rate(lambda enc=enc, texts=texts: enc.encode_text(texts), n)
             rows.append(row)
     payload = {"machine": machine_info(), "batch": batch, "items": n, "results": rows}
     if out_dir:

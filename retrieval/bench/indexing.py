@@ -22,8 +22,14 @@ from .report import machine_info, markdown_table, write_outputs
 log = logging.getLogger(__name__)
 
 
-def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size: int = 64, workers: int | None = None,
-                 out_dir: str | None = None, repeat: int = 3) -> dict[str, Any]:
+def run_indexing(
+    folder: str | os.PathLike,
+    model: str = "xmr-mini",
+    batch_size: int = 64,
+    workers: int | None = None,
+    out_dir: str | None = None,
+    repeat: int = 3,
+) -> dict[str, Any]:
     """Time the encoder alone and the whole run ``repeat`` times each, interleaved, and report
     medians (a shared machine's speed drifts between runs; every time is kept in the result)."""
     import indexer
@@ -38,7 +44,10 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
     for f in files:
         by_modality.setdefault(f.modality, []).append(f)
     pre = {"image": encoder.preprocess_image, "audio": encoder.preprocess_audio}
-    decoded = {m: [d for d in (decode((i, f.abs, m, pre.get(m))) for i, f in enumerate(found)) if d.ok] for m, found in by_modality.items()}
+    decoded = {
+        m: [d for d in (decode((i, f.abs, m, pre.get(m))) for i, f in enumerate(found)) if d.ok]
+        for m, found in by_modality.items()
+    }
 
     def encoder_alone() -> dict[str, float]:
         """Forward passes only, on inputs decoded beforehand."""
@@ -61,8 +70,12 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
 
         with tempfile.TemporaryDirectory(prefix="xmr-bench-index-") as tmp:
             start = time.perf_counter()
-            summary = indexer.index_folder(folder, encoder, indexer.IndexOptions(index_dir=tmp, batch_size=batch_size, workers=workers,
-                                                                                 exclude=exclude or []), progress=progress)
+            summary = indexer.index_folder(
+                folder,
+                encoder,
+                indexer.IndexOptions(index_dir=tmp, batch_size=batch_size, workers=workers, exclude=exclude or []),
+                progress=progress,
+            )
             total = time.perf_counter() - start
         return summary, total, (first_item[0] - start) if first_item else 0.0
 
@@ -71,7 +84,9 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
         encoder_runs.append(encoder_alone())
         summary, total, startup = end_to_end()
         e2e_runs.append({"end_to_end_s": total, "startup_s": startup})
-        log.info("run %d/%d: encoder alone %.2f s, end to end %.2f s", r + 1, repeat, sum(encoder_runs[-1].values()), total)
+        log.info(
+            "run %d/%d: encoder alone %.2f s, end to end %.2f s", r + 1, repeat, sum(encoder_runs[-1].values()), total
+        )
     encoder_seconds = {m: float(np.median([run[m] for run in encoder_runs])) for m in decoded}
     encoder_total = float(np.median([sum(run.values()) for run in encoder_runs]))
     total = float(np.median([run["end_to_end_s"] for run in e2e_runs]))
@@ -80,22 +95,52 @@ def run_indexing(folder: str | os.PathLike, model: str = "xmr-mini", batch_size:
     for m, seconds in encoder_seconds.items():  # each modality end to end on its own, too
         others = [f"*.{ext}" for other, exts in EXTENSIONS.items() if other != m for ext in exts]
         alone, e2e, _ = end_to_end(others)
-        rows.append({"modality": m, "items": len(by_modality[m]), "encoder_items_per_s": len(by_modality[m]) / max(seconds, 1e-9),
-                     "end_to_end_items_per_s": alone.added / max(e2e, 1e-9)})
+        rows.append(
+            {
+                "modality": m,
+                "items": len(by_modality[m]),
+                "encoder_items_per_s": len(by_modality[m]) / max(seconds, 1e-9),
+                "end_to_end_items_per_s": alone.added / max(e2e, 1e-9),
+            }
+        )
     result = {
-        "machine": machine_info(), "model": model, "folder": str(folder), "batch_size": batch_size,
+        "machine": machine_info(),
+        "model": model,
+        "folder": str(folder),
+        "batch_size": batch_size,
         "workers": workers if workers is not None else indexer.build.default_workers(),
-        "items": summary.added, "skipped": len(summary.skipped), "repeat": repeat,
-        "end_to_end_s": total, "startup_s": startup, "encoder_alone_s": encoder_total,
+        "items": summary.added,
+        "skipped": len(summary.skipped),
+        "repeat": repeat,
+        "end_to_end_s": total,
+        "startup_s": startup,
+        "encoder_alone_s": encoder_total,
         "end_to_end_items_per_s": summary.added / max(total, 1e-9),
         "encoder_busy": encoder_total / max(total - startup, 1e-9),
         "runs": [{"encoder_alone_s": sum(a.values()), **b} for a, b in zip(encoder_runs, e2e_runs)],
         "per_modality": rows,
     }
     if out_dir:
-        table = markdown_table([result], ["model", "items", "workers", "batch_size", "repeat", "end_to_end_s", "startup_s", "encoder_alone_s",
-                                          "end_to_end_items_per_s", "encoder_busy"])
+        table = markdown_table(
+            [result],
+            [
+                "model",
+                "items",
+                "workers",
+                "batch_size",
+                "repeat",
+                "end_to_end_s",
+                "startup_s",
+                "encoder_alone_s",
+                "end_to_end_items_per_s",
+                "encoder_busy",
+            ],
+        )
         table += "\n" + markdown_table(rows, ["modality", "items", "encoder_items_per_s", "end_to_end_items_per_s"])
-        name = "index_speed" if model == "xmr-mini" else "index_speed-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+        name = (
+            "index_speed"
+            if model == "xmr-mini"
+            else "index_speed-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+        )
         result["files"] = {k: str(v) for k, v in write_outputs(out_dir, name, result, table).items()}
     return result

@@ -90,13 +90,26 @@ def measure(command: list[str], cwd: str | None = None, every: float = 0.05) -> 
     seconds = time.perf_counter() - start
     sampler.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}")
-    return {"peak_rss_mb": peak[0] / 2**20, "seconds": seconds, "stdout": out.strip().splitlines()[-1] if out.strip() else ""}
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({proc.returncode}): {err.strip().splitlines()[-1] if err.strip() else ''}"
+        )
+    return {
+        "peak_rss_mb": peak[0] / 2**20,
+        "seconds": seconds,
+        "stdout": out.strip().splitlines()[-1] if out.strip() else "",
+    }
 
 
-def run_memory(sizes: list[int], width: int = 1600, model: str = "xmr-mini", workers: int | None = None,
-               cache: str = "~/.cache/xmr/bench", out_dir: str | None = None, command: list[str] | None = None,
-               cwd: str | None = None) -> dict[str, Any]:
+def run_memory(
+    sizes: list[int],
+    width: int = 1600,
+    model: str = "xmr-mini",
+    workers: int | None = None,
+    cache: str = "~/.cache/xmr/bench",
+    out_dir: str | None = None,
+    command: list[str] | None = None,
+    cwd: str | None = None,
+) -> dict[str, Any]:
     """Index the first N photos for each N in ``sizes`` (a fresh index each) and record the peak.
 
     Args:
@@ -119,13 +132,28 @@ def run_memory(sizes: list[int], width: int = 1600, model: str = "xmr-mini", wor
         summary = json.loads(got["stdout"]) if got["stdout"].startswith("{") else {}
         if not report:
             continue
-        rows.append({"photos": n, "added": summary.get("added"), "peak_rss_mb": got["peak_rss_mb"], "seconds": got["seconds"],
-                     "photos_per_s": n / got["seconds"]})
+        rows.append(
+            {
+                "photos": n,
+                "added": summary.get("added"),
+                "peak_rss_mb": got["peak_rss_mb"],
+                "seconds": got["seconds"],
+                "photos_per_s": n / got["seconds"],
+            }
+        )
         log.info("%d photos: peak %.0f MB in %.1f s", n, got["peak_rss_mb"], got["seconds"])
-    result = {"machine": machine_info(), "model": model, "width": width, "height": width * 3 // 4, "workers": workers,
-              "rows": rows, "peak_ratio_largest_to_smallest": rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]}
+    result = {
+        "machine": machine_info(),
+        "model": model,
+        "width": width,
+        "height": width * 3 // 4,
+        "workers": workers,
+        "rows": rows,
+        "peak_ratio_largest_to_smallest": rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"],
+    }
     if out_dir:
         table = markdown_table(rows, ["photos", "added", "peak_rss_mb", "seconds", "photos_per_s"])
-        table += f"\npeak RSS, {rows[-1]['photos']} photos / {rows[0]['photos']}: {result['peak_ratio_largest_to_smallest']:.2f}x\n"
+        ratio = result["peak_ratio_largest_to_smallest"]
+        table += f"\npeak RSS, {rows[-1]['photos']} photos / {rows[0]['photos']}: {ratio:.2f}x\n"
         result["files"] = {k: str(v) for k, v in write_outputs(out_dir, "index_memory", result, table).items()}
     return result

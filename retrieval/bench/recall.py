@@ -72,7 +72,10 @@ def load_captioned(path: str | os.PathLike, split: str = "test", media_dir: str 
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         if rows and "file_name" in rows[0]:  # Clotho: file_name, caption_1..caption_5
-            return [Captioned("audio", str(base / r["file_name"]), [r[c] for c in r if c.startswith("caption")]) for r in rows]
+            return [
+                Captioned("audio", str(base / r["file_name"]), [r[c] for c in r if c.startswith("caption")])
+                for r in rows
+            ]
         if rows and "youtube_id" in rows[0]:  # AudioCaps: audiocap_id, youtube_id, start_time, caption
             grouped: dict[str, Captioned] = {}
             for r in rows:
@@ -84,7 +87,11 @@ def load_captioned(path: str | os.PathLike, split: str = "test", media_dir: str 
 
 
 def _audiocaps_file(base: Path, row: dict) -> str:
-    for name in (f"{row['youtube_id']}_{int(float(row.get('start_time', 0)))}.wav", f"{row['youtube_id']}.wav", f"{row['audiocap_id']}.wav"):
+    for name in (
+        f"{row['youtube_id']}_{int(float(row.get('start_time', 0)))}.wav",
+        f"{row['youtube_id']}.wav",
+        f"{row['audiocap_id']}.wav",
+    ):
         if (base / name).exists():
             return str(base / name)
     return str(base / f"{row['youtube_id']}.wav")
@@ -100,8 +107,9 @@ def ranks_from_scores(scores: np.ndarray, relevant: Sequence[Sequence[int]]) -> 
     return out
 
 
-def directions(items: list[Captioned], item_vecs: np.ndarray, texts: list[str], text_vecs: np.ndarray,
-               chunk: int = 1024) -> dict[str, dict[str, float]]:
+def directions(
+    items: list[Captioned], item_vecs: np.ndarray, texts: list[str], text_vecs: np.ndarray, chunk: int = 1024
+) -> dict[str, dict[str, float]]:
     """Both directions for one modality, chunked over queries (see the module docstring)."""
     modality = items[0].modality
     index = {t: i for i, t in enumerate(texts)}
@@ -112,10 +120,18 @@ def directions(items: list[Captioned], item_vecs: np.ndarray, texts: list[str], 
         texts_of_item.append(mine)
         for t in mine:
             items_of_text[t].append(n)
-    t2x = np.concatenate([ranks_from_scores(text_vecs[s : s + chunk] @ item_vecs.T, items_of_text[s : s + chunk])
-                          for s in range(0, len(texts), chunk)])
-    x2t = np.concatenate([ranks_from_scores(item_vecs[s : s + chunk] @ text_vecs.T, texts_of_item[s : s + chunk])
-                          for s in range(0, len(items), chunk)])
+    t2x = np.concatenate(
+        [
+            ranks_from_scores(text_vecs[s : s + chunk] @ item_vecs.T, items_of_text[s : s + chunk])
+            for s in range(0, len(texts), chunk)
+        ]
+    )
+    x2t = np.concatenate(
+        [
+            ranks_from_scores(item_vecs[s : s + chunk] @ text_vecs.T, texts_of_item[s : s + chunk])
+            for s in range(0, len(items), chunk)
+        ]
+    )
     return {
         f"text->{modality}": summarize(t2x, np.array([len(r) for r in items_of_text]), len(items)),
         f"{modality}->text": summarize(x2t, np.array([len(r) for r in texts_of_item]), len(texts)),
@@ -156,8 +172,11 @@ def _recall_via_index(items: list[Captioned], texts: list[str], encoder: Any) ->
             os.symlink(os.path.abspath(it.path), root / f"{n:07d}{Path(it.path).suffix.lower()}")
         texts_file = Path(tmp) / "captions.txt"
         texts_file.write_text("\n".join(" ".join(t.split()) for t in texts) + "\n", encoding="utf-8")
-        indexer.index_folder(root, encoder, indexer.IndexOptions(index_dir=str(Path(tmp) / "index"), texts=[str(texts_file)],
-                                                          links="follow"))  # the folder links to the media
+        indexer.index_folder(
+            root,
+            encoder,
+            indexer.IndexOptions(index_dir=str(Path(tmp) / "index"), texts=[str(texts_file)], links="follow"),
+        )  # the folder links to the media
         with Engine.open(Path(tmp) / "index", model=encoder) as engine:
             t2x_hits = engine.search_batch([{"text": t} for t in texts], to=modality, k=len(items))
             x2t_hits = engine.search_batch([{modality: it.path} for it in items], to="text", k=len(texts))
@@ -167,7 +186,9 @@ def _recall_via_index(items: list[Captioned], texts: list[str], encoder: Any) ->
     for n, mine in enumerate(texts_of_item):
         for t in mine:
             items_of_text[t].add(n)
-    t2x = np.array([_first(hits, items_of_text[q], lambda h: int(Path(h.path).stem)) for q, hits in enumerate(t2x_hits)])
+    t2x = np.array(
+        [_first(hits, items_of_text[q], lambda h: int(Path(h.path).stem)) for q, hits in enumerate(t2x_hits)]
+    )
     x2t = np.array([_first(hits, texts_of_item[q], lambda h: h.line - 1) for q, hits in enumerate(x2t_hits)])
     return {
         f"text->{modality}": summarize(t2x, np.array([len(r) for r in items_of_text]), len(items)),
@@ -182,8 +203,15 @@ def _first(hits: list, relevant: set[int], key) -> int:  # noqa: ANN001
     return len(hits) + 1
 
 
-def run_recall(manifests: list[str], model: str, via_index: bool = False, split: str = "test", media_dir: str | None = None,
-               out_dir: str | None = None, encoder: Any = None) -> dict[str, Any]:
+def run_recall(
+    manifests: list[str],
+    model: str,
+    via_index: bool = False,
+    split: str = "test",
+    media_dir: str | None = None,
+    out_dir: str | None = None,
+    encoder: Any = None,
+) -> dict[str, Any]:
     """Score ``model`` on each manifest; write JSON, Markdown and a PNG of R@k bars to ``out_dir``."""
     from .report import machine_info, markdown_table, write_outputs
 
@@ -203,11 +231,23 @@ def run_recall(manifests: list[str], model: str, via_index: bool = False, split:
     import hashlib
 
     data = {str(m): hashlib.sha256(Path(m).read_bytes()).hexdigest() for m in manifests}  # which manifests, exactly
-    payload: dict[str, Any] = {"machine": machine_info(), "model": model, "weights_hash": encoder.weights_hash,
-                               "via_index": via_index, "data_sha256": data, "sets": sets}
+    payload: dict[str, Any] = {
+        "machine": machine_info(),
+        "model": model,
+        "weights_hash": encoder.weights_hash,
+        "via_index": via_index,
+        "data_sha256": data,
+        "sets": sets,
+    }
     if out_dir:
-        rows = [{"set": Path(m).parent.name + "/" + Path(m).name, "direction": d, **r} for m, res in sets.items() for d, r in res.items()]
-        table = markdown_table(rows, ["set", "direction", "R@1", "R@5", "R@10", "median_rank", "queries", "gallery", "chance@10"])
+        rows = [
+            {"set": Path(m).parent.name + "/" + Path(m).name, "direction": d, **r}
+            for m, res in sets.items()
+            for d, r in res.items()
+        ]
+        table = markdown_table(
+            rows, ["set", "direction", "R@1", "R@5", "R@10", "median_rank", "queries", "gallery", "chance@10"]
+        )
         stem = "recall-" + model.replace(":", "_").replace("/", "_").replace("@", "_")
         payload["files"] = {k: str(v) for k, v in write_outputs(out_dir, stem, payload, table).items()}
         plot_recall(rows, Path(out_dir) / f"{stem}.png", model)

@@ -31,15 +31,24 @@ def machine_info() -> dict[str, Any]:
         cores = os.cpu_count()
     return {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu, "cores": cores, "python": platform.python_version(), "platform": platform.platform(),
-        "versions": versions, "commit": _git_commit(),
+        "cpu": cpu,
+        "cores": cores,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "commit": _git_commit(),
     }
 
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -95,21 +95,43 @@ def run_speed(cfg: SpeedConfig, out_dir: str | None = None) -> dict[str, Any]:
     if cfg.cold_runs:
         payload["cold_cli"] = cold_cli(cfg, cache, weights_hash)
     if out_dir:
-        columns = ["n", "index", "batch", "engine_p50_ms", "engine_p95_ms", "qps", "numpy_p50_ms", "recall_at_10", "bytes_per_vector"]
+        columns = [
+            "n",
+            "index",
+            "batch",
+            "engine_p50_ms",
+            "engine_p95_ms",
+            "qps",
+            "numpy_p50_ms",
+            "recall_at_10",
+            "bytes_per_vector",
+        ]
         table = markdown_table(results, columns)
         if "cold_cli" in payload:
             c = payload["cold_cli"]
-            table += f"\nCold CLI text query (new process, {c['n']} vectors, model {cfg.model}): median {c['median_s']:.2f} s over {c['runs']} runs.\n"
+            table += (
+                f"\nCold CLI text query (new process, {c['n']} vectors, model {cfg.model}): "
+                f"median {c['median_s']:.2f} s over {c['runs']} runs.\n"
+            )
         paths = write_outputs(out_dir, "search_speed", payload, table)
         plot_speed(results, Path(out_dir) / "search_speed.png")
         payload["files"] = {k: str(v) for k, v in paths.items()}
     return payload
 
 
-def _measure(engine, matrix: np.ndarray, queries: np.ndarray, exact: np.ndarray, n: int, factory: str, batch: int,
-             cfg: SpeedConfig, folder: Path) -> dict[str, Any]:
+def _measure(
+    engine,
+    matrix: np.ndarray,
+    queries: np.ndarray,
+    exact: np.ndarray,
+    n: int,
+    factory: str,
+    batch: int,
+    cfg: SpeedConfig,
+    folder: Path,
+) -> dict[str, Any]:
     reps = max(3, min(30, cfg.queries // batch * 4)) if n < 1_000_000 else max(3, min(10, cfg.queries // batch))
-    groups = [queries[(i * batch) % len(queries):][:batch] for i in range(reps)]
+    groups = [queries[(i * batch) % len(queries) :][:batch] for i in range(reps)]
     it = iter(range(10**9))
 
     def engine_call() -> None:
@@ -128,10 +150,15 @@ def _measure(engine, matrix: np.ndarray, queries: np.ndarray, exact: np.ndarray,
     recall = float(np.mean([len(set(f) & set(e)) / cfg.k for f, e in zip(found, exact[:32])]))
     shard_bytes = sum(p.stat().st_size for p in (folder / "shards").glob("image-*.faiss"))
     return {
-        "n": n, "dim": cfg.dim, "batch": batch, "index": factory,
-        "engine_p50_ms": float(np.percentile(engine_t, 50)), "engine_p95_ms": float(np.percentile(engine_t, 95)),
+        "n": n,
+        "dim": cfg.dim,
+        "batch": batch,
+        "index": factory,
+        "engine_p50_ms": float(np.percentile(engine_t, 50)),
+        "engine_p95_ms": float(np.percentile(engine_t, 95)),
         "qps": batch / float(np.median(engine_t) / 1000),
-        "numpy_p50_ms": float(np.percentile(numpy_t, 50)), "numpy_p95_ms": float(np.percentile(numpy_t, 95)),
+        "numpy_p50_ms": float(np.percentile(numpy_t, 50)),
+        "numpy_p95_ms": float(np.percentile(numpy_t, 95)),
         "recall_at_10": recall if factory != "Flat" else None,
         "bytes_per_vector": shard_bytes / n,
     }
@@ -150,8 +177,12 @@ def cold_cli(cfg: SpeedConfig, cache: Path, weights_hash: str) -> dict[str, Any]
     times = []
     for _ in range(cfg.cold_runs):
         start = time.perf_counter()
-        proc = subprocess.run([*command, "search", "a dog on a beach", "--index", str(folder), "--json", "--to", "image"],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [*command, "search", "a dog on a beach", "--index", str(folder), "--json", "--to", "image"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         times.append(time.perf_counter() - start)
         if proc.returncode != 0:
             raise RuntimeError(f"cold CLI query failed: {proc.stderr.strip()}")
@@ -168,8 +199,12 @@ def plot_speed(results: list[dict[str, Any]], path: Path) -> None:
     for batch in sorted({r["batch"] for r in results}):
         flat = sorted((r for r in results if r["index"] == "Flat" and r["batch"] == batch), key=lambda r: r["n"])
         if flat:
-            ax.plot([r["n"] for r in flat], [r["engine_p50_ms"] for r in flat], "o-", label=f"Engine Flat, batch {batch}")
-            ax.plot([r["n"] for r in flat], [r["numpy_p50_ms"] for r in flat], "x--", label=f"numpy top-k, batch {batch}")
+            ax.plot(
+                [r["n"] for r in flat], [r["engine_p50_ms"] for r in flat], "o-", label=f"Engine Flat, batch {batch}"
+            )
+            ax.plot(
+                [r["n"] for r in flat], [r["numpy_p50_ms"] for r in flat], "x--", label=f"numpy top-k, batch {batch}"
+            )
     for r in results:
         if r["index"] != "Flat" and r["batch"] == 1:
             ax.scatter([r["n"]], [r["engine_p50_ms"]], marker="s")

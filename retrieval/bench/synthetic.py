@@ -27,7 +27,9 @@ def unit_vectors(n: int, dim: int, seed: int, clusters: int | None = None, sprea
     out = np.empty((n, dim), np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        block = centres[rng.integers(0, clusters, m)] + spread * rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        block = centres[rng.integers(0, clusters, m)] + spread * rng.standard_normal(
+            (m, dim), dtype=np.float32
+        ) / np.sqrt(dim)
         out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
@@ -40,8 +42,17 @@ def queries_near(vectors: np.ndarray, count: int, seed: int, noise: float = 0.3)
     return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
 
 
-def synthetic_index(folder: str | os.PathLike, n: int, model: str, weights_hash: str, dim: int,
-                    factory: str = "Flat", modality: str = "image", seed: int = 0, shard_size: int = 2_000_000) -> Path:
+def synthetic_index(
+    folder: str | os.PathLike,
+    n: int,
+    model: str,
+    weights_hash: str,
+    dim: int,
+    factory: str = "Flat",
+    modality: str = "image",
+    seed: int = 0,
+    shard_size: int = 2_000_000,
+) -> Path:
     """Build (or reuse, when already complete) an index of ``n`` random ``modality`` vectors."""
     layout = Layout(Path(folder))
     done = layout.dir / "complete"
@@ -49,8 +60,18 @@ def synthetic_index(folder: str | os.PathLike, n: int, model: str, weights_hash:
         return layout.dir
     if layout.dir.exists():  # an earlier build cut short
         shutil.rmtree(layout.dir)
-    rows = [{"path": f"synthetic/{i:08d}.jpg", "ext": "jpg", "size": 1000 + i % 5000, "mtime_ns": 1_600_000_000_000_000_000 + i,
-             "content_hash": f"{i:064x}", "width": 640, "height": 480} for i in range(1, n + 1)]
+    rows = [
+        {
+            "path": f"synthetic/{i:08d}.jpg",
+            "ext": "jpg",
+            "size": 1000 + i % 5000,
+            "mtime_ns": 1_600_000_000_000_000_000 + i,
+            "content_hash": f"{i:064x}",
+            "width": 640,
+            "height": 480,
+        }
+        for i in range(1, n + 1)
+    ]
     spec = IndexSpec(model=model, weights_hash=weights_hash, dim=dim, index_type=factory, shard_size=shard_size)
     build_from_vectors(layout.dir, spec, modality, unit_vectors(n, dim, seed), rows)
     done.write_text("ok\n")

@@ -27,8 +27,14 @@ def _step_seconds(tower: torch.nn.Module, x: torch.Tensor, reps: int) -> float:
     return statistics.median(times[1:])
 
 
-def run_train_speed(model: str = "xmr-mini", image_batch: int = 256, audio_batch: int = 128, reps: int = 5,
-                    threads: int | None = None, out_dir: str | None = None) -> dict[str, Any]:
+def run_train_speed(
+    model: str = "xmr-mini",
+    image_batch: int = 256,
+    audio_batch: int = 128,
+    reps: int = 5,
+    threads: int | None = None,
+    out_dir: str | None = None,
+) -> dict[str, Any]:
     from ..audio import AudioPreprocessor
     from ..registry import resolve
     from ..towers import build_tower
@@ -50,13 +56,34 @@ def run_train_speed(model: str = "xmr-mini", image_batch: int = 256, audio_batch
             torch.manual_seed(0)
             tower = build_tower(cfg, config["embed_dim"]).to(memory_format=fmt)
             seconds[layout] = _step_seconds(tower, x, reps)
-        rows.append({"tower": modality, "batch": batch, "s_per_step_contiguous": seconds["contiguous"],
-                     "s_per_step_channels_last": seconds["channels_last"],
-                     "samples_per_s_channels_last": batch / seconds["channels_last"],
-                     "speedup": seconds["contiguous"] / seconds["channels_last"]})
-    payload = {"machine": machine_info(), "model": model, "threads": torch.get_num_threads(), "reps": reps, "results": rows}
+        rows.append(
+            {
+                "tower": modality,
+                "batch": batch,
+                "s_per_step_contiguous": seconds["contiguous"],
+                "s_per_step_channels_last": seconds["channels_last"],
+                "samples_per_s_channels_last": batch / seconds["channels_last"],
+                "speedup": seconds["contiguous"] / seconds["channels_last"],
+            }
+        )
+    payload = {
+        "machine": machine_info(),
+        "model": model,
+        "threads": torch.get_num_threads(),
+        "reps": reps,
+        "results": rows,
+    }
     if out_dir:
-        table = markdown_table(rows, ["tower", "batch", "s_per_step_contiguous", "s_per_step_channels_last",
-                                      "samples_per_s_channels_last", "speedup"])
+        table = markdown_table(
+            rows,
+            [
+                "tower",
+                "batch",
+                "s_per_step_contiguous",
+                "s_per_step_channels_last",
+                "samples_per_s_channels_last",
+                "speedup",
+            ],
+        )
         payload["files"] = {k: str(v) for k, v in write_outputs(out_dir, "train_speed", payload, table).items()}
     return payload

@@ -28,14 +28,22 @@ def normalize_pixels(images: torch.Tensor) -> torch.Tensor:
 def center_images(images: torch.Tensor, size: int) -> torch.Tensor:
     """Evaluation view of uint8 ``[N, H, W, 3]`` images: resize to ``size`` (they are square)."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
-    return normalize_pixels(F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1))
+    return normalize_pixels(
+        F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    )
 
 
-def augment_images(images: torch.Tensor, size: int, gen: torch.Generator, scale: tuple[float, float] = (0.45, 1.0)) -> torch.Tensor:
+def augment_images(
+    images: torch.Tensor, size: int, gen: torch.Generator, scale: tuple[float, float] = (0.45, 1.0)
+) -> torch.Tensor:
     """Random resized crops of uint8 ``[N, H, W, 3]`` images to ``size``, then colour jitter."""
     n = images.shape[0]
     x = images.permute(0, 3, 1, 2).float() / 255.0
-    x = F.interpolate(x, scale_factor=0.75, mode="bilinear", antialias=True, align_corners=False) if x.shape[-1] > 2 * size else x
+    x = (
+        F.interpolate(x, scale_factor=0.75, mode="bilinear", antialias=True, align_corners=False)
+        if x.shape[-1] > 2 * size
+        else x
+    )
     area = torch.empty(n).uniform_(*scale, generator=gen)
     log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)
     ratio = log_ratio.exp()
@@ -53,7 +61,7 @@ def augment_images(images: torch.Tensor, size: int, gen: torch.Generator, scale:
     x = x * bright
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean
-    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    gray = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     x = (x - gray) * sat + gray
     return normalize_pixels(x.clamp(0, 1))
 
@@ -67,17 +75,29 @@ class TorchLogMel(torch.nn.Module):
         self.pre = pre
         fb = mel_filterbank(pre.sample_rate, pre.n_fft, pre.n_mels, pre.fmin, pre.fmax)
         self.register_buffer("fb", torch.from_numpy(np.array(fb)), persistent=False)
-        self.register_buffer("window", torch.from_numpy(np.hanning(pre.n_fft + 1)[:-1].astype(np.float32)), persistent=False)
+        self.register_buffer(
+            "window", torch.from_numpy(np.hanning(pre.n_fft + 1)[:-1].astype(np.float32)), persistent=False
+        )
 
     def forward(self, waves: torch.Tensor, band_mask: torch.Tensor | None = None) -> torch.Tensor:
-        spec = torch.stft(waves, self.pre.n_fft, self.pre.hop_length, window=self.window, center=True, pad_mode="constant", return_complex=True)
+        spec = torch.stft(
+            waves,
+            self.pre.n_fft,
+            self.pre.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
         power = spec.abs() ** 2  # [N, F, T]
         if band_mask is not None:
             power = power * band_mask[:, :, None]
         return torch.log(torch.einsum("mf,nft->nmt", self.fb, power) + 1e-6)
 
 
-def augment_waves(waves: torch.Tensor, lengths: torch.Tensor, pre: AudioPreprocessor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_waves(
+    waves: torch.Tensor, lengths: torch.Tensor, pre: AudioPreprocessor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment ``[N, L]`` waveforms at the model rate (each ``lengths[i]`` samples long) into
     ``[N, window]`` windows, and give a band mask per example for :class:`TorchLogMel`."""
     n, window = waves.shape[0], pre.window_samples
@@ -91,7 +111,9 @@ def augment_waves(waves: torch.Tensor, lengths: torch.Tensor, pre: AudioPreproce
         clip = clip[:window]
         slack = window - clip.numel()
         # Time shift: start short clips up to 0.5 s into the window (inference starts them at 0).
-        start = int(torch.randint(0, min(slack, pre.sample_rate // 2) + 1, (1,), generator=gen).item()) if slack > 0 else 0
+        start = (
+            int(torch.randint(0, min(slack, pre.sample_rate // 2) + 1, (1,), generator=gen).item()) if slack > 0 else 0
+        )
         out[i, start : start + clip.numel()] = clip
     gain = 10 ** (torch.empty(n, 1).uniform_(-10, 6, generator=gen) / 20)
     out = out * gain
@@ -106,8 +128,15 @@ def augment_waves(waves: torch.Tensor, lengths: torch.Tensor, pre: AudioPreproce
     return out, mask
 
 
-def spec_augment(logmel: torch.Tensor, gen: torch.Generator, p: float = 0.8, freq_masks: int = 2, max_bands: int = 8,
-                 time_masks: int = 2, max_frames: int = 20) -> torch.Tensor:
+def spec_augment(
+    logmel: torch.Tensor,
+    gen: torch.Generator,
+    p: float = 0.8,
+    freq_masks: int = 2,
+    max_bands: int = 8,
+    time_masks: int = 2,
+    max_frames: int = 20,
+) -> torch.Tensor:
     """SpecAugment (Park et al., 2019) on ``[N, mels, frames]`` log-mel: for a share ``p`` of
     the examples, ``freq_masks`` bands of up to ``max_bands`` mels and ``time_masks`` spans of
     up to ``max_frames`` frames are set to the example's mean. Masks fall inside the frames
@@ -126,7 +155,9 @@ def spec_augment(logmel: torch.Tensor, gen: torch.Generator, p: float = 0.8, fre
         keep &= ~((band >= start) & (band < start + width))[:, :, None]
     frame = torch.arange(frames)[None, :]
     for _ in range(time_masks):
-        width = torch.minimum(torch.randint(0, max_frames + 1, (n, 1), generator=gen), (last[:, None] // 5).clamp(min=0))
+        width = torch.minimum(
+            torch.randint(0, max_frames + 1, (n, 1), generator=gen), (last[:, None] // 5).clamp(min=0)
+        )
         start = (torch.rand(n, 1, generator=gen) * (last[:, None] - width + 1).clamp(min=1)).long()
         keep &= ~((frame >= start) & (frame < start + width))[:, None, :]
     keep |= ~chosen[:, None, None] | (frame >= last[:, None])[:, None, :]

@@ -84,8 +84,14 @@ class PairSet:
             clips = np.concatenate(parts) if parts else np.zeros(0, np.int16)
         remap = {int(old): new for new, old in enumerate(keep)}
         return PairSet(
-            self.modality, self.texts, self.caption[keep], self.images[keep] if self.images is not None else None,
-            clips, offsets, [self.sources[i] for i in keep], {remap[k]: v for k, v in self.alt.items() if k in remap},
+            self.modality,
+            self.texts,
+            self.caption[keep],
+            self.images[keep] if self.images is not None else None,
+            clips,
+            offsets,
+            [self.sources[i] for i in keep],
+            {remap[k]: v for k, v in self.alt.items() if k in remap},
         )
 
 
@@ -121,7 +127,9 @@ def _load_clip(path: str, pre: AudioPreprocessor) -> np.ndarray | None:
     return (wave * scale).astype(np.int16)
 
 
-def load_pairs(rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None = None, workers: int = 2) -> PairSet:
+def load_pairs(
+    rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None = None, workers: int = 2
+) -> PairSet:
     """Decode the media of ``rows`` (one modality) into a :class:`PairSet`.
 
     The decoded media are cached on disk one manifest at a time (rows' ``manifest`` field), so
@@ -132,7 +140,10 @@ def load_pairs(rows: list[dict], modality: str, cache: Path, pre: AudioPreproces
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r.get("manifest", ""), []).append(i)
-    files = [_cached_media([rows[i] for i in members], modality, cache, pre, workers, manifest) for manifest, members in groups.items()]
+    files = [
+        _cached_media([rows[i] for i in members], modality, cache, pre, workers, manifest)
+        for manifest, members in groups.items()
+    ]
     keep, offsets, base = [], [np.zeros(1, np.int64)], 0
     for members, f in zip(groups.values(), files):
         with np.load(f) as data:  # the small arrays of each file, in one opening
@@ -170,7 +181,9 @@ def _concatenate_from(files: list[Path], key: str) -> np.ndarray:
     loading holds at most the result and one file's array (not every part plus their copy)."""
     headers = [_npz_header(f, key) for f in files]
     if not headers:
-        return np.zeros((0, STORE_SIDE, STORE_SIDE, 3) if key == "images" else 0, np.uint8 if key == "images" else np.int16)
+        return np.zeros(
+            (0, STORE_SIDE, STORE_SIDE, 3) if key == "images" else 0, np.uint8 if key == "images" else np.int16
+        )
     out = np.empty((sum(shape[0] for shape, _ in headers), *headers[0][0][1:]), headers[0][1])
     start = 0
     for f, (shape, _) in zip(files, headers):
@@ -180,14 +193,20 @@ def _concatenate_from(files: list[Path], key: str) -> np.ndarray:
     return out
 
 
-def _cached_media(rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None, workers: int, label: str) -> Path:
+def _cached_media(
+    rows: list[dict], modality: str, cache: Path, pre: AudioPreprocessor | None, workers: int, label: str
+) -> Path:
     """The cache file of the decoded media of ``rows`` (``keep``: the rows that decoded, then
     ``images`` or ``audio`` + ``offsets``), decoded and written first if it is not there."""
-    key = hashlib.sha256(json.dumps([[r["path"], r["text"]] for r in rows]).encode() + repr(pre).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([[r["path"], r["text"]] for r in rows]).encode() + repr(pre).encode()).hexdigest()[
+        :20
+    ]
     file = cache / f"{modality}-{key}.npz"
     if file.is_file():
         return file
-    log.info("decoding %d %s files of %s (cached in %s for later runs)", len(rows), modality, label or "the data", cache)
+    log.info(
+        "decoding %d %s files of %s (cached in %s for later runs)", len(rows), modality, label or "the data", cache
+    )
     loader = (lambda r: _load_image(r["path"])) if modality == "image" else (lambda r: _load_clip(r["path"], pre))
     media, last = [], time.monotonic()
     with ThreadPoolExecutor(workers) as ex:
@@ -199,7 +218,9 @@ def _cached_media(rows: list[dict], modality: str, cache: Path, pre: AudioPrepro
     keep = np.array([i for i, m in enumerate(media) if m is not None], dtype=np.int64)
     arrays: dict[str, np.ndarray] = {"keep": keep}
     if modality == "image":
-        arrays["images"] = np.stack([media[i] for i in keep]) if len(keep) else np.zeros((0, STORE_SIDE, STORE_SIDE, 3), np.uint8)
+        arrays["images"] = (
+            np.stack([media[i] for i in keep]) if len(keep) else np.zeros((0, STORE_SIDE, STORE_SIDE, 3), np.uint8)
+        )
     else:
         kept = [media[i] for i in keep]
         arrays["offsets"] = np.concatenate([[0], np.cumsum([len(c) for c in kept])]).astype(np.int64)

@@ -59,7 +59,9 @@ class TrainConfig:
     spec_augment: bool = True  # SpecAugment masks on the training log-mel
     alt_text_prob: float = 0.0  # chance that an item's target is one of its alt_texts (keywords, tags)
     cache: str | None = None  # decoded media and caption embeddings (default: OUT/cache); runs can share one
-    source_passes: dict[str, int] = field(default_factory=dict)  # manifest source -> times its items come per pass (default 1)
+    source_passes: dict[str, int] = field(
+        default_factory=dict
+    )  # manifest source -> times its items come per pass (default 1)
     select: str = "pooled"  # checkpoint choice: "pooled" mean R@10, or "sources" (each validation source alike)
     channels_last: bool = True  # NHWC convolution weights: the same results, faster steps on a CPU
 
@@ -90,7 +92,11 @@ class Trainer:
             # frozen text tower of an open_clip model.
             self.encoder = create_model(cfg.into, device="cpu")
             base = resolve(cfg.model, **cfg.overrides).config
-            self.config = {"embed_dim": self.encoder.embed_dim, "seed": cfg.seed, **{f"{m}_cfg": base[f"{m}_cfg"] for m in cfg.modalities}}
+            self.config = {
+                "embed_dim": self.encoder.embed_dim,
+                "seed": cfg.seed,
+                **{f"{m}_cfg": base[f"{m}_cfg"] for m in cfg.modalities},
+            }
             self.model = XmrModel(self.config)
         else:
             self.encoder = create_model(cfg.model, device="cpu", **cfg.overrides)
@@ -102,7 +108,9 @@ class Trainer:
         # on this CPU (`xmr bench train`); results agree to float tolerance.
         for m in cfg.modalities if cfg.channels_last else []:
             self.model.towers[m].to(memory_format=torch.channels_last)
-        self.preprocess_audio = AudioPreprocessor.from_config(self.config["audio_cfg"]) if "audio" in cfg.modalities else None
+        self.preprocess_audio = (
+            AudioPreprocessor.from_config(self.config["audio_cfg"]) if "audio" in cfg.modalities else None
+        )
         self.image_size = self.config["image_cfg"]["image_size"] if "image" in cfg.modalities else 0
         self.cache = Path(cfg.cache) if cfg.cache else self.out / "cache"
         if cfg.select not in SELECTIONS:
@@ -110,10 +118,14 @@ class Trainer:
         self.train_sets = self._load(cfg.data)
         unknown = set(cfg.source_passes) - {src for s in self.train_sets.values() for src in s.sources}
         if unknown:
-            raise ValueError(f"--source-passes names sources the training data does not hold: {', '.join(sorted(unknown))}")
+            raise ValueError(
+                f"--source-passes names sources the training data does not hold: {', '.join(sorted(unknown))}"
+            )
         self.pools = {m: self._pool(s) for m, s in self.train_sets.items()}
         self.val_sets = self._load(cfg.val) if cfg.val else {}
-        self.text_vecs = {m: torch.from_numpy(text_embeddings(self.encoder, s.texts, self.cache)) for m, s in self.train_sets.items()}
+        self.text_vecs = {
+            m: torch.from_numpy(text_embeddings(self.encoder, s.texts, self.cache)) for m, s in self.train_sets.items()
+        }
         self.val_text_vecs = {m: text_embeddings(self.encoder, s.texts, self.cache) for m, s in self.val_sets.items()}
         self.logmel = TorchLogMel(self.preprocess_audio) if "audio" in cfg.modalities else None
         params = [p for m in cfg.modalities for p in self.model.towers[m].parameters()] + [self.model.logit_scale]
@@ -143,7 +155,9 @@ class Trainer:
         """Item indexes one pass draws from: every item once, and the items of each source in
         ``source_passes`` that many times in all."""
         sources = np.array(pairs.sources)
-        extra = [np.flatnonzero(sources == src) for src, k in sorted(self.cfg.source_passes.items()) for _ in range(k - 1)]
+        extra = [
+            np.flatnonzero(sources == src) for src, k in sorted(self.cfg.source_passes.items()) for _ in range(k - 1)
+        ]
         return np.concatenate([np.arange(len(pairs)), *extra]) if extra else np.arange(len(pairs))
 
     def _plan(self, epoch: int) -> list[tuple[str, np.ndarray]]:
@@ -225,7 +239,9 @@ class Trainer:
             group["lr"] = self._lr(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(
+            [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip
+        )
         self.optimizer.step()
         self.step += 1
         return float(loss.item())
@@ -242,7 +258,14 @@ class Trainer:
                 out.append(self.model.towers["image"](x).numpy())
             else:
                 pre = self.preprocess_audio
-                feats = [pre.log_mel(pre.split_windows(pairs.audio[pairs.offsets[i] : pairs.offsets[i + 1]].astype(np.float32) / 32768.0)) for i in idx]
+                feats = [
+                    pre.log_mel(
+                        pre.split_windows(
+                            pairs.audio[pairs.offsets[i] : pairs.offsets[i + 1]].astype(np.float32) / 32768.0
+                        )
+                    )
+                    for i in idx
+                ]
                 owner = np.repeat(np.arange(len(feats)), [f.shape[0] for f in feats])
                 vecs = self.model.towers["audio"](torch.from_numpy(np.concatenate(feats))).numpy()
                 out.append(average_groups(vecs, owner, len(feats)))
@@ -265,8 +288,13 @@ class Trainer:
     def _recall(self, modality: str, pairs: PairSet, vecs: np.ndarray, rows: np.ndarray) -> dict[str, dict[str, float]]:
         """Recall both ways among the items ``rows`` and their captions."""
         used = np.unique(pairs.caption[rows])  # alt captions have no items of their own
-        return cross_modal_recall(vecs[rows], [pairs.texts[c] for c in pairs.caption[rows]], self.val_text_vecs[modality][used],
-                                  [pairs.texts[c] for c in used], modality)
+        return cross_modal_recall(
+            vecs[rows],
+            [pairs.texts[c] for c in pairs.caption[rows]],
+            self.val_text_vecs[modality][used],
+            [pairs.texts[c] for c in used],
+            modality,
+        )
 
     # --- checkpoints -----------------------------------------------------------------------
     def save(self, name: str, extra: dict | None = None) -> Path:
@@ -310,7 +338,9 @@ class Trainer:
             return False
         meta = json.loads((folder / "meta.json").read_text())
         if meta["data_hash"] != self.data_hash:
-            raise ValueError(f"{folder}: the checkpoint was trained on other data (manifest hash differs); use a new --out")
+            raise ValueError(
+                f"{folder}: the checkpoint was trained on other data (manifest hash differs); use a new --out"
+            )
         self.model.load_state_dict(load_file(str(folder / "weights.safetensors")), strict=False)
         state = torch.load(folder / "trainer.pt", weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -336,15 +366,32 @@ class Trainer:
                     samples += len(idx)
                     elapsed = time.monotonic() - started
                     rate = samples / max(elapsed, 1e-6)
-                    record = {"step": self.step, "epoch": epoch, "modality": modality, "loss": loss, "lr": self._lr(self.step - 1),
-                              "scale": float(self.model.logit_scale.detach().exp()), "time": elapsed}
+                    record = {
+                        "step": self.step,
+                        "epoch": epoch,
+                        "modality": modality,
+                        "loss": loss,
+                        "lr": self._lr(self.step - 1),
+                        "scale": float(self.model.logit_scale.detach().exp()),
+                        "time": elapsed,
+                    }
                     logf.write(json.dumps(record) + "\n")
                     if self.step % 50 == 0:
-                        log.info("step %d/%d epoch %d %s loss %.3f, %.0f samples/s", self.step, self.total_steps, epoch, modality, loss, rate)
+                        log.info(
+                            "step %d/%d epoch %d %s loss %.3f, %.0f samples/s",
+                            self.step,
+                            self.total_steps,
+                            epoch,
+                            modality,
+                            loss,
+                            rate,
+                        )
                     if self.on_progress:
                         eta = (self.total_steps - self.step) * elapsed / max(1, self.step - first_step)
                         self.on_progress(Progress(self.step, self.total_steps, epoch, loss, rate, eta))
-                    if self.step % self.steps_per_epoch == 0 or (self.cfg.max_steps and self.step >= self.cfg.max_steps):
+                    if self.step % self.steps_per_epoch == 0 or (
+                        self.cfg.max_steps and self.step >= self.cfg.max_steps
+                    ):
                         break
                     if time.monotonic() - last_save > self.cfg.save_every_minutes * 60:
                         logf.flush()  # the log holds every step the checkpoint holds
@@ -374,14 +421,32 @@ class Trainer:
         pooled = float(np.mean([r["R@10"] for r in results.values()]))
         balanced = source_score(by_source)
         score = balanced if self.cfg.select == "sources" else pooled
-        logf.write(json.dumps({"step": self.step, "val": results, "val_mean_R@10": pooled, "val_sources_score": balanced,
-                               "val_by_source": by_source}) + "\n")
+        logf.write(
+            json.dumps(
+                {
+                    "step": self.step,
+                    "val": results,
+                    "val_mean_R@10": pooled,
+                    "val_sources_score": balanced,
+                    "val_by_source": by_source,
+                }
+            )
+            + "\n"
+        )
         logf.flush()
-        log.info("step %d: validation mean R@10 %.1f, per-source score %.1f (%s)", self.step, pooled, balanced,
-                 ", ".join(f"{k} {v['R@10']:.1f}" for k, v in results.items()))
+        log.info(
+            "step %d: validation mean R@10 %.1f, per-source score %.1f (%s)",
+            self.step,
+            pooled,
+            balanced,
+            ", ".join(f"{k} {v['R@10']:.1f}" for k, v in results.items()),
+        )
         if score > self.best:
             self.best = score
-            self.save("best", {"val": results, "val_mean_R@10": pooled, "val_sources_score": balanced, "val_by_source": by_source})
+            self.save(
+                "best",
+                {"val": results, "val_mean_R@10": pooled, "val_sources_score": balanced, "val_by_source": by_source},
+            )
 
 
 def plot_log(out: Path) -> Path | None:
@@ -401,12 +466,17 @@ def plot_log(out: Path) -> Path | None:
         steps, losses = zip(*pts)
         k = max(1, len(losses) // 100)
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax1.plot(steps[len(steps) - len(smooth):], smooth, label=f"{m}-text loss")
+        ax1.plot(steps[len(steps) - len(smooth) :], smooth, label=f"{m}-text loss")
     ax1.set_xlabel("step")
     ax1.legend()
     vals = [r for r in records if "val" in r]
     for direction in sorted({d for r in vals for d in r["val"]}):
-        ax2.plot([r["step"] for r in vals if direction in r["val"]], [r["val"][direction]["R@10"] for r in vals if direction in r["val"]], marker="o", label=direction)
+        ax2.plot(
+            [r["step"] for r in vals if direction in r["val"]],
+            [r["val"][direction]["R@10"] for r in vals if direction in r["val"]],
+            marker="o",
+            label=direction,
+        )
     ax2.set_xlabel("step")
     ax2.set_ylabel("validation R@10 (%)")
     if vals:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..metrics import source_score
 from ..registry import WEIGHTS_DIR
+from ..spec import file_sha256
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 25 * 1024 * 1024
@@ -33,7 +34,9 @@ class ShipError(RuntimeError):
     """The checkpoint cannot be shipped (missing, too large, or not better than what ships)."""
 
 
-def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = False, weights_dir: Path = WEIGHTS_DIR) -> Path:
+def ship(
+    checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = False, weights_dir: Path = WEIGHTS_DIR
+) -> Path:
     """Copy ``checkpoint/weights.safetensors`` to ``weights_dir/NAME.safetensors``.
 
     Raises:
@@ -54,7 +57,11 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
     part = _partial(meta, old_record) if target.is_file() else None
     val = {**old_record.get("val", {}), **meta["val"]} if part else meta.get("val")
     score = _mean_r10(val) if part else meta.get("val_mean_R@10")
-    by_source = _merge_sources(old_record.get("val_by_source", {}), meta.get("val_by_source", {}), part) if part else meta.get("val_by_source")
+    by_source = (
+        _merge_sources(old_record.get("val_by_source", {}), meta.get("val_by_source", {}), part)
+        if part
+        else meta.get("val_by_source")
+    )
     if not force:
         _check_better(name, meta, old_record, score, by_source)
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -64,15 +71,32 @@ def ship(checkpoint: str | os.PathLike, name: str = "xmr-mini", force: bool = Fa
     else:
         shutil.copyfile(weights, tmp)
     os.chmod(tmp, 0o644)  # packaged weights are read by every user (safetensors writes 0600)
+    digest = file_sha256(tmp)
     os.replace(tmp, target)
-    entry = {"step": meta.get("step"), "total_steps": meta.get("total_steps"), "data_hash": meta.get("data_hash"), "train_config": meta.get("train_config")}
+    entry = {
+        "step": meta.get("step"),
+        "total_steps": meta.get("total_steps"),
+        "data_hash": meta.get("data_hash"),
+        "train_config": meta.get("train_config"),
+    }
     towers = {**_provenance(old_record), **{m: entry for m in part}} if part else {}
     # A merged model has no single run: its record says which run each tower comes from.
     provenance = {"towers": towers} if towers else entry
     per_source = {"val_sources_score": source_score(by_source), "val_by_source": by_source} if by_source else {}
-    record.write_text(json.dumps({"model": name, **provenance, "val_mean_R@10": score, "val": val, **per_source}, indent=2) + "\n")
-    log.info("shipped %s (%s, step %s, mean validation R@10 %s) as %s", ckpt,
-             f"towers {', '.join(part)}" if part else "all towers", meta.get("step"), score, target)
+    record.write_text(
+        json.dumps(
+            {"model": name, "sha256": digest, **provenance, "val_mean_R@10": score, "val": val, **per_source}, indent=2
+        )
+        + "\n"
+    )
+    log.info(
+        "shipped %s (%s, step %s, mean validation R@10 %s) as %s",
+        ckpt,
+        f"towers {', '.join(part)}" if part else "all towers",
+        meta.get("step"),
+        score,
+        target,
+    )
     return target
 
 
@@ -83,12 +107,22 @@ def _check_better(name: str, meta: dict, old_record: dict, score: float | None, 
         return
     if (meta.get("train_config") or {}).get("select") == "sources":
         if not old_record.get("val_by_source"):
-            raise ShipError(f"the shipped {name} records no per-source validation recall to compare a --select sources run with (--force to ship anyway)")
-        old, new, what = source_score(old_record["val_by_source"]), source_score(by_source or {}), "per-source validation score"
+            raise ShipError(
+                f"the shipped {name} records no per-source validation recall to compare a --select "
+                "sources run with (--force to ship anyway)"
+            )
+        old, new, what = (
+            source_score(old_record["val_by_source"]),
+            source_score(by_source or {}),
+            "per-source validation score",
+        )
     else:
         old, new, what = old_record.get("val_mean_R@10"), score, "mean validation R@10"
     if old is not None and (new is None or new <= old):
-        raise ShipError(f"the shipped {name} scores {what} {old:.2f}; this checkpoint {'none' if new is None else f'{new:.2f}'}: not better (--force to ship anyway)")
+        raise ShipError(
+            f"the shipped {name} scores {what} {old:.2f}; this checkpoint "
+            f"{'none' if new is None else f'{new:.2f}'}: not better (--force to ship anyway)"
+        )
 
 
 def _merge_sources(old: dict, new: dict, towers: list[str]) -> dict:
