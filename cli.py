@@ -671,6 +671,51 @@ def doctor(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (another than loopback needs --token or --no-auth).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    token: Annotated[
+        Optional[str],
+        typer.Option(envvar="XMR_TOKEN", help="Token every API call must carry (bearer header or the page's login)."),
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve a non-loopback address without a token (a warning).")
+    ] = False,
+    cors: Annotated[
+        list[str], typer.Option("--cors", help="Origin allowed to call the API from a browser; repeatable.")
+    ] = [],  # noqa: B006
+    offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Serve the index: a JSON API under /api/v1 (docs at /docs) and a search page at /."""
+    _setup_logging(verbose)
+    _offline(offline)
+    from indexer import XmrIndexError
+    from indexer.store import StoreError
+    from retrieval.server import ServeError
+    from retrieval.server import serve as run_server
+
+    try:
+        run_server(
+            str(index_dir) if index_dir else None,
+            host=host,
+            port=port,
+            token=token,
+            no_auth=no_auth,
+            cors=list(cors) or None,
+        )
+    except (ServeError, XmrIndexError, StoreError) as exc:
+        _fail(str(exc), code=1)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
+
+
 bench_app = typer.Typer(
     help="Benchmarks: recall@k on real data, search, embedding and training speed.", no_args_is_help=True
 )

@@ -1,0 +1,154 @@
+"""Requests of the HTTP API as ``Engine.search`` keywords, and the API's error answers.
+
+Every bad input becomes an :class:`ApiError` with a status (400, 404, 413, 415, 422), a code,
+a message that says what to change and, where one is to blame, the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..filters import parse_size, to_ns
+from ..query import QueryError, Weighted
+
+MAX_K = 1000
+MAX_OFFSET = 100_000
+TARGETS = ("image", "audio", "text", "all")
+
+
+class ApiError(Exception):
+    """An answer other than 200, with the JSON body ``{"error": {"code", "message", "field"}}``."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+@dataclass
+class SearchParams:
+    """A search request: its parts, targets, paging and filters (``Engine.search`` keywords)."""
+
+    text: list[Any] = field(default_factory=list)
+    to: list[str] | None = None
+    k: int = 20
+    offset: int = 0
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    def echo(self) -> dict[str, Any]:
+        """The request as understood, for the response's ``query``."""
+        texts = [t.value if isinstance(t, Weighted) else t for t in self.text]
+        return {"q": texts, "to": self.to, "k": self.k, "offset": self.offset, **self.filters}
+
+
+def _int(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(422, "bad_parameter", f"{name}: {value!r} is not a whole number", name) from None
+    if not low <= number <= high:
+        raise ApiError(422, "bad_parameter", f"{name}: {number} is out of range ({low}..{high})", name)
+    return number
+
+
+def _float(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, "bad_filter", f"{name}: {value!r} is not a number", name) from None
+    if not math.isfinite(number) or number < 0:
+        raise ApiError(400, "bad_filter", f"{name}: {value!r} must be a number >= 0", name)
+    return number
+
+
+def weighted(value: str, name: str) -> Any:
+    """``rain^0.5`` as ``Weighted("rain", 0.5)``; a plain value stays as it is."""
+    head, sep, tail = value.rpartition("^")
+    if not sep or not head:
+        return value
+    try:
+        weight = float(tail)
+    except ValueError:
+        return value  # a caret that is part of the text
+    if not math.isfinite(weight):
+        raise ApiError(400, "bad_weight", f"{name}: the weight after ^ must be a finite number, not {tail!r}", name)
+    return Weighted(head, weight)
+
+
+def parse_search(query: dict[str, list[str]]) -> SearchParams:
+    """Parse the query string of a search (each name maps to its values, in order).
+
+    Raises:
+        ApiError: an unknown parameter, a bad filter, ``k`` or ``offset`` out of range.
+    """
+    known = {
+        "q",
+        "to",
+        "k",
+        "offset",
+        "path",
+        "ext",
+        "min_size",
+        "max_size",
+        "after",
+        "before",
+        "min_duration",
+        "max_duration",
+        "like",
+        "image_weight",
+        "audio_weight",
+        "like_weight",
+    }
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise ApiError(
+            400,
+            "unknown_parameter",
+            f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            unknown[0],
+        )
+
+    def one(name: str) -> str | None:
+        values = query.get(name) or []
+        if len(values) > 1:
+            raise ApiError(400, "bad_parameter", f"{name}: give it once, not {len(values)} times", name)
+        return values[0] if values else None
+
+    params = SearchParams()
+    params.text = [weighted(q, "q") for q in query.get("q", []) if q.strip()]
+    to = [t for t in query.get("to", []) if t]
+    for t in to:
+        if t not in TARGETS:
+            raise ApiError(400, "bad_modality", f"to: {t!r} is not a modality; use image, audio, text or all", "to")
+    params.to = to or None
+    params.k = _int(one("k") or 20, "k", 1, MAX_K)
+    params.offset = _int(one("offset") or 0, "offset", 0, MAX_OFFSET)
+    filters: dict[str, Any] = {}
+    if (path := one("path")) is not None:
+        if not path:
+            raise ApiError(400, "bad_filter", "path: give a glob such as 2024/*", "path")
+        filters["path"] = path
+    if ext := [e for e in query.get("ext", []) if e]:
+        filters["ext"] = ext
+    for name in ("min_size", "max_size"):
+        if (value := one(name)) is not None:
+            try:
+                filters[name] = parse_size(value, name)
+            except QueryError:
+                raise ApiError(400, "bad_filter", f"{name}: {value!r} is not a size (bytes or K/M/G)", name) from None
+    for name in ("after", "before"):
+        if (value := one(name)) is not None:
+            try:
+                to_ns(value, name)
+            except QueryError as exc:
+                raise ApiError(400, "bad_filter", str(exc), name) from None
+            filters[name] = value
+    for name in ("min_duration", "max_duration"):
+        if (value := one(name)) is not None:
+            filters[name] = _float(value, name)
+    params.filters = filters
+    return params
