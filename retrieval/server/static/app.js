@@ -93,6 +93,12 @@ async function run(fresh = true) {
   } finally {
     state.busy = false;
   }
+  if (!state.done && state.observer) {
+    // Observing anew reports the sentinel's current state: a page that does not yet fill the
+    // screen asks for the next one at once, and scrolling asks when it comes near.
+    state.observer.unobserve($("#more"));
+    state.observer.observe($("#more"));
+  }
 }
 
 function render() {
@@ -290,9 +296,10 @@ function setup() {
     else if (event.key === "ArrowLeft") showDetail(state.current - 1);
     else if (event.key === "ArrowRight") showDetail(state.current + 1);
   });
-  new IntersectionObserver((entries) => {
+  state.observer = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting) && state.offset > 0) run(false);
-  }, { rootMargin: "600px" }).observe($("#more"));
+  }, { rootMargin: "300px" });
+  state.observer.observe($("#more"));
 }
 
 async function start() {
