@@ -350,6 +350,14 @@ def index(
         bool,
         typer.Option("--retry-failed", help="Decode again the files whose decoder crashed or hung in an earlier run."),
     ] = False,
+    prune_unseen: Annotated[
+        bool,
+        typer.Option(
+            "--prune-unseen",
+            help="Remove the indexed files under folders that cannot be read and links no longer "
+            "followed (kept by default).",
+        ),
+    ] = False,
     allow_mass_removal: Annotated[
         bool,
         typer.Option(
@@ -390,6 +398,7 @@ def index(
         decode_timeout=decode_timeout,
         retry_failed=retry_failed,
         allow_mass_removal=allow_mass_removal,
+        prune_unseen=prune_unseen,
     )
     try:
         name = resolve_model_name(folder, options, model)
@@ -399,7 +408,10 @@ def index(
     except (indexer.XmrIndexError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc), code=1)
     except OSError as exc:
-        _fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}); is the disk full?", code=1)
+        import errno
+
+        full = "; is the disk full?" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+        _fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}){full}", code=1)
     except KeyboardInterrupt:
         _fail("interrupted before indexing began; nothing was changed", code=130)
     if as_json:
@@ -618,6 +630,12 @@ def doctor(
     index_dir: Annotated[
         Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
     ] = None,
+    allow_mass_removal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-removal", help="Let --fix remove files gone from the folder even when most are gone."
+        ),
+    ] = False,
     fix: Annotated[
         bool,
         typer.Option("--fix", help="Repair: set damaged shards aside, drop strays, re-embed what cannot be recovered."),
@@ -643,7 +661,9 @@ def doctor(
         for p in report.problems:
             _say(f"found [{p.kind}]: {p.message}", err=True)
         try:
-            repaired = repair_index(folder, lambda name: _create_model(name, "auto"))
+            repaired = repair_index(
+                folder, lambda name: _create_model(name, "auto"), allow_mass_removal=allow_mass_removal
+            )
         except (XmrIndexError, ValueError, RuntimeError, OSError) as exc:
             _fail(f"repair failed: {exc}", code=1)
         report = check_index(folder)

@@ -37,7 +37,7 @@ from .paths import escape_path, unescape_path
 from .scan import LINKS, Found, Skipped, walk
 from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, Item
 from .shards import ShardSet
-from .store import Store, new_index_uuid
+from .store import Store, StoreError, new_index_uuid
 from .texts import read_texts
 from .workers import DecodePool, decode_in_process
 
@@ -95,6 +95,7 @@ class IndexOptions:
     decode_timeout: float = 120.0  # seconds a decoder may go without progress before it is stopped
     retry_failed: bool = False  # decode again the files whose decoder crashed or hung before
     allow_mass_removal: bool = False  # remove even when more than half of an index of 20+ items is gone
+    prune_unseen: bool = False  # remove the rows under folders that cannot be read and links not followed
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
@@ -214,6 +215,7 @@ class _Run:
         )
         # A rebuild drops the old vectors *before* the manifest names the new model: killed in
         # between, the index still says which model its (fewer) vectors came from.
+        crash_point("index-registered")
         if options.rebuild:
             self._wipe()
         # The manifest goes down only once its database exists: a reader that finds the
@@ -231,13 +233,12 @@ class _Run:
 
     # --- manifest ------------------------------------------------------------------------
     def _check_manifest(self) -> dict:
-        manifest = read_manifest(self.layout)
+        manifest = read_manifest(self.layout) or self._manifest_from_database()
         enc, opt = self.encoder, self.options
         if manifest is not None:
             owner = unescape_path(manifest.get("root", ""))
-            if owner and os.path.realpath(owner) != os.path.realpath(
-                self.root
-            ):  # the same folder through a link is the same
+            # The same folder reached through a link is the same folder.
+            if owner and os.path.realpath(owner) != os.path.realpath(self.root):
                 raise IndexMismatchError(
                     f"the index at {self.layout.dir} belongs to {owner}, not {self.root}; use another --index"
                 )
@@ -263,8 +264,26 @@ class _Run:
             manifest["db"] = self.options.db_url
         manifest.setdefault("index_uuid", new_index_uuid())
         manifest.setdefault("created", _now())
-        manifest["options"] = opt.recorded()
+        # The options are recorded once the run has planned without a refusal (see execute):
+        # a run refused (a mass removal) leaves the options doctor --fix replays as they were.
+        manifest.setdefault("options", opt.recorded())
         return manifest
+
+    def _manifest_from_database(self) -> dict | None:
+        """A lost manifest (no backup either) from the copy in the index's own SQLite database."""
+        if self.options.db_url or not self.layout.database.exists():
+            return None
+        try:
+            store = Store(self.layout.db_url(), create=False)
+            try:
+                copy = store.manifest_copy_of_folder(escape_path(str(self.layout.dir)))
+            finally:
+                store.close()
+        except StoreError:
+            return None
+        if copy is not None:
+            log.warning("the manifest of %s was lost: restored from the copy in its database", self.layout.dir)
+        return copy
 
     def _wipe(self) -> None:
         log.info("rebuilding: dropping every stored vector and row of this index")
@@ -278,6 +297,7 @@ class _Run:
         self._reconcile()
         self.next_id = self._max_id() + 1
         work = self._plan_files() + self._plan_texts()
+        self.manifest["options"] = self.options.recorded()
         with _StopOnSigint() as stop:
             self.stop = stop
             try:
@@ -338,14 +358,14 @@ class _Run:
     # --- change detection ----------------------------------------------------------------
     def _plan_files(self) -> list[Work]:
         found: dict[str, Found] = {}
-        unseen: list[str] = []  # folders that failed to list, links not followed: their rows stay
+        unseen: set[str] = set()  # folders that failed to list, links not followed: their rows stay
         for entry in walk(
             self.root, skip_dirs=[str(self.layout.dir)], exclude=self.options.exclude, links=self.options.links
         ):
             if isinstance(entry, Skipped):
                 self._skip(entry.rel, entry.reason)
                 if entry.keep:
-                    unseen.append(escape_path(entry.rel))
+                    unseen.add(escape_path(entry.rel))
             elif entry.modality in self.encoder.modalities:
                 found[escape_path(entry.rel)] = entry
         rows = {r.path: r for r in self.store.items(FILE)}
@@ -353,10 +373,16 @@ class _Run:
         if self.options.retry_failed and failures:
             self.store.forget_failures()
             failures = {}
+        if self.options.prune_unseen:
+            unseen = set()
         missing = {p: r for p, r in rows.items() if p not in found and not _under(p, unseen)}
         self.summary.kept = sum(1 for p in rows if p not in found and _under(p, unseen))
         if self.summary.kept:
-            log.warning("%d indexed files lie under folders that could not be read this time: kept", self.summary.kept)
+            log.warning(
+                "%d indexed files lie under folders that could not be read, or links no longer followed: kept "
+                "(--prune-unseen removes them)",
+                self.summary.kept,
+            )
         by_hash: dict[str, list[Item]] = {}
         for r in missing.values():
             by_hash.setdefault(r.content_hash, []).append(r)
@@ -550,11 +576,11 @@ class _Run:
             w = file_work[decoded.key]
             if not decoded.ok:
                 self._skip(os.path.relpath(w.path, self.root), decoded.reason)
-                if decoded.remember:
-                    self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
                 self._report(1)
                 if not w.new:  # an indexed file that no longer decodes: drop its old vector too
                     self._remove([w.item_id], {w.item_id: w.modality})
+                if decoded.remember:  # after the removal: killed in between, the file is only tried again
+                    self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
                 continue
             buckets[w.modality].append((w, decoded))
             if len(buckets[w.modality]) >= bs:
@@ -613,9 +639,19 @@ def _decode_all(jobs: Iterable[tuple], workers: int | None, timeout: float) -> I
         yield from pool.map(jobs)
 
 
-def _under(path: str, folders: list[str]) -> bool:
-    """Whether the stored ``path`` lies in (or is) one of ``folders`` ("" is the root)."""
-    return any(not f or path == f or path.startswith(f + "/") for f in folders)
+def _under(path: str, folders: set[str]) -> bool:
+    """Whether the stored ``path`` lies in (or is) one of ``folders`` ("" is the root): its
+    ancestors looked up, so the cost is the path's depth, not the number of folders."""
+    if not folders:
+        return False
+    if "" in folders or path in folders:
+        return True
+    cut = path.rfind("/")
+    while cut > 0:
+        if path[:cut] in folders:
+            return True
+        cut = path.rfind("/", 0, cut)
+    return False
 
 
 class _StopOnSigint:

@@ -53,9 +53,11 @@ def check_index(index_dir: str | os.PathLike, check_files: bool = True) -> Check
     every vector a row, no row left pending, and (``check_files``) every file still exists."""
     layout = Layout(Path(index_dir))
     report = CheckReport(index=str(layout.dir))
-    if not layout.manifest.exists():
+    if not layout.exists():
         report.add("manifest", f"no manifest at {layout.manifest}: not an xmr index")
         return report
+    if not layout.manifest.is_file():
+        report.add("manifest", f"{layout.manifest} is missing (its backup is intact): `xmr doctor --fix` restores it")
     try:
         reader = IndexReader.open(layout.dir)
     except StoreError as exc:
@@ -113,7 +115,8 @@ def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:
         report.add(
             "outside-root",
             f"{len(outside)} indexed files lie outside {root} through symbolic links "
-            f"(indexed with --links follow, or before --links existed)",
+            "(indexed with --links follow, or before --links existed): `xmr index --links follow` keeps "
+            "following them, `xmr index --prune-unseen` removes them",
             outside,
         )
 
@@ -122,7 +125,9 @@ def _inside(path: str, root_real: str) -> bool:
     return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
-def repair_index(index_dir: str | os.PathLike, make_encoder: Callable[[str], Any]):  # -> build.Summary
+def repair_index(
+    index_dir: str | os.PathLike, make_encoder: Callable[[str], Any], allow_mass_removal: bool = False
+):  # -> Summary
     """Repair an index from what survives: a damaged manifest is restored from its backup or the
     copy in the database, unreadable shards are set aside (``*.corrupt``), and an indexing run
     with the options the index was last built with (``--exclude``, ``--texts``, ``--links``)
@@ -162,6 +167,7 @@ def repair_index(index_dir: str | os.PathLike, make_encoder: Callable[[str], Any
             exclude=list(recorded.get("exclude", [])),
             texts=texts,
             links=recorded.get("links", "inside"),
+            allow_mass_removal=allow_mass_removal,
         )
         return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest["model"]), options)
 
@@ -174,6 +180,9 @@ def _manifest_or_copy(layout: Layout) -> dict:
     except IndexCorruptError:
         manifest = None
     if manifest is not None:
+        if not layout.manifest.is_file():  # read from the backup: put it back
+            log.warning("restoring %s from its backup", layout.manifest)
+            write_manifest(layout, manifest)
         return manifest
     copy = read_manifest_backup(layout)
     if copy is None:

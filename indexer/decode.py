@@ -68,8 +68,14 @@ def decode_text(data: bytes) -> str:
 
 
 def clean_text(text: str) -> str:
-    """Text fit for storage on every backend: without NUL characters."""
-    return text.replace("\x00", "")
+    """Text fit for storage on every backend: without NUL characters, and a lone surrogate (a
+    JSON ``"\\ud800"``, never valid UTF-8) replaced by U+FFFD."""
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
 def decode(job: tuple[Any, str, str, Any]) -> Decoded:

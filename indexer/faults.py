@@ -2,7 +2,8 @@
 the N-th time (default the first) it reaches the point ``NAME``, as a power cut or the OOM
 killer would at that moment. Unset (always, outside the tests), a point costs one lookup.
 
-Points: ``shard-written`` (a shard file renamed into place; its SQL rows not yet committed,
+Points: ``index-registered`` (the index's row claimed in the database, the manifest not yet
+written), ``shard-written`` (a shard file renamed into place; its SQL rows not yet committed,
 other shards of the same checkpoint maybe not yet written), ``rows-committed`` (a checkpoint's
 rows committed), ``rebuild-rows-deleted`` (a rebuild's rows gone, its shards not yet),
 ``rebuild-wiped`` (rows and shards gone, the new manifest not yet written).

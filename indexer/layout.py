@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 MANIFEST_VERSION = 2  # 2: index_uuid, index_id and the recorded options (a version-1 manifest reads as before)
 
 
@@ -65,16 +67,24 @@ class Layout:
     def lock(self) -> Path:
         return self.dir / "lock"
 
+    def exists(self) -> bool:
+        """Whether this folder holds an index (its manifest, or the backup of it)."""
+        return self.manifest.is_file() or self.manifest_backup.is_file()
+
     def db_url(self, manifest: dict | None = None) -> str:
         return (manifest or {}).get("db") or f"sqlite:///{self.database}"
 
 
 def read_manifest(layout: Layout) -> dict[str, Any] | None:
-    """The manifest, or None when there is none; :class:`IndexCorruptError` when unreadable."""
+    """The manifest (its backup when the manifest file is gone), or None when there is neither;
+    :class:`IndexCorruptError` when unreadable."""
     try:
         text = layout.manifest.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return None
+        backup = read_manifest_backup(layout)
+        if backup is not None:
+            log.warning("%s is missing: reading the backup beside it", layout.manifest)
+        return backup
     try:
         manifest = json.loads(text)
         if not isinstance(manifest, dict) or "model" not in manifest or "dim" not in manifest:

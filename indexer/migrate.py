@@ -67,9 +67,14 @@ def upgrade(engine: Engine, version: int) -> None:
             _generic_1_to_2(engine)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        words = ("readonly", "read-only", "permission", "denied")
+        hint = (
+            "the upgrade needs write access: run `xmr index` once as the database's owner"
+            if any(w in reason.lower() for w in words)
+            else "run `xmr index` again; if it fails the same way, the database may be damaged"
+        )
         raise MigrationError(
-            f"cannot upgrade the index database from schema 1 to {SCHEMA_VERSION} ({reason}); it is unchanged. "
-            "The upgrade needs write access: run `xmr index` once as the database's owner"
+            f"cannot upgrade the index database from schema 1 to {SCHEMA_VERSION} ({reason}); it is unchanged: {hint}"
         ) from exc
 
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .layout import Layout
+
 log = logging.getLogger(__name__)
 
 EXTENSIONS = {
@@ -134,8 +136,12 @@ def walk(
 
 
 def _may_index(entry: os.DirEntry) -> bool:
-    """A link worth reporting when not followed: to a folder, or named like media."""
-    return entry.is_dir(follow_symlinks=True) or os.path.splitext(entry.name)[1][1:].lower() in MODALITY_OF_EXT
+    """A link worth reporting when not followed: to a folder, or named like media (or one that
+    cannot be followed at all: a loop, a target behind a folder it may not enter)."""
+    try:
+        return entry.is_dir(follow_symlinks=True) or os.path.splitext(entry.name)[1][1:].lower() in MODALITY_OF_EXT
+    except OSError:
+        return True
 
 
 def _rel(path: str, root: str) -> str:
@@ -151,8 +157,8 @@ def find_index_dir(start: str | os.PathLike | None = None) -> Path | None:
     """The nearest ``.xmr`` folder at or above ``start`` (default: the current folder)."""
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / ".xmr" / "manifest.json").is_file():
+        if Layout(folder / ".xmr").exists():
             return folder / ".xmr"
-        if folder.name == ".xmr" and (folder / "manifest.json").is_file():
+        if folder.name == ".xmr" and Layout(folder).exists():
             return folder
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 import tempfile
 from pathlib import Path
 
@@ -83,12 +84,45 @@ def _unlink_quietly(path: str | None) -> None:
 def read_index(path: Path, mmap: bool = False):
     """Read a shard; raises :class:`ShardError` naming the file when it is damaged."""
     faiss = faiss_module()
+    check_length(path)
     try:
         if mmap:  # flat codes mapped, not copied: a 100k x 384 shard opens in ms, not 100s of ms
             return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
         return faiss.read_index(str(path))
     except RuntimeError as exc:
         raise ShardError(f"shard {path} is unreadable (truncated or corrupt): {str(exc).splitlines()[0]}") from exc
+
+
+# FAISS's index header: fourcc, d (int32), ntotal (int64), two int64s, is_trained (1 byte),
+# metric type (int32); the wrapped index's fourcc follows (metric types 0 and 1 carry no argument).
+_HEADER = struct.Struct("<4siqqqBi")
+_FLAT = {b"IxFI", b"IxF2", b"IxFl"}
+
+
+def check_length(path: Path) -> None:
+    """Refuse a shard shorter than its own header says (a truncated file): memory-mapped, FAISS
+    would read past its end and kill the process instead of raising.
+
+    Raises:
+        ShardError: the file is too short for the vectors and ids it declares.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(_HEADER.size + 4)
+    except OSError as exc:
+        raise ShardError(f"shard {path} is unreadable ({exc.strerror or exc})") from exc
+    if len(head) < _HEADER.size + 4:
+        raise ShardError(f"shard {path} is unreadable (truncated or corrupt): {size} bytes, shorter than a header")
+    fourcc, d, ntotal, _, _, _, metric = _HEADER.unpack_from(head)
+    if fourcc not in (b"IxM2", b"IxMp") or metric > 1 or d <= 0 or ntotal < 0:
+        return  # another layout: FAISS's own checks answer for it
+    need = ntotal * 8 + (ntotal * d * 4 if head[_HEADER.size : _HEADER.size + 4] in _FLAT else 0)
+    if size < need:
+        raise ShardError(
+            f"shard {path} is unreadable (truncated or corrupt): {size} bytes for {ntotal} vectors "
+            f"that need at least {need}"
+        )
 
 
 def flat_vectors(index) -> np.ndarray | None:

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .schema import ID_BITS, INDEXED, PENDING, SCHEMA_VERSION, Base, Failure, IndexRow, Item, Meta
@@ -93,12 +93,8 @@ class Store:
                 from .migrate import upgrade
 
                 upgrade(self.engine, version)
-            Base.metadata.create_all(self.engine)
-            if version is None:
-                with Session(self.engine) as s:
-                    if s.get(Meta, "schema_version") is None:
-                        s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-                        s.commit()
+            if version is None or create:
+                self._create_schema()
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open database {self.safe_url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
@@ -127,6 +123,24 @@ class Store:
             store.close()
             raise
         return store
+
+    def _create_schema(self) -> None:
+        """Create what is missing, once even when several indexers open a new database at the
+        same moment (PostgreSQL: under an advisory lock; SQLite: a lost race is tried again)."""
+        from .migrate import LOCK_KEY
+
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+                    Base.metadata.create_all(conn)
+                    if conn.execute(select(Meta.value).where(Meta.key == "schema_version")).first() is None:
+                        conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            except (OperationalError, IntegrityError, ProgrammingError):
+                if attempt == 2:
+                    raise
 
     def _version(self) -> int | None:
         with Session(self.engine) as s:
@@ -178,24 +192,32 @@ class Store:
     def bind(self, index_id: int) -> None:
         self._index_id = index_id
 
-    def find_index(self, index_uuid: str | None, root: str) -> int | None:
-        """The id of the index with ``index_uuid``; for an index made before schema 2 (no
-        uuid), the unclaimed migrated index of the same ``root``. None when there is none."""
+    def find_index(self, index_uuid: str | None, root: str, folder: str | None = None) -> int | None:
+        """The id of an index: the one with ``index_uuid``; else the one registered for the index
+        ``folder`` (its manifest was lost, or never written: a run killed right after it
+        registered); else, for an index made before schema 2, the unclaimed migrated index of
+        the same ``root``. None when there is none."""
         with self.session() as s:
             if index_uuid:
                 found = s.scalar(select(IndexRow.id).where(IndexRow.uuid == index_uuid))
                 if found is not None:
                     return found
-            # The root is "" when the version-1 database never recorded one (its first run was cut short).
+            if folder:
+                found = s.scalar(select(IndexRow.id).where(IndexRow.dir == folder).order_by(IndexRow.id))
+                if found is not None:
+                    return found
+            roots = [root]
+            if self.url.startswith("sqlite") and len(list(s.scalars(select(IndexRow.id)))) == 1:
+                roots.append("")  # a private database whose version-1 first run never recorded its root
             return s.scalar(
-                select(IndexRow.id).where(IndexRow.uuid.is_(None), IndexRow.root.in_([root, ""])).order_by(IndexRow.id)
+                select(IndexRow.id).where(IndexRow.uuid.is_(None), IndexRow.root.in_(roots)).order_by(IndexRow.id)
             )
 
     def register_index(self, index_uuid: str, root: str, folder: str) -> int:
         """Find or create the index ``index_uuid`` (claiming a migrated one of the same root),
         record its folders, bind this store to it and return its id."""
         for _ in range(5):  # another process may take the same new id: try the next
-            found = self.find_index(index_uuid, root)
+            found = self.find_index(index_uuid, root, folder)
             try:
                 with self.writing("register the index") as s:
                     if found is not None:
@@ -284,6 +306,13 @@ class Store:
                 q = q.where(Item.status == status)
             return set(s.scalars(q))
 
+    def manifest_copy_of_folder(self, folder: str) -> dict | None:
+        """The manifest copy of the index registered for ``folder`` (escaped), if any."""
+        with self.session() as s:
+            found = s.scalar(select(IndexRow.id).where(IndexRow.dir == folder).order_by(IndexRow.id))
+            row = s.get(Meta, f"manifest:{found}") if found is not None else None
+            return json.loads(row.value) if row else None
+
     def manifest_copy(self) -> dict | None:
         """The copy of the index manifest kept in the database (see :meth:`save_manifest_copy`)."""
         with self.session() as s:
@@ -341,7 +370,7 @@ class Store:
                 s.execute(q.where(Failure.path.in_(paths[start : start + CHUNK])))
 
     def delete_all(self) -> None:
-        """Every row of this index (other indexes in the database keep theirs)."""
+        """Every item row of this index (other indexes in the database keep theirs; the files
+        whose decoder crashed or hung stay remembered)."""
         with self.writing("delete every item") as s:
             s.execute(delete(Item).where(Item.index_id == self.index_id))
-            s.execute(delete(Failure).where(Failure.index_id == self.index_id))

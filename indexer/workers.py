@@ -35,6 +35,7 @@ from typing import Any
 from .decode import Decoded, decode
 
 log = logging.getLogger(__name__)
+_MAIN_HINT = "; define preprocessors in an importable module (workers never import your script), or use workers=0"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 POLL_SECONDS = 0.5
 
@@ -144,8 +145,12 @@ class DecodePool:
                     except (EOFError, OSError):
                         yield from self._crashed(w, queue, retry)
                         continue
+                    (job, _), *_rest = w.inflight
                     w.inflight.popleft()
                     w.progress_at = time.monotonic()
+                    if isinstance(result, WorkerFailure):
+                        log.warning("%s: %s", job[1], result.reason)
+                        result = Decoded(job[0], False, result.reason + _MAIN_HINT)
                     yield result
                 elif w.proc.poll() is not None:
                     yield from self._crashed(w, queue, retry)
@@ -187,11 +192,15 @@ class DecodePool:
             return
         (job, alone), *rest = w.inflight
         queue.extendleft(reversed([j for j, _ in rest]))  # sent but never started: hand them out again
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        killed = code is not None and code < 0
+        how = f"signal {-code}" if killed else f"exit code {code}"
         if alone:
             self.crashes += 1
             log.warning("decoder crashed again (%s) on %s: skipping it", how, job[1])
-            yield Decoded(job[0], False, f"decoder crashed ({how})", remember=True)
+            # Only a death by a signal (a codec's segfault, the OOM killer) is the file's doing and
+            # remembered; a worker that exits by itself could not run at all (its environment).
+            reason = f"decoder crashed ({how})" if killed else f"decode worker exited ({how}) while decoding it"
+            yield Decoded(job[0], False, reason, remember=killed)
         else:
             log.warning("a decode worker died (%s) while decoding %s: retrying that file alone", how, job[1])
             retry.append(job)
@@ -219,19 +228,41 @@ def decode_in_process(jobs: Iterable[tuple]) -> Iterator[Decoded]:
     return map(decode, jobs)
 
 
+@dataclass(frozen=True)
+class WorkerFailure:
+    """A worker's answer for a job it could not even run (not the file's fault): the job or its
+    result would not cross the pipe, say a preprocessor class defined in a script's ``__main__``,
+    which workers never import."""
+
+    reason: str
+
+
 def _serve(job_fd: int, result_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent saves and stops
     jobs, results = Connection(job_fd, writable=False), Connection(result_fd, readable=False)
     while True:
         try:
             message = jobs.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
-        if message is None:
-            return
-        fn, args = message
-        results.send(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - the job would not unpickle here: say so, go on
+            answer: Any = WorkerFailure(f"the job cannot be loaded in a decode worker ({type(exc).__name__}: {exc})")
+        else:
+            if message is None:
+                return
+            fn, args = message
+            answer = fn(*args)
+        try:
+            results.send(answer)
+        except (BrokenPipeError, EOFError, OSError):
+            return  # the parent is gone or stopping: nothing left to answer
+        except Exception as exc:  # noqa: BLE001 - the result would not pickle
+            results.send(WorkerFailure(f"the decoded result cannot be sent back ({type(exc).__name__}: {exc})"))
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    # Run the module's own copy, not this __main__ one, so what it pickles (WorkerFailure) names
+    # indexer.workers, which the parent knows.
+    from indexer.workers import _serve as serve_jobs
+
+    serve_jobs(int(sys.argv[1]), int(sys.argv[2]))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.layout import IndexMismatchError, IndexNotFoundError
+from indexer.layout import IndexMismatchError, IndexNotFoundError, Layout
 from indexer.paths import unescape_path
 from indexer.reader import IndexReader
 from indexer.scan import find_index_dir
@@ -43,7 +43,7 @@ def locate_index(path: str | os.PathLike | None = None) -> Path:
     if given is not None:
         folder = Path(given).expanduser().resolve()
         for candidate in (folder, folder / ".xmr"):
-            if (candidate / "manifest.json").is_file():
+            if Layout(candidate).exists():
                 return candidate
         raise IndexNotFoundError(f"no xmr index at {folder} (no manifest.json there or in {folder / '.xmr'})")
     found = find_index_dir()

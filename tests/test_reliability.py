@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -451,3 +452,145 @@ def test_decoded_results_never_pile_up_ahead_of_a_slow_encoder(tmp_path: Path, t
             time.sleep(0.05)  # a slow encoder
             ahead.append(taken - done)
     assert done == 40 and max(ahead) <= 2 * 2
+
+
+# --- found by a fresh read of the change -------------------------------------------------
+MAIN_CLASS_SCRIPT = """
+import sys, indexer, retrieval
+class MyImages:  # defined in the script: decode workers never import it
+    def __init__(self, inner):
+        self.inner = inner
+    def process(self, source):
+        return self.inner.process(source)
+class Wrapped:
+    def __init__(self, model):
+        self._model = model
+        self.preprocess_image = MyImages(model.preprocess_image)
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+enc = Wrapped(retrieval.create_model("xmr-tiny", device="cpu"))
+s = indexer.index_folder(sys.argv[1], enc, indexer.IndexOptions(workers=1))
+print(sorted({x["reason"] for x in s.skipped}))
+"""
+
+
+def test_a_job_a_worker_cannot_load_is_reported_not_remembered(tmp_path: Path, tiny) -> None:
+    import subprocess
+    import sys
+
+    root = make_media(tmp_path / "media", images=3, audio=0, texts=0)
+    proc = subprocess.run(
+        [sys.executable, "-c", MAIN_CLASS_SCRIPT, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot be loaded in a decode worker" in proc.stdout and "importable module" in proc.stdout
+    assert "crashed" not in proc.stdout
+    assert run(root, tiny, workers=1).added == 3  # nothing was remembered against the files
+
+
+def test_a_link_that_loops_on_itself_is_skipped_not_fatal(tmp_path: Path, tiny) -> None:
+    root = make_media(tmp_path / "media", images=2, audio=0, texts=0)
+    os.symlink("selfloop", root / "selfloop")
+    summary = run(root, tiny)
+    assert summary.counts == {"image": 2}
+    assert "cannot stat" in _skipped(summary, root)["selfloop"]
+
+
+def test_a_lost_manifest_costs_nothing(tmp_path: Path, tiny) -> None:
+    root = make_media(tmp_path / "media", images=3, audio=1, texts=1)
+    run(root, tiny)
+    (root / ".xmr/manifest.json").unlink()  # the backup beside it remains
+    assert "backup is intact" in _cli("doctor", "--index", str(root / ".xmr")).output
+    assert _cli("doctor", "--index", str(root / ".xmr"), "--fix").exit_code == 0
+    assert (root / ".xmr/manifest.json").is_file()
+    (root / ".xmr/manifest.json").unlink()
+    again = run(root, tiny)
+    assert (again.added, again.unchanged) == (0, 5)
+    for name in ("manifest.json", "manifest.backup.json"):
+        (root / ".xmr" / name).unlink()  # both gone: the copy in the database is found by the folder
+    third = run(root, tiny)
+    assert (third.added, third.unchanged) == (0, 5)
+    store = Store(f"sqlite:///{root / '.xmr/items.db'}")
+    assert len(store.indexes()) == 1
+    store.close()
+
+
+def test_two_indexers_start_at_once_on_a_new_database(tmp_path: Path, db_url: str) -> None:
+    import subprocess
+    import sys
+
+    child = (
+        "import sys, indexer, retrieval\nenc = retrieval.create_model('xmr-tiny', device='cpu')\n"
+        "print(indexer.index_folder(sys.argv[1], enc, indexer.IndexOptions(workers=0, db_url=sys.argv[2])).counts)\n"
+    )
+    roots = [make_media(tmp_path / f"m{n}", images=4 + n, audio=1, texts=0, seed=n) for n in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", child, str(r), db_url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in roots
+    ]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+    ids = []
+    for n, r in enumerate(roots):
+        reader = Store.of_index(db_url, read_manifest(Layout(r / ".xmr")))
+        assert reader.counts() == {"image": 4 + n, "audio": 1}
+        ids.append(reader.ids())
+        reader.close()
+    assert not ids[0] & ids[1]
+
+
+def test_a_texts_line_with_a_lone_surrogate_is_kept_readable(tmp_path: Path, tiny, db_url: str) -> None:
+    root = make_media(tmp_path / "media", images=1, audio=0, texts=0)
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"text": "bad \\ud800 line"}\n{"text": "good line"}\n', encoding="utf-8")
+    summary = run(root, tiny, db_url=db_url, texts=[str(labels)])
+    assert summary.counts == {"image": 1, "text": 2}
+    store = Store(db_url)
+    assert sorted(r.text for r in store.items(TEXT_LINE)) == ["bad \ufffd line", "good line"]
+    store.close()
+
+
+def test_doctor_fix_can_be_allowed_a_mass_removal(tmp_path: Path, tiny) -> None:
+    root = make_media(tmp_path / "media", images=22, audio=0, texts=0)
+    run(root, tiny)
+    shard = root / ".xmr/shards/image-00000.faiss"
+    shard.write_bytes(shard.read_bytes()[:64])
+    shutil.rmtree(root / "pics")
+    sorted((root / "photos").iterdir())[0].unlink()  # 12 of 22 gone
+    refused = _cli("doctor", "--index", str(root), "--fix")
+    assert refused.exit_code == 1 and "--allow-mass-removal" in refused.output
+    assert _cli("doctor", "--index", str(root), "--fix", "--allow-mass-removal").exit_code == 0
+    assert check_index(root / ".xmr").counts == {"image": 10}
+
+
+@pytest.mark.parametrize("keep", [0, 41, 64, 200])
+def test_a_truncated_shard_is_refused_never_a_crash(tmp_path: Path, tiny, keep: int) -> None:
+    """Memory-mapped, a shard shorter than its header says used to kill the reading process
+    (a segfault in FAISS): the engine, the doctor and a server with it. Checked in a child."""
+    import subprocess
+    import sys
+
+    root = make_media(tmp_path / "media", images=22, audio=0, texts=0)
+    run(root, tiny)
+    shard = root / ".xmr/shards/image-00000.faiss"
+    shard.write_bytes(shard.read_bytes()[:keep])
+    child = (
+        "import sys\nfrom retrieval import Engine\n"
+        "try:\n    Engine.open(sys.argv[1])\nexcept Exception as exc:\n    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", child, str(root)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "image-00000.faiss is unreadable" in proc.stdout
