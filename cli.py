@@ -880,6 +880,28 @@ def bench_memory(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("serve")
+def bench_serve(
+    items: Annotated[
+        int, typer.Option(min=100, help="Image items in the index (rows over ~500 real JPEGs).")
+    ] = 100_000,
+    clients: Annotated[int, typer.Option(min=1, help="Concurrent clients of the load test.")] = 16,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of the load test.")] = 60.0,
+    repeat: Annotated[int, typer.Option(min=3, help="Timed requests per measurement.")] = 50,
+    cache: Annotated[
+        str, typer.Option(help="Where the index and photos are kept between runs.")
+    ] = "~/.cache/xmr/bench",
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Serving speed: HTTP search against Engine.search, cached thumbnails, concurrent clients, the page."""
+    _setup_logging(False, quiet=as_json)
+    from retrieval.bench.serve import run_serve
+
+    result = run_serve(items=items, clients=clients, seconds=seconds, repeat=repeat, cache=cache, out_dir=str(out))
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 @bench_app.command("embed")
 def bench_embed(
     model: Annotated[list[str], typer.Option("--model", help="Model(s) to time; repeatable.")] = ["xmr-mini"],  # noqa: B006

@@ -221,3 +221,22 @@ def test_training_benchmark_times_each_trainable_tower_in_both_layouts(tmp_path:
     assert "channels_last" in (tmp_path / "train_speed.md").read_text()
     bad = CliRunner().invoke(app, ["bench", "train", "--model", "no-such-model"])
     assert bad.exit_code != 0 and "no-such-model" in bad.output
+
+
+def test_serve_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from retrieval.bench.serve import run_serve
+
+    result = run_serve(
+        items=300,
+        photos=12,
+        clients=2,
+        seconds=1.0,
+        repeat=3,
+        model="xmr-tiny",
+        cache=str(tmp_path / "cache"),
+        out_dir=str(tmp_path / "out"),
+    )
+    assert result["search"]["http_p50_ms"] > 0 and result["cached_thumbnail"]["p50_ms"] > 0
+    assert result["load"]["errors"] == 0 and result["load"]["requests"] > 0
+    assert "HTTP / in-process search" in (tmp_path / "out" / "serve_speed.md").read_text()

@@ -89,10 +89,16 @@ class ThumbnailCache:
         except ImageDecodeError as exc:
             raise ApiError(422, "undecodable", f"item {item_id}: {exc}", "id") from None
         img.thumbnail((size, size))
-        thumb.parent.mkdir(parents=True, exist_ok=True)
         tmp = thumb.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        img.save(tmp, format="JPEG", quality=85)
-        os.replace(tmp, thumb)
+        for attempt in range(2):  # the cache folder may be cleared under us (by hand, or a trim)
+            try:
+                thumb.parent.mkdir(parents=True, exist_ok=True)
+                img.save(tmp, format="JPEG", quality=85)
+                os.replace(tmp, thumb)
+                break
+            except FileNotFoundError:
+                if attempt:
+                    raise
         self._added(thumb.stat().st_size)
         return thumb
 
