@@ -20,7 +20,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 AudioSource = Union[str, os.PathLike, bytes, "tuple[np.ndarray, int]"]
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3")
 
 
 class AudioDecodeError(ValueError):

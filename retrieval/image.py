@@ -12,7 +12,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image]
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 # Pillow's own bomb guard warns at this many pixels and refuses at twice as many; xmr refuses
 # above it, so a huge image costs a header read, never its decoded pixels.
 MAX_IMAGE_PIXELS = 89_478_485

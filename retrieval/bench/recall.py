@@ -17,14 +17,13 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..metrics import summarize
+from ..metrics import first_relevant_ranks, summarize
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +96,6 @@ def _audiocaps_file(base: Path, row: dict) -> str:
     return str(base / f"{row['youtube_id']}.wav")
 
 
-def ranks_from_scores(scores: np.ndarray, relevant: Sequence[Sequence[int]]) -> np.ndarray:
-    """1-based rank of the best relevant column per row (ties count against the query)."""
-    out = np.empty(len(scores), dtype=np.int64)
-    for q, rel in enumerate(relevant):
-        rel = np.asarray(rel, dtype=np.int64)
-        best = scores[q, rel].max()
-        out[q] = int((scores[q] >= best).sum() - (scores[q, rel] >= best).sum()) + 1
-    return out
-
-
 def directions(
     items: list[Captioned], item_vecs: np.ndarray, texts: list[str], text_vecs: np.ndarray, chunk: int = 1024
 ) -> dict[str, dict[str, float]]:
@@ -120,18 +109,8 @@ def directions(
         texts_of_item.append(mine)
         for t in mine:
             items_of_text[t].append(n)
-    t2x = np.concatenate(
-        [
-            ranks_from_scores(text_vecs[s : s + chunk] @ item_vecs.T, items_of_text[s : s + chunk])
-            for s in range(0, len(texts), chunk)
-        ]
-    )
-    x2t = np.concatenate(
-        [
-            ranks_from_scores(item_vecs[s : s + chunk] @ text_vecs.T, texts_of_item[s : s + chunk])
-            for s in range(0, len(items), chunk)
-        ]
-    )
+    t2x = first_relevant_ranks(text_vecs, item_vecs, items_of_text, chunk)
+    x2t = first_relevant_ranks(item_vecs, text_vecs, texts_of_item, chunk)
     return {
         f"text->{modality}": summarize(t2x, np.array([len(r) for r in items_of_text]), len(items)),
         f"{modality}->text": summarize(x2t, np.array([len(r) for r in texts_of_item]), len(texts)),
