@@ -287,3 +287,37 @@ def test_searches_while_the_index_changes(served, tiny) -> None:
     got = client.get("/api/v1/search", params={"q": "x", "to": "image", "k": 100}).json()["results"]["image"]
     assert len(got) == before + 3 and len({h["id"] for h in got}) == len(got)
     np.testing.assert_array_less(0, [h["id"] for h in got])
+
+
+def test_xmr_serve_as_a_real_process(tmp_path: Path, tiny) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    root = make_media(tmp_path / "media", images=3, audio=0, texts=0)
+    indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0))
+    cli = [sys.executable, "-m", "cli", "serve", "--index", str(root)]
+    cwd = Path(__file__).parent.parent
+    refused = subprocess.run([*cli, "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert refused.returncode == 1 and "without a token" in refused.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*cli, "--port", str(port), "--token", "t0k"], cwd=cwd, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/info").status_code == 401
+        got = httpx.get(f"http://127.0.0.1:{port}/api/v1/info", headers={"Authorization": "Bearer t0k"})
+        assert got.status_code == 200 and got.json()["counts"]["image"] == 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
