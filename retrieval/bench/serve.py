@@ -105,6 +105,7 @@ def run_serve(
     from ..server.app import create_app
     from ..server.files import ThumbnailCache
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would time the log, not the server
     encoder = create_model(model, runtime=inference_runtime(model))
     media = build_index(Path(cache).expanduser() / f"serve-{items}", items, photos, encoder)
     result: dict[str, Any] = {"machine": machine_info(), "model": model, "items": items, "photos": photos}

@@ -212,8 +212,8 @@ def create_app(
         if hit.modality != "image":
             raise ApiError(404, "no_thumbnail", f"item {hit.id} is {hit.modality}: only images have thumbnails", "id")
         path = await blocking(_file_of, engine, links, hit)
-        thumb = await blocking(thumbs.get, path, size, hit.id)
-        return FileResponse(thumb, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        data = await blocking(thumbs.read, path, size, hit.id)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     return app
 

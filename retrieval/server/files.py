@@ -102,6 +102,16 @@ class ThumbnailCache:
         self._added(thumb.stat().st_size)
         return thumb
 
+    def read(self, path: Path, size: int, item_id: int) -> bytes:
+        """The thumbnail's bytes (read at once: a trim may remove the file right after)."""
+        for attempt in range(2):
+            try:
+                return self.get(path, size, item_id).read_bytes()
+            except FileNotFoundError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
     def _added(self, nbytes: int) -> None:
         with self._lock:
             if self._bytes is None:
