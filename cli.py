@@ -612,6 +612,11 @@ def info(
         f"items     {counts}\nfaiss     {facts['index_type']}, {facts['metric']}, "
         f"{sum(facts['shards'].values())} shard(s), {facts['bytes']['shards'] / 1e6:.1f} MB"
     )
+    build = facts["faiss"]
+    typer.echo(
+        f"faiss     {build['version']} ({', '.join(build['packages']) or 'package unknown'}); "
+        f"{build['gpus']} GPU(s) seen{'' if build['gpu_support'] else ', a CPU-only build'}"
+    )
     typer.echo(
         f"database  {facts['database']}"
         + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else "")

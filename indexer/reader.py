@@ -17,7 +17,7 @@ import numpy as np
 from .layout import IndexNotFoundError, Layout, read_manifest
 from .paths import unescape_path
 from .schema import MODALITIES
-from .shards import ShardSet
+from .shards import ShardSet, faiss_build
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ class IndexReader:
             "index_id": self.store.index_id,
             "indexes_in_database": len(self.store.indexes()),
             "options": self.manifest.get("options"),
+            "faiss": faiss_build(),
             "last_run": self.manifest.get("last_run"),
         }
 

@@ -13,6 +13,7 @@ import re
 import struct
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,28 @@ def faiss_module():
         tune_faiss()
         _tuned = True
     return faiss
+
+
+def faiss_build() -> dict[str, Any]:
+    """Which FAISS this process runs: its version, the package it came from (faiss-gpu and
+    faiss-cpu both install the one ``faiss`` module: one environment must hold only one), and
+    the GPUs it sees."""
+    from importlib import metadata
+
+    faiss = faiss_module()
+    packages = []
+    for dist in ("faiss-gpu", "faiss-cpu", "faiss-gpu-cu12", "faiss-gpu-cu11", "faiss"):
+        try:
+            packages.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    return {
+        "version": faiss.__version__,
+        "packages": packages,
+        "gpu_support": hasattr(faiss, "StandardGpuResources"),
+        "gpus": gpus,
+    }
 
 
 def write_atomic(index, path: Path) -> None:

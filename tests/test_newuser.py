@@ -157,3 +157,5 @@ def test_the_small_print(tmp_path: Path, tiny) -> None:
     last = next(line for line in info.output.splitlines() if line.startswith("last run"))
     for word in ("added", "updated", "moved", "removed", "unchanged", "kept", "skipped"):
         assert word in last, last
+    faiss = next(line for line in info.output.splitlines() if line.startswith("faiss") and "GPU(s) seen" in line)
+    assert "faiss-" in faiss  # which package: faiss-gpu and faiss-cpu must never share an environment

@@ -133,7 +133,7 @@ def create_app(
     @app.get("/api/v1/info")
     async def info() -> dict[str, Any]:
         facts = await blocking(engine.info)
-        return {k: v for k, v in facts.items() if k not in ("index", "root", "database", "options")} | {
+        return {k: v for k, v in facts.items() if k not in ("index", "root", "database", "options", "faiss")} | {
             "modalities": list(engine.modalities)
         }
 
