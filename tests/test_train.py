@@ -589,3 +589,44 @@ def test_channels_last_steps_match_the_contiguous_reference(
         assert float((g_fast - g_slow).norm()) <= 1e-2 * float(g_slow.norm()) + 1e-8, name  # float rounding only
     losses = [(fast.train_step(m, idx), slow.train_step(m, idx)) for m, idx in plan[1:]]
     assert np.allclose(*zip(*losses), atol=1e-3), losses
+
+
+def test_ship_measures_the_shipped_weights_on_sources_their_record_lacks(
+    shapes_manifest: Path, tmp_path: Path, caplog
+) -> None:
+    """A run validated on a new data set is compared with the shipped weights measured on the
+    same validation pairs, not with a record that never saw them."""
+    import json as _json
+    import logging
+
+    from retrieval.train.ship import measure_by_source, ship
+
+    extra = tmp_path / "extra.jsonl"
+    rows = [_json.loads(line) for line in shapes_manifest.read_text().splitlines()][::2]
+    extra.write_text(
+        "".join(
+            _json.dumps({**r, "image": str(shapes_manifest.parent / r["image"]), "source": "extra"}) + "\n"
+            for r in rows
+        )
+    )
+    first = Trainer(_config(shapes_manifest, tmp_path / "first", epochs=1, select="sources"))
+    first.run()
+    weights = tmp_path / "weights"
+    ship(tmp_path / "first" / "best", "xmr-tiny-image", weights_dir=weights)
+    record = _json.loads((weights / "xmr-tiny-image.json").read_text())
+    assert set(record["val_by_source"]) == {"test"}
+    again = measure_by_source(
+        "xmr-tiny-image", weights / "xmr-tiny-image.safetensors", [str(shapes_manifest)], ["image"], None
+    )
+    for direction, numbers in record["val_by_source"]["test"].items():  # measured as training measures
+        assert again["test"][direction] == pytest.approx(numbers)
+    second = Trainer(
+        _config(
+            shapes_manifest, tmp_path / "second", epochs=8, select="sources", val=[str(shapes_manifest), str(extra)]
+        )
+    )
+    second.run()
+    with caplog.at_level(logging.INFO, logger="retrieval.train.ship"):
+        ship(tmp_path / "second" / "best", "xmr-tiny-image", weights_dir=weights)
+    assert "never validated on extra" in caplog.text
+    assert set(_json.loads((weights / "xmr-tiny-image.json").read_text())["val_by_source"]) == {"test", "extra"}

@@ -63,7 +63,7 @@ def ship(
         else meta.get("val_by_source")
     )
     if not force:
-        _check_better(name, meta, old_record, score, by_source)
+        _check_better(name, meta, old_record, score, by_source, target)
     weights_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     if part:
@@ -100,22 +100,37 @@ def ship(
     return target
 
 
-def _check_better(name: str, meta: dict, old_record: dict, score: float | None, by_source: dict | None) -> None:
+def _check_better(
+    name: str, meta: dict, old_record: dict, score: float | None, by_source: dict | None, shipped: Path
+) -> None:
     """Refuse a checkpoint that does not beat the shipped weights by the score its run chose
-    checkpoints with: pooled mean R@10, or (``select="sources"``) the per-source score."""
+    checkpoints with: pooled mean R@10, or (``select="sources"``) the per-source score.
+
+    A run validated on sources the shipped record never saw (a new data set) is compared on
+    the same pairs: the shipped weights are measured now on the run's own validation
+    manifests, so the new sources count for both (the shipped weights near chance there)."""
     if not old_record:
         return
-    if (meta.get("train_config") or {}).get("select") == "sources":
+    cfg = meta.get("train_config") or {}
+    if cfg.get("select") == "sources":
         if not old_record.get("val_by_source"):
             raise ShipError(
                 f"the shipped {name} records no per-source validation recall to compare a --select "
                 "sources run with (--force to ship anyway)"
             )
-        old, new, what = (
-            source_score(old_record["val_by_source"]),
-            source_score(by_source or {}),
-            "per-source validation score",
-        )
+        old_by_source = old_record["val_by_source"]
+        unseen = sorted(set(meta.get("val_by_source") or {}) - set(old_by_source))
+        if unseen and cfg.get("val") and shipped.is_file():
+            log.info(
+                "the shipped %s was never validated on %s: measuring it on the run's validation pairs",
+                name,
+                ", ".join(unseen),
+            )
+            towers = sorted(cfg.get("modalities") or [])
+            old_by_source = _merge_sources(
+                old_by_source, measure_by_source(name, shipped, cfg["val"], towers, cfg.get("cache")), towers
+            )
+        old, new, what = source_score(old_by_source), source_score(by_source or {}), "per-source validation score"
     else:
         old, new, what = old_record.get("val_mean_R@10"), score, "mean validation R@10"
     if old is not None and (new is None or new <= old):
@@ -123,6 +138,28 @@ def _check_better(name: str, meta: dict, old_record: dict, score: float | None, 
             f"the shipped {name} scores {what} {old:.2f}; this checkpoint "
             f"{'none' if new is None else f'{new:.2f}'}: not better (--force to ship anyway)"
         )
+
+
+def measure_by_source(name: str, weights: Path, val: list[str], towers: list[str], cache: str | None) -> dict:
+    """Per-source validation recall of ``weights`` for ``towers`` on ``val``, as training
+    measures it (the same pairs, the same recall)."""
+    import tempfile
+
+    from .loop import TrainConfig, Trainer
+
+    with tempfile.TemporaryDirectory(prefix="xmr-ship-") as tmp:
+        cfg = TrainConfig(
+            data=list(val),
+            val=list(val),
+            out=tmp,
+            model=name,
+            modalities=towers,
+            cache=cache,
+            overrides={"weights": str(weights)},
+        )
+        by_source: dict = {}
+        Trainer(cfg).validate(by_source)
+    return by_source
 
 
 def _merge_sources(old: dict, new: dict, towers: list[str]) -> dict:
