@@ -107,7 +107,8 @@ def run_serve(
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would time the log, not the server
     encoder = create_model(model, runtime=inference_runtime(model))
-    media = build_index(Path(cache).expanduser() / f"serve-{items}", items, photos, encoder)
+    # keyed by the weights: vectors of one model are never searched with another
+    media = build_index(Path(cache).expanduser() / f"serve-{items}-{encoder.weights_hash[:12]}", items, photos, encoder)
     result: dict[str, Any] = {"machine": machine_info(), "model": model, "items": items, "photos": photos}
     with tempfile.TemporaryDirectory(prefix="xmr-bench-serve-") as tmp, Engine.open(media, model=encoder) as engine:
         thumbs = ThumbnailCache(Path(tmp) / "thumbs")
