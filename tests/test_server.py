@@ -321,3 +321,36 @@ def test_xmr_serve_as_a_real_process(tmp_path: Path, tiny) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_api_answers_while_xmr_index_runs(tmp_path: Path, tiny) -> None:
+    """A real indexer in another process commits batch after batch while the API is asked:
+    never an error, counts only grow, hits unique and every file there."""
+    import subprocess
+    import sys
+    import time
+
+    root = make_media(tmp_path / "media", images=4, audio=0, texts=0)
+    indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0))
+    for n in range(120):
+        write_image(root / "new" / f"{n}.png", seed=400 + n, size=24)
+    child = (
+        "import sys, indexer, retrieval\nenc = retrieval.create_model('xmr-tiny', device='cpu')\n"
+        "indexer.index_folder(sys.argv[1], enc, indexer.IndexOptions(workers=1, batch_size=8, checkpoint_items=8))\n"
+    )
+    with (
+        Engine.open(root, model=tiny) as engine,
+        TestClient(create_app(engine, thumbs=ThumbnailCache(tmp_path / "t"))) as client,
+    ):
+        proc = subprocess.Popen([sys.executable, "-c", child, str(root)], cwd=Path(__file__).parent.parent)
+        counts, deadline = [], time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            answer = client.get("/api/v1/search", params={"q": "x", "to": "image", "k": 200})
+            assert answer.status_code == 200, answer.text
+            hits = answer.json()["results"].get("image", [])
+            assert len({h["id"] for h in hits}) == len(hits)
+            assert all((root / h["path"]).is_file() for h in hits)
+            counts.append(len(hits))
+        assert proc.wait(timeout=60) == 0
+        final = client.get("/api/v1/search", params={"q": "x", "to": "image", "k": 200}).json()["results"]["image"]
+    assert len(counts) >= 3 and counts == sorted(counts) and len(final) == 124
