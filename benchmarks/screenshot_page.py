@@ -22,7 +22,7 @@ from retrieval import Engine, create_model  # noqa: E402
 from retrieval.registry import inference_runtime  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import ThumbnailCache  # noqa: E402
-from tests.test_web import FLAGS, Served  # noqa: E402
+from retrieval.server.local import CHROMIUM_FLAGS, LocalServer  # noqa: E402
 
 
 def main() -> None:
@@ -40,10 +40,10 @@ def main() -> None:
         encoder = create_model("xmr-mini", runtime=inference_runtime("xmr-mini"))
         indexer.index_folder(media, encoder, indexer.IndexOptions())
         with Engine.open(media, model=encoder) as engine:
-            served = Served(create_app(engine, thumbs=ThumbnailCache(Path(tmp) / "thumbs")))
+            served = LocalServer(create_app(engine, thumbs=ThumbnailCache(Path(tmp) / "thumbs")))
             try:
                 with sync_playwright() as p:
-                    browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=FLAGS)
+                    browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
                     page = browser.new_page(viewport={"width": 1280, "height": 800})
                     page.goto(f"{served.url}/?q={args.query.replace(' ', '+')}&to=image")
                     page.wait_for_function(

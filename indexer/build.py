@@ -375,8 +375,9 @@ class _Run:
             failures = {}
         if self.options.prune_unseen:
             unseen = set()
-        missing = {p: r for p, r in rows.items() if p not in found and not _under(p, unseen)}
-        self.summary.kept = sum(1 for p in rows if p not in found and _under(p, unseen))
+        gone = {p: r for p, r in rows.items() if p not in found}
+        missing = {p: r for p, r in gone.items() if not _under(p, unseen)}
+        self.summary.kept = len(gone) - len(missing)
         if self.summary.kept:
             log.warning(
                 "%d indexed files lie under folders that could not be read, or links no longer followed: kept "

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,34 +19,10 @@ import indexer  # noqa: E402
 from retrieval import Engine  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import ThumbnailCache  # noqa: E402
+from retrieval.server.local import CHROMIUM_FLAGS, LocalServer  # noqa: E402
 from tests.helpers import make_media, write_text  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
-
-
-class Served:
-    """A real uvicorn server on a free loopback port, in a thread."""
-
-    def __init__(self, app) -> None:  # noqa: ANN001
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.server.started, "uvicorn did not start"
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +32,7 @@ def browser():
             pytest.fail("CI=true but Chromium is not installed (apt-get install chromium)")
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         yield b
         b.close()
 
@@ -71,7 +44,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny):
     labels = write_text(base / "labels.txt", "a dog\na red square\n")
     indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, texts=[str(labels)]))
     engine = Engine.open(root, model=tiny)
-    served = Served(create_app(engine, thumbs=ThumbnailCache(base / "thumbs")))
+    served = LocalServer(create_app(engine, thumbs=ThumbnailCache(base / "thumbs")))
     yield served, root, engine, base
     served.stop()
     engine.close()
@@ -189,7 +162,7 @@ def test_scrolling_loads_more(page, site) -> None:
 
 def test_token_login(browser, site, tmp_path: Path) -> None:
     _, _, engine, base = site
-    served = Served(create_app(engine, token="open sesame", thumbs=ThumbnailCache(tmp_path / "thumbs")))
+    served = LocalServer(create_app(engine, token="open sesame", thumbs=ThumbnailCache(tmp_path / "thumbs")))
     try:
         context = browser.new_context()
         page = context.new_page()

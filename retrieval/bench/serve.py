@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -104,6 +103,7 @@ def run_serve(
     from ..registry import create_model, inference_runtime
     from ..server.app import create_app
     from ..server.files import ThumbnailCache
+    from ..server.local import LocalServer
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would time the log, not the server
     encoder = create_model(model, runtime=inference_runtime(model))
@@ -112,7 +112,7 @@ def run_serve(
     result: dict[str, Any] = {"machine": machine_info(), "model": model, "items": items, "photos": photos}
     with tempfile.TemporaryDirectory(prefix="xmr-bench-serve-") as tmp, Engine.open(media, model=encoder) as engine:
         thumbs = ThumbnailCache(Path(tmp) / "thumbs")
-        server = _Server(create_app(engine, thumbs=thumbs))
+        server = LocalServer(create_app(engine, thumbs=thumbs))
         try:
             for w in WORDS:  # warm: the model, the shards' aligned copies
                 engine.search(text=w, to="image", k=20)
@@ -217,6 +217,8 @@ def _load(url: str, clients: int, seconds: float) -> dict[str, Any]:
 def _browser(url: str, thumbs: Any, repeat: int) -> dict[str, float] | None:
     """Enter to the first thumbnail painted, cold thumbnail cache, in Debian's Chromium."""
     chromium = shutil.which("chromium")
+    from ..server.local import CHROMIUM_FLAGS
+
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -224,16 +226,9 @@ def _browser(url: str, thumbs: Any, repeat: int) -> dict[str, float] | None:
     if chromium is None:
         log.warning("no Chromium or Playwright: the page is not timed")
         return None
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-    ]
     times = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=flags)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(url + "/")
         for n in range(repeat + 1):
@@ -256,22 +251,3 @@ def _browser(url: str, thumbs: Any, repeat: int) -> dict[str, float] | None:
                 times.append(elapsed / 1000)
         browser.close()
     return {"p50_ms": _p(times, 50), "p95_ms": _p(times, 95)}
-
-
-class _Server:
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
