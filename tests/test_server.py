@@ -354,3 +354,17 @@ def test_the_api_answers_while_xmr_index_runs(tmp_path: Path, tiny) -> None:
         assert proc.wait(timeout=60) == 0
         final = client.get("/api/v1/search", params={"q": "x", "to": "image", "k": 200}).json()["results"]["image"]
     assert len(counts) >= 3 and counts == sorted(counts) and len(final) == 124
+
+
+def test_a_thumbnail_cache_that_cannot_be_written_still_serves(tmp_path: Path) -> None:
+    image = write_image(tmp_path / "a.png", seed=3, size=200)
+    cache = ThumbnailCache(tmp_path / "thumbs")
+    blocked = cache._key(image, 64).parent
+    blocked.write_text("a file where the cache wants a folder")  # as a full or read-only disk refuses the write
+    data = cache.read(image, 64, 1)
+    from io import BytesIO
+
+    from PIL import Image
+
+    assert max(Image.open(BytesIO(data)).size) <= 64
+    assert not list((tmp_path / "thumbs").rglob("*.jpg"))

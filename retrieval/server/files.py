@@ -5,6 +5,7 @@ indexed file, under the root's real path), and thumbnails cached outside the ind
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import mimetypes
 import os
@@ -70,18 +71,26 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._bytes: int | None = None
 
-    def get(self, path: Path, size: int, item_id: int) -> Path:
-        """The thumbnail of ``path`` at most ``size`` pixels a side.
+    def _key(self, path: Path, size: int) -> Path:
+        st = path.stat()
+        key = hashlib.sha256(f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{size}".encode()).hexdigest()[:32]
+        return self.folder / key[:2] / f"{key}.jpg"
+
+    def read(self, path: Path, size: int, item_id: int) -> bytes:
+        """The JPEG thumbnail of ``path``, at most ``size`` pixels a side: from the cache, else
+        made now and kept (a cache that cannot be written, a full disk say, only costs the
+        keeping).
 
         Raises:
             ApiError: 422 when the image cannot be decoded.
         """
-        st = path.stat()
-        key = hashlib.sha256(f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{size}".encode()).hexdigest()[:32]
-        thumb = self.folder / key[:2] / f"{key}.jpg"
-        if thumb.exists():
+        thumb = self._key(path, size)
+        try:
+            data = thumb.read_bytes()
             os.utime(thumb)  # recently used
-            return thumb
+            return data
+        except OSError:
+            pass  # not made yet, trimmed (or the folder cleared) a moment ago, or a cache it cannot read
         from ..image import ImageDecodeError, open_image
 
         try:
@@ -89,28 +98,28 @@ class ThumbnailCache:
         except ImageDecodeError as exc:
             raise ApiError(422, "undecodable", f"item {item_id}: {exc}", "id") from None
         img.thumbnail((size, size))
+        out = io.BytesIO()
+        img.save(out, format="JPEG", quality=85)
+        data = out.getvalue()
         tmp = thumb.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        for attempt in range(2):  # the cache folder may be cleared under us (by hand, or a trim)
+        try:
+            thumb.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, thumb)
+        except OSError as exc:
+            log.warning("cannot keep a thumbnail in %s (%s): serving it uncached", self.folder, exc.strerror or exc)
             try:
-                thumb.parent.mkdir(parents=True, exist_ok=True)
-                img.save(tmp, format="JPEG", quality=85)
-                os.replace(tmp, thumb)
-                break
-            except FileNotFoundError:
-                if attempt:
-                    raise
-        self._added(thumb.stat().st_size)
-        return thumb
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return data
+        self._added(len(data))
+        return data
 
-    def read(self, path: Path, size: int, item_id: int) -> bytes:
-        """The thumbnail's bytes (read at once: a trim may remove the file right after)."""
-        for attempt in range(2):
-            try:
-                return self.get(path, size, item_id).read_bytes()
-            except FileNotFoundError:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+    def get(self, path: Path, size: int, item_id: int) -> Path:
+        """The cached thumbnail's file (made when missing)."""
+        self.read(path, size, item_id)
+        return self._key(path, size)
 
     def _added(self, nbytes: int) -> None:
         with self._lock:
