@@ -107,6 +107,16 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _need_train_extra(what: str) -> None:
+    from retrieval.extras import MissingExtraError, require_extra
+
+    try:
+        for module in ("torch", "open_clip"):
+            require_extra(module, "train", what)
+    except MissingExtraError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def models(
     openclip: Annotated[bool, typer.Option(help="Also list open_clip's pretrained tags (imports open_clip).")] = False,
@@ -204,6 +214,7 @@ def train(
     """Train towers into the frozen text space with symmetric InfoNCE."""
     _setup_logging(verbose)
     _offline(offline)
+    _need_train_extra("xmr train")
     from retrieval.train import TrainConfig, Trainer
 
     for path in [*data, *val]:
@@ -288,6 +299,7 @@ def ship_weights(
 ) -> None:
     """Make a checkpoint the packaged weights of a model (only when it beats them on validation)."""
     _setup_logging(False)
+    _need_train_extra("xmr ship")
     from retrieval.train.ship import ShipError, ship
 
     try:
@@ -526,8 +538,8 @@ def search(
     _setup_logging(verbose, quiet=not verbose)
     _offline(offline)
     from indexer import XmrIndexError
+    from indexer.errors import StoreError
     from indexer.shards import ShardError
-    from indexer.store import StoreError
     from retrieval import QueryError
     from retrieval.engine import Engine
 
@@ -591,7 +603,7 @@ def info(
     """Show an index: model, counts per modality, sizes, index type, last run."""
     _setup_logging(False, quiet=True)
     from indexer import XmrIndexError
-    from indexer.store import StoreError
+    from indexer.errors import StoreError
     from retrieval.engine import Engine
 
     try:
@@ -617,6 +629,12 @@ def info(
         f"faiss     {build['version']} ({', '.join(build['packages']) or 'package unknown'}); "
         f"{build['gpus']} GPU(s) seen{'' if build['gpu_support'] else ', a CPU-only build'}"
     )
+    if build.get("conflict"):
+        _say(
+            "warning: more than one FAISS package is installed; they overwrite one another's `faiss` module: "
+            "keep one (README, GPU: pip uninstall -y faiss-cpu faiss-gpu, then install the one you want)",
+            err=True,
+        )
     typer.echo(
         f"database  {facts['database']}"
         + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else "")
@@ -722,7 +740,7 @@ def serve(
     _setup_logging(verbose)
     _offline(offline)
     from indexer import XmrIndexError
-    from indexer.store import StoreError
+    from indexer.errors import StoreError
     from retrieval.server import ServeError
     from retrieval.server import serve as run_server
 
@@ -938,6 +956,7 @@ def bench_train(
 ) -> None:
     """Training speed: seconds per optimizer step of each trainable tower, NCHW against channels-last."""
     _setup_logging(False, quiet=True)
+    _need_train_extra("xmr bench train")
     from retrieval.bench.training import run_train_speed
 
     try:
@@ -966,7 +985,14 @@ def _split_factories(value: str | None) -> list[str] | None:
 
 
 def main() -> None:
-    app()
+    """The ``xmr`` command: the app, with a missing optional part reported as one line."""
+    from retrieval.extras import MissingExtraError
+
+    try:
+        app()
+    except MissingExtraError as exc:
+        _say(f"xmr: error: {exc}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .constants import MODALITIES
 from .layout import IndexNotFoundError, Layout, read_manifest
 from .paths import unescape_path
-from .schema import MODALITIES
 from .shards import ShardSet, faiss_build
-from .store import Store
+from .sqlite_rows import SqliteRows
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,12 @@ log = logging.getLogger(__name__)
 class IndexReader:
     """One index, open for reading. Build with :meth:`open`; close when done."""
 
-    def __init__(self, layout: Layout, manifest: dict[str, Any], store: Store) -> None:
-        self.layout, self.manifest, self.store = layout, manifest, store
+    def __init__(
+        self, layout: Layout, manifest: dict[str, Any], store: Any = None, fast: SqliteRows | None = None
+    ) -> None:
+        self.layout, self.manifest = layout, manifest
+        self._store, self._fast = store, fast
+        self._store_lock = threading.Lock()
         self.root = Path(unescape_path(manifest["root"]))
         self.dim = int(manifest["dim"])
         self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
@@ -46,12 +51,30 @@ class IndexReader:
         manifest = read_manifest(layout)
         if manifest is None:
             raise IndexNotFoundError(f"no manifest in {layout.dir}")
-        return cls(layout, manifest, Store.of_index(layout.db_url(manifest), manifest))
+        url = layout.db_url(manifest)
+        # Plain row reads of a current SQLite database skip SQLAlchemy (a quarter of a cold
+        # query); everything else, and every other database, goes through the Store.
+        fast = SqliteRows.open(url, manifest)
+        if fast is not None:
+            return cls(layout, manifest, fast=fast)
+        from .store import Store
+
+        return cls(layout, manifest, Store.of_index(url, manifest))
+
+    @property
+    def store(self) -> Any:  # indexer.store.Store, opened on first use (once, whatever the threads)
+        with self._store_lock:
+            if self._store is None:
+                from .store import Store
+
+                self._store = Store.of_index(self.layout.db_url(self.manifest), self.manifest)
+        return self._store
 
     # --- rows ----------------------------------------------------------------------------
     def rows(self, ids: Any) -> dict[int, Any]:
         """Rows (plain, attribute access) of the given ids that belong to this index."""
-        return self.store.rows_by_ids([int(i) for i in ids])
+        ids = [int(i) for i in ids]
+        return self._fast.rows_by_ids(ids) if self._fast is not None else self.store.rows_by_ids(ids)
 
     def matching_ids(self, modality: str, conditions: list) -> np.ndarray:
         """Ids of indexed ``modality`` rows meeting SQL ``conditions`` on :class:`indexer.schema.Item`."""
@@ -59,7 +82,7 @@ class IndexReader:
 
     def counts(self) -> dict[str, int]:
         """Indexed items per modality (every modality of the index, zeros included)."""
-        counts = self.store.counts()
+        counts = self._fast.counts() if self._fast is not None else self.store.counts()
         return {m: counts.get(m, 0) for m in self.modalities}
 
     # --- vectors -------------------------------------------------------------------------
@@ -111,7 +134,10 @@ class IndexReader:
         }
 
     def close(self) -> None:
-        self.store.close()
+        if self._fast is not None:
+            self._fast.close()
+        if self._store is not None:
+            self._store.close()
         self._shards.clear()
 
     def __enter__(self) -> "IndexReader":

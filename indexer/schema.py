@@ -15,18 +15,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-MODALITIES = ("image", "audio", "text")
-SCHEMA_VERSION = 2
-ID_BITS = 40  # ids of index n lie in [n << 40, (n + 1) << 40): 10^12 items each, 2^23 indexes
+from .constants import FILE, ID_BITS, INDEXED, MODALITIES, PENDING, SCHEMA_VERSION, TEXT_LINE
 
-# Item.status: "pending" rows still need their vector (re)computed; "indexed" rows have one
-# in the shards. A killed run leaves at most some pending rows, which the next run finishes.
-PENDING = "pending"
-INDEXED = "indexed"
-
-# Item.kind: a file found by the folder walk, or a line of a --texts file.
-FILE = "file"
-TEXT_LINE = "text-line"
+__all__ = ["FILE", "ID_BITS", "INDEXED", "MODALITIES", "PENDING", "SCHEMA_VERSION", "TEXT_LINE"]
 
 
 class Base(DeclarativeBase):

@@ -60,6 +60,9 @@ def faiss_build() -> dict[str, Any]:
         "packages": packages,
         "gpu_support": hasattr(faiss, "StandardGpuResources"),
         "gpus": gpus,
+        # faiss-gpu and faiss-cpu both write the one `faiss` module: with both, which one runs
+        # depends on install order, and an upgrade of either breaks the other.
+        "conflict": sum(p.startswith("faiss-") for p in packages) > 1,
     }
 
 

@@ -19,14 +19,12 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, inspe
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from .errors import StoreError
 from .schema import ID_BITS, INDEXED, PENDING, SCHEMA_VERSION, Base, Failure, IndexRow, Item, Meta
+from .sqlite_rows import sqlite_file as _sqlite_file
 
 log = logging.getLogger(__name__)
 CHUNK = 900  # ids per IN (...) list: under SQLite's bound-parameter limit
-
-
-class StoreError(RuntimeError):
-    """Raised when the database cannot be opened, read or written."""
 
 
 def _make_engine(url: str) -> Engine:
@@ -42,15 +40,13 @@ def _make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def _sqlite_file(url: str) -> str | None:
-    """The file of a SQLite URL (``sqlite:///path`` or ``sqlite:///file:path?mode=ro&uri=true``)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///") :]
-    return path[len("file:") :].split("?", 1)[0] if path.startswith("file:") else path
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:  # the database's driver: psycopg for PostgreSQL
+        extra = " pip install 'xmr[postgres]'" if url.startswith("postgresql") else f" pip install {exc.name}"
+        raise StoreError(
+            f"the database {url.split(':', 1)[0]} needs the {exc.name} driver, not installed:{extra}"
+        ) from None
 
 
 def new_index_uuid() -> str:

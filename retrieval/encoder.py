@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.schema import MODALITIES
+from indexer.constants import MODALITIES
 
 from .audio import AudioPreprocessor
 from .image import ImagePreprocessor

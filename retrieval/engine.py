@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from indexer.constants import INDEXED, TEXT_LINE
 from indexer.layout import IndexMismatchError, IndexNotFoundError, Layout
 from indexer.paths import unescape_path
 from indexer.reader import IndexReader
 from indexer.scan import find_index_dir
-from indexer.schema import INDEXED, TEXT_LINE
 from indexer.shards import ShardSet
 
 from .encoder import Encoder

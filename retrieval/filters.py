@@ -16,7 +16,6 @@ from datetime import date, datetime, time
 from typing import Any
 
 from indexer.paths import escape_path
-from indexer.schema import Item
 
 from .query import QueryError
 
@@ -50,6 +49,8 @@ class Filters:
 
     def conditions(self) -> list:
         """SQLAlchemy conditions on :class:`indexer.schema.Item`."""
+        from indexer.schema import Item  # SQLAlchemy only when a query filters
+
         out = []
         if self.path is not None:
             if not isinstance(self.path, str) or not self.path:

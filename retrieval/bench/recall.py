@@ -195,9 +195,9 @@ def run_recall(
     from .report import machine_info, markdown_table, write_outputs
 
     if encoder is None:
-        from ..registry import create_model
+        from ..registry import create_model, inference_runtime
 
-        encoder = create_model(model)
+        encoder = create_model(model, runtime=inference_runtime(model))  # as queries run: no torch for xmr-mini
     sets: dict[str, dict[str, dict[str, float]]] = {}
     for manifest in manifests:
         items = load_captioned(manifest, split=split, media_dir=media_dir)
@@ -234,10 +234,11 @@ def run_recall(
 
 
 def plot_recall(rows: list[dict[str, Any]], path: Path, model: str) -> None:
-    import matplotlib
+    from ..extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(path)
+    if plt is None:
+        return None
 
     labels = [f"{r['set']}\n{r['direction']}" for r in rows]
     x = np.arange(len(rows))

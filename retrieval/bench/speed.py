@@ -190,10 +190,11 @@ def cold_cli(cfg: SpeedConfig, cache: Path, weights_hash: str) -> dict[str, Any]
 
 
 def plot_speed(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+    from ..extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(path)
+    if plt is None:
+        return None
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for batch in sorted({r["batch"] for r in results}):

@@ -40,8 +40,8 @@ def serve(
     """Serve the index until stopped.
 
     Raises:
-        ServeError: FastAPI/uvicorn missing, or a non-loopback ``host`` without ``token`` (and
-            without ``no_auth``).
+        MissingExtraError: FastAPI/uvicorn missing.
+        ServeError: a non-loopback ``host`` without ``token`` (and without ``no_auth``).
         IndexNotFoundError, StoreError, ...: the index cannot be opened.
     """
     try:
@@ -49,7 +49,12 @@ def serve(
 
         from .app import create_app
     except ImportError as exc:
-        raise ServeError(f"xmr serve needs the serve extra ({exc.name} is missing): pip install 'xmr[serve]'") from None
+        from ..extras import MissingExtraError
+
+        raise MissingExtraError(
+            f"xmr serve needs {exc.name}, which the core install leaves out: pip install 'xmr[serve]' "
+            "(from a clone: pip install '.[serve]')"
+        ) from None
     token = token or os.environ.get("XMR_TOKEN") or None
     if not is_loopback(host) and not token:
         if not no_auth:
@@ -64,6 +69,7 @@ def serve(
 
     engine = Engine.open(index)
     try:
+        engine.encoder  # noqa: B018 - the index's model now: a missing extra is said at start, not per request
         app = create_app(engine, token=token, cors=cors)
         log.info(
             "serving %s on http://%s:%d/ (%s)", engine.layout.dir, host, port, "token required" if token else "no token"

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from ..engine import Engine
+from ..extras import MissingExtraError
 from ..query import QueryError
 from .files import THUMB_SIZES, ThumbnailCache, item_file, media_type
 from .params import ApiError, SearchParams, parse_search, weighted
@@ -89,6 +90,10 @@ def create_app(
     @app.exception_handler(QueryError)
     async def query_error(_: Request, exc: QueryError) -> JSONResponse:
         return _error(ApiError(400, "bad_query", str(exc)))
+
+    @app.exception_handler(MissingExtraError)
+    async def missing_extra(_: Request, exc: MissingExtraError) -> JSONResponse:
+        return _error(ApiError(503, "missing_extra", str(exc)))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -454,10 +454,11 @@ def plot_log(out: Path) -> Path | None:
     path = out / "log.jsonl"
     if not path.is_file():
         return None
-    import matplotlib
+    from ..extras import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot(out / "curves.png")
+    if plt is None:
+        return None
 
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))

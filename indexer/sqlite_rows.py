@@ -1,0 +1,113 @@
+"""Rows of an index in its own SQLite database, read with the standard library's ``sqlite3``.
+
+A query needs only the rows of its hits; reading them through SQLAlchemy costs its import
+(a quarter of a cold ``xmr search``). :class:`SqliteRows` serves exactly those reads for the
+common case, a current-schema SQLite database holding the index by its manifest's id, and
+declines (``open`` returns None) for everything else, which then goes through
+:class:`indexer.store.Store` as before (PostgreSQL, an older schema to upgrade, a missing or
+damaged database, an index to find by folder). It is checked against ``Store`` in the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections import namedtuple
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from .constants import INDEXED, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+DATETIME_COLUMNS = ("indexed_at",)  # the items table's DateTime columns (indexer.schema.Item)
+CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit (as the Store)
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL (``sqlite:///path`` or ``sqlite:///file:path?mode=ro&uri=true``)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :]
+    return path[len("file:") :].split("?", 1)[0] if path.startswith("file:") else path
+
+
+class SqliteRows:
+    """Read-only row access for one index of a SQLite database (build with :meth:`open`)."""
+
+    def __init__(self, conn: sqlite3.Connection, index_id: int) -> None:
+        self.conn, self.index_id = conn, index_id
+        self._row_type: Any = None
+        self._lock = threading.Lock()  # one connection, shared by the server's threads
+
+    @classmethod
+    def open(cls, url: str, manifest: dict[str, Any]) -> SqliteRows | None:
+        """The rows of the manifest's index, or None when this fast path does not apply."""
+        path = sqlite_file(url)
+        uuid = manifest.get("index_uuid")
+        if path is None or url[len("sqlite:///") :].startswith("file:") or not uuid or not os.path.isfile(path):
+            return None
+        try:  # mode=rw: a database that vanished since the check is not created anew
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, timeout=30, check_same_thread=False)
+        except sqlite3.Error:
+            return None
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version is None or int(version[0]) != SCHEMA_VERSION:
+                conn.close()
+                return None
+            found = conn.execute("SELECT id FROM indexes WHERE uuid = ?", (uuid,)).fetchone()
+        except (sqlite3.Error, ValueError) as exc:
+            log.debug("fast row reads declined for %s: %s", path, exc)
+            conn.close()
+            return None
+        if found is None:
+            conn.close()
+            return None
+        return cls(conn, int(found[0]))
+
+    def _rows(self, cursor: sqlite3.Cursor) -> list[Any]:
+        if self._row_type is None:
+            names = [d[0] for d in cursor.description]
+            self._row_type = namedtuple("ItemRow", names)
+            self._dates = [i for i, n in enumerate(names) if n in DATETIME_COLUMNS]
+        out = []
+        for r in cursor.fetchall():
+            if self._dates:  # SQLAlchemy stores DateTime as ISO text in SQLite and reads it back a datetime
+                r = list(r)
+                for i in self._dates:
+                    r[i] = datetime.fromisoformat(r[i]) if isinstance(r[i], str) else r[i]
+            out.append(self._row_type(*r))
+        return out
+
+    def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Rows of ``ids`` (this index's only), with attribute access, as :meth:`Store.rows_by_ids`."""
+        ids = [int(i) for i in ids]
+        out: dict[int, Any] = {}
+        for start in range(0, len(ids), CHUNK):
+            part = ids[start : start + CHUNK]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                cursor = self.conn.execute(
+                    f"SELECT * FROM items WHERE id IN ({marks}) AND index_id = ?", (*part, self.index_id)
+                )
+                rows = self._rows(cursor)
+            for row in rows:
+                out[row.id] = row
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Indexed items per modality, as :meth:`Store.counts`."""
+        with self._lock:
+            cursor = self.conn.execute(
+                "SELECT modality, count(*) FROM items WHERE index_id = ? AND status = ? GROUP BY modality",
+                (self.index_id, INDEXED),
+            )
+            return {m: int(n) for m, n in cursor.fetchall()}
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
