@@ -11,6 +11,7 @@ import io
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Union
@@ -227,6 +228,57 @@ class AudioPreprocessor:
         if not windows or frames == 0:
             raise AudioDecodeError("audio has no samples")
         return np.stack(windows), rate, frames
+
+    def segment_windows(
+        self, source: str | os.PathLike, hop_seconds: float, block_seconds: float = 60.0
+    ) -> Iterator[tuple[float, float, np.ndarray]]:
+        """Every window of a file at ``hop_seconds``, in order, as ``(start, end, samples)``: the
+        times in seconds (``end`` is the file's end for the last, padded window) and the window's
+        samples at the model rate. The moments of a long recording.
+
+        The file is read once, front to back, in blocks of ``block_seconds``, resampled as one
+        stream (no seams at block edges), so memory stays at a block and a window whatever the
+        file's length. The last window is padded with silence. A stream that ends before its
+        header says ends the segments there (as :meth:`process` does).
+        """
+        hop = int(round(hop_seconds * self.sample_rate))
+        if hop <= 0:
+            raise ValueError(f"hop of {hop_seconds} s is not positive")
+        n = self.window_samples
+        with _open(source) as f:
+            rate = int(f.samplerate)
+            check_header(rate, int(f.channels), self.window_seconds)
+            stream = None
+            if rate != self.sample_rate:
+                import soxr
+
+                stream = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="float32", quality="HQ")
+            buffer = np.zeros(0, np.float32)
+            start = covered = 0  # sample indexes (model rate): buffer[0], and the end of the last window
+            block = max(1, int(block_seconds * rate))
+            ended = False
+            while not ended:
+                try:
+                    chunk = f.read(block, dtype="float32", always_2d=True)
+                except Exception as exc:  # libsndfile raises several types for broken streams
+                    log.warning("%s: the audio stream breaks off (%s); its segments end there", source, exc)
+                    chunk = np.zeros((0, 1), np.float32)
+                ended = chunk.shape[0] < block
+                mono = to_mono(chunk)
+                if stream is not None:
+                    mono = stream.resample_chunk(mono, last=ended)
+                buffer = np.concatenate([buffer, mono.astype(np.float32, copy=False)])
+                while True:
+                    if buffer.shape[0] >= n:
+                        yield start / self.sample_rate, (start + n) / self.sample_rate, buffer[:n].copy()
+                        covered = start + n
+                        buffer, start = buffer[hop:], start + hop
+                        continue
+                    # The tail, padded with silence: only when it holds samples no window held.
+                    if ended and buffer.shape[0] and start + buffer.shape[0] > covered:
+                        end = start + buffer.shape[0]
+                        yield start / self.sample_rate, end / self.sample_rate, self._fit(buffer)
+                    break
 
     def _window_starts(self, frames: int, window: int) -> list[int]:
         count = max(1, math.ceil(frames / window))

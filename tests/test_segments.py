@@ -1,0 +1,97 @@
+"""Moments of long audio (issue 21, decode side): every window at a hop, streamed; the same
+numbers as cutting the whole decoded file; bounded memory whatever the length."""
+
+from __future__ import annotations
+
+import pickle
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from indexer.segments import SEGMENTS_KEY, SegmentingAudio
+from retrieval.audio import AudioPreprocessor, resample
+
+PRE = AudioPreprocessor()  # xmr-mini's front-end: 16 kHz, 5 s windows
+
+
+def _wav(path: Path, seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 0.1 * t) + 0.05 * rng.standard_normal(t.size)
+    sf.write(path, wave.astype(np.float32), rate, subtype="FLOAT")
+    return wave.astype(np.float32)
+
+
+def test_windows_cover_the_file_at_the_hop_and_end_at_its_end(tmp_path: Path) -> None:
+    _wav(tmp_path / "a.wav", 12.3, 16000)
+    got = list(PRE.segment_windows(tmp_path / "a.wav", 2.5))
+    assert [(s, e) for s, e, _ in got] == [(0.0, 5.0), (2.5, 7.5), (5.0, 10.0), (7.5, 12.3)]
+    assert all(w.shape == (PRE.window_samples,) for _, _, w in got)
+    # A file that ends where a window ends gets no redundant tail window.
+    _wav(tmp_path / "b.wav", 7.5, 16000)
+    assert [(s, e) for s, e, _ in PRE.segment_windows(tmp_path / "b.wav", 2.5)] == [(0.0, 5.0), (2.5, 7.5)]
+    _wav(tmp_path / "c.wav", 1.0, 16000)
+    assert [(s, e) for s, e, _ in PRE.segment_windows(tmp_path / "c.wav", 2.5)] == [(0.0, 1.0)]
+
+
+def test_streamed_windows_equal_cutting_the_whole_decoded_file(tmp_path: Path) -> None:
+    """The fast path (blocks of 1.3 s, resampled as a stream) against the slow reference (the
+    whole file decoded and resampled at once, then cut)."""
+    for rate in (16000, 22050, 44100):
+        wave = _wav(tmp_path / f"{rate}.wav", 11.0, rate, seed=rate)
+        whole = resample(wave, rate, 16000)
+        n, hop = PRE.window_samples, 16000 * 5 // 2
+        got = list(PRE.segment_windows(tmp_path / f"{rate}.wav", 2.5, block_seconds=1.3))
+        for start, _, window in got:
+            ref = PRE._fit(whole[int(round(start * 16000)) : int(round(start * 16000)) + n])
+            tol = 0.0 if rate == 16000 else 2e-3
+            assert np.abs(window[: len(ref)] - ref).max() <= tol, (rate, start)
+        assert len(got) == int(np.ceil((len(whole) - n) / hop)) + 1
+
+
+def test_segment_features_are_each_window_s_own_log_mel_and_the_file_keeps_its_vector(tmp_path: Path) -> None:
+    wave = _wav(tmp_path / "long.wav", 14.0, 16000)
+    pre = SegmentingAudio(PRE, str(tmp_path / "scratch"))
+    pre = pickle.loads(pickle.dumps(pre))  # as a decode worker receives it
+    features, meta = pre.process(tmp_path / "long.wav")
+    plain, plain_meta = PRE.process(tmp_path / "long.wav")
+    assert np.array_equal(features, plain) and meta["duration"] == plain_meta["duration"]
+    seg = meta[SEGMENTS_KEY]
+    assert seg.count == 5 and seg.starts == [0.0, 2.5, 5.0, 7.5, 10.0] and seg.ends[-1] == 14.0
+    mels = seg.features()
+    for k, start in enumerate(seg.starts):
+        at = int(start * 16000)
+        alone = PRE.log_mel(PRE._fit(wave[at : at + PRE.window_samples])[None])[0]
+        assert np.abs(mels[k] - alone).max() < 1e-4  # batched BLAS may round differently
+    seg.discard()
+    assert not Path(seg.file).exists()
+    _wav(tmp_path / "short.wav", 4.0, 16000)
+    assert SEGMENTS_KEY not in pre.process(tmp_path / "short.wav")[1]
+
+
+def test_segments_stop_at_the_limit_and_say_so(tmp_path: Path) -> None:
+    _wav(tmp_path / "long.wav", 30.0, 16000)
+    seg = SegmentingAudio(PRE, str(tmp_path / "scratch"), max_segments=4).write(tmp_path / "long.wav")
+    assert seg.count == 4 and seg.truncated and seg.features().shape == (4, 64, PRE.frames_per_window)
+
+
+def test_a_long_recording_is_never_held_whole(tmp_path: Path) -> None:
+    """30 minutes at 44.1 kHz (300 MB as float32 at the model rate of 16 kHz would be 115 MB):
+    streaming its 719 segments to the scratch file peaks at a few blocks."""
+    rate, seconds = 44100, 1800
+    with sf.SoundFile(tmp_path / "long.wav", "w", rate, 1, subtype="PCM_16") as f:
+        rng = np.random.default_rng(0)
+        for _ in range(seconds // 60):
+            f.write((0.1 * rng.standard_normal(rate * 60)).astype(np.float32))
+    pre = SegmentingAudio(PRE, str(tmp_path / "scratch"))
+    tracemalloc.start()
+    try:
+        seg = pre.write(tmp_path / "long.wav")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seg.count == 719 and seg.ends[-1] == 1800.0
+    assert Path(seg.file).stat().st_size == 719 * 64 * PRE.frames_per_window * 4
+    assert peak < 80 * 2**20, f"peak {peak / 2**20:.0f} MiB while segmenting 30 minutes"
