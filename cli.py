@@ -531,6 +531,14 @@ def search(
         bool,
         typer.Option("--print0", "-0", help="Print paths ended by NUL bytes (for xargs -0; names may hold newlines)."),
     ] = False,
+    segments: Annotated[
+        bool,
+        typer.Option("--segments", help="List every matching moment of long files (k counts moments, not files)."),
+    ] = False,
+    urls: Annotated[
+        bool,
+        typer.Option("--urls", help="Print file:// URLs, a moment as #t=START,END (media fragments players read)."),
+    ] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -564,6 +572,7 @@ def search(
             audio=_weighted(audio, True) or None,
             to=list(to) or None,
             k=k,
+            segments=segments,
             **{name: v for name, v in filters.items() if v is not None},
         )
     except (QueryError, XmrIndexError, StoreError, ShardError) as exc:
@@ -572,11 +581,33 @@ def search(
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=True))
     elif paths or print0:
         out = sys.stdout.buffer  # the name's own bytes, whatever the terminal's encoding
+        shown: set[str] = set()
         for h in hits:
-            out.write(os.fsencode(h.path) + (b"\0" if print0 else b"\n"))
+            if h.path not in shown:  # one line a file, whatever its moments
+                shown.add(h.path)
+                out.write(os.fsencode(h.path) + (b"\0" if print0 else b"\n"))
         out.flush()
+    elif urls:
+        for h in hits:
+            typer.echo(_url(h))
     else:
         _print_hits(hits)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def _url(hit) -> str:  # noqa: ANN001 - retrieval.Hit
+    """``file:///path`` (bytes percent-encoded), with ``#t=START,END`` for a moment."""
+    from pathlib import PurePosixPath
+    from urllib.parse import quote
+
+    url = "file://" + quote(os.fsencode(str(PurePosixPath(hit.path))))
+    if hit.start is not None:
+        url += f"#t={hit.start:g},{hit.end:g}"
+    return url
 
 
 def _print_hits(hits: list) -> None:
@@ -589,6 +620,8 @@ def _print_hits(hits: list) -> None:
             modality = h.modality
             typer.echo(f"== {modality} ==")
         where = h.path if h.line is None else f"{h.path}:{h.line}"
+        if h.start is not None:
+            where += f"  {_clock(h.start)}-{_clock(h.end)}"
         shown = f"{where}  {h.text[:80]!r}" if h.text is not None and h.modality == "text" else where
         _say(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from .decode import Decoded, file_hash
 from .faults import crash_point
@@ -35,7 +35,8 @@ from .layout import (
 )
 from .paths import escape_path, unescape_path
 from .scan import LINKS, Found, Skipped, walk
-from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, Item
+from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, Item, Segment
+from .segments import SEGMENTS_KEY, SegmentingAudio, Segments
 from .shards import ShardSet
 from .store import Store, StoreError, new_index_uuid
 from .texts import read_texts
@@ -117,6 +118,7 @@ class Summary:
     kept: int = 0  # indexed files under folders that could not be listed (or links not followed): kept, not removed
     skipped: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    segments: int = 0  # moments of long files the index holds (each with its own vector)
     interrupted: bool = False
     seconds: float = 0.0
     index: str = ""
@@ -229,6 +231,22 @@ class _Run:
         }
         self.pending_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in MODALITIES}
         self.pending_rows: list[Work] = []
+        # Moments of long audio: their own shards (``audio-segments-NNNNN.faiss``) and rows.
+        self.segment_shards = {
+            m: ShardSet(
+                layout.shards,
+                f"{m}-segments",
+                encoder.embed_dim,
+                self.manifest["index_type"],
+                self.manifest["shard_size"],
+            ).load()
+            for m in ("audio",)
+            if m in encoder.modalities
+        }
+        self.pending_segments: list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = []
+        self.replaced: set[int] = set()  # updated items whose old segments go at the next checkpoint
+        self.scratch = layout.dir / "scratch"
+        shutil.rmtree(self.scratch, ignore_errors=True)  # what a killed run left
         self.last_checkpoint = time.monotonic()
 
     # --- manifest ------------------------------------------------------------------------
@@ -295,7 +313,9 @@ class _Run:
     # --- the run -------------------------------------------------------------------------
     def execute(self) -> Summary:
         self._reconcile()
+        self._reconcile_segments()
         self.next_id = self._max_id() + 1
+        self.next_segment_id = self._max_segment_id() + 1
         work = self._plan_files() + self._plan_texts()
         self.manifest["options"] = self.options.recorded()
         with _StopOnSigint() as stop:
@@ -310,6 +330,7 @@ class _Run:
                     self.summary.interrupted = True
                 self._checkpoint()
         self.summary.counts = self.store.counts()
+        self.summary.segments = len(self.store.segment_ids())
         self.summary.seconds = round(time.monotonic() - self.started, 3)
         self.manifest["last_run"] = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
             "skipped": len(self.summary.skipped),
@@ -341,10 +362,38 @@ class _Run:
                 shards.remove(orphans)
                 shards.flush()
 
+    def _reconcile_segments(self) -> None:
+        """Segment vectors and rows as items are: a vector without a row goes; a row without a
+        vector goes and its file is embedded again (its segments with it)."""
+        for shards in self.segment_shards.values():
+            in_shards, times = np.unique(shards.ids(), return_counts=True)
+            rows = self.store.segment_ids()
+            twice = in_shards[times > 1]
+            lost = sorted((set(rows) - set(in_shards.tolist())) | set(twice.tolist()) & set(rows))
+            orphans = np.array(sorted(set(in_shards.tolist()) - set(rows)) + twice.tolist(), dtype=np.int64)
+            if len(orphans):
+                log.info("dropping %d segment vectors with no committed row (interrupted run)", len(orphans))
+                shards.remove(orphans)
+                shards.flush()
+            if lost:
+                log.warning("%d segments had no vector (interrupted run?): re-embedding their files", len(lost))
+                self.store.delete_segments(lost)
+                self.store.mark_pending(sorted({rows[i] for i in lost}))
+
     def _max_id(self) -> int:
         lo, hi = self.store.id_range()
         top = self.store.max_id()
         for shards in self.shards.values():
+            ids = shards.ids()
+            ids = ids[(ids >= lo) & (ids < hi)]
+            if len(ids):
+                top = max(top, int(ids.max()))
+        return top
+
+    def _max_segment_id(self) -> int:
+        lo, hi = self.store.segment_range()
+        top = self.store.max_segment_id()
+        for shards in self.segment_shards.values():
             ids = shards.ids()
             ids = ids[(ids >= lo) & (ids < hi)]
             if len(ids):
@@ -522,10 +571,15 @@ class _Run:
     def _remove(self, ids: list[int], modality_of: dict[int, str]) -> None:
         if not ids:
             return
-        self.store.delete(ids)  # rows first: a vector without a row is dropped at the next start
+        segments = self.store.segment_ids(ids)
+        self.store.delete(ids)  # rows first (segments too): a vector without a row is dropped at the next start
         for modality in set(modality_of.values()):
             self.shards[modality].remove(np.array([i for i in ids if modality_of[i] == modality], dtype=np.int64))
             self.shards[modality].flush()
+        if segments:
+            for shards in self.segment_shards.values():
+                shards.remove(np.array(sorted(segments), dtype=np.int64))
+                shards.flush()
         self.summary.removed += len(ids)
 
     def _skip(self, rel: str, reason: str) -> None:
@@ -545,6 +599,11 @@ class _Run:
             ids = np.array([w.item_id for w, _ in batch], dtype=np.int64)
             self.pending_vectors[modality].append((vectors, ids))
             for w, decoded in batch:
+                segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None) if decoded is not None else None
+                if not w.new and modality in self.segment_shards:
+                    self.replaced.add(w.item_id)  # its old segments go, whatever the new file holds
+                if segments is not None:
+                    self._embed_segments(w, modality, segments)
                 if decoded is not None:
                     w.values.update(content_hash=decoded.content_hash, text=decoded.text, **(decoded.meta or {}))
                 self.pending_rows.append(w)
@@ -554,6 +613,31 @@ class _Run:
                 or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds
             ):
                 self._checkpoint()
+
+    def _embed_segments(self, w: Work, modality: str, segments: Segments) -> None:
+        """Vectors of a long file's segments, a batch of windows at a time from the scratch file."""
+        try:
+            features = segments.features()
+            bs = self.options.batch_size
+            parts = [
+                self.encoder.encode_audio_features([features[i : i + 1] for i in range(a, min(a + bs, segments.count))])
+                for a in range(0, segments.count, bs)
+            ]
+            vectors = np.concatenate(parts) if parts else np.zeros((0, self.encoder.embed_dim), np.float32)
+            rows = []
+            for start, end in zip(segments.starts, segments.ends):
+                rows.append((self.next_segment_id, w.item_id, modality, start, end))
+                self.next_segment_id += 1
+            self.pending_segments.append((vectors, rows))
+            if segments.truncated:
+                log.warning(
+                    "%s: indexed whole, but its moments only up to %.0f s (at most %d segments a file)",
+                    os.path.relpath(w.path, self.root),
+                    segments.starts[-1],
+                    segments.count,
+                )
+        finally:
+            segments.discard()
 
     def _report(self, more: int) -> None:
         self.done += more
@@ -571,7 +655,10 @@ class _Run:
                     yield "text", buckets["text"]
                     buckets["text"] = []
         file_work = [w for w in work if w.path is not None]
-        pre = {"image": self.encoder.preprocess_image, "audio": self.encoder.preprocess_audio, "text": None}
+        audio = self.encoder.preprocess_audio
+        if audio is not None and callable(getattr(audio, "segment_windows", None)):
+            audio = SegmentingAudio(audio, str(self.scratch))  # long files: every window a moment
+        pre = {"image": self.encoder.preprocess_image, "audio": audio, "text": None}
         jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
         for decoded in _decode_all(jobs, self.options.workers, self.options.decode_timeout):
             w = file_work[decoded.key]
@@ -609,6 +696,19 @@ class _Run:
             self.shards[modality].add(vectors, ids)
             self.shards[modality].flush()
             self.pending_vectors[modality] = []
+        old_segments = self.store.segment_ids(sorted(self.replaced)) if self.replaced else {}
+        new_segments = [row for _, rows in self.pending_segments for row in rows]
+        for modality, shards in self.segment_shards.items():
+            if old_segments:
+                shards.remove(np.array(sorted(old_segments), dtype=np.int64))
+            parts = [(v, rows) for v, rows in self.pending_segments if rows and rows[0][2] == modality]
+            if parts:
+                shards.add(
+                    np.concatenate([v for v, _ in parts]),
+                    np.array([r[0] for _, rows in parts for r in rows], dtype=np.int64),
+                )
+            if old_segments or parts:
+                shards.flush()
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         new = [
             Item(id=w.item_id, **w.values, status=INDEXED, model=self.encoder.name, indexed_at=now)
@@ -624,10 +724,19 @@ class _Run:
             s.add_all(new)
             for item_id, values in changed:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
+            old_ids = sorted(old_segments)
+            for a in range(0, len(old_ids), 900):
+                s.execute(delete(Segment).where(Segment.id.in_(old_ids[a : a + 900])))
+            s.add_all(
+                Segment(id=i, index_id=self.store.index_id, item_id=item, modality=m, start=a, end=b)
+                for i, item, m, a, b in new_segments
+            )
         crash_point("rows-committed")
         self.summary.added += len(new)
         self.summary.updated += len(changed)
         self.pending_rows = []
+        self.pending_segments = []
+        self.replaced = set()
         self.last_checkpoint = time.monotonic()
 
 

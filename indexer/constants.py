@@ -1,8 +1,9 @@
 """The schema's constants, importable without SQLAlchemy (the query path reads them)."""
 
 MODALITIES = ("image", "audio", "text")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ID_BITS = 40  # ids of index n lie in [n << 40, (n + 1) << 40): 10^12 items each, 2^23 indexes
+SEGMENT_BIT = 39  # segment ids (moments of long files) take the upper half of their index's range
 
 # Item.status: "pending" rows still need their vector (re)computed; "indexed" rows have one
 # in the shards. A killed run leaves at most some pending rows, which the next run finishes.

@@ -1,5 +1,7 @@
 """Schema upgrades of an index database, in place and in one transaction each.
 
+2 -> 3: the ``segments`` table (moments of long files) appears; nothing else changes.
+
 1 -> 2: one database may serve several indexes. Items get ``index_id`` (the rows already
 there belong to index 0, whose root is taken from the manifest copy the database holds), the
 unique key becomes (index_id, path, line), and the ``indexes`` and ``failures`` tables appear.
@@ -21,7 +23,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from .schema import SCHEMA_VERSION, Failure, IndexRow, Item
+from .schema import SCHEMA_VERSION, Failure, IndexRow, Item, Segment
 from .store import StoreError
 
 log = logging.getLogger(__name__)
@@ -57,14 +59,16 @@ def upgrade(engine: Engine, version: int) -> None:
     Raises:
         MigrationError: the upgrade failed (nothing was changed: it runs in one transaction).
     """
-    if version != 1:
+    if version not in (1, 2):
         raise MigrationError(f"cannot upgrade schema version {version} (this xmr knows 1 -> {SCHEMA_VERSION})")
-    log.warning("upgrading the index database from schema 1 to %d (one database, many indexes)", SCHEMA_VERSION)
+    log.warning("upgrading the index database from schema %d to %d", version, SCHEMA_VERSION)
     try:
-        if engine.dialect.name == "sqlite":
-            _sqlite_1_to_2(engine)
-        else:
-            _generic_1_to_2(engine)
+        if version == 1:
+            if engine.dialect.name == "sqlite":
+                _sqlite_1_to_2(engine)
+            else:
+                _generic_1_to_2(engine)
+        _2_to_3(engine)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         words = ("readonly", "read-only", "permission", "denied")
@@ -74,7 +78,8 @@ def upgrade(engine: Engine, version: int) -> None:
             else "run `xmr index` again; if it fails the same way, the database may be damaged"
         )
         raise MigrationError(
-            f"cannot upgrade the index database from schema 1 to {SCHEMA_VERSION} ({reason}); it is unchanged: {hint}"
+            f"cannot upgrade the index database from schema {version} to {SCHEMA_VERSION} ({reason}); "
+            f"it is unchanged: {hint}"
         ) from exc
 
 
@@ -121,6 +126,32 @@ def _generic_1_to_2(engine: Engine) -> None:
         _finish(conn)
 
 
+def _2_to_3(engine: Engine) -> None:
+    """Add the segments table, once even when two processes upgrade at the same moment."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        try:
+            if _current_version(conn) < 3:
+                conn.execute(CreateTable(Segment.__table__, if_not_exists=True))
+                for index in Segment.__table__.indexes:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+                conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("COMMIT")
+            else:
+                conn.commit()
+        except BaseException:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("ROLLBACK")
+            else:
+                conn.rollback()
+            raise
+
+
 def _finish(conn: Connection) -> None:
     """Register the rows already there as index 0 and move its manifest copy to its key."""
     copy = conn.execute(text("SELECT value FROM meta WHERE key = 'manifest'")).scalar()
@@ -130,10 +161,10 @@ def _finish(conn: Connection) -> None:
         {"root": root, "now": datetime.now(timezone.utc).replace(tzinfo=None)},
     )
     conn.execute(text("UPDATE meta SET key = 'manifest:0' WHERE key = 'manifest'"))
-    conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION)})
+    conn.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
     log.info(
         "schema upgraded to %d: %d existing rows belong to index 0 (%s)",
-        SCHEMA_VERSION,
+        2,
         conn.execute(text("SELECT count(*) FROM items")).scalar_one(),
         root or "root unknown",
     )

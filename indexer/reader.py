@@ -85,7 +85,21 @@ class IndexReader:
         counts = self._fast.counts() if self._fast is not None else self.store.counts()
         return {m: counts.get(m, 0) for m in self.modalities}
 
+    def segment_rows(self, ids: Any) -> dict[int, Any]:
+        """Segment rows (id, item_id, modality, start, end) of the given segment ids."""
+        ids = [int(i) for i in ids]
+        return self._fast.segment_rows(ids) if self._fast is not None else self.store.segment_rows(ids)
+
+    def segment_ids_of(self, item_ids: Any) -> dict[int, int]:
+        """``{segment id: item id}`` of the segments of ``item_ids``."""
+        ids = [int(i) for i in item_ids]
+        return self._fast.segment_ids_of(ids) if self._fast is not None else self.store.segment_ids(ids)
+
     # --- vectors -------------------------------------------------------------------------
+    def segment_shards(self, modality: str) -> ShardSet | None:
+        """The shards of ``modality``'s segments (moments of long files), None when it has none."""
+        return self.shards(f"{modality}-segments")
+
     def shards(self, modality: str) -> ShardSet | None:
         """The memory-mapped shards of ``modality`` (None when it has none yet), reloaded when
         an indexer has replaced a shard file since the last call."""
@@ -117,10 +131,8 @@ class IndexReader:
             "index_type": self.manifest.get("index_type"),
             "shard_size": self.manifest.get("shard_size"),
             "counts": self.counts(),
-            "shards": {
-                m: len([p for p in shard_files if p.name.startswith(m + "-") and not p.name.endswith("trained.faiss")])
-                for m in self.modalities
-            },
+            "shards": {m: len([p for p in shard_files if _shard_of(p.name, m)]) for m in self.modalities},
+            "segments": self.segment_counts(),
             "bytes": {
                 "shards": sum(p.stat().st_size for p in shard_files),
                 "database": db.stat().st_size if db.exists() else None,
@@ -132,6 +144,15 @@ class IndexReader:
             "faiss": faiss_build(),
             "last_run": self.manifest.get("last_run"),
         }
+
+    def segment_counts(self) -> dict[str, int]:
+        """Segments (moments of long files) per modality that has any."""
+        out = {}
+        for m in self.modalities:
+            shards = self.segment_shards(m)
+            if shards is not None and shards.ntotal:
+                out[m] = int(shards.ntotal)
+        return out
 
     def close(self) -> None:
         if self._fast is not None:
@@ -145,3 +166,9 @@ class IndexReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _shard_of(name: str, modality: str) -> bool:
+    """Whether file ``name`` is one of ``modality``'s own shards (not its template or segments)."""
+    rest = name.removeprefix(modality + "-")
+    return rest != name and rest[:5].isdigit() and rest.endswith(".faiss")

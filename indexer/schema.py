@@ -5,7 +5,8 @@ every item belongs to the index in ``items.index_id``, and each index allocates 
 range of its own (``index_id << ID_BITS`` upwards), so two indexers never collide.
 
 Schema versions: 1 (xmr <= 0.1, one index per database), 2 (``indexes``, ``items.index_id``,
-``failures``). :mod:`indexer.migrate` upgrades a database in place.
+``failures``), 3 (``segments``: the moments of long files). :mod:`indexer.migrate` upgrades a
+database in place.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .constants import FILE, ID_BITS, INDEXED, MODALITIES, PENDING, SCHEMA_VERSION, TEXT_LINE
+from .constants import FILE, ID_BITS, INDEXED, MODALITIES, PENDING, SCHEMA_VERSION, SEGMENT_BIT, TEXT_LINE
 
-__all__ = ["FILE", "ID_BITS", "INDEXED", "MODALITIES", "PENDING", "SCHEMA_VERSION", "TEXT_LINE"]
+__all__ = ["FILE", "ID_BITS", "INDEXED", "MODALITIES", "PENDING", "SCHEMA_VERSION", "SEGMENT_BIT", "TEXT_LINE"]
 
 
 class Base(DeclarativeBase):
@@ -78,6 +79,22 @@ class Failure(Base):
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     reason: Mapped[str] = mapped_column(Text, default="")
     failed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Segment(Base):
+    """One moment of a long file: a window of its audio (or a frame of its video), with its own
+    vector (in the ``<modality>-segments`` shards) under this id. The file's own row and vector
+    stay as they are; a file has segments only when it is longer than one window."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_item", "item_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    index_id: Mapped[int] = mapped_column(Integer, default=0)
+    item_id: Mapped[int] = mapped_column(BigInteger)  # the file's row (items.id)
+    modality: Mapped[str] = mapped_column(String(8))
+    start: Mapped[float] = mapped_column(Float)  # seconds
+    end: Mapped[float] = mapped_column(Float)
 
 
 class Meta(Base):

@@ -3,7 +3,8 @@
 A decode worker runs :class:`SegmentingAudio` in place of the model's audio preprocessor: it
 returns what the preprocessor returns (the file's own windows, so the file-level vector keeps
 its definition) and, for audio longer than one window, writes the log-mel of every window at
-``hop_seconds`` to a scratch file, streaming, and names it in the result's metadata. The
+``hop_seconds`` (half a window: any sound up to half a window long lies whole in one) to a
+scratch file, streaming, and names it in the result's metadata. The
 indexing process then reads that file memory-mapped a batch at a time, so neither process ever
 holds a long recording whole.
 """
@@ -54,7 +55,7 @@ class SegmentingAudio:
 
     inner: Any
     scratch: str
-    hop_seconds: float = 2.5
+    hop_seconds: float | None = None  # default: half a window (2.5 s for 5 s windows)
     max_segments: int = 20_000
     batch: int = 8  # windows a log-mel call takes: ~3 MB of intermediate arrays each
 
@@ -90,7 +91,8 @@ class SegmentingAudio:
                         out.write(np.ascontiguousarray(mels).tobytes())
                         pending.clear()
 
-                for start, end, window in self.inner.segment_windows(source, self.hop_seconds):
+                hop = self.hop_seconds or self.inner.window_seconds / 2
+                for start, end, window in self.inner.segment_windows(source, hop):
                     if len(starts) == self.max_segments:
                         truncated = True
                         log.warning(

@@ -25,6 +25,7 @@ from .constants import INDEXED, SCHEMA_VERSION
 log = logging.getLogger(__name__)
 DATETIME_COLUMNS = ("indexed_at",)  # the items table's DateTime columns (indexer.schema.Item)
 CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit (as the Store)
+SegmentRow = namedtuple("SegmentRow", ["id", "index_id", "item_id", "modality", "start", "end"])
 
 
 def sqlite_file(url: str) -> str | None:
@@ -97,6 +98,36 @@ class SqliteRows:
                 rows = self._rows(cursor)
             for row in rows:
                 out[row.id] = row
+        return out
+
+    def segment_rows(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Segment rows of ``ids`` (this index's only), as :meth:`Store.segment_rows`."""
+        out: dict[int, Any] = {}
+        for start in range(0, len(ids), CHUNK):
+            part = [int(i) for i in ids[start : start + CHUNK]]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                cursor = self.conn.execute(
+                    f'SELECT id, index_id, item_id, modality, "start", "end" FROM segments WHERE id IN ({marks}) '
+                    "AND index_id = ?",
+                    (*part, self.index_id),
+                )
+                rows = [SegmentRow(*r) for r in cursor.fetchall()]
+            out.update({r.id: r for r in rows})
+        return out
+
+    def segment_ids_of(self, item_ids: Sequence[int]) -> dict[int, int]:
+        """``{segment id: item id}`` of the segments of ``item_ids``, as :meth:`Store.segment_ids`."""
+        out: dict[int, int] = {}
+        for start in range(0, len(item_ids), CHUNK):
+            part = [int(i) for i in item_ids[start : start + CHUNK]]
+            marks = ",".join("?" * len(part))
+            with self._lock:
+                cursor = self.conn.execute(
+                    f"SELECT id, item_id FROM segments WHERE item_id IN ({marks}) AND index_id = ?",
+                    (*part, self.index_id),
+                )
+                out.update({int(a): int(b) for a, b in cursor.fetchall()})
         return out
 
     def counts(self) -> dict[str, int]:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 from sqlalchemy.orm import Session
 
 from .errors import StoreError
-from .schema import ID_BITS, INDEXED, PENDING, SCHEMA_VERSION, Base, Failure, IndexRow, Item, Meta
+from .schema import ID_BITS, INDEXED, PENDING, SCHEMA_VERSION, SEGMENT_BIT, Base, Failure, IndexRow, Item, Meta, Segment
 from .sqlite_rows import sqlite_file as _sqlite_file
 
 log = logging.getLogger(__name__)
@@ -332,10 +332,55 @@ class Store:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
 
     def delete(self, ids: Sequence[int]) -> None:
+        """Delete items and their segments (rows only: the caller removes the vectors)."""
         ids = [int(i) for i in ids]
         with self.writing("delete items") as s:
             for start in range(0, len(ids), CHUNK):
-                s.execute(delete(Item).where(Item.id.in_(ids[start : start + CHUNK]), Item.index_id == self.index_id))
+                part = ids[start : start + CHUNK]
+                s.execute(delete(Segment).where(Segment.item_id.in_(part), Segment.index_id == self.index_id))
+                s.execute(delete(Item).where(Item.id.in_(part), Item.index_id == self.index_id))
+
+    # --- segments (the moments of long files) ---------------------------------------------
+    def segment_range(self) -> tuple[int, int]:
+        """The ids this index's segments take: the upper half of its range."""
+        lo, hi = self.id_range()
+        return lo + (1 << SEGMENT_BIT), hi
+
+    def max_segment_id(self) -> int:
+        lo, _ = self.segment_range()
+        with self.session() as s:
+            top = s.scalar(select(func.max(Segment.id)).where(Segment.index_id == self.index_id))
+        return max(int(top or 0), lo)
+
+    def segment_ids(self, item_ids: Sequence[int] | None = None) -> dict[int, int]:
+        """``{segment id: item id}`` of this index (of ``item_ids`` only, when given)."""
+        out: dict[int, int] = {}
+        with self.session() as s:
+            q = select(Segment.id, Segment.item_id).where(Segment.index_id == self.index_id)
+            if item_ids is None:
+                return {int(a): int(b) for a, b in s.execute(q)}
+            ids = [int(i) for i in item_ids]
+            for start in range(0, len(ids), CHUNK):
+                part = q.where(Segment.item_id.in_(ids[start : start + CHUNK]))
+                out.update({int(a): int(b) for a, b in s.execute(part)})
+        return out
+
+    def segment_rows(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Segment rows (id, item_id, modality, start, end) of ``ids`` that belong to this index."""
+        table = Segment.__table__
+        out: dict[int, Any] = {}
+        ids = [int(i) for i in ids]
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), CHUNK):
+                q = select(table).where(table.c.id.in_(ids[start : start + CHUNK]), table.c.index_id == self.index_id)
+                out.update({row.id: row for row in conn.execute(q)})
+        return out
+
+    def delete_segments(self, ids: Sequence[int]) -> None:
+        ids = [int(i) for i in ids]
+        with self.writing("delete segments") as s:
+            for start in range(0, len(ids), CHUNK):
+                s.execute(delete(Segment).where(Segment.id.in_(ids[start : start + CHUNK])))
 
     def save_manifest_copy(self, manifest: dict) -> None:
         """Keep a copy of the manifest, so a damaged manifest file can be restored."""
@@ -369,4 +414,5 @@ class Store:
         """Every item row of this index (other indexes in the database keep theirs; the files
         whose decoder crashed or hung stay remembered)."""
         with self.writing("delete every item") as s:
+            s.execute(delete(Segment).where(Segment.index_id == self.index_id))
             s.execute(delete(Item).where(Item.index_id == self.index_id))

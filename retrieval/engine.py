@@ -133,11 +133,16 @@ class Engine:
         to: str | list[str] | None = None,
         k: int = 10,
         offset: int = 0,
+        segments: bool = False,
         **filters: Any,
     ) -> list[Hit]:
         """Search the index. See the README for the query forms; returns ``k`` hits per target
         modality (ranked within it; scores of different modalities are not comparable), the
         first ``offset`` of each modality skipped (pages; ranks keep counting from the top).
+
+        A long file's moments (segments) count: a file is scored by the best of its own vector
+        and its segments, and a hit on a segment carries ``start``/``end``; ``segments=True``
+        lists every matching segment (``k`` then counts segments).
 
         Raises:
             QueryError: empty query, bad file, bad option, a modality the model lacks.
@@ -153,7 +158,7 @@ class Engine:
             if not all(p.modality == "vector" for p in parts)
             else embed_parts(_NoEncoder(), parts, self.dim)
         )
-        hits = self._search_vectors(query[None], targets, k + int(offset), conditions)[0]
+        hits = self._search_vectors(query[None], targets, k + int(offset), conditions, bool(segments))[0]
         return [h for h in hits if h.rank > offset] if offset else hits
 
     def search_batch(
@@ -166,7 +171,7 @@ class Engine:
         results: list[list[Hit] | None] = [None] * len(queries)
         for n, q in enumerate(queries):
             q = dict(q)
-            q_to, q_k = q.pop("to", to), _check_k(q.pop("k", k))
+            q_to, q_k, q_segments = q.pop("to", to), _check_k(q.pop("k", k)), bool(q.pop("segments", False))
             parts = collect_parts(
                 q.pop("text", None), q.pop("image", None), q.pop("audio", None), q.pop("vector", None)
             )
@@ -176,22 +181,24 @@ class Engine:
                 self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder(), parts, self.dim
             )
             if conditions:
-                results[n] = self._search_vectors(vec[None], list(targets), q_k, conditions)[0]
+                results[n] = self._search_vectors(vec[None], list(targets), q_k, conditions, q_segments)[0]
             else:
-                plain.setdefault((targets, q_k), []).append((n, vec))
-        for (targets, q_k), group in plain.items():
-            answers = self._search_vectors(np.stack([v for _, v in group]), list(targets), q_k, Filters())
+                plain.setdefault((targets, q_k, q_segments), []).append((n, vec))
+        for (targets, q_k, q_segments), group in plain.items():
+            answers = self._search_vectors(np.stack([v for _, v in group]), list(targets), q_k, Filters(), q_segments)
             for (n, _), hits in zip(group, answers):
                 results[n] = hits
         return [r or [] for r in results]
 
-    def _search_vectors(self, queries: np.ndarray, targets: list[str], k: int, filters: Filters) -> list[list[Hit]]:
+    def _search_vectors(
+        self, queries: np.ndarray, targets: list[str], k: int, filters: Filters, segments: bool = False
+    ) -> list[list[Hit]]:
         out: list[list[Hit]] = [[] for _ in range(len(queries))]
         for modality in targets:
             shards = self.shards(modality)
             if shards is None:
                 continue
-            selector = None
+            selector = allowed = None
             if filters:
                 allowed = self._filtered_ids(modality, filters)
                 if len(allowed) == 0:
@@ -210,8 +217,9 @@ class Engine:
             if short:
                 extra = ids[short, k:]
                 rows.update(self.index.rows(np.unique(extra[extra >= 0])))
+            found: list[list[Hit]] = [[] for _ in range(len(queries))]
             for q in range(len(queries)):
-                hits = out[q]
+                hits = found[q]
                 rank = 0
                 seen: set[int] = set()  # an updated item's old and new vector, for a moment in two shards
                 for score, item_id in zip(scores[q], ids[q]):
@@ -223,6 +231,11 @@ class Engine:
                     hits.append(self._hit(rank, float(score), row))
                     if rank == k:
                         break
+            from .moments import with_moments
+
+            found = with_moments(self, modality, queries, found, k, allowed, segments)
+            for q in range(len(queries)):
+                out[q].extend(found[q])
         return out
 
     def _filtered_ids(self, modality: str, filters: Filters) -> np.ndarray:
@@ -233,7 +246,7 @@ class Engine:
         self.index.use_gpu = self.use_gpu
         return self.index.shards(modality)
 
-    def _hit(self, rank: int, score: float, row: Any) -> Hit:
+    def _hit(self, rank: int, score: float, row: Any, segment: Any = None) -> Hit:
         stored = unescape_path(row.path)
         path = stored if row.kind == TEXT_LINE else os.path.join(self._root_str, stored)
         meta = {"ext": row.ext, "size": row.size, "mtime": _iso(row.mtime_ns), "content_hash": row.content_hash}
@@ -244,19 +257,27 @@ class Engine:
         return Hit(
             rank=rank,
             score=score,
-            id=row.id,
+            id=segment.id if segment is not None else row.id,
             modality=row.modality,
             path=path,
             text=row.text,
             line=row.line if row.kind == TEXT_LINE else None,
             metadata=meta,
+            start=float(segment.start) if segment is not None else None,
+            end=float(segment.end) if segment is not None else None,
+            file_id=row.id,
         )
 
     def item(self, item_id: int) -> Hit | None:
         """An indexed item as a :class:`Hit` (rank 0, score 0), or None when the index has no
         such item."""
-        rows = self.index.rows([item_id]) if isinstance(item_id, (int, np.integer)) and 0 <= item_id < 2**63 else {}
+        valid = isinstance(item_id, (int, np.integer)) and 0 <= item_id < 2**63
+        rows = self.index.rows([item_id]) if valid else {}
         row = rows.get(int(item_id))
+        if row is None and valid:  # a segment's id: its file, at its moment
+            segment = self.index.segment_rows([item_id]).get(int(item_id))
+            row = self.index.rows([segment.item_id]).get(segment.item_id) if segment is not None else None
+            return self._hit(0, 0.0, row, segment=segment) if row is not None and row.status == INDEXED else None
         return self._hit(0, 0.0, row) if row is not None and row.status == INDEXED else None
 
     def vector(self, item_id: int) -> np.ndarray:
@@ -266,7 +287,10 @@ class Engine:
             QueryError: no such indexed item.
         """
         hit = self.item(item_id)
-        shards = self.shards(hit.modality) if hit else None
+        shards = None
+        if hit is not None:
+            moment = hit.start is not None
+            shards = self.index.segment_shards(hit.modality) if moment else self.shards(hit.modality)
         if hit is None or shards is None:
             raise QueryError(f"no indexed item with id {item_id}")
         return shards.reconstruct(np.array([hit.id], dtype=np.int64))[0]

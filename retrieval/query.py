@@ -42,6 +42,11 @@ class Hit:
     text: str | None = None
     line: int | None = None  # the line of a ``--texts`` file, for text items that came from one
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A moment of a long file: its times in seconds, and the file's own id (``id`` is then the
+    # segment's). ``start`` and ``end`` are None for a hit on a whole file, whose file_id is its id.
+    start: float | None = None
+    end: float | None = None
+    file_id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,6 +13,7 @@ import pytest
 
 import indexer
 from indexer.check import check_index
+from indexer.constants import SCHEMA_VERSION
 from indexer.layout import Layout, read_manifest
 from indexer.migrate import MigrationError
 from indexer.store import Store
@@ -85,7 +86,7 @@ def test_a_v1_index_upgrades_in_place_with_nothing_lost(tmp_path: Path, tiny, db
         path, (item_id, vector) = next(iter(sorted(before.items())))
         hit = engine.search(vector=vector, to=engine.store.rows_by_ids([item_id])[item_id].modality, k=1)[0]
         assert (hit.id, hit.path) == (item_id, str(media / path))
-    assert _schema_version(url) == 2
+    assert _schema_version(url) == SCHEMA_VERSION == 3
     labels = str(tmp_path / "media-labels.txt")
     summary = indexer.index_folder(
         media, Fixed(tiny), indexer.IndexOptions(workers=0, index_dir=str(index), texts=[labels])

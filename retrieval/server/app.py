@@ -188,7 +188,14 @@ def create_app(
         if to is None and "vector" in parts and len(parts) == 1:
             to = ["all"]  # "more like this": every modality, the item's own included
         hits = await blocking(
-            engine.search, text=text, to=to, k=params.k, offset=params.offset, **parts, **params.filters
+            engine.search,
+            text=text,
+            to=to,
+            k=params.k,
+            offset=params.offset,
+            segments=params.segments,
+            **parts,
+            **params.filters,
         )
         results: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
@@ -315,8 +322,9 @@ def _hit_json(engine: Engine, hit: Any) -> dict[str, Any]:
     out = hit.to_dict()
     if hit.line is None:
         out["path"] = os.path.relpath(hit.path, engine.root)
-        out["media_url"] = f"/api/v1/items/{hit.id}/media"
-        out["thumbnail_url"] = f"/api/v1/items/{hit.id}/thumbnail" if hit.modality == "image" else None
+        item = hit.file_id if hit.file_id is not None else hit.id  # a moment's media is its file's
+        out["media_url"] = f"/api/v1/items/{item}/media"
+        out["thumbnail_url"] = f"/api/v1/items/{item}/thumbnail" if hit.modality == "image" else None
     else:
         out["path"] = os.path.basename(hit.path)  # a texts file: its name, not where it lies on the server
         out["media_url"] = out["thumbnail_url"] = None

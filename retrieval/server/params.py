@@ -37,12 +37,14 @@ class SearchParams:
     to: list[str] | None = None
     k: int = 20
     offset: int = 0
+    segments: bool = False  # every matching moment of long files (k counts moments)
     filters: dict[str, Any] = field(default_factory=dict)
 
     def echo(self) -> dict[str, Any]:
         """The request as understood, for the response's ``query``."""
         texts = [t.value if isinstance(t, Weighted) else t for t in self.text]
-        return {"q": texts, "to": self.to, "k": self.k, "offset": self.offset, **self.filters}
+        out = {"q": texts, "to": self.to, "k": self.k, "offset": self.offset, **self.filters}
+        return out | ({"segments": True} if self.segments else {})
 
 
 def _int(value: Any, name: str, low: int, high: int) -> int:
@@ -90,6 +92,7 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
         "to",
         "k",
         "offset",
+        "segments",
         "path",
         "ext",
         "min_size",
@@ -127,6 +130,10 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
     params.to = to or None
     params.k = _int(one("k") or 20, "k", 1, MAX_K)
     params.offset = _int(one("offset") or 0, "offset", 0, MAX_OFFSET)
+    segments = (one("segments") or "false").lower()
+    if segments not in ("true", "false", "1", "0"):
+        raise ApiError(400, "bad_parameter", f"segments: {segments!r}: give true or false", "segments")
+    params.segments = segments in ("true", "1")
     filters: dict[str, Any] = {}
     if (path := one("path")) is not None:
         if not path:

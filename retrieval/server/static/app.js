@@ -132,8 +132,9 @@ function card(hit, index) {
       el("figcaption", {}, el("span", { class: "name", title: hit.path }, name(hit)), score));
   }
   if (hit.modality === "audio") {
-    const player = el("audio", { controls: "", preload: "none", src: hit.media_url });
-    const duration = hit.metadata.duration ? `${hit.metadata.duration.toFixed(1)} s` : "";
+    const player = el("audio", { controls: "", preload: "none", src: mediaAt(hit) });
+    const duration = hit.start != null ? `${clock(hit.start)}–${clock(hit.end)}`
+      : hit.metadata.duration ? `${hit.metadata.duration.toFixed(1)} s` : "";
     return el("div", { class: "row", "data-id": hit.id },
       el("button", { class: "name link", type: "button", title: hit.path, onclick: open }, name(hit)),
       el("span", { class: "meta" }, duration), player, score);
@@ -141,6 +142,17 @@ function card(hit, index) {
   const where = hit.line ? `${hit.path}:${hit.line}` : hit.path;
   return el("div", { class: "row text", "data-id": hit.id, tabindex: "0", onclick: open, onkeydown: enter(open) },
     el("p", { class: "snippet" }, (hit.text || "").slice(0, 280)), el("span", { class: "meta", title: where }, where), score);
+}
+
+// A moment of a long file plays from its start (a media fragment, #t=START,END).
+function mediaAt(hit) {
+  return hit.start != null ? `${hit.media_url}#t=${hit.start},${hit.end}` : hit.media_url;
+}
+
+function clock(seconds) {
+  const s = Math.floor(seconds);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${pad(Math.floor(s / 3600))}:${pad(Math.floor((s % 3600) / 60))}:${pad(s % 60)}`;
 }
 
 function enter(fn) {
@@ -154,9 +166,10 @@ function showDetail(index) {
   const body = $("#detail-body");
   body.replaceChildren();
   if (hit.modality === "image") body.append(el("img", { class: "full", src: hit.media_url, alt: name(hit) }));
-  else if (hit.modality === "audio") body.append(el("audio", { class: "full", controls: "", autoplay: "", src: hit.media_url }));
+  else if (hit.modality === "audio") body.append(el("audio", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) }));
   else body.append(el("pre", { class: "full text" }, hit.text || ""));
   const rows = [["path", hit.path], ["score", hit.score.toFixed(4)], ["id", hit.id]];
+  if (hit.start != null) rows.push(["moment", `${clock(hit.start)}–${clock(hit.end)}`]);
   if (hit.line) rows.push(["line", hit.line]);
   for (const [key, value] of Object.entries(hit.metadata || {})) {
     if (value !== null && value !== undefined && key !== "content_hash") rows.push([key, value]);
