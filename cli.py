@@ -912,6 +912,30 @@ def bench_index(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("moments")
+def bench_moments(
+    manifests: Annotated[
+        list[Path], typer.Argument(help="Captioned audio manifests (test splits) to hide clips from.")
+    ],
+    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
+    files: Annotated[int, typer.Option(min=1, help="Long recordings to make.")] = 10,
+    clips: Annotated[int, typer.Option(min=1, help="Clips in each recording.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the clips chosen and the gaps between them.")] = 0,
+    hour: Annotated[bool, typer.Option("--hour/--no-hour", help="Also time indexing a one-hour recording.")] = True,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Find the moment: clips hidden in long recordings, searched by their captions."""
+    _setup_logging(False, quiet=True)
+    from retrieval.bench.moments import run_moments
+
+    try:
+        result = run_moments([str(m) for m in manifests], model, files, clips, seed, hour, out_dir=str(out))
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc), code=1)
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 @bench_app.command("memory")
 def bench_memory(
     sizes: Annotated[

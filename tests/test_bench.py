@@ -240,3 +240,26 @@ def test_serve_benchmark_runs_and_reports(tmp_path: Path) -> None:
     assert result["search"]["http_p50_ms"] > 0 and result["cached_thumbnail"]["p50_ms"] > 0
     assert result["load"]["errors"] == 0 and result["load"]["requests"] > 0
     assert "HTTP / in-process search" in (tmp_path / "out" / "serve_speed.md").read_text()
+
+
+def test_moments_benchmark_finds_clips_hidden_in_long_recordings(tmp_path: Path, tiny) -> None:
+    """Distinct tones as captioned clips, xmr-tiny: the numbers are in range and consistent."""
+    import soundfile as sf
+
+    from retrieval.bench.moments import run_moments
+
+    rows = []
+    for n in range(8):
+        t = np.arange(16000) / 16000
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 150 * n) * t)
+        sf.write(tmp_path / f"tone{n}.wav", wave.astype(np.float32), 16000)
+        rows.append({"audio": f"tone{n}.wav", "text": f"tone number {n}"})
+    manifest = tmp_path / "tones.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_moments(
+        [str(manifest)], "xmr-tiny", files=2, clips=4, hour=False, out_dir=str(tmp_path / "out"), encoder=tiny
+    )
+    r = result["result"]
+    assert r["queries"] == 8 and r["segments"] > 0 and r["recorded_seconds"] > 8
+    assert 0 <= r["moment_accuracy"] <= r["file_R@1"] <= r["file_R@5"] <= 100
+    assert (tmp_path / "out" / "moments.md").read_text().count("|") > 10

@@ -1,0 +1,186 @@
+"""Find the moment: captioned clips hidden in long recordings, searched by their captions.
+
+Clips of test manifests (one clip per caption, chosen with a seed) are joined with silence or
+low noise (gaps of 2-12 s) into long files of ``clips`` clips each, their offsets recorded, and
+indexed; each caption is then a text query (``to="audio"``). Reported:
+
+* file R@1 / R@5: the right long file among the top 1 / 5 files;
+* moment accuracy: the top hit is the right file *and* its segment overlaps the clip's span with
+  its centre within 5 s of it;
+* clip R@1: the same clips indexed as files of their own, the right clip first (what moment
+  accuracy is held against: goal >= 0.9x);
+* speed: a one-hour recording made of the same clips indexed alone, as times real time.
+
+Run: ``xmr bench moments MANIFEST... [--model xmr-mini] [--files 10] [--clips 20]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .recall import load_captioned
+from .report import machine_info, markdown_table, write_outputs
+
+log = logging.getLogger(__name__)
+RATE = 16_000
+NEAR = 5.0  # seconds: a moment is found when the segment's centre lies this close to the clip
+
+
+def _decode(path: str) -> np.ndarray:
+    import soundfile as sf
+
+    from ..audio import resample, to_mono
+
+    data, rate = sf.read(path, dtype="float32", always_2d=True)
+    return resample(to_mono(data), int(rate), RATE)
+
+
+def _found(hit: Any, span: tuple[float, float]) -> bool:
+    """The hit's moment overlaps ``span`` and its centre lies within NEAR seconds of it."""
+    if hit.start is None:
+        return False
+    lo, hi = span
+    centre = (hit.start + hit.end) / 2
+    distance = 0.0 if lo <= centre <= hi else min(abs(centre - lo), abs(centre - hi))
+    return hit.start < hi and hit.end > lo and distance <= NEAR
+
+
+def build_recordings(
+    clips: list[tuple[str, np.ndarray]], folder: Path, per_file: int, seed: int
+) -> list[tuple[str, str, float, float]]:
+    """Write long files of ``per_file`` clips each into ``folder``; return (caption, file, start, end)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = []
+    import soundfile as sf
+
+    for f, first in enumerate(range(0, len(clips), per_file)):
+        name = f"recording-{f:03d}.wav"
+        parts, at = [], 0.0
+        noise = f % 2 == 1  # every other file: low noise between clips, else silence
+        for caption, wave in clips[first : first + per_file]:
+            gap = int(rng.uniform(2.0, 12.0) * RATE)
+            parts.append((0.003 * rng.standard_normal(gap)).astype(np.float32) if noise else np.zeros(gap, np.float32))
+            at += gap / RATE
+            parts.append(wave)
+            truth.append((caption, name, at, at + wave.size / RATE))
+            at += wave.size / RATE
+        parts.append(np.zeros(2 * RATE, np.float32))
+        sf.write(folder / name, np.clip(np.concatenate(parts), -1, 1), RATE, subtype="PCM_16")
+    return truth
+
+
+def run_moments(
+    manifests: list[str],
+    model: str = "xmr-mini",
+    files: int = 10,
+    clips: int = 20,
+    seed: int = 0,
+    hour: bool = True,
+    out_dir: str | None = None,
+    encoder: Any = None,
+) -> dict[str, Any]:
+    """See the module docstring."""
+    from indexer import IndexOptions, index_folder
+
+    from ..engine import Engine
+
+    if encoder is None:
+        from ..registry import create_model, inference_runtime
+
+        encoder = create_model(model, runtime=inference_runtime(model))
+    items = [it for m in manifests for it in load_captioned(m) if it.modality == "audio"]
+    by_caption: dict[str, str] = {}
+    for it in items:
+        by_caption.setdefault(it.captions[0], it.path)
+    captions = sorted(by_caption)
+    rng = np.random.default_rng(seed)
+    chosen = [captions[i] for i in rng.permutation(len(captions))[: files * clips]]
+    if len(chosen) < files * clips:
+        raise ValueError(f"{len(chosen)} distinct captions, {files * clips} needed ({files} files x {clips} clips)")
+    waves = [(c, _decode(by_caption[c])) for c in chosen]
+    work = Path(tempfile.mkdtemp(prefix="xmr-moments-"))
+    try:
+        truth = build_recordings(waves, work / "long", clips, seed)
+        pieces = work / "pieces"
+        pieces.mkdir()
+        import soundfile as sf
+
+        for n, (_, wave) in enumerate(waves):
+            sf.write(pieces / f"clip-{n:04d}.wav", wave, RATE, subtype="PCM_16")
+        started = time.perf_counter()
+        summary = index_folder(work / "long", encoder, IndexOptions(index_dir=str(work / "index-long")))
+        long_seconds = time.perf_counter() - started
+        index_folder(pieces, encoder, IndexOptions(index_dir=str(work / "index-pieces")))
+        audio_seconds = sum(e - s for *_, s, e in truth) + 0.0
+        recorded = sum(sf.info(str(p)).duration for p in (work / "long").glob("*.wav"))
+        file_r1 = file_r5 = moment = clip_r1 = 0
+        with Engine.open(work / "index-long", model=encoder) as engine:
+            for caption, name, lo, hi in truth:
+                hits = engine.search(text=caption, to="audio", k=5)
+                names = [os.path.basename(h.path) for h in hits]
+                file_r1 += bool(names) and names[0] == name
+                file_r5 += name in names
+                moment += bool(hits) and names[0] == name and _found(hits[0], (lo, hi))
+        with Engine.open(work / "index-pieces", model=encoder) as engine:
+            for n, (caption, *_) in enumerate(truth):
+                hits = engine.search(text=caption, to="audio", k=1)
+                clip_r1 += bool(hits) and os.path.basename(hits[0].path) == f"clip-{n:04d}.wav"
+        n = len(truth)
+        result: dict[str, Any] = {
+            "queries": n,
+            "files": files,
+            "recorded_seconds": round(recorded, 1),
+            "clip_seconds": round(audio_seconds, 1),
+            "segments": summary.segments,
+            "file_R@1": round(100 * file_r1 / n, 1),
+            "file_R@5": round(100 * file_r5 / n, 1),
+            "moment_accuracy": round(100 * moment / n, 1),
+            "clip_R@1": round(100 * clip_r1 / n, 1),
+            "index_seconds": round(long_seconds, 2),
+            "x_real_time": round(recorded / long_seconds, 1),
+        }
+        result["moment_vs_clip"] = round(result["moment_accuracy"] / result["clip_R@1"], 3) if clip_r1 else None
+        if hour:
+            result["hour"] = _one_hour(waves, work, encoder, seed)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    payload = {"machine": machine_info(), "model": model, "manifests": manifests, "seed": seed, "result": result}
+    if out_dir:
+        row = {k: v for k, v in result.items() if k != "hour"} | {
+            "hour_x_real_time": (result.get("hour") or {}).get("x_real_time")
+        }
+        table = markdown_table([row], list(row))
+        payload["files"] = {k: str(v) for k, v in write_outputs(out_dir, "moments", payload, table).items()}
+    return payload
+
+
+def _one_hour(waves: list[tuple[str, np.ndarray]], work: Path, encoder: Any, seed: int) -> dict[str, float]:
+    """Index one hour of recording (the clips and gaps over and over) alone; times real time."""
+    import soundfile as sf
+
+    from indexer import IndexOptions, index_folder
+
+    folder = work / "hour"
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    with sf.SoundFile(folder / "hour.wav", "w", RATE, 1, subtype="PCM_16") as f:
+        written = 0
+        while written < 3600 * RATE:
+            _, wave = waves[int(rng.integers(len(waves)))]
+            gap = np.zeros(int(rng.uniform(2.0, 12.0) * RATE), np.float32)
+            chunk = np.concatenate([gap, wave])[: 3600 * RATE - written]
+            f.write(chunk)
+            written += chunk.size
+    started = time.perf_counter()
+    summary = index_folder(folder, encoder, IndexOptions(index_dir=str(work / "index-hour")))
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "x_real_time": round(3600 / seconds, 1), "segments": summary.segments}
