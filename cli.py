@@ -668,6 +668,8 @@ def info(
             "keep one (README, GPU: pip uninstall -y faiss-cpu faiss-gpu, then install the one you want)",
             err=True,
         )
+    if facts.get("segments"):
+        typer.echo("moments   " + ", ".join(f"{n} {m} segments" for m, n in facts["segments"].items()))
     typer.echo(
         f"database  {facts['database']}"
         + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else "")

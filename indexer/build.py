@@ -440,10 +440,14 @@ class _Run:
         work: list[Work] = []
         moves: list[tuple[int, dict]] = []
         changed_failures: list[str] = []
+        lacking = self._lacking_segments(rows)
         for path, f in found.items():
             row = rows.get(path)
             values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
             if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
+                if row.id in lacking:  # long audio indexed before segments existed: its moments now
+                    work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
+                    continue
                 self.summary.unchanged += 1
                 continue
             failure = failures.get(path)
@@ -501,6 +505,20 @@ class _Run:
             self.store.update_many(moves)
         self._remove([r.id for r in missing.values()], {r.id: r.modality for r in missing.values()})
         return work
+
+    def _lacking_segments(self, rows: dict[str, Item]) -> set[int]:
+        """Indexed audio longer than one window with no segments: made by an xmr before segments
+        (or a run that did not finish them); they are embedded again, their moments with them."""
+        pre = self.encoder.preprocess_audio
+        window = getattr(pre, "window_seconds", None)
+        if "audio" not in self.segment_shards or not window:
+            return set()
+        long = {
+            r.id for r in rows.values() if r.modality == "audio" and r.status == INDEXED and (r.duration or 0) > window
+        }
+        if not long:
+            return set()
+        return long - set(self.store.segment_ids(sorted(long)).values())
 
     def _check_mass_removal(self, removing: int, indexed: int) -> None:
         if self.options.allow_mass_removal or indexed < MASS_REMOVAL_MIN_ITEMS or removing <= indexed / 2:

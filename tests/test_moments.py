@@ -147,6 +147,18 @@ def test_an_index_made_before_segments_upgrades_in_place(media: dict, tiny) -> N
     assert index_folder(root, tiny, IndexOptions(workers=0)).segments == 23
 
 
+def test_long_audio_indexed_before_segments_gains_them_at_the_next_run(media: dict, tiny) -> None:
+    root, index = media["root"], media["root"] / ".xmr"
+    index_folder(root, tiny, IndexOptions(workers=0))
+    with sqlite3.connect(index / "items.db") as conn:  # as an index made before segments holds it
+        conn.execute("DELETE FROM segments")
+    (Layout(index).shards / "audio-segments-00000.faiss").unlink(missing_ok=True)
+    summary = index_folder(root, tiny, IndexOptions(workers=0))
+    assert summary.updated == 1 and summary.unchanged == 2 and summary.segments == 23
+    again = index_folder(root, tiny, IndexOptions(workers=0))
+    assert again.updated == 0 and again.unchanged == 3, "once made, nothing more to do"
+
+
 def test_the_cli_shows_moments_as_times_urls_and_one_path_a_file(media: dict, tiny) -> None:
     import os
     import subprocess
