@@ -205,3 +205,54 @@ def test_the_http_api_carries_moments_and_serves_their_file(media: dict, tiny) -
         bad = client.post("/api/v1/search", data={"to": "audio", "segments": "maybe"}, files=upload)
         assert bad.status_code == 400 and bad.json()["error"]["field"] == "segments"
     engine.close()
+
+
+@pytest.mark.parametrize("crash", ["shard-written:1", "shard-written:2", "shard-written:3", "rows-committed:1"])
+def test_kills_while_moments_are_written_end_equal_to_a_clean_run(tmp_path: Path, tiny, crash: str) -> None:
+    """Long files changed between runs, the second run killed in a window of a checkpoint (item
+    shards, segment shards, rows): the next run ends with the moments a clean run makes."""
+    import subprocess
+    import sys
+
+    from tests.helpers import touch_later
+    from tests.test_crash import WINDOW_CHILD
+
+    root = tmp_path / "media"
+    clips = [_tone(1.0, 300 + 200 * n, n) for n in range(6)]
+    fresh = {n: _tone(1.0, 3000 + 150 * n, 50 + n) for n in (0, 2, 4)}  # what the changed files hold
+    for n in range(6):
+        _long(root / f"rec{n}.wav", clips[n], 1.0 + n % 4, seconds=6.0)
+    index_dir, root_dir = tmp_path / "index", Path(__file__).resolve().parent.parent
+
+    def child(crash_at: str = "") -> int:
+        env = {**__import__("os").environ, "XMR_CRASH_AT": crash_at}
+        proc = subprocess.run(
+            [sys.executable, "-c", WINDOW_CHILD, str(root), str(index_dir), "", "Flat", "0"],
+            cwd=root_dir, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode in (0, -9), proc.stderr
+        return proc.returncode
+
+    assert child() == 0
+    for n in range(0, 6, 2):  # three recordings change: their moments must be made anew
+        _long(root / f"rec{n}.wav", fresh[n], 3.0, seconds=7.0)
+        touch_later(root / f"rec{n}.wav")
+    (root / "rec5.wav").unlink()
+    assert child(crash) == -9
+    assert child() == 0
+    index_folder(root, tiny, IndexOptions(workers=0, index_dir=str(tmp_path / "clean")))
+
+    def moments(folder: Path) -> list[tuple[str, float, float]]:
+        with sqlite3.connect(folder / "items.db") as conn:
+            return sorted(
+                conn.execute(
+                    'SELECT i.path, s."start", s."end" FROM segments s JOIN items i ON i.id = s.item_id'
+                ).fetchall()
+            )
+
+    assert moments(index_dir) == moments(tmp_path / "clean")
+    with Engine.open(index_dir, model=tiny) as engine:
+        assert engine.index.segment_shards("audio").ntotal == len(moments(index_dir))
+        for n in (0, 2, 4):  # the changed files' clip is found at its new moment
+            top = engine.search(audio=[fresh[n]], to="audio", k=1)[0]
+            assert top.path.endswith(f"rec{n}.wav") and top.start == 3.0
