@@ -18,6 +18,8 @@ from typing import Union
 
 import numpy as np
 
+from .av_audio import AV_EXTENSIONS, AvAudio
+
 log = logging.getLogger(__name__)
 
 AudioSource = Union[str, os.PathLike, bytes, "tuple[np.ndarray, int]"]
@@ -102,6 +104,8 @@ class AudioInfo:
 def _open(source: str | os.PathLike | bytes):
     import soundfile as sf
 
+    if not isinstance(source, bytes) and os.fspath(source).rsplit(".", 1)[-1].lower() in AV_EXTENSIONS:
+        return AvAudio(source, AudioDecodeError)  # AAC: FFmpeg through PyAV
     try:
         return sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:

@@ -36,6 +36,27 @@ def write_audio(path: Path, seed: int, seconds: float = 1.0, fmt: str | None = N
     return path
 
 
+def write_m4a(path: Path, wave: np.ndarray, rate: int = 44100, channels: int = 2) -> Path:
+    """AAC in an MP4 container (.m4a), written by PyAV (FFmpeg's own AAC encoder)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layout = "stereo" if channels == 2 else "mono"
+    data = np.ascontiguousarray(np.tile(np.asarray(wave, np.float32)[None], (channels, 1)))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=rate, layout=layout)
+        for start in range(0, data.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data[:, start : start + 1024]), format="fltp", layout=layout
+            )
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
 def write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -18,7 +18,7 @@ from indexer.layout import Layout
 from indexer.paths import unescape_path
 from indexer.schema import FILE
 from indexer.store import Store
-from tests.helpers import RATE, write_audio, write_image
+from tests.helpers import RATE, write_audio, write_image, write_m4a
 
 
 def png_header_only(path: Path, width: int, height: int) -> None:
@@ -84,8 +84,13 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str], list[str]]:
     except (sf.LibsndfileError, TypeError, ValueError):
         pass  # this libsndfile cannot write MP3; reading is covered by test_audio
     (root / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
-    (root / "voice.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(64))
-    bad |= {"photo.heic": "unsupported format", "voice.m4a": "unsupported format"}
+    (root / "voice.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(64))  # a header and nothing
+    bad |= {"photo.heic": "unsupported format", "voice.m4a": "cannot decode audio"}
+    write_m4a(root / "aac.m4a", np.sin(np.arange(3 * 44100) / 10).astype(np.float32) * 0.3)
+    good.append("aac.m4a")
+    whole = (root / "aac.m4a").read_bytes()
+    (root / "cut.m4a").write_bytes(whole[: len(whole) // 2])  # the index (moov) at the end is gone
+    bad["cut.m4a"] = "cannot decode audio"
     os.symlink(root / "missing.png", root / "dangling.png")
     bad["dangling.png"] = "broken symbolic link"
     (root / "loop").mkdir()
