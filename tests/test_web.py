@@ -41,6 +41,7 @@ def browser():
 def site(tmp_path_factory: pytest.TempPathFactory, tiny):
     base = tmp_path_factory.mktemp("site")
     root = make_media(base / "media", images=40, audio=3, texts=2)
+    _recording(root / "long" / "rec.wav", base / "clip.wav")  # a moment to find
     labels = write_text(base / "labels.txt", "a dog\na red square\n")
     indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, texts=[str(labels)]))
     engine = Engine.open(root, model=tiny)
@@ -48,6 +49,20 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny):
     yield served, root, engine, base
     served.stop()
     engine.close()
+
+
+def _recording(path: Path, clip_path: Path) -> None:
+    """12 s of quiet with a 1 s tone at 6 s; the tone alone in ``clip_path``."""
+    import numpy as np
+    import soundfile as sf
+
+    rate = 16000
+    clip = (0.3 * np.sin(2 * np.pi * 1500 * np.arange(rate) / rate)).astype(np.float32)
+    wave = np.zeros(12 * rate, np.float32)
+    wave[6 * rate : 7 * rate] = clip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave, rate, subtype="FLOAT")
+    sf.write(clip_path, clip, rate, subtype="FLOAT")
 
 
 @pytest.fixture
@@ -182,3 +197,20 @@ def test_token_login(browser, site, tmp_path: Path) -> None:
         context.close()
     finally:
         served.stop()
+
+
+def test_a_moment_plays_from_its_start(page, site) -> None:
+    """A sound searched with the page finds the recording at its moment: the row says when, and
+    its player starts there (a media fragment Chromium honours)."""
+    page.goto(site[0].url + "/")
+    page.click("#chips [data-to=audio]")
+    page.set_input_files("#audio-file", str(site[3] / "clip.wav"))
+    page.wait_for_selector(".group .row audio")
+    first = page.locator(".row").first
+    assert "rec.wav" in first.inner_text() and "00:00:06–00:00:07" in first.inner_text()
+    src = first.locator("audio").get_attribute("src")
+    assert src.endswith("#t=6,7"), src
+    first.locator("audio").evaluate("a => { a.preload = 'auto'; a.load(); }")
+    page.wait_for_function("() => document.querySelector('.row audio').readyState >= 1", timeout=15000)
+    assert abs(first.locator("audio").evaluate("a => a.currentTime") - 6.0) < 0.05
+    shot(page, site, "5-moment")
