@@ -56,6 +56,9 @@ def test_a_long_file_is_found_at_its_moment(media: dict, tiny) -> None:
     summary = index_folder(media["root"], tiny, IndexOptions(workers=0))
     index = media["root"] / ".xmr"
     rows = _segments(index)
+    from indexer.check import check_index
+
+    assert check_index(index).ok, check_index(index).problems
     # xmr-tiny's windows are 1 s: a 12 s file has windows every 0.5 s, the last ending at 12 s.
     assert summary.segments == len(rows) == 23
     assert [(s, e) for _, _, s, e in rows][:3] == [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0)] and rows[-1][2:] == (11.0, 12.0)
@@ -115,8 +118,13 @@ def test_segment_vectors_lost_in_a_crash_are_made_again(media: dict, tiny) -> No
     shards.remove(np.array([r[0] for r in rows[:5]], dtype=np.int64))
     shards.add(np.ones((1, tiny.embed_dim), np.float32) / np.sqrt(tiny.embed_dim), np.array([rows[-1][0] + 100]))
     shards.flush()
+    from indexer.check import check_index
+
+    kinds = sorted(p.kind for p in check_index(index).problems)
+    assert kinds == ["missing-vector", "orphan-vector"], kinds  # the doctor sees both
     summary = index_folder(root, tiny, IndexOptions(workers=0))
     assert summary.updated == 1 and summary.segments == len(rows)
+    assert check_index(index).ok
     assert [r[2:] for r in _segments(index)] == [r[2:] for r in rows]
     with Engine.open(index, model=tiny) as engine:
         assert engine.index.segment_shards("audio").ntotal == len(rows)
