@@ -450,7 +450,7 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
         f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} "
         f"skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
         f"{f', {summary.kept} kept under folders that could not be read' if summary.kept else ''}; "
-        f"index holds {counts} "
+        f"index holds {counts}{f' ({summary.segments} moments of long audio)' if summary.segments else ''} "
         f"({summary.index})"
     )
 

@@ -635,6 +635,8 @@ class _Run:
     def _embed_segments(self, w: Work, modality: str, segments: Segments) -> None:
         """Vectors of a long file's segments, a batch of windows at a time from the scratch file."""
         try:
+            if segments.count == 0:
+                return
             features = segments.features()
             bs = self.options.batch_size
             parts = [

@@ -21,6 +21,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 SEGMENTS_KEY = "segments"  # the metadata entry naming a file's segments (not an Item column)
+SILENCE_RMS = 1e-4  # a window quieter than this (-80 dBFS) is no moment
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,13 @@ class SegmentingAudio:
                         pending.clear()
 
                 hop = self.hop_seconds or self.inner.window_seconds / 2
+                first = None
                 for start, end, window in self.inner.segment_windows(source, hop):
+                    if float(np.sqrt(np.mean(np.square(window)))) < SILENCE_RMS:
+                        # Silence: nothing to find there, and every silent window looks alike. A
+                        # file all silence keeps its first window, so it still has its moments.
+                        first = first or (start, end, window)
+                        continue
                     if len(starts) == self.max_segments:
                         truncated = True
                         log.warning(
@@ -107,6 +114,10 @@ class SegmentingAudio:
                     pending.append(window)
                     if len(pending) == self.batch:
                         flush()
+                if not starts and first is not None:
+                    starts.append(round(first[0], 3))
+                    ends.append(round(first[1], 3))
+                    pending.append(first[2])
                 flush()
         except BaseException:
             os.unlink(path)

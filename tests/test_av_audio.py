@@ -47,7 +47,9 @@ def test_moments_of_aac_audio_stream_and_are_found(tmp_path: Path, tiny) -> None
     windows = list(PRE.segment_windows(root / "rec.m4a", 2.5))
     assert [s for s, _, _ in windows] == [0.0, 2.5, 5.0, 7.5] and abs(windows[-1][1] - 12.0) < 0.1
     summary = index_folder(root, tiny, IndexOptions(workers=1))
-    assert summary.added == 1 and summary.skipped == [] and summary.segments in (23, 24)  # AAC pads its last frame
+    assert (
+        summary.added == 1 and summary.skipped == [] and 3 <= summary.segments <= 4
+    )  # windows hearing the clip (AAC rings)
     with Engine.open(root / ".xmr", model=tiny) as engine:
         top = engine.search(audio=[clip], to="audio", k=1)[0]
         assert top.path.endswith("rec.m4a") and top.start == 6.0

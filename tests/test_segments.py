@@ -95,3 +95,15 @@ def test_a_long_recording_is_never_held_whole(tmp_path: Path) -> None:
     assert seg.count == 719 and seg.ends[-1] == 1800.0
     assert Path(seg.file).stat().st_size == 719 * 64 * PRE.frames_per_window * 4
     assert peak < 80 * 2**20, f"peak {peak / 2**20:.0f} MiB while segmenting 30 minutes"
+
+
+def test_silence_is_no_moment_but_a_silent_file_keeps_one(tmp_path: Path) -> None:
+    rate = 16000
+    wave = np.zeros(20 * rate, np.float32)
+    wave[10 * rate : 11 * rate] = 0.3 * np.sin(2 * np.pi * 500 * np.arange(rate) / rate)
+    sf.write(tmp_path / "gap.wav", wave, rate, subtype="FLOAT")
+    seg = SegmentingAudio(PRE, str(tmp_path / "scratch")).write(tmp_path / "gap.wav")
+    assert seg.starts == [7.5, 10.0], "only the windows that hear the tone"
+    sf.write(tmp_path / "silent.wav", np.zeros(20 * rate, np.float32), rate, subtype="FLOAT")
+    seg = SegmentingAudio(PRE, str(tmp_path / "scratch")).write(tmp_path / "silent.wav")
+    assert seg.starts == [0.0] and seg.count == 1
