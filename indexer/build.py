@@ -237,13 +237,15 @@ class _Run:
                 layout.shards,
                 f"{m}-segments",
                 encoder.embed_dim,
-                self.manifest["index_type"],
+                _segment_factory(self.manifest["index_type"], encoder.embed_dim),
                 self.manifest["shard_size"],
             ).load()
             for m in ("audio",)
             if m in encoder.modalities
         }
         self.pending_segments: list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = []
+        # Segment vectors of files decoded but not yet embedded (their rows not yet pending).
+        self.segment_results: dict[int, tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = {}
         self.replaced: set[int] = set()  # updated items whose old segments go at the next checkpoint
         self.scratch = layout.dir / "scratch"
         shutil.rmtree(self.scratch, ignore_errors=True)  # what a killed run left
@@ -377,8 +379,9 @@ class _Run:
                 shards.flush()
             if lost:
                 log.warning("%d segments had no vector (interrupted run?): re-embedding their files", len(lost))
-                self.store.delete_segments(lost)
+                # The file first: killed between the two, it is still embedded again next time.
                 self.store.mark_pending(sorted({rows[i] for i in lost}))
+                self.store.delete_segments(lost)
 
     def _max_id(self) -> int:
         lo, hi = self.store.id_range()
@@ -617,11 +620,10 @@ class _Run:
             ids = np.array([w.item_id for w, _ in batch], dtype=np.int64)
             self.pending_vectors[modality].append((vectors, ids))
             for w, decoded in batch:
-                segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None) if decoded is not None else None
                 if not w.new and modality in self.segment_shards:
                     self.replaced.add(w.item_id)  # its old segments go, whatever the new file holds
-                if segments is not None:
-                    self._embed_segments(w, modality, segments)
+                if w.item_id in self.segment_results:  # its moments go down with its row, never before
+                    self.pending_segments.append(self.segment_results.pop(w.item_id))
                 if decoded is not None:
                     w.values.update(content_hash=decoded.content_hash, text=decoded.text, **(decoded.meta or {}))
                 self.pending_rows.append(w)
@@ -648,7 +650,7 @@ class _Run:
             for start, end in zip(segments.starts, segments.ends):
                 rows.append((self.next_segment_id, w.item_id, modality, start, end))
                 self.next_segment_id += 1
-            self.pending_segments.append((vectors, rows))
+            self.segment_results[w.item_id] = (vectors, rows)
             if segments.truncated:
                 log.warning(
                     "%s: indexed whole, but its moments only up to %.0f s (at most %d segments a file)",
@@ -690,6 +692,9 @@ class _Run:
                 if decoded.remember:  # after the removal: killed in between, the file is only tried again
                     self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
                 continue
+            segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None)
+            if segments is not None:  # embedded now: one file's scratch file on disk at a time
+                self._embed_segments(w, w.modality, segments)
             buckets[w.modality].append((w, decoded))
             if len(buckets[w.modality]) >= bs:
                 yield w.modality, buckets[w.modality]
@@ -758,6 +763,15 @@ class _Run:
         self.pending_segments = []
         self.replaced = set()
         self.last_checkpoint = time.monotonic()
+
+
+def _segment_factory(factory: str, dim: int) -> str:
+    """Segments use the index's type unless it needs training (IVF, PQ): a few segments cannot
+    train one, so they are searched exactly (Flat) until issue 22's one-IVF-per-modality."""
+    from .shards import faiss_module
+
+    faiss = faiss_module()
+    return factory if faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained else "Flat"
 
 
 def _decode_all(jobs: Iterable[tuple], workers: int | None, timeout: float) -> Iterator[Decoded]:

@@ -69,7 +69,10 @@ class SegmentingAudio:
         features, meta = self.inner.process(source)
         if meta.get("duration", 0.0) <= self.inner.window_seconds:
             return features, meta  # one window is the whole file: its vector is its only moment
-        meta[SEGMENTS_KEY] = self.write(source)
+        try:
+            meta[SEGMENTS_KEY] = self.write(source)
+        except (OSError, ValueError, EOFError) as exc:  # a full scratch disk, a stream that breaks
+            log.warning("%s: indexed whole, without its moments: %s", source, exc)
         return features, meta
 
     def write(self, source: str | os.PathLike) -> Segments:

@@ -109,6 +109,11 @@ def _open(source: str | os.PathLike | bytes):
     try:
         return sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        if isinstance(source, bytes):  # an upload has no name to tell AAC by: FFmpeg tries it
+            try:
+                return AvAudio(io.BytesIO(source), AudioDecodeError)
+            except AudioDecodeError:
+                pass
         raise AudioDecodeError(f"cannot decode audio: {exc}") from exc
 
 
@@ -261,13 +266,22 @@ class AudioPreprocessor:
             start = covered = 0  # sample indexes (model rate): buffer[0], and the end of the last window
             block = max(1, int(block_seconds * rate))
             ended = False
+            read = 0  # native frames read so far
             while not ended:
                 try:
                     chunk = f.read(block, dtype="float32", always_2d=True)
                 except Exception as exc:  # libsndfile raises several types for broken streams
-                    log.warning("%s: the audio stream breaks off (%s); its segments end there", source, exc)
-                    chunk = np.zeros((0, 1), np.float32)
-                ended = chunk.shape[0] < block
+                    chunk = self._salvage(source, read, block, rate)
+                    log.warning(
+                        "%s: the audio stream breaks off near %.1f s (%s); its segments end there",
+                        source,
+                        (read + chunk.shape[0]) / rate,
+                        exc,
+                    )
+                    chunk, ended = chunk, True
+                else:
+                    ended = chunk.shape[0] < block
+                read += chunk.shape[0]
                 mono = to_mono(chunk)
                 if stream is not None:
                     mono = stream.resample_chunk(mono, last=ended)
@@ -283,6 +297,24 @@ class AudioPreprocessor:
                         end = start + buffer.shape[0]
                         yield start / self.sample_rate, end / self.sample_rate, self._fit(buffer)
                     break
+
+    @staticmethod
+    def _salvage(source: str | os.PathLike, position: int, block: int, rate: int) -> np.ndarray:
+        """What decodes of a block that failed to read whole: the file opened anew (a decoder
+        that lost sync stays broken) and read a second at a time from ``position`` until the
+        stream breaks again."""
+        parts: list[np.ndarray] = []
+        try:
+            with _open(source) as f:
+                f.seek(position)
+                for _ in range(max(1, block // rate)):
+                    part = f.read(rate, dtype="float32", always_2d=True)
+                    if not len(part):
+                        break
+                    parts.append(part)
+        except Exception:  # noqa: BLE001 - the break itself: keep what came before it
+            pass
+        return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
     def _window_starts(self, frames: int, window: int) -> list[int]:
         count = max(1, math.ceil(frames / window))

@@ -264,3 +264,15 @@ def test_kills_while_moments_are_written_end_equal_to_a_clean_run(tmp_path: Path
         for n in (0, 2, 4):  # the changed files' clip is found at its new moment
             top = engine.search(audio=[fresh[n]], to="audio", k=1)[0]
             assert top.path.endswith(f"rec{n}.wav") and top.start == 3.0
+
+
+def test_an_ivf_index_searches_its_moments_exactly(media: dict, tiny) -> None:
+    """Too few segments to train an IVF of their own: they are kept Flat (exact)."""
+    (media["root"] / "more").mkdir()
+    for n in range(40):  # enough audio files to train the items' IVF4
+        sf.write(media["root"] / "more" / f"{n}.wav", _tone(1.0, 100 + 37 * n, 100 + n), RATE)
+    summary = index_folder(media["root"], tiny, IndexOptions(workers=0, index_type="IVF4,Flat"))
+    assert summary.segments == 23 and summary.skipped == []
+    with Engine.open(media["root"] / ".xmr", model=tiny) as engine:
+        top = engine.search(audio=str(media["query"]), to="audio", k=1)[0]
+        assert top.path.endswith("rec.wav") and top.start == 6.0

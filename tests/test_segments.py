@@ -107,3 +107,30 @@ def test_silence_is_no_moment_but_a_silent_file_keeps_one(tmp_path: Path) -> Non
     sf.write(tmp_path / "silent.wav", np.zeros(20 * rate, np.float32), rate, subtype="FLOAT")
     seg = SegmentingAudio(PRE, str(tmp_path / "scratch")).write(tmp_path / "silent.wav")
     assert seg.starts == [0.0] and seg.count == 1
+
+
+def test_a_stream_that_breaks_keeps_the_moments_before_the_break(tmp_path: Path) -> None:
+    rate = 16000
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "broken.flac", (0.2 * rng.standard_normal(40 * rate)).astype(np.float32), rate)
+    data = bytearray((tmp_path / "broken.flac").read_bytes())
+    cut = len(data) * 2 // 5
+    data[cut:] = bytes(rng.integers(0, 256, len(data) - cut, dtype=np.uint8))  # garbage from ~16 s on
+    (tmp_path / "broken.flac").write_bytes(bytes(data))
+    seg = SegmentingAudio(PRE, str(tmp_path / "scratch")).write(tmp_path / "broken.flac")
+    assert seg.count >= 4 and seg.ends[-1] <= 20.0, (seg.count, seg.ends[-1:])
+
+
+def test_a_segmenting_failure_costs_the_moments_not_the_file(tmp_path: Path) -> None:
+    _wav(tmp_path / "long.wav", 14.0, 16000)
+    (tmp_path / "scratch").write_text("a file where the scratch folder should be")  # as a full or broken disk
+    features, meta = SegmentingAudio(PRE, str(tmp_path / "scratch")).process(tmp_path / "long.wav")
+    assert SEGMENTS_KEY not in meta and np.array_equal(features, PRE.process(tmp_path / "long.wav")[0])
+
+
+def test_an_uploaded_aac_file_decodes_from_its_bytes(tmp_path: Path) -> None:
+    from tests.helpers import write_m4a
+
+    data = write_m4a(tmp_path / "q.m4a", _wav(tmp_path / "q.wav", 3.0, 44100), rate=44100).read_bytes()
+    windows, meta = PRE.process(data)
+    assert windows.shape[0] == 1 and abs(meta["duration"] - 3.0) < 0.1
