@@ -48,7 +48,8 @@ DEFAULT_MODEL = "xmr-mini"
 
 class EncoderLike(Protocol):
     """What the indexer needs of a model (``retrieval.Encoder`` has it all): identity, the
-    torch-free preprocessors its decode workers run (None for a modality it lacks), and the
+    torch-free preprocessors its decode workers run (None for a modality it lacks; the audio one
+    with ``window_seconds`` and ``segment_windows`` for the moments of long files), and the
     forward passes on their output."""
 
     name: str
@@ -367,12 +368,13 @@ class _Run:
     def _reconcile_segments(self) -> None:
         """Segment vectors and rows as items are: a vector without a row goes; a row without a
         vector goes and its file is embedded again (its segments with it)."""
+        rows = self.store.segment_ids() if self.segment_shards else {}
         for shards in self.segment_shards.values():
             in_shards, times = np.unique(shards.ids(), return_counts=True)
-            rows = self.store.segment_ids()
-            twice = in_shards[times > 1]
-            lost = sorted((set(rows) - set(in_shards.tolist())) | set(twice.tolist()) & set(rows))
-            orphans = np.array(sorted(set(in_shards.tolist()) - set(rows)) + twice.tolist(), dtype=np.int64)
+            twice = set(in_shards[times > 1].tolist())  # removed below, and their files embedded again
+            present = set(in_shards.tolist()) - twice
+            lost = sorted(set(rows) - present)
+            orphans = np.array(sorted((present - set(rows)) | twice), dtype=np.int64)
             if len(orphans):
                 log.info("dropping %d segment vectors with no committed row (interrupted run)", len(orphans))
                 shards.remove(orphans)
@@ -384,24 +386,10 @@ class _Run:
                 self.store.delete_segments(lost)
 
     def _max_id(self) -> int:
-        lo, hi = self.store.id_range()
-        top = self.store.max_id()
-        for shards in self.shards.values():
-            ids = shards.ids()
-            ids = ids[(ids >= lo) & (ids < hi)]
-            if len(ids):
-                top = max(top, int(ids.max()))
-        return top
+        return _top_id(self.store.max_id(), self.store.id_range(), self.shards.values())
 
     def _max_segment_id(self) -> int:
-        lo, hi = self.store.segment_range()
-        top = self.store.max_segment_id()
-        for shards in self.segment_shards.values():
-            ids = shards.ids()
-            ids = ids[(ids >= lo) & (ids < hi)]
-            if len(ids):
-                top = max(top, int(ids.max()))
-        return top
+        return _top_id(self.store.max_segment_id(), self.store.segment_range(), self.segment_shards.values())
 
     def _new_id(self) -> int:
         self.next_id += 1
@@ -512,10 +500,9 @@ class _Run:
     def _lacking_segments(self, rows: dict[str, Item]) -> set[int]:
         """Indexed audio longer than one window with no segments: made by an xmr before segments
         (or a run that did not finish them); they are embedded again, their moments with them."""
-        pre = self.encoder.preprocess_audio
-        window = getattr(pre, "window_seconds", None)
-        if "audio" not in self.segment_shards or not window:
+        if "audio" not in self.segment_shards:
             return set()
+        window = self.encoder.preprocess_audio.window_seconds
         long = {
             r.id for r in rows.values() if r.modality == "audio" and r.status == INDEXED and (r.duration or 0) > window
         }
@@ -678,7 +665,7 @@ class _Run:
                     buckets["text"] = []
         file_work = [w for w in work if w.path is not None]
         audio = self.encoder.preprocess_audio
-        if audio is not None and callable(getattr(audio, "segment_windows", None)):
+        if audio is not None:
             audio = SegmentingAudio(audio, str(self.scratch))  # long files: every window a moment
         pre = {"image": self.encoder.preprocess_image, "audio": audio, "text": None}
         jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
@@ -763,6 +750,17 @@ class _Run:
         self.pending_segments = []
         self.replaced = set()
         self.last_checkpoint = time.monotonic()
+
+
+def _top_id(top: int, id_range: tuple[int, int], shard_sets: Iterable[ShardSet]) -> int:
+    """The largest id in use: the database's ``top``, or a vector's in range written before its row."""
+    lo, hi = id_range
+    for shards in shard_sets:
+        ids = shards.ids()
+        ids = ids[(ids >= lo) & (ids < hi)]
+        if len(ids):
+            top = max(top, int(ids.max()))
+    return top
 
 
 def _segment_factory(factory: str, dim: int) -> str:

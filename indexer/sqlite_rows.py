@@ -84,51 +84,36 @@ class SqliteRows:
             out.append(self._row_type(*r))
         return out
 
-    def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
-        """Rows of ``ids`` (this index's only), with attribute access, as :meth:`Store.rows_by_ids`."""
+    def _select_in(self, sql: str, ids: Sequence[int], read: Any) -> list[Any]:
+        """``sql`` (``{marks}`` for the id list, a last ``?`` for the index) over ``ids`` in
+        chunks, each chunk's cursor turned into rows by ``read``."""
         ids = [int(i) for i in ids]
-        out: dict[int, Any] = {}
+        out: list[Any] = []
         for start in range(0, len(ids), CHUNK):
             part = ids[start : start + CHUNK]
-            marks = ",".join("?" * len(part))
             with self._lock:
-                cursor = self.conn.execute(
-                    f"SELECT * FROM items WHERE id IN ({marks}) AND index_id = ?", (*part, self.index_id)
-                )
-                rows = self._rows(cursor)
-            for row in rows:
-                out[row.id] = row
+                cursor = self.conn.execute(sql.format(marks=",".join("?" * len(part))), (*part, self.index_id))
+                out += read(cursor)
         return out
+
+    def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Rows of ``ids`` (this index's only), with attribute access, as :meth:`Store.rows_by_ids`."""
+        rows = self._select_in("SELECT * FROM items WHERE id IN ({marks}) AND index_id = ?", ids, self._rows)
+        return {row.id: row for row in rows}
 
     def segment_rows(self, ids: Sequence[int]) -> dict[int, Any]:
         """Segment rows of ``ids`` (this index's only), as :meth:`Store.segment_rows`."""
-        out: dict[int, Any] = {}
-        for start in range(0, len(ids), CHUNK):
-            part = [int(i) for i in ids[start : start + CHUNK]]
-            marks = ",".join("?" * len(part))
-            with self._lock:
-                cursor = self.conn.execute(
-                    f'SELECT id, index_id, item_id, modality, "start", "end" FROM segments WHERE id IN ({marks}) '
-                    "AND index_id = ?",
-                    (*part, self.index_id),
-                )
-                rows = [SegmentRow(*r) for r in cursor.fetchall()]
-            out.update({r.id: r for r in rows})
-        return out
+        sql = (
+            'SELECT id, index_id, item_id, modality, "start", "end" FROM segments '
+            "WHERE id IN ({marks}) AND index_id = ?"
+        )
+        rows = self._select_in(sql, ids, lambda cursor: [SegmentRow(*r) for r in cursor.fetchall()])
+        return {r.id: r for r in rows}
 
     def segment_ids_of(self, item_ids: Sequence[int]) -> dict[int, int]:
         """``{segment id: item id}`` of the segments of ``item_ids``, as :meth:`Store.segment_ids`."""
-        out: dict[int, int] = {}
-        for start in range(0, len(item_ids), CHUNK):
-            part = [int(i) for i in item_ids[start : start + CHUNK]]
-            marks = ",".join("?" * len(part))
-            with self._lock:
-                cursor = self.conn.execute(
-                    f"SELECT id, item_id FROM segments WHERE item_id IN ({marks}) AND index_id = ?",
-                    (*part, self.index_id),
-                )
-                out.update({int(a): int(b) for a, b in cursor.fetchall()})
-        return out
+        sql = "SELECT id, item_id FROM segments WHERE item_id IN ({marks}) AND index_id = ?"
+        return {int(a): int(b) for a, b in self._select_in(sql, item_ids, lambda cursor: cursor.fetchall())}
 
     def counts(self) -> dict[str, int]:
         """Indexed items per modality, as :meth:`Store.counts`."""

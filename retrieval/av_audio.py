@@ -79,17 +79,13 @@ class AvAudio:
                 self._container.seek(int(target / self._stream.time_base), stream=self._stream, backward=True)
             except av.FFmpegError as exc:
                 raise self._error(f"cannot seek in the audio stream: {exc}") from exc
-        else:
-            self._container.seek(0, stream=self._stream, backward=True) if self._started() else None
+        elif hasattr(self, "_frames"):  # back to the start of a stream already read
+            self._container.seek(0, stream=self._stream, backward=True)
         self._frames = self._container.decode(self._stream)
         self._pos = None  # known from the first decoded frame's timestamp
         self._resampler = av.AudioResampler(format="fltp", rate=self.samplerate)
         self._ended = False
-        if self._pos is None:
-            self._fill(1)
-
-    def _started(self) -> bool:
-        return hasattr(self, "_frames")
+        self._fill(1)
 
     def _fill(self, wanted: int) -> None:
         """Decode until ``wanted`` samples are buffered (or the stream ends)."""
