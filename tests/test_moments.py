@@ -276,3 +276,17 @@ def test_an_ivf_index_searches_its_moments_exactly(media: dict, tiny) -> None:
     with Engine.open(media["root"] / ".xmr", model=tiny) as engine:
         top = engine.search(audio=str(media["query"]), to="audio", k=1)[0]
         assert top.path.endswith("rec.wav") and top.start == 6.0
+
+
+def test_a_moment_url_of_a_name_that_is_not_utf8_keeps_its_bytes() -> None:
+    import os
+    from types import SimpleNamespace
+    from urllib.parse import unquote_to_bytes
+
+    from cli import _url
+
+    name = os.fsdecode(b"/m/caf\xe9 rec#1.wav")  # Latin-1 bytes, a space and a '#' in the name
+    url = _url(SimpleNamespace(path=name, start=6.0, end=7.0))
+    assert url.endswith("#t=6,7") and url.count("#") == 1
+    assert unquote_to_bytes(url[len("file://") : url.index("#")]) == b"/m/caf\xe9 rec#1.wav"
+    assert _url(SimpleNamespace(path="/m/a.wav", start=None, end=None)) == "file:///m/a.wav"
