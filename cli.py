@@ -616,8 +616,8 @@ def _print_hits(hits: list) -> None:
         return
     modality = None
     for h in hits:
-        if h.modality != modality:
-            modality = h.modality
+        if (h.track or h.modality) != modality:  # a video's hits: among the frames' or the soundtrack's
+            modality = h.track or h.modality
             typer.echo(f"== {modality} ==")
         where = h.path if h.line is None else f"{h.path}:{h.line}"
         if h.start is not None:

@@ -35,11 +35,12 @@ from .layout import (
 )
 from .paths import escape_path, unescape_path
 from .scan import LINKS, Found, Skipped, walk
-from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, Item, Segment
+from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, VIDEO, Item, Segment, vector_modalities
 from .segments import SEGMENTS_KEY, SegmentingAudio, Segments
 from .shards import ShardSet
 from .store import Store, StoreError, new_index_uuid
 from .texts import read_texts
+from .video import FRAME_SECONDS, SegmentingVideo
 from .workers import DecodePool, decode_in_process
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,16 @@ class IndexOptions:
     retry_failed: bool = False  # decode again the files whose decoder crashed or hung before
     allow_mass_removal: bool = False  # remove even when more than half of an index of 20+ items is gone
     prune_unseen: bool = False  # remove the rows under folders that cannot be read and links not followed
+    frame_seconds: float = FRAME_SECONDS  # a video's frames: one every this many seconds
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
-        return {"exclude": list(self.exclude), "texts": [os.path.abspath(t) for t in self.texts], "links": self.links}
+        return {
+            "exclude": list(self.exclude),
+            "texts": [os.path.abspath(t) for t in self.texts],
+            "links": self.links,
+            "frame_seconds": self.frame_seconds,
+        }
 
 
 MASS_REMOVAL_MIN_ITEMS = 20
@@ -232,7 +239,8 @@ class _Run:
         }
         self.pending_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in MODALITIES}
         self.pending_rows: list[Work] = []
-        # Moments of long audio: their own shards (``audio-segments-NNNNN.faiss``) and rows.
+        # Moments of long audio and of videos: their own shards (``audio-segments-NNNNN.faiss``,
+        # ``image-segments-...`` for video frames) and rows.
         self.segment_shards = {
             m: ShardSet(
                 layout.shards,
@@ -241,13 +249,15 @@ class _Run:
                 _segment_factory(self.manifest["index_type"], encoder.embed_dim),
                 self.manifest["shard_size"],
             ).load()
-            for m in ("audio",)
+            for m in ("image", "audio")
             if m in encoder.modalities
         }
         self.pending_segments: list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = []
         # Segment vectors of files decoded but not yet embedded (their rows not yet pending).
-        self.segment_results: dict[int, tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = {}
+        self.segment_results: dict[int, list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]]] = {}
+        self.video_vectors: dict[int, dict[str, np.ndarray]] = {}  # a video's file vectors, by shard modality
         self.replaced: set[int] = set()  # updated items whose old segments go at the next checkpoint
+        self.stale_videos: list[int] = []  # updated videos: both old file vectors go at the next checkpoint
         self.scratch = layout.dir / "scratch"
         shutil.rmtree(self.scratch, ignore_errors=True)  # what a killed run left
         self.last_checkpoint = time.monotonic()
@@ -354,7 +364,7 @@ class _Run:
                 shards.flush()
                 self.store.mark_pending(twice.tolist())
             in_shards = set(shards.ids().tolist())
-            indexed = self.store.ids(modality, INDEXED)
+            indexed = self.store.ids(modality, INDEXED, vectors=True)
             lost = sorted(indexed - in_shards)
             if lost:
                 log.warning("%d %s rows had no vector (interrupted run?): re-embedding them", len(lost), modality)
@@ -368,8 +378,8 @@ class _Run:
     def _reconcile_segments(self) -> None:
         """Segment vectors and rows as items are: a vector without a row goes; a row without a
         vector goes and its file is embedded again (its segments with it)."""
-        rows = self.store.segment_ids() if self.segment_shards else {}
-        for shards in self.segment_shards.values():
+        for modality, shards in self.segment_shards.items():
+            rows = self.store.segment_ids(modality=modality)
             in_shards, times = np.unique(shards.ids(), return_counts=True)
             twice = set(in_shards[times > 1].tolist())  # removed below, and their files embedded again
             present = set(in_shards.tolist()) - twice
@@ -406,7 +416,9 @@ class _Run:
                 self._skip(entry.rel, entry.reason)
                 if entry.keep:
                     unseen.add(escape_path(entry.rel))
-            elif entry.modality in self.encoder.modalities:
+            elif entry.modality in self.encoder.modalities or (
+                entry.modality == VIDEO and {"image", "audio"} & set(self.encoder.modalities)
+            ):
                 found[escape_path(entry.rel)] = entry
         rows = {r.path: r for r in self.store.items(FILE)}
         failures = self.store.failures()
@@ -581,9 +593,11 @@ class _Run:
             return
         segments = self.store.segment_ids(ids)
         self.store.delete(ids)  # rows first (segments too): a vector without a row is dropped at the next start
-        for modality in set(modality_of.values()):
-            self.shards[modality].remove(np.array([i for i in ids if modality_of[i] == modality], dtype=np.int64))
-            self.shards[modality].flush()
+        for modality, shards in self.shards.items():
+            mine = [i for i in ids if modality in vector_modalities(modality_of[i])]
+            if mine:
+                shards.remove(np.array(mine, dtype=np.int64))
+                shards.flush()
         if segments:
             for shards in self.segment_shards.values():
                 shards.remove(np.array(sorted(segments), dtype=np.int64))
@@ -597,20 +611,28 @@ class _Run:
     # --- embedding -----------------------------------------------------------------------
     def _embed(self, work: list[Work]) -> None:
         if work:
-            self.encoder.warm(sorted({w.modality for w in work}))
+            towers = {m for w in work for m in vector_modalities(w.modality)}
+            self.encoder.warm(sorted(towers & set(self.encoder.modalities)))
         self.total, self.done = len(work), 0
         self._report(0)
         for modality, batch in self._batches(work):
             if self.stop.requested:
                 break
-            vectors = self._encode(modality, batch)
-            ids = np.array([w.item_id for w, _ in batch], dtype=np.int64)
-            self.pending_vectors[modality].append((vectors, ids))
+            if modality == VIDEO:  # file vectors made from its segments' (see _embed_segments)
+                for w, _ in batch:
+                    for track, vector in self.video_vectors.pop(w.item_id).items():
+                        self.pending_vectors[track].append((vector[None], np.array([w.item_id], dtype=np.int64)))
+                    if not w.new:
+                        self.stale_videos.append(w.item_id)
+            else:
+                vectors = self._encode(modality, batch)
+                ids = np.array([w.item_id for w, _ in batch], dtype=np.int64)
+                self.pending_vectors[modality].append((vectors, ids))
             for w, decoded in batch:
-                if not w.new and modality in self.segment_shards:
+                if not w.new and (modality in self.segment_shards or modality == VIDEO):
                     self.replaced.add(w.item_id)  # its old segments go, whatever the new file holds
                 if w.item_id in self.segment_results:  # its moments go down with its row, never before
-                    self.pending_segments.append(self.segment_results.pop(w.item_id))
+                    self.pending_segments.extend(self.segment_results.pop(w.item_id))
                 if decoded is not None:
                     w.values.update(content_hash=decoded.content_hash, text=decoded.text, **(decoded.meta or {}))
                 self.pending_rows.append(w)
@@ -621,32 +643,51 @@ class _Run:
             ):
                 self._checkpoint()
 
-    def _embed_segments(self, w: Work, modality: str, segments: Segments) -> None:
-        """Vectors of a long file's segments, a batch of windows at a time from the scratch file."""
+    def _embed_segments(self, w: Work, found: list[Segments]) -> None:
+        """Vectors of a file's segments, a batch of inputs at a time from their scratch files;
+        a video's file vectors are their means (one per shard modality)."""
         try:
-            if segments.count == 0:
-                return
-            features = segments.features()
-            bs = self.options.batch_size
-            parts = [
-                self.encoder.encode_audio_features([features[i : i + 1] for i in range(a, min(a + bs, segments.count))])
-                for a in range(0, segments.count, bs)
-            ]
-            vectors = np.concatenate(parts) if parts else np.zeros((0, self.encoder.embed_dim), np.float32)
-            rows = []
-            for start, end in zip(segments.starts, segments.ends):
-                rows.append((self.next_segment_id, w.item_id, modality, start, end))
-                self.next_segment_id += 1
-            self.segment_results[w.item_id] = (vectors, rows)
-            if segments.truncated:
-                log.warning(
-                    "%s: indexed whole, but its moments only up to %.0f s (at most %d segments a file)",
-                    os.path.relpath(w.path, self.root),
-                    segments.starts[-1],
-                    segments.count,
+            results = []
+            means: dict[str, np.ndarray] = {}
+            for segments in found:
+                if segments.count == 0:
+                    continue
+                modality = segments.modality
+                features = segments.features()
+                bs = self.options.batch_size
+                vectors = np.concatenate(
+                    [
+                        self._encode_inputs(modality, features[a : min(a + bs, segments.count)])
+                        for a in range(0, segments.count, bs)
+                    ]
                 )
+                rows = []
+                for start, end in zip(segments.starts, segments.ends):
+                    rows.append((self.next_segment_id, w.item_id, modality, start, end))
+                    self.next_segment_id += 1
+                results.append((vectors, rows))
+                mean = vectors.astype(np.float64).mean(axis=0)
+                means[modality] = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+                if segments.truncated:
+                    log.warning(
+                        "%s: indexed, but its %s moments only up to %.0f s (at most %d segments a file)",
+                        os.path.relpath(w.path, self.root),
+                        "frame" if modality == "image" and w.modality == VIDEO else modality,
+                        max(segments.starts),
+                        segments.count,
+                    )
+            self.segment_results[w.item_id] = results
+            if w.modality == VIDEO:
+                self.video_vectors[w.item_id] = means
         finally:
-            segments.discard()
+            for segments in found:
+                segments.discard()
+
+    def _encode_inputs(self, modality: str, inputs: np.ndarray) -> np.ndarray:
+        """Vectors of a batch of segment inputs: frame pixels, or log-mel windows."""
+        if modality == "image":
+            return self.encoder.encode_image(np.array(inputs))  # a writable copy of the memory-mapped slice
+        return self.encoder.encode_audio_features([inputs[i : i + 1] for i in range(len(inputs))])
 
     def _report(self, more: int) -> None:
         self.done += more
@@ -664,10 +705,11 @@ class _Run:
                     yield "text", buckets["text"]
                     buckets["text"] = []
         file_work = [w for w in work if w.path is not None]
-        audio = self.encoder.preprocess_audio
+        image, audio = self.encoder.preprocess_image, self.encoder.preprocess_audio
+        video = SegmentingVideo(image, audio, str(self.scratch), self.options.frame_seconds)
         if audio is not None:
             audio = SegmentingAudio(audio, str(self.scratch))  # long files: every window a moment
-        pre = {"image": self.encoder.preprocess_image, "audio": audio, "text": None}
+        pre = {"image": image, "audio": audio, VIDEO: video, "text": None}
         jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
         for decoded in _decode_all(jobs, self.options.workers, self.options.decode_timeout):
             w = file_work[decoded.key]
@@ -680,8 +722,11 @@ class _Run:
                     self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
                 continue
             segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None)
-            if segments is not None:  # embedded now: one file's scratch file on disk at a time
-                self._embed_segments(w, w.modality, segments)
+            if segments is not None:  # embedded now: one file's scratch files on disk at a time
+                self._embed_segments(w, segments)
+            if w.modality == VIDEO:
+                yield VIDEO, [(w, decoded)]
+                continue
             buckets[w.modality].append((w, decoded))
             if len(buckets[w.modality]) >= bs:
                 yield w.modality, buckets[w.modality]
@@ -699,13 +744,15 @@ class _Run:
         """Shards first (atomic files), then the rows that point at their vectors."""
         if not self.pending_rows:
             return
+        stale = np.array(self.stale_videos, dtype=np.int64)
         for modality, parts in self.pending_vectors.items():
-            if not parts:
+            also = [stale] if len(stale) and modality in vector_modalities(VIDEO) else []
+            if not parts and not also:
                 continue
-            vectors = np.concatenate([v for v, _ in parts])
-            ids = np.concatenate([i for _, i in parts])
-            self.shards[modality].remove(ids)  # updated items: their old vector goes
-            self.shards[modality].add(vectors, ids)
+            ids = np.concatenate([i for _, i in parts] + also)
+            self.shards[modality].remove(ids)  # updated items: their old vector goes (both of a video's)
+            if parts:
+                self.shards[modality].add(np.concatenate([v for v, _ in parts]), np.concatenate([i for _, i in parts]))
             self.shards[modality].flush()
             self.pending_vectors[modality] = []
         old_segments = self.store.segment_ids(sorted(self.replaced)) if self.replaced else {}
@@ -749,6 +796,7 @@ class _Run:
         self.pending_rows = []
         self.pending_segments = []
         self.replaced = set()
+        self.stale_videos = []
         self.last_checkpoint = time.monotonic()
 
 

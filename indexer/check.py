@@ -87,7 +87,7 @@ def _check_vectors(reader: IndexReader, report: CheckReport) -> None:
         if twice:
             report.add("duplicate", f"{len(twice)} {modality} ids have more than one vector", twice)
         in_shards = set(ids.tolist())
-        indexed = store.ids(modality, INDEXED)
+        indexed = store.ids(modality, INDEXED, vectors=True)  # videos among the image and audio rows
         if lost := sorted(indexed - in_shards):
             report.add("missing-vector", f"{len(lost)} indexed {modality} rows have no vector", lost)
         if orphans := sorted(in_shards - indexed):
@@ -100,26 +100,29 @@ def _check_vectors(reader: IndexReader, report: CheckReport) -> None:
 
 
 def _check_segments(reader: IndexReader, report: CheckReport) -> None:
-    """Moments of long files: each segment row has one vector, each vector a row, each row a file."""
-    rows = reader.store.segment_ids()
-    in_shards: list[int] = []
+    """Moments of long files and videos: each segment row has one vector in its modality's
+    segment shards, each vector a row, each row an indexed file."""
+    items = reader.store.ids(status=INDEXED)
     for modality in MODALITIES:
         try:
             shards = reader.segment_shards(modality)
         except ShardError as exc:
             report.add("shard", str(exc))
             continue
-        if shards is not None:
-            in_shards += shards.ids().tolist()
-    if twice := [i for i, n in Counter(in_shards).items() if n > 1]:
-        report.add("duplicate", f"{len(twice)} segment ids have more than one vector", twice)
-    if lost := sorted(set(rows) - set(in_shards)):
-        report.add("missing-vector", f"{len(lost)} segments have no vector: run `xmr index` again", lost)
-    if orphans := sorted(set(in_shards) - set(rows)):
-        report.add("orphan-vector", f"{len(orphans)} segment vectors have no row: run `xmr index` again", orphans)
-    items = reader.store.ids(status=INDEXED)
-    if strays := sorted({s for s, item in rows.items() if item not in items}):
-        report.add("orphan-segment", f"{len(strays)} segments belong to no indexed file", strays)
+        rows = reader.store.segment_ids(modality=modality)
+        in_shards = shards.ids().tolist() if shards is not None else []
+        if twice := [i for i, n in Counter(in_shards).items() if n > 1]:
+            report.add("duplicate", f"{len(twice)} {modality} segment ids have more than one vector", twice)
+        if lost := sorted(set(rows) - set(in_shards)):
+            report.add("missing-vector", f"{len(lost)} {modality} segments have no vector: run `xmr index` again", lost)
+        if orphans := sorted(set(in_shards) - set(rows)):
+            report.add(
+                "orphan-vector",
+                f"{len(orphans)} {modality} segment vectors have no row: run `xmr index` again",
+                orphans,
+            )
+        if strays := sorted({s for s, item in rows.items() if item not in items}):
+            report.add("orphan-segment", f"{len(strays)} {modality} segments belong to no indexed file", strays)
 
 
 def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:

@@ -87,7 +87,7 @@ def decode(job: tuple[Any, str, str, Any]) -> Decoded:
     try:
         if os.path.getsize(path) == 0:
             return Decoded(key, False, "empty file (0 bytes)")
-        if modality in ("image", "audio"):
+        if modality in ("image", "audio", "video"):
             # The preprocessor opens the file itself and reads its header first (pixel count,
             # channels, rate), so an absurd file costs a header read, never its whole size.
             features, meta = pre.process(path)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .constants import MODALITIES
+from .constants import MODALITIES, VIDEO
 from .layout import IndexNotFoundError, Layout, read_manifest
 from .paths import unescape_path
 from .shards import ShardSet, faiss_build
@@ -81,9 +81,10 @@ class IndexReader:
         return np.array(self.store.matching_ids(modality, conditions), dtype=np.int64)
 
     def counts(self) -> dict[str, int]:
-        """Indexed items per modality (every modality of the index, zeros included)."""
+        """Indexed items per modality (every modality of the index, zeros included; videos when
+        there are any)."""
         counts = self._fast.counts() if self._fast is not None else self.store.counts()
-        return {m: counts.get(m, 0) for m in self.modalities}
+        return {m: counts.get(m, 0) for m in self.modalities} | ({VIDEO: counts[VIDEO]} if counts.get(VIDEO) else {})
 
     def segment_rows(self, ids: Any) -> dict[int, Any]:
         """Segment rows (id, item_id, modality, start, end) of the given segment ids."""

@@ -18,10 +18,11 @@ EXTENSIONS = {
     "image": ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"),
     "audio": ("wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac"),
     "text": ("txt", "md"),
+    "video": ("mp4", "m4v", "mov", "mkv", "webm", "avi"),
 }
 MODALITY_OF_EXT = {ext: m for m, exts in EXTENSIONS.items() for ext in exts}
 # Known media the decoders here cannot read: reported as skipped rather than silently ignored.
-UNSUPPORTED = {"heic", "heif", "avif", "wma", "mp4", "mov", "mkv", "webm", "avi", "raw", "cr2", "nef"}
+UNSUPPORTED = {"heic", "heif", "avif", "wma", "raw", "cr2", "nef"}
 
 
 @dataclass(frozen=True)

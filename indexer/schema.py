@@ -12,13 +12,36 @@ database in place.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint, and_, or_
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .constants import FILE, ID_BITS, INDEXED, MODALITIES, PENDING, SCHEMA_VERSION, SEGMENT_BIT, TEXT_LINE
+from .constants import (
+    FILE,
+    ID_BITS,
+    INDEXED,
+    MODALITIES,
+    PENDING,
+    SCHEMA_VERSION,
+    SEGMENT_BIT,
+    TEXT_LINE,
+    VIDEO,
+    vector_modalities,
+)
 
-__all__ = ["FILE", "ID_BITS", "INDEXED", "MODALITIES", "PENDING", "SCHEMA_VERSION", "SEGMENT_BIT", "TEXT_LINE"]
+__all__ = [
+    "FILE",
+    "ID_BITS",
+    "INDEXED",
+    "MODALITIES",
+    "PENDING",
+    "SCHEMA_VERSION",
+    "SEGMENT_BIT",
+    "TEXT_LINE",
+    "VIDEO",
+    "vector_modalities",
+]
 
 
 class Base(DeclarativeBase):
@@ -104,3 +127,12 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+def holds_vector(modality: str) -> Any:
+    """SQL condition on :class:`Item`: the row has a vector in ``modality``'s shards (its own
+    modality's, or a video's frames in the image shards and soundtrack in the audio ones)."""
+    track = {"image": Item.width, "audio": Item.sample_rate}.get(modality)
+    if track is None:
+        return Item.modality == modality
+    return or_(Item.modality == modality, and_(Item.modality == VIDEO, track.isnot(None)))

@@ -26,17 +26,19 @@ SILENCE_RMS = 1e-4  # a window quieter than this (-80 dBFS) is no moment
 
 @dataclass(frozen=True)
 class Segments:
-    """The segments of one file: their times and their log-mel features, in a scratch file."""
+    """The segments of one file of one modality: their times and their model inputs (log-mel
+    windows, or a video's frame pixels), in a scratch file."""
 
     file: str
     count: int
-    shape: tuple[int, int]  # one window's log-mel: (n_mels, frames)
+    shape: tuple[int, ...]  # one segment's input: (n_mels, frames) of audio, (3, S, S) of a frame
     starts: list[float]
     ends: list[float]
     truncated: bool = False  # stopped at the limit of segments per file
+    modality: str = "audio"
 
     def features(self) -> np.ndarray:
-        """``[count, n_mels, frames]`` float32, memory-mapped (read a slice at a time)."""
+        """``[count, *shape]`` float32, memory-mapped (read a slice at a time)."""
         return np.memmap(self.file, dtype=np.float32, mode="r", shape=(self.count, *self.shape))
 
     def discard(self) -> None:
@@ -44,6 +46,50 @@ class Segments:
             os.unlink(self.file)
         except FileNotFoundError:
             pass
+
+
+class ScratchWriter:
+    """Model inputs of one file's segments appended to a scratch file as they are made (never
+    all in memory), with their times; :meth:`finish` names them as :class:`Segments`. Used as a
+    context manager: an error, or no :meth:`finish`, removes the file."""
+
+    def __init__(self, scratch: str, modality: str) -> None:
+        os.makedirs(scratch, exist_ok=True)
+        fd, self.path = tempfile.mkstemp(prefix=f"{modality}-segments-", suffix=".f32", dir=scratch)
+        self._out = os.fdopen(fd, "wb")
+        self.modality = modality
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.shape: tuple[int, ...] | None = None
+        self._done = False
+
+    def __enter__(self) -> ScratchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._out.close()
+        if not self._done:
+            os.unlink(self.path)
+
+    def write(self, inputs: np.ndarray, times: list[tuple[float, float]]) -> None:
+        """A batch of segment inputs ``[b, *shape]`` and their (start, end) seconds."""
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        self.shape = tuple(inputs.shape[1:])
+        self._out.write(inputs.tobytes())
+        for start, end in times:
+            self.starts.append(round(start, 3))
+            self.ends.append(round(end, 3))
+
+    def finish(self, truncated: bool = False) -> Segments:
+        self._out.flush()
+        self._done = True
+        return Segments(
+            self.path, len(self.starts), self.shape or (0,), self.starts, self.ends, truncated, self.modality
+        )
+
+
+def segment_limit_reached(source: Any, limit: int, last: float, what: str = "moments") -> None:
+    log.warning("%s: more than %d segments; the %s after %.0f s are not indexed", source, limit, what, last)
 
 
 @dataclass(frozen=True)
@@ -70,59 +116,42 @@ class SegmentingAudio:
         if meta.get("duration", 0.0) <= self.inner.window_seconds:
             return features, meta  # one window is the whole file: its vector is its only moment
         try:
-            meta[SEGMENTS_KEY] = self.write(source)
+            meta[SEGMENTS_KEY] = [self.write(source)]
         except (OSError, ValueError, EOFError) as exc:  # a full scratch disk, a stream that breaks
             log.warning("%s: indexed whole, without its moments: %s", source, exc)
         return features, meta
 
-    def write(self, source: str | os.PathLike) -> Segments:
-        """Log-mel of every window of ``source`` into a scratch file, a batch at a time."""
-        os.makedirs(self.scratch, exist_ok=True)
-        fd, path = tempfile.mkstemp(prefix="segments-", suffix=".f32", dir=self.scratch)
-        starts: list[float] = []
-        ends: list[float] = []
-        shape: tuple[int, int] | None = None
-        truncated = False
-        try:
-            with os.fdopen(fd, "wb") as out:
-                pending: list[np.ndarray] = []
+    def write(self, source: str | os.PathLike, keep_silent: bool = True) -> Segments:
+        """Log-mel of every window of ``source`` into a scratch file, a batch at a time.
 
-                def flush() -> None:
-                    nonlocal shape
-                    if pending:
-                        mels = self.inner.log_mel(np.stack(pending)).astype(np.float32, copy=False)
-                        shape = mels.shape[1:]
-                        out.write(np.ascontiguousarray(mels).tobytes())
-                        pending.clear()
+        Silent windows are skipped (nothing to find there, and every silent window looks alike);
+        a file all silence keeps its first window when ``keep_silent``, else has no segments."""
+        with ScratchWriter(self.scratch, "audio") as out:
+            pending: list[tuple[float, float, np.ndarray]] = []
 
-                hop = self.hop_seconds or self.inner.window_seconds / 2
-                first = None
-                for start, end, window in self.inner.segment_windows(source, hop):
-                    if float(np.sqrt(np.mean(np.square(window)))) < SILENCE_RMS:
-                        # Silence: nothing to find there, and every silent window looks alike. A
-                        # file all silence keeps its first window, so it still has its moments.
-                        first = first or (start, end, window)
-                        continue
-                    if len(starts) == self.max_segments:
-                        truncated = True
-                        log.warning(
-                            "%s: more than %d segments; the moments after %.0f s are not indexed",
-                            source,
-                            self.max_segments,
-                            starts[-1],
-                        )
-                        break
-                    starts.append(round(start, 3))
-                    ends.append(round(end, 3))
-                    pending.append(window)
-                    if len(pending) == self.batch:
-                        flush()
-                if not starts and first is not None:
-                    starts.append(round(first[0], 3))
-                    ends.append(round(first[1], 3))
-                    pending.append(first[2])
-                flush()
-        except BaseException:
-            os.unlink(path)
-            raise
-        return Segments(path, len(starts), tuple(shape or (0, 0)), starts, ends, truncated)
+            def flush() -> None:
+                if pending:
+                    mels = self.inner.log_mel(np.stack([w for _, _, w in pending]))
+                    out.write(mels, [(a, b) for a, b, _ in pending])
+                    pending.clear()
+
+            hop = self.hop_seconds or self.inner.window_seconds / 2
+            first = None
+            count = 0
+            truncated = False
+            for start, end, window in self.inner.segment_windows(source, hop):
+                if float(np.sqrt(np.mean(np.square(window)))) < SILENCE_RMS:
+                    first = first or (start, end, window)
+                    continue
+                if count == self.max_segments:
+                    truncated = True
+                    segment_limit_reached(source, self.max_segments, start)
+                    break
+                count += 1
+                pending.append((start, end, window))
+                if len(pending) == self.batch:
+                    flush()
+            if not count and first is not None and keep_silent:
+                pending.append(first)
+            flush()
+            return out.finish(truncated)

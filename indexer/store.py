@@ -20,7 +20,20 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 from sqlalchemy.orm import Session
 
 from .errors import StoreError
-from .schema import ID_BITS, INDEXED, PENDING, SCHEMA_VERSION, SEGMENT_BIT, Base, Failure, IndexRow, Item, Meta, Segment
+from .schema import (
+    ID_BITS,
+    INDEXED,
+    PENDING,
+    SCHEMA_VERSION,
+    SEGMENT_BIT,
+    Base,
+    Failure,
+    IndexRow,
+    Item,
+    Meta,
+    Segment,
+    holds_vector,
+)
 from .sqlite_rows import sqlite_file as _sqlite_file
 
 log = logging.getLogger(__name__)
@@ -281,9 +294,10 @@ class Store:
         return out
 
     def matching_ids(self, modality: str, conditions: Sequence[Any]) -> list[int]:
-        """Ids of this index's indexed ``modality`` rows meeting SQL ``conditions`` on :class:`Item`."""
+        """Ids of this index's indexed rows with a vector among ``modality``'s (videos among the
+        image and audio ones) that meet SQL ``conditions`` on :class:`Item`."""
         with self.session() as s:
-            q = self._mine(select(Item.id)).where(Item.modality == modality, Item.status == INDEXED, *conditions)
+            q = self._mine(select(Item.id)).where(holds_vector(modality), Item.status == INDEXED, *conditions)
             return list(s.scalars(q))
 
     def counts(self, status: str | None = INDEXED) -> dict[str, int]:
@@ -293,11 +307,13 @@ class Store:
                 q = q.where(Item.status == status)
             return {m: int(n) for m, n in s.execute(q)}
 
-    def ids(self, modality: str | None = None, status: str | None = None) -> set[int]:
+    def ids(self, modality: str | None = None, status: str | None = None, vectors: bool = False) -> set[int]:
+        """Ids of this index's rows (of ``modality``, of ``status``); with ``vectors``, those with
+        a vector in ``modality``'s shards (videos in the image and audio ones)."""
         with self.session() as s:
             q = self._mine(select(Item.id))
             if modality:
-                q = q.where(Item.modality == modality)
+                q = q.where(holds_vector(modality) if vectors else Item.modality == modality)
             if status:
                 q = q.where(Item.status == status)
             return set(s.scalars(q))
@@ -352,11 +368,13 @@ class Store:
             top = s.scalar(select(func.max(Segment.id)).where(Segment.index_id == self.index_id))
         return max(int(top or 0), lo)
 
-    def segment_ids(self, item_ids: Sequence[int] | None = None) -> dict[int, int]:
-        """``{segment id: item id}`` of this index (of ``item_ids`` only, when given)."""
+    def segment_ids(self, item_ids: Sequence[int] | None = None, modality: str | None = None) -> dict[int, int]:
+        """``{segment id: item id}`` of this index (of ``item_ids`` only, of ``modality`` only, when given)."""
         out: dict[int, int] = {}
         with self.session() as s:
             q = select(Segment.id, Segment.item_id).where(Segment.index_id == self.index_id)
+            if modality is not None:
+                q = q.where(Segment.modality == modality)
             if item_ids is None:
                 return {int(a): int(b) for a, b in s.execute(q)}
             ids = [int(i) for i in item_ids]

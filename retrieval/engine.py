@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.constants import INDEXED, TEXT_LINE
+from indexer.constants import INDEXED, TEXT_LINE, VIDEO
 from indexer.layout import IndexMismatchError, IndexNotFoundError, Layout
 from indexer.paths import unescape_path
 from indexer.reader import IndexReader
@@ -228,7 +228,7 @@ class Engine:
                         continue
                     seen.add(row.id)
                     rank += 1
-                    hits.append(self._hit(rank, float(score), row))
+                    hits.append(self._hit(rank, float(score), row, track=modality))
                     if rank == k:
                         break
             from .moments import with_moments
@@ -246,13 +246,14 @@ class Engine:
         self.index.use_gpu = self.use_gpu
         return self.index.shards(modality)
 
-    def _hit(self, rank: int, score: float, row: Any, segment: Any = None) -> Hit:
+    def _hit(self, rank: int, score: float, row: Any, segment: Any = None, track: str | None = None) -> Hit:
+        """A hit on ``row`` (on one of its ``segment``s when given), found among ``track``'s vectors."""
         stored = unescape_path(row.path)
         path = stored if row.kind == TEXT_LINE else os.path.join(self._root_str, stored)
         meta = {"ext": row.ext, "size": row.size, "mtime": _iso(row.mtime_ns), "content_hash": row.content_hash}
-        if row.modality == "image":
+        if row.modality in ("image", VIDEO):
             meta.update(width=row.width, height=row.height)
-        elif row.modality == "audio":
+        if row.modality in ("audio", VIDEO):
             meta.update(duration=row.duration, sample_rate=row.sample_rate)
         return Hit(
             rank=rank,
@@ -266,6 +267,7 @@ class Engine:
             start=float(segment.start) if segment is not None else None,
             end=float(segment.end) if segment is not None else None,
             file_id=row.id,
+            track=(segment.modality if segment is not None else track) if row.modality == VIDEO else None,
         )
 
     def item(self, item_id: int) -> Hit | None:
@@ -290,7 +292,11 @@ class Engine:
         shards = None
         if hit is not None:
             moment = hit.start is not None
-            shards = self.index.segment_shards(hit.modality) if moment else self.shards(hit.modality)
+            # A video's own vector: its frames' (its soundtrack's when it has no frames).
+            kind = hit.track or (
+                ("image" if hit.metadata.get("width") else "audio") if hit.modality == VIDEO else hit.modality
+            )
+            shards = self.index.segment_shards(kind) if moment else self.shards(kind)
         if hit is None or shards is None:
             raise QueryError(f"no indexed item with id {item_id}")
         return shards.reconstruct(np.array([hit.id], dtype=np.int64))[0]

@@ -47,6 +47,9 @@ class Hit:
     start: float | None = None
     end: float | None = None
     file_id: int | None = None
+    # A video's hit: which of its vectors matched, "image" (its frames) or "audio" (its
+    # soundtrack); None for every other item, and for a video fetched by id.
+    track: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -131,3 +131,66 @@ class WithFaults:
 
     def __getattr__(self, name: str):  # noqa: ANN204
         return getattr(self._model, name)
+
+
+def write_video(
+    path: Path,
+    pictures: list[np.ndarray],
+    seconds_each: float = 1.0,
+    fps: int = 10,
+    gop: int | None = None,
+    wave: np.ndarray | None = None,
+    rate: int = 16000,
+    codec: str | None = None,
+) -> Path:
+    """A video of ``pictures`` (``[H, W, 3]`` uint8, even sides) shown ``seconds_each`` each, written
+    by PyAV: H.264 in .mp4/.mov/.mkv, VP9 in .webm; a keyframe every ``gop`` frames (default: one
+    per picture); ``wave`` (mono float32 at ``rate``) as its AAC (Opus in .webm) soundtrack."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    webm = path.suffix == ".webm"
+    codec = codec or ("libvpx-vp9" if webm else "libx264")
+    per = max(1, int(round(seconds_each * fps)))
+    height, width = pictures[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.gop_size = gop or per
+        if codec == "libx264":
+            video.options = {"preset": "ultrafast", "tune": "stillimage", "sc_threshold": "0"}
+        elif codec == "libvpx-vp9":
+            video.options = {"deadline": "realtime", "cpu-used": "8"}
+        sound = out.add_stream("libopus" if webm else "aac", rate=48000 if webm else rate) if wave is not None else None
+        n = 0
+        for picture in pictures:
+            for _ in range(per):
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
+                frame.pts = n
+                n += 1
+                for packet in video.encode(frame):
+                    out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if sound is not None:
+            samples = np.asarray(wave, np.float32)
+            if webm and rate != 48000:
+                import soxr
+
+                samples = soxr.resample(samples, rate, 48000).astype(np.float32)
+            srate = sound.codec_context.sample_rate
+            step = 960 if webm else 1024
+            pts = 0
+            for start in range(0, len(samples), step):
+                chunk = np.ascontiguousarray(samples[start : start + step][None])
+                if webm and chunk.shape[1] < step:
+                    chunk = np.pad(chunk, ((0, 0), (0, step - chunk.shape[1])))
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt" if webm else "fltp", layout="mono")
+                frame.sample_rate = srate
+                frame.pts = pts
+                pts += chunk.shape[1]
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode(None):
+                out.mux(packet)
+    return path

@@ -58,7 +58,7 @@ def test_segment_features_are_each_window_s_own_log_mel_and_the_file_keeps_its_v
     features, meta = pre.process(tmp_path / "long.wav")
     plain, plain_meta = PRE.process(tmp_path / "long.wav")
     assert np.array_equal(features, plain) and meta["duration"] == plain_meta["duration"]
-    seg = meta[SEGMENTS_KEY]
+    (seg,) = meta[SEGMENTS_KEY]
     assert seg.count == 5 and seg.starts == [0.0, 2.5, 5.0, 7.5, 10.0] and seg.ends[-1] == 14.0
     mels = seg.features()
     for k, start in enumerate(seg.starts):

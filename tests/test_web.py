@@ -42,6 +42,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny):
     base = tmp_path_factory.mktemp("site")
     root = make_media(base / "media", images=40, audio=3, texts=2)
     _recording(root / "long" / "rec.wav", base / "clip.wav")  # a moment to find
+    _film(root / "films" / "film.webm", base / "frame.png")  # a video's frame to find
     labels = write_text(base / "labels.txt", "a dog\na red square\n")
     indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, texts=[str(labels)]))
     engine = Engine.open(root, model=tiny)
@@ -63,6 +64,21 @@ def _recording(path: Path, clip_path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, wave, rate, subtype="FLOAT")
     sf.write(clip_path, clip, rate, subtype="FLOAT")
+
+
+def _film(path: Path, frame_path: Path) -> None:
+    """A 10 s VP9 video of five pictures, 2 s each; its fourth picture alone in ``frame_path``."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.helpers import write_video
+
+    rng = np.random.default_rng(7)
+    pictures = [
+        np.kron(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8), np.ones((16, 16, 1), np.uint8)) for _ in range(5)
+    ]
+    write_video(path, pictures, seconds_each=2.0, fps=10)
+    Image.fromarray(pictures[3]).save(frame_path)
 
 
 @pytest.fixture
@@ -171,7 +187,7 @@ def test_scrolling_loads_more(page, site) -> None:
     search(page, site, "x", to="image")
     assert page.eval_on_selector_all(".grid .card", "c => c.length") == 24
     page.mouse.wheel(0, 20000)
-    page.wait_for_function("() => document.querySelectorAll('.grid .card').length === 40")
+    page.wait_for_function("() => document.querySelectorAll('.grid .card').length === 41")  # 40 images, a video
     shot(page, site, "7-scrolled")
 
 
@@ -214,3 +230,25 @@ def test_a_moment_plays_from_its_start(page, site) -> None:
     page.wait_for_function("() => document.querySelector('.row audio').readyState >= 1", timeout=15000)
     assert abs(first.locator("audio").evaluate("a => a.currentTime") - 6.0) < 0.05
     shot(page, site, "5-moment")
+
+
+def test_a_video_frame_shows_at_its_moment_and_plays_in_the_detail_view(page, site) -> None:
+    """An image searched with the page finds the video's frame: its card is the video paused at
+    that moment, and the detail view plays it from there."""
+    page.goto(site[0].url + "/")
+    page.click("#chips [data-to=image]")
+    page.set_input_files("#image-file", str(site[3] / "frame.png"))
+    page.wait_for_selector(".group .card")
+    first = page.locator(".card").first
+    assert "film.webm" in first.inner_text() and "00:00:06" in first.inner_text()
+    still = first.locator("video")
+    assert still.get_attribute("src").endswith("#t=6,8")
+    page.wait_for_function("() => document.querySelector('.card video').readyState >= 2", timeout=15000)
+    assert abs(still.evaluate("v => v.currentTime") - 6.0) < 0.05 and still.evaluate("v => v.videoWidth") == 96
+    shot(page, site, "10-video-frame")
+    first.click()
+    player = page.locator("#detail video.full")
+    assert player.get_attribute("src").endswith("#t=6,8")
+    page.wait_for_function("() => document.querySelector('#detail video').readyState >= 1", timeout=15000)
+    assert player.evaluate("v => v.currentTime") >= 6.0 - 0.05
+    shot(page, site, "11-video-detail")

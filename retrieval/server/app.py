@@ -199,7 +199,8 @@ def create_app(
         )
         results: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
-            results.setdefault(hit.modality, []).append(_hit_json(engine, hit))
+            # By what matched: a video's frame among the images, its soundtrack among the audio.
+            results.setdefault(hit.track or hit.modality, []).append(_hit_json(engine, hit))
         took = (time.perf_counter() - started) * 1000
         return {"query": params.echo() | {k: True for k in parts}, "took_ms": round(took, 2), "results": results}
 

@@ -131,7 +131,14 @@ function card(hit, index) {
     return el("figure", { class: "card", tabindex: "0", "data-id": hit.id, onclick: open, onkeydown: enter(open) }, img,
       el("figcaption", {}, el("span", { class: "name", title: hit.path }, name(hit)), score));
   }
-  if (hit.modality === "audio") {
+  if (hit.modality === "video" && hit.track === "image") {
+    // A frame of a video: the video itself, paused at that moment (muted, so it never plays aloud).
+    const still = el("video", { src: mediaAt(hit), preload: "metadata", muted: "", playsinline: "" });
+    const when = hit.start != null ? el("span", { class: "when" }, clock(hit.start)) : "";
+    return el("figure", { class: "card video", tabindex: "0", "data-id": hit.id, onclick: open, onkeydown: enter(open) },
+      still, el("figcaption", {}, el("span", { class: "name", title: hit.path }, name(hit)), when, score));
+  }
+  if (hit.modality === "audio" || hit.modality === "video") {
     const player = el("audio", { controls: "", preload: "none", src: mediaAt(hit) });
     const duration = hit.start != null ? `${clock(hit.start)}–${clock(hit.end)}`
       : hit.metadata.duration ? `${hit.metadata.duration.toFixed(1)} s` : "";
@@ -166,6 +173,7 @@ function showDetail(index) {
   const body = $("#detail-body");
   body.replaceChildren();
   if (hit.modality === "image") body.append(el("img", { class: "full", src: hit.media_url, alt: name(hit) }));
+  else if (hit.modality === "video") body.append(el("video", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) }));
   else if (hit.modality === "audio") body.append(el("audio", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) }));
   else body.append(el("pre", { class: "full text" }, hit.text || ""));
   const rows = [["path", hit.path], ["score", hit.score.toFixed(4)], ["id", hit.id]];

@@ -1,0 +1,258 @@
+"""Video (issue 21): a frame every ``frame_seconds`` as image segments, the soundtrack's windows
+as audio segments, read with PyAV (FFmpeg inside the wheel) and streamed to scratch files.
+
+Frames are sampled by slot: slot ``n`` spans ``[n * every, (n + 1) * every)`` seconds and is
+shown by one of its frames: a keyframe where one falls in it, else its first frame. A first
+pass reads the video's packets (no decoding) and decodes only keyframes, one per slot, which
+is enough when keyframes come at least every ``every`` seconds (the usual 2 s interval of
+streaming encodes). Slots no keyframe reached are filled by a second pass that seeks to them
+and decodes forward. The passes also find where the stream really ends, so a truncated file
+gives the frames it has, with a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .segments import SEGMENTS_KEY, ScratchWriter, SegmentingAudio, Segments, segment_limit_reached
+
+log = logging.getLogger(__name__)
+FRAME_SECONDS = 2.0  # a frame every 2 s: a moment of a video is found to within that
+SEEK_GAP = 10.0  # seconds: a missing slot further ahead than this is sought, not decoded up to
+MAX_PIXELS = 8192 * 8192  # a frame larger than this is a damaged header, not a video
+
+
+class VideoDecodeError(ValueError):
+    """A file with nothing that decodes as video frames or sound."""
+
+
+@dataclass
+class Frames:
+    """What sampling a video's frames found, besides the frames themselves."""
+
+    width: int = 0
+    height: int = 0
+    duration: float = 0.0  # where the stream really ends (its header's claim when nothing decoded)
+    broken: str = ""  # why the stream ended early, when it did
+
+
+def sample_frames(
+    path: str | os.PathLike, every: float, info: Frames | None = None
+) -> Iterator[tuple[int, float, Any]]:
+    """``(slot, frame time in seconds, RGB PIL image)`` of every slot of ``every`` seconds that holds a frame, each once
+    (keyframe slots first, in time order, then the others; see the module docstring). ``info``,
+    when given, is filled as the video is read.
+
+    Raises:
+        VideoDecodeError: not a video FFmpeg can open, or without a video stream.
+    """
+    import av
+
+    info = info if info is not None else Frames()
+    if every <= 0:
+        raise ValueError(f"frame interval of {every} s is not positive")
+    try:
+        container = av.open(os.fspath(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoDecodeError(f"cannot open video: {_first_line(exc)}") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError("the file holds no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if (ctx.width or 0) * (ctx.height or 0) > MAX_PIXELS:
+            raise VideoDecodeError(f"video frames of {ctx.width}x{ctx.height} pixels: damaged header?")
+        base = stream.start_time or 0
+        tb = float(stream.time_base)
+        header = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
+        info.duration = header
+        filled: set[int] = set()
+
+        def slot_of(frame: Any) -> int | None:
+            if frame.pts is None:
+                return None
+            return max(0, int(math.floor((frame.pts - base) * tb / every)))
+
+        def take(frame: Any, slot: int) -> tuple[int, float, Any]:
+            filled.add(slot)
+            image = frame.to_image()
+            if getattr(frame, "rotation", 0):  # a phone's portrait video: shown upright
+                image = image.rotate(frame.rotation, expand=True)
+            info.width, info.height = image.size
+            return slot, float((frame.pts - base) * stream.time_base), image
+
+        # Pass 1: every packet read (cheap), keyframes decoded where their slot lacks a frame.
+        end = 0.0
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                t = (packet.pts - base) * tb
+                end = max(end, t + (packet.duration or 0) * tb)
+                if not packet.is_keyframe or int(t // every) in filled:
+                    continue
+                for frame in ctx.decode(packet):
+                    slot = slot_of(frame)
+                    if slot is not None and slot not in filled:
+                        yield take(frame, slot)
+            for frame in ctx.decode(None):
+                slot = slot_of(frame)
+                if slot is not None and slot not in filled:
+                    yield take(frame, slot)
+        except av.FFmpegError as exc:
+            info.broken = _first_line(exc)
+        if end > 0:
+            if header and end < header - max(1.0, every):
+                log.warning(
+                    "%s: the video stream ends near %.1f s, before the %.1f s its header promises%s; "
+                    "using what is there",
+                    path,
+                    end,
+                    header,
+                    f" ({info.broken})" if info.broken else "",
+                )
+            info.duration = end
+        # Pass 2: the slots no keyframe reached, decoded forward from a seek.
+        missing = [s for s in range(int(math.ceil(info.duration / every))) if s not in filled]
+        if missing:
+            yield from _fill(container, stream, every, missing, slot_of, take, info)
+
+
+def _fill(
+    container: Any, stream: Any, every: float, missing: list[int], slot_of: Any, take: Any, info: Frames
+) -> Iterator[tuple[int, float, Any]]:
+    """Frames of the ``missing`` slots: decode forward from a seek, seeking again across gaps
+    longer than :data:`SEEK_GAP`."""
+    import av
+
+    ctx = stream.codec_context
+    base = stream.start_time or 0
+    wanted = set(missing)
+    position = None  # the time of the last frame decoded since the last seek
+    for slot in missing:
+        if slot not in wanted:
+            continue  # filled on the way to an earlier one
+        target = slot * every
+        if position is None or position > target or target - position > SEEK_GAP:
+            try:
+                container.seek(int(target / float(stream.time_base)) + base, stream=stream, backward=True)
+                ctx.flush_buffers()
+            except av.FFmpegError as exc:
+                info.broken = info.broken or _first_line(exc)
+                return
+            frames = container.decode(stream)
+        try:
+            for frame in frames:
+                position = float((frame.pts - base) * stream.time_base) if frame.pts is not None else position
+                got = slot_of(frame)
+                if got in wanted:
+                    wanted.discard(got)
+                    yield take(frame, got)
+                if got is not None and got >= slot:
+                    break
+            else:
+                return  # the stream ended
+        except av.FFmpegError as exc:
+            info.broken = info.broken or _first_line(exc)
+            return
+
+
+@dataclass(frozen=True)
+class SegmentingVideo:
+    """The preprocessor decode workers run for a video: no file-level input of its own (a
+    video's file vectors are the means of its segments' vectors), and its segments in scratch
+    files: frames through the model's image preprocessor (``from_rgb``), the soundtrack's windows
+    through its audio one (silent soundtracks are not indexed). Picklable; either
+    preprocessor may be None (a model without that tower)."""
+
+    image: Any
+    audio: Any
+    scratch: str
+    frame_seconds: float = FRAME_SECONDS
+    max_segments: int = 20_000
+    batch: int = 16
+
+    def process(self, source: str | os.PathLike) -> tuple[None, dict]:
+        meta: dict[str, Any] = {"width": None, "height": None, "duration": None, "sample_rate": None}
+        found = []
+        frames = Frames()
+        problems = []
+        if self.image is not None:
+            try:
+                seg = self.write_frames(source, frames)
+            except VideoDecodeError as exc:
+                problems.append(str(exc))
+            else:
+                if seg.count:
+                    found.append(seg)
+                    meta.update(width=frames.width, height=frames.height)
+                else:
+                    seg.discard()
+                    problems.append(f"no video frame decodes{f' ({frames.broken})' if frames.broken else ''}")
+        if self.audio is not None:
+            try:
+                seg, rate = self.write_sound(source)
+            except ValueError as exc:  # AudioDecodeError: no audio stream, or none that decodes
+                log.info("%s: soundtrack not indexed: %s", source, exc)
+            else:
+                if seg.count:
+                    found.append(seg)
+                    meta["sample_rate"] = rate
+                else:
+                    seg.discard()
+                    log.info("%s: soundtrack silent: not indexed", source)
+        if not found:
+            raise VideoDecodeError("; ".join(problems) or "no video frame or sound decodes")
+        meta["duration"] = round(max(frames.duration, max(max(s.ends) for s in found)), 3)
+        meta[SEGMENTS_KEY] = found
+        return None, meta
+
+    def write_frames(self, source: str | os.PathLike, info: Frames) -> Segments:
+        """A frame every ``frame_seconds``, preprocessed, into a scratch file."""
+        with ScratchWriter(self.scratch, "image") as out:
+            pending: list[tuple[int, np.ndarray]] = []
+            truncated = False
+
+            def flush() -> None:
+                if pending:
+                    out.write(
+                        np.stack([x for _, x in pending]),
+                        [(s * self.frame_seconds, (s + 1) * self.frame_seconds) for s, _ in pending],
+                    )
+                    pending.clear()
+
+            for slot, _, image in sample_frames(source, self.frame_seconds, info):
+                if len(out.starts) + len(pending) == self.max_segments:
+                    truncated = True
+                    segment_limit_reached(source, self.max_segments, slot * self.frame_seconds, "frames")
+                    break
+                pending.append((slot, self.image.from_rgb(image)))
+                if len(pending) == self.batch:
+                    flush()
+            flush()
+            seg = out.finish(truncated)
+        # The last slot ends where the video does.
+        ends = [round(min(e, max(info.duration, s + 1e-3)), 3) for s, e in zip(seg.starts, seg.ends)]
+        return dataclasses.replace(seg, ends=ends)
+
+    def write_sound(self, source: str | os.PathLike) -> tuple[Segments, int]:
+        """The soundtrack's windows, as a long audio file's (silence skipped), and its rate."""
+        import av
+
+        seg = SegmentingAudio(self.audio, self.scratch, max_segments=self.max_segments).write(source, keep_silent=False)
+        with av.open(os.fspath(source)) as container:
+            stream = container.streams.audio[0]
+            return seg, int(stream.rate or stream.codec_context.sample_rate or 0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
