@@ -16,16 +16,8 @@ from typing import Any
 
 import numpy as np
 
-AV_EXTENSIONS = (
-    "m4a",
-    "aac",
-    "mp4",
-    "m4v",
-    "mov",
-    "mkv",
-    "webm",
-    "avi",
-)  # read through PyAV (a video's soundtrack too); everything else through libsndfile
+# Read through PyAV (a video's soundtrack too); everything else through libsndfile.
+AV_EXTENSIONS = ("m4a", "aac", "mp4", "m4v", "mov", "mkv", "webm", "avi")
 FAR = 10.0  # seconds: a seek further ahead than this asks the container
 PREROLL = 1.0  # seconds decoded and dropped before a sought position
 
