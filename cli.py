@@ -376,11 +376,20 @@ def index(
             "--allow-mass-removal", help="Remove files gone from FOLDER even when they are more than half of the index."
         ),
     ] = False,
+    frame_seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            "--frame-seconds",
+            min=0.1,
+            help="A video's frames: one every this many seconds (default: as the index was built, else 2). "
+            "Changed, the videos already indexed are embedded again.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
-    """Index a media folder (images, audio, text); run again to bring the index up to date."""
+    """Index a media folder (images, audio, video, text); run again to bring the index up to date."""
     _setup_logging(verbose, quiet=as_json)
     _offline(offline)
     import indexer
@@ -411,6 +420,7 @@ def index(
         retry_failed=retry_failed,
         allow_mass_removal=allow_mass_removal,
         prune_unseen=prune_unseen,
+        frame_seconds=frame_seconds,
     )
     try:
         name = resolve_model_name(folder, options, model)
@@ -450,7 +460,7 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
         f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} "
         f"skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
         f"{f', {summary.kept} kept under folders that could not be read' if summary.kept else ''}; "
-        f"index holds {counts}{f' ({summary.segments} moments of long audio)' if summary.segments else ''} "
+        f"index holds {counts}{f' ({summary.segments} moments of long audio and video)' if summary.segments else ''} "
         f"({summary.index})"
     )
 
@@ -520,7 +530,9 @@ def search(
     before: Annotated[
         Optional[str], typer.Option("--before", help="Modified before (ISO date or datetime, local time).")
     ] = None,
-    min_duration: Annotated[Optional[float], typer.Option("--min-duration", help="Shortest audio, seconds.")] = None,
+    min_duration: Annotated[
+        Optional[float], typer.Option("--min-duration", help="Shortest audio or video, seconds.")
+    ] = None,
     max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Longest audio, seconds.")] = None,
     as_json: Annotated[
         bool,
@@ -917,22 +929,44 @@ def bench_index(
 @bench_app.command("moments")
 def bench_moments(
     manifests: Annotated[
-        list[Path], typer.Argument(help="Captioned audio manifests (test splits) to hide clips from.")
-    ],
+        Optional[list[Path]], typer.Argument(help="Captioned audio manifests (test splits) to hide clips from.")
+    ] = None,
     model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
     files: Annotated[int, typer.Option(min=1, help="Long recordings to make.")] = 10,
     clips: Annotated[int, typer.Option(min=1, help="Clips in each recording.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the clips chosen and the gaps between them.")] = 0,
     hour: Annotated[bool, typer.Option("--hour/--no-hour", help="Also time indexing a one-hour recording.")] = True,
+    images: Annotated[
+        Optional[list[Path]],
+        typer.Option("--images", help="Captioned image manifest (test split) to make videos from; repeatable."),
+    ] = None,
+    video_files: Annotated[int, typer.Option(min=1, help="Videos to make.")] = 5,
+    pictures: Annotated[int, typer.Option(min=1, help="Pictures in each video (captions spoken over them).")] = 20,
+    video_minutes: Annotated[
+        float, typer.Option(min=0, help="Length of the 720p video timed alone, minutes (0: not timed).")
+    ] = 10.0,
     out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Find the moment: clips hidden in long recordings, searched by their captions."""
+    """Find the moment: clips hidden in long recordings, and pictures with spoken captions in
+    videos (--images), searched by their captions."""
     _setup_logging(False, quiet=True)
     from retrieval.bench.moments import run_moments
 
     try:
-        result = run_moments([str(m) for m in manifests], model, files, clips, seed, hour, out_dir=str(out))
+        result = run_moments(
+            [str(m) for m in manifests or []],
+            model,
+            files,
+            clips,
+            seed,
+            hour,
+            out_dir=str(out),
+            images=[str(m) for m in images or []],
+            video_files=video_files,
+            pictures=pictures,
+            video_minutes=video_minutes,
+        )
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc), code=1)
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())

@@ -99,7 +99,7 @@ class IndexOptions:
     retry_failed: bool = False  # decode again the files whose decoder crashed or hung before
     allow_mass_removal: bool = False  # remove even when more than half of an index of 20+ items is gone
     prune_unseen: bool = False  # remove the rows under folders that cannot be read and links not followed
-    frame_seconds: float = FRAME_SECONDS  # a video's frames: one every this many seconds
+    frame_seconds: float | None = None  # a video's frames, one every this many seconds (None: as before, else 2)
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
@@ -107,8 +107,7 @@ class IndexOptions:
             "exclude": list(self.exclude),
             "texts": [os.path.abspath(t) for t in self.texts],
             "links": self.links,
-            "frame_seconds": self.frame_seconds,
-        }
+        } | ({"frame_seconds": self.frame_seconds} if self.frame_seconds else {})
 
 
 MASS_REMOVAL_MIN_ITEMS = 20
@@ -258,6 +257,13 @@ class _Run:
         self.video_vectors: dict[int, dict[str, np.ndarray]] = {}  # a video's file vectors, by shard modality
         self.replaced: set[int] = set()  # updated items whose old segments go at the next checkpoint
         self.stale_videos: list[int] = []  # updated videos: both old file vectors go at the next checkpoint
+        # A video's frame interval: as asked, else as the index was built. Asked anew, the videos
+        # already indexed are embedded again at the new interval.
+        before = (self.manifest.get("options") or {}).get("frame_seconds")
+        self.frame_seconds = float(options.frame_seconds or before or FRAME_SECONDS)
+        if options.frame_seconds is not None and options.frame_seconds <= 0:
+            raise ValueError(f"--frame-seconds must be positive, not {options.frame_seconds}")
+        self.reframe = before is not None and self.frame_seconds != before
         self.scratch = layout.dir / "scratch"
         shutil.rmtree(self.scratch, ignore_errors=True)  # what a killed run left
         self.last_checkpoint = time.monotonic()
@@ -330,7 +336,7 @@ class _Run:
         self.next_id = self._max_id() + 1
         self.next_segment_id = self._max_segment_id() + 1
         work = self._plan_files() + self._plan_texts()
-        self.manifest["options"] = self.options.recorded()
+        self.manifest["options"] = self.options.recorded() | {"frame_seconds": self.frame_seconds}
         with _StopOnSigint() as stop:
             self.stop = stop
             try:
@@ -448,7 +454,8 @@ class _Run:
             row = rows.get(path)
             values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
             if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
-                if row.id in lacking:  # long audio indexed before segments existed: its moments now
+                if row.id in lacking or (self.reframe and row.modality == VIDEO):
+                    # Long audio indexed before segments existed, or a video at another frame interval.
                     work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
                     continue
                 self.summary.unchanged += 1
@@ -706,7 +713,7 @@ class _Run:
                     buckets["text"] = []
         file_work = [w for w in work if w.path is not None]
         image, audio = self.encoder.preprocess_image, self.encoder.preprocess_audio
-        video = SegmentingVideo(image, audio, str(self.scratch), self.options.frame_seconds)
+        video = SegmentingVideo(image, audio, str(self.scratch), self.frame_seconds)
         if audio is not None:
             audio = SegmentingAudio(audio, str(self.scratch))  # long files: every window a moment
         pre = {"image": image, "audio": audio, VIDEO: video, "text": None}

@@ -328,3 +328,15 @@ def test_the_cli_prints_a_video_moment_with_its_times_and_url(tiny, videos: dict
     assert run("--urls").split() == [f"file://{root / 'film.mp4'}#t=6,8"]
     (hit,) = json.loads(run("--json"))
     assert hit["modality"] == "video" and hit["track"] == "image" and (hit["start"], hit["end"]) == (6.0, 8.0)
+
+
+def test_a_new_frame_interval_embeds_the_videos_again_and_is_kept(tiny, videos: dict) -> None:
+    root = videos["root"]
+    index_folder(root, tiny, IndexOptions(workers=1))
+    frames = lambda: [(p, a) for p, m, a, _, _ in _segments(root) if m == "image"]  # noqa: E731
+    assert len(frames()) == 9
+    summary = index_folder(root, tiny, IndexOptions(workers=1, frame_seconds=1.0))
+    assert summary.updated == 2 and len(frames()) == 18
+    again = index_folder(root, tiny, IndexOptions(workers=1))  # not given: as the index was built
+    assert again.updated == 0 and again.unchanged == 2 and len(frames()) == 18
+    assert json.loads((root / ".xmr" / "manifest.json").read_text())["options"]["frame_seconds"] == 1.0

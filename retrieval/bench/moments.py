@@ -87,16 +87,60 @@ def run_moments(
     hour: bool = True,
     out_dir: str | None = None,
     encoder: Any = None,
+    images: list[str] | None = None,
+    video_files: int = 5,
+    pictures: int = 20,
+    video_minutes: float = 10.0,
 ) -> dict[str, Any]:
-    """See the module docstring."""
-    from indexer import IndexOptions, index_folder
-
-    from ..engine import Engine
-
+    """See the module docstring: long audio from the audio ``manifests``, and video from the image
+    manifests ``images`` (:mod:`retrieval.bench.video_moments`), either part alone."""
+    if not manifests and not images:
+        raise ValueError("give audio manifests (long recordings), image manifests (--images: videos), or both")
     if encoder is None:
         from ..registry import create_model, inference_runtime
 
         encoder = create_model(model, runtime=inference_runtime(model))
+    result: dict[str, Any] = {}
+    if manifests:
+        result = _long_audio(manifests, encoder, files, clips, seed, hour)
+    if images:
+        from .video_moments import run_video_moments
+
+        result["video"] = run_video_moments(images, model, video_files, pictures, seed, video_minutes, encoder)
+    payload = {
+        "machine": machine_info(),
+        "model": model,
+        "manifests": manifests,
+        "images": images or [],
+        "seed": seed,
+        "result": result,
+    }
+    if out_dir:
+        tables = []
+        if manifests:
+            row = {k: v for k, v in result.items() if k not in ("hour", "video")} | {
+                "hour_x_real_time": (result.get("hour") or {}).get("x_real_time")
+            }
+            tables.append("Long audio\n\n" + markdown_table([row], list(row)))
+        if images:
+            video = result["video"]
+            rows = [{"track": t} | video[t] for t in ("frames", "soundtrack")]
+            tables.append(
+                f"Video ({video['queries']} captions in {video['videos']} videos, indexed at "
+                f"{video['x_real_time']}x real time)\n\n" + markdown_table(rows, list(rows[0]))
+            )
+            if "speed" in video:
+                tables.append("Video speed\n\n" + markdown_table([video["speed"]], list(video["speed"])))
+        payload["files"] = {k: str(v) for k, v in write_outputs(out_dir, "moments", payload, "\n".join(tables)).items()}
+    return payload
+
+
+def _long_audio(manifests: list[str], encoder: Any, files: int, clips: int, seed: int, hour: bool) -> dict[str, Any]:
+    """The long-audio part (see the module docstring)."""
+    from indexer import IndexOptions, index_folder
+
+    from ..engine import Engine
+
     items = [it for m in manifests for it in load_captioned(m) if it.modality == "audio"]
     by_caption: dict[str, str] = {}
     for it in items:
@@ -153,14 +197,7 @@ def run_moments(
             result["hour"] = _one_hour(waves, work, encoder, seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    payload = {"machine": machine_info(), "model": model, "manifests": manifests, "seed": seed, "result": result}
-    if out_dir:
-        row = {k: v for k, v in result.items() if k != "hour"} | {
-            "hour_x_real_time": (result.get("hour") or {}).get("x_real_time")
-        }
-        table = markdown_table([row], list(row))
-        payload["files"] = {k: str(v) for k, v in write_outputs(out_dir, "moments", payload, table).items()}
-    return payload
+    return result
 
 
 def _one_hour(waves: list[tuple[str, np.ndarray]], work: Path, encoder: Any, seed: int) -> dict[str, float]:
