@@ -50,8 +50,9 @@ DEFAULT_MODEL = "xmr-mini"
 class EncoderLike(Protocol):
     """What the indexer needs of a model (``retrieval.Encoder`` has it all): identity, the
     torch-free preprocessors its decode workers run (None for a modality it lacks; the audio one
-    with ``window_seconds`` and ``segment_windows`` for the moments of long files), and the
-    forward passes on their output."""
+    with ``window_seconds``, ``sample_rate``, ``segment_windows`` and ``fit`` for the moments of
+    long files; the image one with ``crop`` and ``normalize`` for video frames), and the forward passes on
+    their output."""
 
     name: str
     weights_hash: str
@@ -194,6 +195,8 @@ def index_folder(
     layout = index_layout(root, options)
     if options.links not in LINKS:
         raise ValueError(f"--links takes {', '.join(LINKS)}, not {options.links!r}")
+    if options.frame_seconds is not None and not options.frame_seconds > 0:
+        raise ValueError(f"--frame-seconds must be a positive number of seconds, not {options.frame_seconds}")
     layout.dir.mkdir(parents=True, exist_ok=True)
     with IndexLock(layout, options.wait):
         return index_locked(root, layout, encoder, options, progress)
@@ -258,12 +261,11 @@ class _Run:
         self.replaced: set[int] = set()  # updated items whose old segments go at the next checkpoint
         self.stale_videos: list[int] = []  # updated videos: both old file vectors go at the next checkpoint
         # A video's frame interval: as asked, else as the index was built. Asked anew, the videos
-        # already indexed are embedded again at the new interval.
+        # indexed at another interval are embedded again, also by later runs if this one stops
+        # before it is done ("reframing" stays in the manifest until a run completes).
         before = (self.manifest.get("options") or {}).get("frame_seconds")
         self.frame_seconds = float(options.frame_seconds or before or FRAME_SECONDS)
-        if options.frame_seconds is not None and options.frame_seconds <= 0:
-            raise ValueError(f"--frame-seconds must be positive, not {options.frame_seconds}")
-        self.reframe = before is not None and self.frame_seconds != before
+        self.reframe = (before is not None and self.frame_seconds != before) or bool(self.manifest.get("reframing"))
         self.scratch = layout.dir / "scratch"
         shutil.rmtree(self.scratch, ignore_errors=True)  # what a killed run left
         self.last_checkpoint = time.monotonic()
@@ -337,6 +339,9 @@ class _Run:
         self.next_segment_id = self._max_segment_id() + 1
         work = self._plan_files() + self._plan_texts()
         self.manifest["options"] = self.options.recorded() | {"frame_seconds": self.frame_seconds}
+        if self.reframe:
+            self.manifest["reframing"] = True
+            write_manifest(self.layout, self.manifest)
         with _StopOnSigint() as stop:
             self.stop = stop
             try:
@@ -348,6 +353,9 @@ class _Run:
                     log.warning("interrupted: saving what is embedded so far")
                     self.summary.interrupted = True
                 self._checkpoint()
+                shutil.rmtree(self.scratch, ignore_errors=True)
+        if not self.summary.interrupted:
+            self.manifest.pop("reframing", None)
         self.summary.counts = self.store.counts()
         self.summary.segments = len(self.store.segment_ids())
         self.summary.seconds = round(time.monotonic() - self.started, 3)
@@ -449,13 +457,12 @@ class _Run:
         work: list[Work] = []
         moves: list[tuple[int, dict]] = []
         changed_failures: list[str] = []
-        lacking = self._lacking_segments(rows)
+        lacking = self._lacking_segments(rows) | self._reframed(rows)
         for path, f in found.items():
             row = rows.get(path)
             values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
             if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
-                if row.id in lacking or (self.reframe and row.modality == VIDEO):
-                    # Long audio indexed before segments existed, or a video at another frame interval.
+                if row.id in lacking:  # long audio indexed before segments, a video at another frame interval
                     work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
                     continue
                 self.summary.unchanged += 1
@@ -515,6 +522,20 @@ class _Run:
             self.store.update_many(moves)
         self._remove([r.id for r in missing.values()], {r.id: r.modality for r in missing.values()})
         return work
+
+    def _reframed(self, rows: dict[str, Item]) -> set[int]:
+        """Videos whose frames were taken at another interval than this run's (only looked up
+        when the interval changed, or a change was left unfinished)."""
+        if not self.reframe:
+            return set()
+        spans = self.store.longest_segments("image")
+        out = set()
+        for r in rows.values():
+            if r.modality == VIDEO and r.id in spans:
+                expected = min(self.frame_seconds, r.duration or self.frame_seconds)
+                if abs(spans[r.id] - expected) > 0.01:
+                    out.add(r.id)
+        return out
 
     def _lacking_segments(self, rows: dict[str, Item]) -> set[int]:
         """Indexed audio longer than one window with no segments: made by an xmr before segments
@@ -622,8 +643,15 @@ class _Run:
             self.encoder.warm(sorted(towers & set(self.encoder.modalities)))
         self.total, self.done = len(work), 0
         self._report(0)
-        for modality, batch in self._batches(work):
-            if self.stop.requested:
+        batches = self._batches(work)
+        try:
+            self._embed_batches(batches)
+        finally:
+            batches.close()  # the decode workers stop here, not whenever the generator is collected
+
+    def _embed_batches(self, batches: Iterator[tuple[str, list[tuple[Work, Decoded | None]]]]) -> None:
+        for modality, batch in batches:
+            if self.stop.requested and modality != VIDEO:  # a video's vectors are made already: kept
                 break
             if modality == VIDEO:  # file vectors made from its segments' (see _embed_segments)
                 for w, _ in batch:
@@ -649,10 +677,13 @@ class _Run:
                 or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds
             ):
                 self._checkpoint()
+            if self.stop.requested:
+                break
 
-    def _embed_segments(self, w: Work, found: list[Segments]) -> None:
+    def _embed_segments(self, w: Work, found: list[Segments]) -> bool:
         """Vectors of a file's segments, a batch of inputs at a time from their scratch files;
-        a video's file vectors are their means (one per shard modality)."""
+        a video's file vectors are their means (one per shard modality). False when a Ctrl-C
+        came first: the file is left for the next run, whole."""
         try:
             results = []
             means: dict[str, np.ndarray] = {}
@@ -662,12 +693,12 @@ class _Run:
                 modality = segments.modality
                 features = segments.features()
                 bs = self.options.batch_size
-                vectors = np.concatenate(
-                    [
-                        self._encode_inputs(modality, features[a : min(a + bs, segments.count)])
-                        for a in range(0, segments.count, bs)
-                    ]
-                )
+                parts = []
+                for a in range(0, segments.count, bs):
+                    if self.stop.requested:  # a two-hour video takes a while: stop between batches
+                        return False
+                    parts.append(self._encode_inputs(modality, features[a : min(a + bs, segments.count)]))
+                vectors = np.concatenate(parts)
                 rows = []
                 for start, end in zip(segments.starts, segments.ends):
                     rows.append((self.next_segment_id, w.item_id, modality, start, end))
@@ -680,20 +711,21 @@ class _Run:
                         "%s: indexed, but its %s moments only up to %.0f s (at most %d segments a file)",
                         os.path.relpath(w.path, self.root),
                         "frame" if modality == "image" and w.modality == VIDEO else modality,
-                        max(segments.starts),
+                        max(segments.ends),
                         segments.count,
                     )
             self.segment_results[w.item_id] = results
             if w.modality == VIDEO:
                 self.video_vectors[w.item_id] = means
+            return True
         finally:
             for segments in found:
                 segments.discard()
 
     def _encode_inputs(self, modality: str, inputs: np.ndarray) -> np.ndarray:
         """Vectors of a batch of segment inputs: frame pixels, or log-mel windows."""
-        if modality == "image":
-            return self.encoder.encode_image(np.array(inputs))  # a writable copy of the memory-mapped slice
+        if modality == "image":  # a video's frames: uint8 crops, normalised here
+            return self.encoder.encode_image(self.encoder.preprocess_image.normalize(inputs))
         return self.encoder.encode_audio_features([inputs[i : i + 1] for i in range(len(inputs))])
 
     def _report(self, more: int) -> None:
@@ -729,8 +761,10 @@ class _Run:
                     self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
                 continue
             segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None)
-            if segments is not None:  # embedded now: one file's scratch files on disk at a time
-                self._embed_segments(w, segments)
+            # Embedded now, as each file comes: its scratch files go at once (the workers have
+            # at most two files each decoded ahead).
+            if segments is not None and not self._embed_segments(w, segments):
+                continue  # interrupted: not indexed, so the next run takes it whole
             if w.modality == VIDEO:
                 yield VIDEO, [(w, decoded)]
                 continue

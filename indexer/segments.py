@@ -36,10 +36,11 @@ class Segments:
     ends: list[float]
     truncated: bool = False  # stopped at the limit of segments per file
     modality: str = "audio"
+    dtype: str = "float32"  # uint8 for a video's frames (crops, normalised when embedded)
 
     def features(self) -> np.ndarray:
-        """``[count, *shape]`` float32, memory-mapped (read a slice at a time)."""
-        return np.memmap(self.file, dtype=np.float32, mode="r", shape=(self.count, *self.shape))
+        """``[count, *shape]``, memory-mapped (read a slice at a time)."""
+        return np.memmap(self.file, dtype=self.dtype, mode="r", shape=(self.count, *self.shape))
 
     def discard(self) -> None:
         try:
@@ -61,6 +62,7 @@ class ScratchWriter:
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.shape: tuple[int, ...] | None = None
+        self.dtype = "float32"
         self._done = False
 
     def __enter__(self) -> ScratchWriter:
@@ -72,9 +74,10 @@ class ScratchWriter:
             os.unlink(self.path)
 
     def write(self, inputs: np.ndarray, times: list[tuple[float, float]]) -> None:
-        """A batch of segment inputs ``[b, *shape]`` and their (start, end) seconds."""
-        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-        self.shape = tuple(inputs.shape[1:])
+        """A batch of segment inputs ``[b, *shape]`` (float32, or uint8 pixels) and their (start,
+        end) seconds."""
+        inputs = np.ascontiguousarray(inputs if inputs.dtype == np.uint8 else inputs.astype(np.float32, copy=False))
+        self.shape, self.dtype = tuple(inputs.shape[1:]), str(inputs.dtype)
         self._out.write(inputs.tobytes())
         for start, end in times:
             self.starts.append(round(start, 3))
@@ -84,12 +87,110 @@ class ScratchWriter:
         self._out.flush()
         self._done = True
         return Segments(
-            self.path, len(self.starts), self.shape or (0,), self.starts, self.ends, truncated, self.modality
+            self.path,
+            len(self.starts),
+            self.shape or (0,),
+            self.starts,
+            self.ends,
+            truncated,
+            self.modality,
+            self.dtype,
         )
 
 
 def segment_limit_reached(source: Any, limit: int, last: float, what: str = "moments") -> None:
     log.warning("%s: more than %d segments; the %s after %.0f s are not indexed", source, limit, what, last)
+
+
+class Utterances:
+    """Stretches of sound between pauses, found in a stream fed in order: each one no longer than
+    a window becomes a segment of its own (padded with silence, as a short file is), besides the
+    regular windows. A phrase spoken between pauses is then matched alone, not mixed with its
+    neighbours' words in a window that straddles them.
+
+    A pause is at least ``PAUSE`` seconds of 50 ms frames quieter than a tenth of the loudest
+    frame of the stretch so far (and than ``FLOOR``); in steady noise there are none, and the
+    windows alone stand.
+    """
+
+    FRAME = 0.05  # seconds
+    PAUSE = 0.3  # seconds of quiet that end a stretch
+    MIN = 0.4  # seconds: shorter stretches (clicks) are no moment of their own
+    FLOOR = 0.003  # RMS: anything quieter is quiet (-50 dBFS)
+    MARGIN = 0.1  # seconds kept on each side of a stretch
+
+    def __init__(self, rate: int, longest: float) -> None:
+        self.rate = rate
+        self.frame = max(1, int(round(self.FRAME * rate)))
+        self.longest = int(longest * rate)
+        self.margin = int(self.MARGIN * rate)
+        self.pending = np.zeros(0, np.float32)  # samples not yet cut into frames
+        self.at = 0  # stream position of pending[0]
+        self.history = np.zeros(0, np.float32)  # the last MARGIN of samples before a stretch starts
+        self.current: list[np.ndarray] = []  # the stretch so far (None: too long, dropped)
+        self.start = 0
+        self.length = 0
+        self.quiet = 0  # samples of quiet at the stretch's end
+        self.peak = 0.0
+        self.too_long = False
+
+    def feed(self, samples: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
+        """Samples following the last ones fed; returns the stretches that ended in them, as
+        (start, end, samples)."""
+        out = []
+        self.pending = np.concatenate([self.pending, samples])
+        usable = len(self.pending) // self.frame * self.frame
+        for a in range(0, usable, self.frame):
+            frame = self.pending[a : a + self.frame]
+            done = self._frame(frame, self.at + a)
+            if done is not None:
+                out.append(done)
+        self.pending = self.pending[usable:]
+        self.at += usable
+        return out
+
+    def finish(self) -> list[tuple[float, float, np.ndarray]]:
+        """The stretch the stream ended in, if any."""
+        done = self._close()
+        return [done] if done is not None else []
+
+    def _frame(self, frame: np.ndarray, at: int) -> tuple[float, float, np.ndarray] | None:
+        rms = float(np.sqrt(np.mean(np.square(frame))))
+        loud = rms > max(self.FLOOR, 0.1 * self.peak)
+        if not self.current and not self.too_long:
+            if not loud:
+                self.history = np.concatenate([self.history, frame])[-self.margin :] if self.margin else self.history
+                return None
+            self.current, self.start, self.length = [self.history], at - len(self.history), len(self.history)
+            self.peak, self.quiet = rms, 0
+        if self.too_long:  # a stretch past a window: wait for its pause, keep nothing
+            self.quiet = 0 if loud else self.quiet + len(frame)
+            if self.quiet >= self.PAUSE * self.rate:
+                self.too_long, self.peak, self.history = False, 0.0, frame[-self.margin :]
+            return None
+        self.peak = max(self.peak, rms)
+        self.current.append(frame)
+        self.length += len(frame)
+        self.quiet = 0 if loud else self.quiet + len(frame)
+        if self.quiet >= self.PAUSE * self.rate:
+            return self._close()
+        if self.length - self.quiet > self.longest:
+            self.current, self.too_long = [], True
+        return None
+
+    def _close(self) -> tuple[float, float, np.ndarray] | None:
+        if not self.current:
+            return None
+        wave = np.concatenate(self.current)
+        keep = len(wave) - max(0, self.quiet - self.margin)  # the trailing quiet, less a margin
+        wave = wave[:keep]
+        start = self.start
+        self.current, self.length, self.quiet, self.peak = [], 0, 0, 0.0
+        self.history = np.zeros(0, np.float32)
+        sound = len(wave) - 2 * self.margin
+        if sound < self.MIN * self.rate or len(wave) > self.longest:
+            return None
+        return start / self.rate, (start + len(wave)) / self.rate, wave
 
 
 @dataclass(frozen=True)
@@ -104,6 +205,7 @@ class SegmentingAudio:
     scratch: str
     hop_seconds: float | None = None  # default: half a window (2.5 s for 5 s windows)
     max_segments: int = 20_000
+    utterances: bool = True  # also a segment for each stretch of sound between pauses (see Utterances)
     batch: int = 8  # windows a log-mel call takes: ~3 MB of intermediate arrays each
 
     def __getattr__(self, name: str) -> Any:  # sample_rate, window_seconds, ...: the model's own
@@ -122,7 +224,8 @@ class SegmentingAudio:
         return features, meta
 
     def write(self, source: str | os.PathLike, keep_silent: bool = True) -> Segments:
-        """Log-mel of every window of ``source`` into a scratch file, a batch at a time.
+        """Log-mel of every window of ``source`` (and of every stretch between pauses, see
+        :class:`Utterances`) into a scratch file, a batch at a time.
 
         Silent windows are skipped (nothing to find there, and every silent window looks alike);
         a file all silence keeps its first window when ``keep_silent``, else has no segments."""
@@ -135,22 +238,39 @@ class SegmentingAudio:
                     out.write(mels, [(a, b) for a, b, _ in pending])
                     pending.clear()
 
-            hop = self.hop_seconds or self.inner.window_seconds / 2
+            window = self.inner.window_seconds
+            hop = self.hop_seconds or window / 2
+            n = int(round(window * self.inner.sample_rate))
+            fresh = n - int(round(hop * self.inner.sample_rate))  # a window's samples the last one lacked
+            stretches = Utterances(self.inner.sample_rate, window) if self.utterances else None
             first = None
             count = 0
             truncated = False
-            for start, end, window in self.inner.segment_windows(source, hop):
-                if float(np.sqrt(np.mean(np.square(window)))) < SILENCE_RMS:
-                    first = first or (start, end, window)
-                    continue
-                if count == self.max_segments:
-                    truncated = True
+            windows = self.inner.segment_windows(source, hop)
+            for k, (start, end, samples) in enumerate(windows):
+                found = [(start, end, samples)]
+                if stretches is not None:
+                    new = samples if k == 0 else samples[fresh:]
+                    found += [(a, b, self.inner.fit(w)) for a, b, w in stretches.feed(new)]
+                for a, b, w in found:
+                    if float(np.sqrt(np.mean(np.square(w)))) < SILENCE_RMS:
+                        first = first or (a, b, w)
+                        continue
+                    if count == self.max_segments:
+                        truncated = True
+                        break
+                    count += 1
+                    pending.append((a, b, w))
+                    if len(pending) >= self.batch:
+                        flush()
+                if truncated:
                     segment_limit_reached(source, self.max_segments, start)
                     break
-                count += 1
-                pending.append((start, end, window))
-                if len(pending) == self.batch:
-                    flush()
+            if stretches is not None and not truncated:
+                for a, b, w in stretches.finish():
+                    if count < self.max_segments:
+                        count += 1
+                        pending.append((a, b, self.inner.fit(w)))
             if not count and first is not None and keep_silent:
                 pending.append(first)
             flush()

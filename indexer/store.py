@@ -383,6 +383,17 @@ class Store:
                 out.update({int(a): int(b) for a, b in s.execute(part)})
         return out
 
+    def longest_segments(self, modality: str) -> dict[int, float]:
+        """``{item id: its longest segment of modality, seconds}`` of this index (a video's frame
+        interval, read back from its frames)."""
+        with self.session() as s:
+            q = (
+                select(Segment.item_id, func.max(Segment.end - Segment.start))
+                .where(Segment.index_id == self.index_id, Segment.modality == modality)
+                .group_by(Segment.item_id)
+            )
+            return {int(item): float(span) for item, span in s.execute(q)}
+
     def segment_rows(self, ids: Sequence[int]) -> dict[int, Any]:
         """Segment rows (id, item_id, modality, start, end) of ``ids`` that belong to this index."""
         table = Segment.__table__

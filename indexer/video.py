@@ -42,14 +42,16 @@ class Frames:
     height: int = 0
     duration: float = 0.0  # where the stream really ends (its header's claim when nothing decoded)
     broken: str = ""  # why the stream ended early, when it did
+    truncated: bool = False  # the video goes on past the last slot asked for
 
 
 def sample_frames(
-    path: str | os.PathLike, every: float, info: Frames | None = None
+    path: str | os.PathLike, every: float, info: Frames | None = None, max_slots: int | None = None
 ) -> Iterator[tuple[int, float, Any]]:
-    """``(slot, frame time in seconds, RGB PIL image)`` of every slot of ``every`` seconds that holds a frame, each once
-    (keyframe slots first, in time order, then the others; see the module docstring). ``info``,
-    when given, is filled as the video is read.
+    """``(slot, frame time in seconds, RGB PIL image)`` of every slot of ``every`` seconds that
+    holds a frame, each once (keyframe slots first, in time order, then the others; see the
+    module docstring); only the first ``max_slots`` slots when given. Times count from the
+    container's start, as players count them. ``info``, when given, is filled as the video is read.
 
     Raises:
         VideoDecodeError: not a video FFmpeg can open, or without a video stream.
@@ -70,16 +72,18 @@ def sample_frames(
         ctx = stream.codec_context
         if (ctx.width or 0) * (ctx.height or 0) > MAX_PIXELS:
             raise VideoDecodeError(f"video frames of {ctx.width}x{ctx.height} pixels: damaged header?")
-        base = stream.start_time or 0
         tb = float(stream.time_base)
+        origin = start_seconds(container, stream)
         header = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1e6
         info.duration = header
+        limit = max_slots if max_slots is not None else math.inf
         filled: set[int] = set()
 
+        def seconds(pts: int) -> float:
+            return pts * tb - origin
+
         def slot_of(frame: Any) -> int | None:
-            if frame.pts is None:
-                return None
-            return max(0, int(math.floor((frame.pts - base) * tb / every)))
+            return None if frame.pts is None else max(0, int(math.floor(seconds(frame.pts) / every)))
 
         def take(frame: Any, slot: int) -> tuple[int, float, Any]:
             filled.add(slot)
@@ -87,7 +91,10 @@ def sample_frames(
             if getattr(frame, "rotation", 0):  # a phone's portrait video: shown upright
                 image = image.rotate(frame.rotation, expand=True)
             info.width, info.height = image.size
-            return slot, float((frame.pts - base) * stream.time_base), image
+            return slot, seconds(frame.pts), image
+
+        def wanted(slot: int | None) -> bool:
+            return slot is not None and slot < limit and slot not in filled
 
         # Pass 1: every packet read (cheap), keyframes decoded where their slot lacks a frame.
         end = 0.0
@@ -95,20 +102,30 @@ def sample_frames(
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.pts is None:
                     continue
-                t = (packet.pts - base) * tb
+                t = seconds(packet.pts)
                 end = max(end, t + (packet.duration or 0) * tb)
-                if not packet.is_keyframe or int(t // every) in filled:
+                slot = max(0, int(t // every))
+                info.truncated = info.truncated or slot >= limit
+                if not packet.is_keyframe or not wanted(slot):
                     continue
-                for frame in ctx.decode(packet):
-                    slot = slot_of(frame)
-                    if slot is not None and slot not in filled:
-                        yield take(frame, slot)
+                try:
+                    frames = ctx.decode(packet)
+                except av.InvalidDataError as exc:  # one damaged keyframe: the next may decode
+                    info.broken = _first_line(exc)
+                    continue
+                for frame in frames:
+                    if wanted(got := slot_of(frame)):
+                        yield take(frame, got)
             for frame in ctx.decode(None):
-                slot = slot_of(frame)
-                if slot is not None and slot not in filled:
-                    yield take(frame, slot)
+                if wanted(got := slot_of(frame)):
+                    yield take(frame, got)
         except av.FFmpegError as exc:
             info.broken = _first_line(exc)
+        if header and end > header * 1.5 + 60:
+            log.warning(
+                "%s: a timestamp at %.0f s lies far past the %.0f s the header gives: ignored", path, end, header
+            )
+            end = header
         if end > 0:
             if header and end < header - max(1.0, every):
                 log.warning(
@@ -121,42 +138,55 @@ def sample_frames(
                 )
             info.duration = end
         # Pass 2: the slots no keyframe reached, decoded forward from a seek.
-        missing = [s for s in range(int(math.ceil(info.duration / every))) if s not in filled]
-        if missing:
-            yield from _fill(container, stream, every, missing, slot_of, take, info)
+        slots = min(int(math.ceil(info.duration / every)), limit)
+        missing = (s for s in range(slots) if s not in filled)  # lazy: a slot filled on the way is passed
+        yield from _fill(container, stream, every, missing, origin, take, wanted, info)
+
+
+def start_seconds(container: Any, stream: Any) -> float:
+    """Where the container's timeline starts (what players call 0), in seconds."""
+    if container.start_time is not None:
+        return container.start_time / 1e6
+    return float((stream.start_time or 0) * stream.time_base)
 
 
 def _fill(
-    container: Any, stream: Any, every: float, missing: list[int], slot_of: Any, take: Any, info: Frames
+    container: Any,
+    stream: Any,
+    every: float,
+    missing: Iterator[int],
+    origin: float,
+    take: Any,
+    wanted: Any,
+    info: Frames,
 ) -> Iterator[tuple[int, float, Any]]:
-    """Frames of the ``missing`` slots: decode forward from a seek, seeking again across gaps
-    longer than :data:`SEEK_GAP`."""
+    """Frames of the ``missing`` slots (in order): decode forward from a seek, seeking again
+    across gaps longer than :data:`SEEK_GAP`; a frame on the way fills any later slot still
+    ``wanted``."""
     import av
 
-    ctx = stream.codec_context
-    base = stream.start_time or 0
-    wanted = set(missing)
+    tb = float(stream.time_base)
     position = None  # the time of the last frame decoded since the last seek
+    frames: Any = None
     for slot in missing:
-        if slot not in wanted:
-            continue  # filled on the way to an earlier one
         target = slot * every
         if position is None or position > target or target - position > SEEK_GAP:
             try:
-                container.seek(int(target / float(stream.time_base)) + base, stream=stream, backward=True)
-                ctx.flush_buffers()
+                container.seek(int((target + origin) / tb), stream=stream, backward=True)
+                stream.codec_context.flush_buffers()
             except av.FFmpegError as exc:
                 info.broken = info.broken or _first_line(exc)
                 return
             frames = container.decode(stream)
         try:
             for frame in frames:
-                position = float((frame.pts - base) * stream.time_base) if frame.pts is not None else position
-                got = slot_of(frame)
-                if got in wanted:
-                    wanted.discard(got)
+                if frame.pts is None:
+                    continue
+                position = frame.pts * tb - origin
+                got = max(0, int(math.floor(position / every)))
+                if got >= slot and wanted(got) and position < info.duration:
                     yield take(frame, got)
-                if got is not None and got >= slot:
+                if got >= slot:
                     break
             else:
                 return  # the stream ended
@@ -182,33 +212,40 @@ class SegmentingVideo:
 
     def process(self, source: str | os.PathLike) -> tuple[None, dict]:
         meta: dict[str, Any] = {"width": None, "height": None, "duration": None, "sample_rate": None}
-        found = []
+        found: list[Segments] = []
         frames = Frames()
         problems = []
-        if self.image is not None:
-            try:
-                seg = self.write_frames(source, frames)
-            except VideoDecodeError as exc:
-                problems.append(str(exc))
-            else:
-                if seg.count:
-                    found.append(seg)
-                    meta.update(width=frames.width, height=frames.height)
+        try:
+            if self.image is not None:
+                try:
+                    seg = self.write_frames(source, frames)
+                except VideoDecodeError as exc:
+                    problems.append(str(exc))
                 else:
-                    seg.discard()
-                    problems.append(f"no video frame decodes{f' ({frames.broken})' if frames.broken else ''}")
-        if self.audio is not None:
-            try:
-                seg, rate = self.write_sound(source)
-            except ValueError as exc:  # AudioDecodeError: no audio stream, or none that decodes
-                log.info("%s: soundtrack not indexed: %s", source, exc)
-            else:
-                if seg.count:
-                    found.append(seg)
-                    meta["sample_rate"] = rate
+                    if seg.count:
+                        found.append(seg)
+                        meta.update(width=frames.width, height=frames.height)
+                    else:
+                        seg.discard()
+                        problems.append(f"no video frame decodes{f' ({frames.broken})' if frames.broken else ''}")
+            if self.audio is not None:
+                try:
+                    seg, rate = self.write_sound(source)
+                except (ValueError, EOFError) as exc:  # AudioDecodeError: no audio stream, or none that decodes
+                    log.info("%s: soundtrack not indexed: %s", source, exc)
+                except OSError as exc:  # a full scratch disk: the frames stand
+                    log.warning("%s: soundtrack not indexed: %s", source, exc)
                 else:
-                    seg.discard()
-                    log.info("%s: soundtrack silent: not indexed", source)
+                    if seg.count:
+                        found.append(seg)
+                        meta["sample_rate"] = rate
+                    else:
+                        seg.discard()
+                        log.info("%s: soundtrack silent: not indexed", source)
+        except BaseException:
+            for seg in found:
+                seg.discard()
+            raise
         if not found:
             raise VideoDecodeError("; ".join(problems) or "no video frame or sound decodes")
         meta["duration"] = round(max(frames.duration, max(max(s.ends) for s in found)), 3)
@@ -216,41 +253,50 @@ class SegmentingVideo:
         return None, meta
 
     def write_frames(self, source: str | os.PathLike, info: Frames) -> Segments:
-        """A frame every ``frame_seconds``, preprocessed, into a scratch file."""
+        """A frame every ``frame_seconds``, cropped for the model (uint8), into a scratch file;
+        the first ``max_segments`` slots."""
+        every = self.frame_seconds
         with ScratchWriter(self.scratch, "image") as out:
             pending: list[tuple[int, np.ndarray]] = []
-            truncated = False
 
             def flush() -> None:
                 if pending:
-                    out.write(
-                        np.stack([x for _, x in pending]),
-                        [(s * self.frame_seconds, (s + 1) * self.frame_seconds) for s, _ in pending],
-                    )
+                    out.write(np.stack([x for _, x in pending]), [(s * every, (s + 1) * every) for s, _ in pending])
                     pending.clear()
 
-            for slot, _, image in sample_frames(source, self.frame_seconds, info):
-                if len(out.starts) + len(pending) == self.max_segments:
-                    truncated = True
-                    segment_limit_reached(source, self.max_segments, slot * self.frame_seconds, "frames")
-                    break
-                pending.append((slot, self.image.from_rgb(image)))
+            for slot, _, image in sample_frames(source, every, info, max_slots=self.max_segments):
+                pending.append((slot, self.image.crop(image)))
                 if len(pending) == self.batch:
                     flush()
             flush()
-            seg = out.finish(truncated)
+            if info.truncated:
+                segment_limit_reached(source, self.max_segments, self.max_segments * every, "frames")
+            seg = out.finish(info.truncated)
         # The last slot ends where the video does.
         ends = [round(min(e, max(info.duration, s + 1e-3)), 3) for s, e in zip(seg.starts, seg.ends)]
         return dataclasses.replace(seg, ends=ends)
 
     def write_sound(self, source: str | os.PathLike) -> tuple[Segments, int]:
-        """The soundtrack's windows, as a long audio file's (silence skipped), and its rate."""
+        """The soundtrack's windows, as a long audio file's (silence skipped), timed from the
+        container's start as the frames are, and its rate."""
         import av
 
         seg = SegmentingAudio(self.audio, self.scratch, max_segments=self.max_segments).write(source, keep_silent=False)
-        with av.open(os.fspath(source)) as container:
-            stream = container.streams.audio[0]
-            return seg, int(stream.rate or stream.codec_context.sample_rate or 0)
+        try:
+            with av.open(os.fspath(source)) as container:
+                stream = container.streams.audio[0]
+                rate = int(stream.rate or stream.codec_context.sample_rate or 0)
+                lag = float((stream.start_time or 0) * stream.time_base) - start_seconds(container, stream)
+        except BaseException:
+            seg.discard()
+            raise
+        if abs(lag) > 1e-3:  # the sound starts later (or earlier) than the pictures
+            seg = dataclasses.replace(
+                seg,
+                starts=[round(max(0.0, t + lag), 3) for t in seg.starts],
+                ends=[round(max(0.0, t + lag), 3) for t in seg.ends],
+            )
+        return seg, rate
 
 
 def _first_line(exc: BaseException) -> str:

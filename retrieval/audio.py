@@ -232,7 +232,7 @@ class AudioPreprocessor:
                     )
                     frames = end
                     break
-                windows.append(self._fit(resample(to_mono(chunk), rate, self.sample_rate)))
+                windows.append(self.fit(resample(to_mono(chunk), rate, self.sample_rate)))
                 end = start + chunk.shape[0]
         if not windows or frames == 0:
             raise AudioDecodeError("audio has no samples")
@@ -295,7 +295,7 @@ class AudioPreprocessor:
                     # The tail, padded with silence: only when it holds samples no window held.
                     if ended and buffer.shape[0] and start + buffer.shape[0] > covered:
                         end = start + buffer.shape[0]
-                        yield start / self.sample_rate, end / self.sample_rate, self._fit(buffer)
+                        yield start / self.sample_rate, end / self.sample_rate, self.fit(buffer)
                     break
 
     @staticmethod
@@ -324,7 +324,8 @@ class AudioPreprocessor:
         last = frames - window
         return [int(round(i * last / (self.max_windows - 1))) for i in range(self.max_windows)]
 
-    def _fit(self, wave: np.ndarray) -> np.ndarray:
+    def fit(self, wave: np.ndarray) -> np.ndarray:
+        """One window of samples: ``wave`` cut to a window, or padded with silence to one."""
         n = self.window_samples
         if wave.shape[0] >= n:
             return wave[:n]
@@ -335,7 +336,7 @@ class AudioPreprocessor:
         if wave.size == 0:
             raise AudioDecodeError("audio has no samples")
         starts = self._window_starts(wave.shape[0], self.window_samples)
-        return np.stack([self._fit(wave[s : s + self.window_samples]) for s in starts])
+        return np.stack([self.fit(wave[s : s + self.window_samples]) for s in starts])
 
     def log_mel(self, windows: np.ndarray) -> np.ndarray:
         """Log-mel spectrogram of each window: ``[W, samples] -> [W, n_mels, frames]`` float32.

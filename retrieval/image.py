@@ -111,13 +111,21 @@ class ImagePreprocessor:
 
     def from_rgb(self, img: Image.Image) -> np.ndarray:
         """Preprocess an already decoded RGB image."""
+        return self.normalize(self.crop(img)[None])[0]
+
+    def crop(self, img: Image.Image) -> np.ndarray:
+        """The resized, centre-cropped pixels of an RGB image, uint8 ``[S, S, 3]`` (a quarter of
+        the bytes of the model's input, for a decode worker to pass on)."""
         size = self.image_size
         width, height = img.size
         scale = size / min(width, height)
         new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
         img = img.resize((new_w, new_h), Image.BICUBIC, reducing_gap=3.0)
         left, top = (new_w - size) // 2, (new_h - size) // 2
-        img = img.crop((left, top, left + size, top + size))
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+        return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 ``[B, S, S, 3]`` crops as the model's input, float32 ``[B, 3, S, S]``."""
+        arr = np.asarray(pixels, dtype=np.float32) / 255.0
         arr = (arr - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        return np.ascontiguousarray(arr.transpose(0, 3, 1, 2))

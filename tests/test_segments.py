@@ -45,7 +45,7 @@ def test_streamed_windows_equal_cutting_the_whole_decoded_file(tmp_path: Path) -
         n, hop = PRE.window_samples, 16000 * 5 // 2
         got = list(PRE.segment_windows(tmp_path / f"{rate}.wav", 2.5, block_seconds=1.3))
         for start, _, window in got:
-            ref = PRE._fit(whole[int(round(start * 16000)) : int(round(start * 16000)) + n])
+            ref = PRE.fit(whole[int(round(start * 16000)) : int(round(start * 16000)) + n])
             tol = 0.0 if rate == 16000 else 2e-3
             assert np.abs(window[: len(ref)] - ref).max() <= tol, (rate, start)
         assert len(got) == int(np.ceil((len(whole) - n) / hop)) + 1
@@ -63,7 +63,7 @@ def test_segment_features_are_each_window_s_own_log_mel_and_the_file_keeps_its_v
     mels = seg.features()
     for k, start in enumerate(seg.starts):
         at = int(start * 16000)
-        alone = PRE.log_mel(PRE._fit(wave[at : at + PRE.window_samples])[None])[0]
+        alone = PRE.log_mel(PRE.fit(wave[at : at + PRE.window_samples])[None])[0]
         assert np.abs(mels[k] - alone).max() < 1e-4  # batched BLAS may round differently
     seg.discard()
     assert not Path(seg.file).exists()
@@ -103,7 +103,8 @@ def test_silence_is_no_moment_but_a_silent_file_keeps_one(tmp_path: Path) -> Non
     wave[10 * rate : 11 * rate] = 0.3 * np.sin(2 * np.pi * 500 * np.arange(rate) / rate)
     sf.write(tmp_path / "gap.wav", wave, rate, subtype="FLOAT")
     seg = SegmentingAudio(PRE, str(tmp_path / "scratch")).write(tmp_path / "gap.wav")
-    assert seg.starts == [7.5, 10.0], "only the windows that hear the tone"
+    assert seg.starts == [7.5, 9.9, 10.0], "only the windows that hear the tone, and the tone alone"
+    assert seg.ends[1] == 11.1
     sf.write(tmp_path / "silent.wav", np.zeros(20 * rate, np.float32), rate, subtype="FLOAT")
     seg = SegmentingAudio(PRE, str(tmp_path / "scratch")).write(tmp_path / "silent.wav")
     assert seg.starts == [0.0] and seg.count == 1
@@ -134,3 +135,40 @@ def test_an_uploaded_aac_file_decodes_from_its_bytes(tmp_path: Path) -> None:
     data = write_m4a(tmp_path / "q.m4a", _wav(tmp_path / "q.wav", 3.0, 44100), rate=44100).read_bytes()
     windows, meta = PRE.process(data)
     assert windows.shape[0] == 1 and abs(meta["duration"] - 3.0) < 0.1
+
+
+def test_stretches_between_pauses_are_moments_of_their_own(tmp_path: Path) -> None:
+    """Sounds between pauses, fed in uneven pieces: each one up to a window long is cut out with
+    0.1 s on each side; a short gap (0.2 s) is no pause; too long or too short is no stretch;
+    steady noise has no pauses at all."""
+    from indexer.segments import Utterances
+
+    rate = 16000
+
+    def tone(seconds: float) -> np.ndarray:
+        return (0.3 * np.sin(2 * np.pi * 300 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+    def quiet(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * rate), np.float32)
+
+    def run(wave: np.ndarray) -> list[tuple[float, float]]:
+        found = Utterances(rate, 5.0)
+        out = []
+        for a in range(0, len(wave), 12_345):
+            out += found.feed(wave[a : a + 12_345])
+        out += found.finish()
+        for a, b, samples in out:
+            assert len(samples) == int(round((b - a) * rate))
+        return [(round(a, 2), round(b, 2)) for a, b, _ in out]
+
+    parts = [quiet(1), tone(1.5), quiet(0.5), tone(2.0), quiet(0.2), tone(1.0), quiet(1), tone(7), quiet(1), tone(0.2)]
+    assert run(np.concatenate([*parts, quiet(1)])) == [(0.9, 2.6), (2.9, 6.3)]
+    assert run(np.concatenate([quiet(1), tone(1.0)])) == [(0.9, 2.0)], "the stretch the stream ends in"
+    noise = (0.05 * np.random.default_rng(0).standard_normal(10 * rate)).astype(np.float32)
+    assert run(noise) == []
+    # Through a file: the tone's own segment, besides the windows.
+    sf.write(tmp_path / "talk.wav", np.concatenate([quiet(6), tone(1.5), quiet(6)]), rate, subtype="FLOAT")
+    seg = SegmentingAudio(PRE, str(tmp_path / "scratch")).write(tmp_path / "talk.wav")
+    assert (5.9, 7.6) in list(zip(seg.starts, seg.ends))
+    alone = SegmentingAudio(PRE, str(tmp_path / "scratch"), utterances=False).write(tmp_path / "talk.wav")
+    assert seg.count == alone.count + 1

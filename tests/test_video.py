@@ -115,11 +115,12 @@ def test_segmenting_a_video_writes_its_frames_and_soundtrack(tmp_path: Path) -> 
     assert meta == {"width": 96, "height": 64, "duration": pytest.approx(8.0, abs=0.1), "sample_rate": RATE}
     assert frames.modality == "image" and frames.starts == [0.0, 2.0, 4.0, 6.0] and frames.ends[:3] == [2.0, 4.0, 6.0]
     ref = _reference_frames(path)
-    pixels = frames.features()
+    crops = frames.features()
+    assert crops.dtype == np.uint8 and crops.shape == (4, 64, 64, 3)
     for k in range(4):  # each frame through the image preprocessor, as an image file would go
-        assert np.array_equal(pixels[k], IMAGE.from_rgb(Image.fromarray(ref[2.0 * k])))
-    # Silence is no moment: the windows that hear the tone (3-6 s) only.
-    assert sound.modality == "audio" and sound.starts == [0.0, 2.5, 5.0]
+        assert np.array_equal(IMAGE.normalize(crops[k : k + 1])[0], IMAGE.from_rgb(Image.fromarray(ref[2.0 * k])))
+    # Silence is no moment: the windows that hear the tone (3-6 s) only, and the tone alone.
+    assert sound.modality == "audio" and sound.starts == [0.0, 2.5, 2.9, 5.0] and sound.ends[2] == 6.1
     for seg in (frames, sound):
         seg.discard()
     assert not os.listdir(tmp_path / "scratch")
@@ -182,12 +183,19 @@ def test_a_truncated_video_keeps_what_decoded_and_says_so(tmp_path: Path, caplog
         SegmentingVideo(IMAGE, AUDIO, str(tmp_path / "scratch")).process(cut_mp4)
 
 
-def test_frames_stop_at_the_limit_of_segments_and_say_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = write_video(tmp_path / "long.mp4", _pictures(6), seconds_each=2.0)
+@pytest.mark.parametrize("gop", [None, 50])
+def test_frames_stop_at_the_limit_of_segments_and_say_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, gop: int | None
+) -> None:
+    """The first slots are kept, whichever pass finds their frames, and the log says from when on
+    the frames are not indexed."""
+    path = write_video(tmp_path / "long.mp4", _pictures(6), seconds_each=2.0, gop=gop)
     with caplog.at_level(logging.WARNING):
         _, meta = SegmentingVideo(IMAGE, None, str(tmp_path / "scratch"), max_segments=3).process(path)
     (frames,) = meta[SEGMENTS_KEY]
-    assert frames.count == 3 and frames.truncated and "more than 3 segments" in caplog.text
+    assert frames.count == 3 and frames.truncated and sorted(frames.starts) == [0.0, 2.0, 4.0]
+    assert "more than 3 segments; the frames after 6 s are not indexed" in caplog.text
+    assert meta["duration"] == pytest.approx(12.0, abs=0.1)
     frames.discard()
 
 
@@ -340,3 +348,89 @@ def test_a_new_frame_interval_embeds_the_videos_again_and_is_kept(tiny, videos: 
     again = index_folder(root, tiny, IndexOptions(workers=1))  # not given: as the index was built
     assert again.updated == 0 and again.unchanged == 2 and len(frames()) == 18
     assert json.loads((root / ".xmr" / "manifest.json").read_text())["options"]["frame_seconds"] == 1.0
+
+
+VIDEO_CHILD = """
+import sys, indexer, retrieval
+enc = retrieval.create_model("xmr-tiny", device="cpu")
+root, frame_seconds = sys.argv[1], sys.argv[2]
+every = float(frame_seconds) if frame_seconds else None
+opts = indexer.IndexOptions(workers=1, checkpoint_items=1, frame_seconds=every)
+indexer.index_folder(root, enc, opts)
+"""
+
+
+def _index_child(root: Path, crash: str = "", frame_seconds: str = "") -> int:
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", VIDEO_CHILD, str(root), frame_seconds],
+        cwd=repo,
+        env={**os.environ, "XMR_CRASH_AT": crash, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode in (0, -signal.SIGKILL), done.stderr
+    return done.returncode
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [
+        "shard-written:1",  # a new video's frames' vector written, its soundtrack's and its rows not
+        "shard-written:3",  # its segments' shards too, rows not committed
+        "rows-committed:2",  # after the second video's commit
+    ],
+)
+def test_a_kill_while_indexing_videos_ends_equal_to_a_clean_run(tiny, videos: dict, crash: str) -> None:
+    """Killed in the windows between a video's four shard writes and its rows, then run again:
+    the same videos, moments and vectors as an index made in one go."""
+    from indexer.check import check_index
+
+    root = videos["root"]
+    write_video(root / "third.mkv", videos["pictures"][3:5], seconds_each=2.0, wave=_tone(4.0, 330))
+    assert _index_child(root, crash=crash) != 0
+    assert _index_child(root) == 0
+    report = check_index(root / ".xmr")
+    assert report.ok, report.problems
+    got = _segments(root)
+    clean = videos["root"].parent / "clean"
+    shutil.copytree(root, clean, ignore=shutil.ignore_patterns(".xmr"))
+    index_folder(clean, tiny, IndexOptions(workers=1))
+    assert [r[:4] for r in got] == [r[:4] for r in _segments(clean)]
+    with Engine.open(root, model=tiny) as a, Engine.open(clean, model=tiny) as b:
+        for track in ("image", "audio"):
+            assert a.shards(track).ntotal == b.shards(track).ntotal == (3 if track == "image" else 2)
+            for hit in b.search(vector=np.ones(tiny.embed_dim), to=track, k=5):
+                twin = a.search(vector=b.vector(hit.file_id) if track == "image" else _own(b, hit), to=track, k=1)
+                assert twin[0].path.replace(str(root), "") == hit.path.replace(str(clean), "")
+                assert twin[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def _own(engine: Engine, hit) -> np.ndarray:  # noqa: ANN001 - a Hit
+    return engine.shards("audio").reconstruct(np.array([hit.file_id]))[0]
+
+
+SPANS = """SELECT item_id, max("end" - "start") FROM segments WHERE modality = 'image' GROUP BY 1"""
+
+
+def test_a_frame_interval_change_cut_short_is_finished_by_the_next_run(tiny, videos: dict) -> None:
+    root = videos["root"]
+    write_video(root / "third.mkv", videos["pictures"][3:5], seconds_each=2.0)
+    assert _index_child(root) == 0
+    assert _index_child(root, crash="rows-committed:1", frame_seconds="1.0") != 0  # one video redone, then killed
+    with sqlite3.connect(root / ".xmr" / "items.db") as db:
+        spans = dict(db.execute(SPANS))
+    assert sorted(spans.values()) == [1.0, 2.0, 2.0]
+    assert _index_child(root) == 0  # no --frame-seconds: the change asked for is finished
+    with sqlite3.connect(root / ".xmr" / "items.db") as db:
+        spans = dict(db.execute(SPANS))
+    assert sorted(spans.values()) == [1.0, 1.0, 1.0]
+    manifest = json.loads((root / ".xmr" / "manifest.json").read_text())
+    assert manifest["options"]["frame_seconds"] == 1.0 and "reframing" not in manifest
+    summary = index_folder(root, tiny, IndexOptions(workers=1))
+    assert summary.updated == 0 and summary.unchanged == 3

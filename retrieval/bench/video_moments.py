@@ -58,13 +58,14 @@ def speak(text: str, folder: Path, voice: str = "en-us") -> np.ndarray:
 
 
 def _canvas(path: str) -> np.ndarray:
-    """A picture fitted into the frame, on white."""
+    """A picture scaled to fit the frame, on white."""
     from PIL import Image
 
     from ..image import open_image
 
     img = open_image(path)
-    img.thumbnail(SIZE, Image.BICUBIC)
+    scale = min(SIZE[0] / img.width, SIZE[1] / img.height)  # up or down: the picture fills the frame
+    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BICUBIC)
     canvas = Image.new("RGB", SIZE, (255, 255, 255))
     canvas.paste(img, ((SIZE[0] - img.width) // 2, (SIZE[1] - img.height) // 2))
     return np.asarray(canvas)
