@@ -10,6 +10,7 @@ is not yet committed are left out, so a search sees the last complete state.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -282,14 +283,19 @@ class Engine:
             return self._hit(0, 0.0, row, segment=segment) if row is not None and row.status == INDEXED else None
         return self._hit(0, 0.0, row) if row is not None and row.status == INDEXED else None
 
-    def vector(self, item_id: int) -> np.ndarray:
-        """The stored vector of an indexed item ("more like this").
+    def vector(self, item_id: int, track: str | None = None) -> np.ndarray:
+        """The stored vector of an indexed item ("more like this"). A video has two: its frames'
+        (``track="image"``, the default when it has frames) and its soundtrack's (``"audio"``).
 
         Raises:
-            QueryError: no such indexed item.
+            QueryError: no such indexed item, or a track it lacks.
         """
+        if track not in (None, "image", "audio"):
+            raise QueryError(f"track must be image or audio, not {track!r}")
         hit = self.item(item_id)
         shards = None
+        if hit is not None and track is not None and hit.modality == VIDEO and hit.start is None:
+            hit = dataclasses.replace(hit, track=track)
         if hit is not None:
             moment = hit.start is not None
             # A video's own vector: its frames' (its soundtrack's when it has no frames).
@@ -299,7 +305,10 @@ class Engine:
             shards = self.index.segment_shards(kind) if moment else self.shards(kind)
         if hit is None or shards is None:
             raise QueryError(f"no indexed item with id {item_id}")
-        return shards.reconstruct(np.array([hit.id], dtype=np.int64))[0]
+        try:
+            return shards.reconstruct(np.array([hit.id], dtype=np.int64))[0]
+        except (KeyError, RuntimeError):  # a video without that track
+            raise QueryError(f"item {item_id} has no {track} vector") from None
 
     # --- facts ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -271,7 +271,12 @@ def test_doctor_fix_replays_the_options_the_index_was_built_with(tmp_path: Path,
     labels = write_text(tmp_path / "labels.txt", "a dog\na cat\n")
     run(root, tiny, db_url=db_url, exclude=["private/*"], texts=[str(labels)])
     manifest = read_manifest(Layout(root / ".xmr"))
-    assert manifest["options"] == {"exclude": ["private/*"], "texts": [str(labels)], "links": "inside"}
+    assert manifest["options"] == {
+        "exclude": ["private/*"],
+        "texts": [str(labels)],
+        "links": "inside",
+        "frame_seconds": 2.0,
+    }
     for shard in ("image-00000.faiss", "text-00000.faiss"):
         path = root / ".xmr/shards" / shard
         path.write_bytes(path.read_bytes()[:64])

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import write_video
 from PIL import Image
 
 from indexer import IndexOptions, index_folder
@@ -23,6 +22,8 @@ from indexer.video import Frames, SegmentingVideo, VideoDecodeError, sample_fram
 from retrieval import Engine
 from retrieval.audio import AudioPreprocessor
 from retrieval.image import ImagePreprocessor
+from retrieval.query import QueryError
+from tests.helpers import write_video
 
 RATE = 16_000
 IMAGE = ImagePreprocessor(64)
@@ -249,7 +250,14 @@ def test_videos_index_with_their_moments_and_file_vectors_are_the_means(tiny, vi
             own = engine.shards(track).reconstruct(np.array([film.file_id]))[0]
             assert np.allclose(own, mean / np.linalg.norm(mean), atol=1e-5)
         assert engine.shards("audio").ntotal == 1, "the mute video has no audio vector"
-        assert engine.vector(film.file_id).shape == (tiny.embed_dim,)
+        assert np.array_equal(
+            engine.vector(film.file_id), engine.shards("image").reconstruct(np.array([film.file_id]))[0]
+        )
+        sound = engine.vector(film.file_id, track="audio")
+        assert np.array_equal(sound, engine.shards("audio").reconstruct(np.array([film.file_id]))[0])
+        mute = next(h for h in engine.search(vector=np.ones(tiny.embed_dim), to="image", k=5) if "mute" in h.path)
+        with pytest.raises(QueryError, match="has no audio vector"):
+            engine.vector(mute.file_id, track="audio")
 
 
 def test_an_image_finds_the_frame_and_a_sound_finds_the_soundtrack_moment(tiny, videos: dict) -> None:
@@ -434,3 +442,31 @@ def test_a_frame_interval_change_cut_short_is_finished_by_the_next_run(tiny, vid
     assert manifest["options"]["frame_seconds"] == 1.0 and "reframing" not in manifest
     summary = index_folder(root, tiny, IndexOptions(workers=1))
     assert summary.updated == 0 and summary.unchanged == 3
+
+
+def test_the_http_api_groups_video_hits_by_track_and_likes_either(tiny, videos: dict) -> None:
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from retrieval.server.app import create_app
+
+    root = videos["root"]
+    index_folder(root, tiny, IndexOptions(workers=1))
+    engine = Engine.open(root, model=tiny)
+    with TestClient(create_app(engine)) as client:
+        upload = {"image": ("p.png", videos["picture"].read_bytes())}
+        results = client.post("/api/v1/search", data={"to": "all", "k": "3"}, files=upload).json()["results"]
+        top = results["image"][0]
+        assert top["modality"] == "video" and top["track"] == "image" and (top["start"], top["end"]) == (6.0, 8.0)
+        assert top["media_url"] == f"/api/v1/items/{top['file_id']}/media" and top["thumbnail_url"] is None
+        assert all(h["track"] == "audio" for h in results["audio"]), "a soundtrack hit is among the audio"
+        media = client.get(top["media_url"])
+        assert media.headers["content-type"] == "video/mp4" and media.content == (root / "film.mp4").read_bytes()
+        film = top["file_id"]
+        for track in ("image", "audio"):
+            liked = client.post("/api/v1/search", data={"like": str(film), "like_track": track, "to": track, "k": "1"})
+            (same,) = liked.json()["results"][track]
+            assert same["file_id"] == film and same["score"] == pytest.approx(1.0, abs=1e-5)
+        bad = client.post("/api/v1/search", data={"like": str(film), "like_track": "smell"})
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "like_track"
+    engine.close()

@@ -163,6 +163,9 @@ def create_app(
                 fields.setdefault(name, []).append(str(value))
         weights = {m: fields.pop(f"{m}_weight", [None])[0] for m in ("image", "audio", "like")}
         like = fields.pop("like", [None])[0]
+        like_track = fields.pop("like_track", [None])[0]
+        if like_track not in (None, "image", "audio"):
+            raise ApiError(400, "bad_parameter", f"like_track: {like_track!r} is not image or audio", "like_track")
         params = parse_search(fields)
         parts: dict[str, Any] = {}
         for modality, upload in uploads.items():
@@ -173,7 +176,7 @@ def create_app(
                 item_id = int(like)
             except ValueError:
                 raise ApiError(400, "bad_parameter", f"like: {like!r} is not an item id", "like") from None
-            vector = await blocking(_vector, engine, item_id)
+            vector = await blocking(_vector, engine, item_id, like_track)
             if vector is None:
                 raise ApiError(404, "unknown_item", f"like: no indexed item with id {like}", "like")
             parts["vector"] = _with_weight(vector, weights["like"], "like")
@@ -296,9 +299,9 @@ def _check_upload(data: bytes, modality: str) -> bytes:
     return data
 
 
-def _vector(engine: Engine, item_id: int) -> Any:
+def _vector(engine: Engine, item_id: int, track: str | None = None) -> Any:
     try:
-        return engine.vector(item_id) if 0 <= item_id < 2**63 else None
+        return engine.vector(item_id, track) if 0 <= item_id < 2**63 else None
     except QueryError:
         return None
 

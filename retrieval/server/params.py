@@ -102,6 +102,7 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
         "min_duration",
         "max_duration",
         "like",
+        "like_track",
         "image_weight",
         "audio_weight",
         "like_weight",

@@ -8,7 +8,7 @@ const LABELS = { image: "Images", audio: "Audio", text: "Text" };
 const FILTERS = ["ext", "path", "after", "before", "min_size", "max_size", "min_duration", "max_duration"];
 
 const state = {
-  q: "", to: "all", filters: {}, upload: null, like: null,
+  q: "", to: "all", filters: {}, upload: null, like: null, likeTrack: null,
   hits: { image: [], audio: [], text: [] }, offset: 0, done: false, busy: false, order: [], current: -1,
 };
 
@@ -46,6 +46,7 @@ async function api(offset) {
     const body = new FormData();
     if (state.upload) body.append(state.upload.kind, state.upload.file, state.upload.file.name || state.upload.kind);
     if (state.like !== null) body.append("like", state.like);
+    if (state.like !== null && state.likeTrack) body.append("like_track", state.likeTrack);
     response = await fetch("/api/v1/search?" + p, { method: "POST", body });
   } else {
     response = await fetch("/api/v1/search?" + p);
@@ -200,6 +201,7 @@ function hideDetail() {
 function moreLike(hit) {
   hideDetail();
   state.like = hit.id;
+  state.likeTrack = hit.track || null;  // a video: like what matched, its frames or its soundtrack
   state.upload = null;
   state.q = "";
   $("#q").value = "";
