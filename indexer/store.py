@@ -135,10 +135,15 @@ class Store:
 
     def _create_schema(self) -> None:
         """Create what is missing, once even when several indexers open a new database at the
-        same moment (PostgreSQL: under an advisory lock; SQLite: a lost race is tried again)."""
+        same moment (PostgreSQL: under an advisory lock; SQLite: a lost race is tried again, and
+        each try gets further: pysqlite runs each CREATE on its own, so two creators interleave
+        table by table, and a busy machine can lose several rounds)."""
+        import random
+        import time
+
         from .migrate import LOCK_KEY
 
-        for attempt in range(3):
+        for attempt in range(10):
             try:
                 with self.engine.begin() as conn:
                     if self.engine.dialect.name == "postgresql":
@@ -148,8 +153,9 @@ class Store:
                         conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
             except (OperationalError, IntegrityError, ProgrammingError):
-                if attempt == 2:
+                if attempt == 9:
                     raise
+                time.sleep(random.uniform(0.01, 0.1))
 
     def _version(self) -> int | None:
         with Session(self.engine) as s:
