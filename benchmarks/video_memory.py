@@ -1,7 +1,8 @@
 """Memory and speed of cutting a video into moments (what a decode worker does): peak RSS of a
 fresh process running ``SegmentingVideo.process`` (frames every 2 s and the soundtrack's
 windows, to scratch files; no model) on 1280x720 30 fps H.264 videos of growing length, against
-the same process before it starts. Flat peaks mean the video is streamed, never held whole.
+the same process before it starts, and on a 30-minute AAC soundtrack alone (the sound path,
+longer). Flat peaks mean the file is streamed, never held whole.
 
     python benchmarks/video_memory.py [--minutes 0.5 10]   # writes results/video_memory.json
 
@@ -37,6 +38,37 @@ def video(minutes: float) -> Path:
     return cached
 
 
+def soundtrack(minutes: float) -> Path:
+    """A stereo 44.1 kHz AAC .m4a of ``minutes`` (sound alone: the soundtrack path, longer)."""
+    import av
+    import numpy as np
+
+    from retrieval.encoder import cache_dir
+
+    cached = Path(cache_dir()) / "bench" / f"tones-aac-{minutes:g}min.m4a"
+    if cached.exists():
+        return cached
+    partial = cached.with_suffix(".partial.m4a")
+    rate, pts = 44100, 0
+    rng = np.random.default_rng(0)
+    with av.open(str(partial), "w") as out:
+        stream = out.add_stream("aac", rate=rate, layout="stereo")
+        while pts < minutes * 60 * rate:
+            t = (np.arange(1024) + pts) / rate
+            tone = 0.2 * np.sin(2 * np.pi * (220 + (pts // rate) % 12 * 40) * t) + 0.05 * rng.standard_normal(1024)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(np.tile(tone.astype(np.float32)[None], (2, 1))), format="fltp", layout="stereo"
+            )
+            frame.sample_rate, frame.pts = rate, pts
+            pts += 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    os.replace(partial, cached)
+    return cached
+
+
 def child(path: str) -> None:
     """Runs in a fresh process: RSS before and at peak, in MiB."""
     from indexer.video import SegmentingVideo
@@ -62,6 +94,7 @@ def child(path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[0.5, 10.0])
+    parser.add_argument("--m4a-minutes", type=float, nargs="*", default=[30.0], help="sound-only files, longer")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -71,13 +104,13 @@ def main() -> None:
     from retrieval.bench.report import machine_info
 
     rows = []
-    for minutes in args.minutes:
-        path = video(minutes)
+    for minutes, path in [(m, video(m)) for m in args.minutes] + [(m, soundtrack(m)) for m in args.m4a_minutes]:
         done = subprocess.run(
             [sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, check=True, cwd=ROOT
         )
         got = json.loads(done.stdout.strip().splitlines()[-1])
         row = {
+            "file": path.name,
             "minutes": minutes,
             "size_mb": round(path.stat().st_size / 1e6, 1),
             "frames": got.get("image", 0),

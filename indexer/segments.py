@@ -1,4 +1,5 @@
-"""Moments of long audio: every window of a file, embedded on its own (issue 21, in progress).
+"""Moments of long audio (and of a video's soundtrack): every window of a file, and every
+stretch of sound between pauses, embedded on its own.
 
 A decode worker runs :class:`SegmentingAudio` in place of the model's audio preprocessor: it
 returns what the preprocessor returns (the file's own windows, so the file-level vector keeps

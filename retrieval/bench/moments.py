@@ -11,7 +11,10 @@ indexed; each caption is then a text query (``to="audio"``). Reported:
   accuracy is held against: goal >= 0.9x);
 * speed: a one-hour recording made of the same clips indexed alone, as times real time.
 
-Run: ``xmr bench moments MANIFEST... [--model xmr-mini] [--files 10] [--clips 20]``.
+Video (``--images MANIFEST``): pictures with their captions spoken, in H.264 videos; see
+:mod:`retrieval.bench.video_moments`.
+
+Run: ``xmr bench moments [MANIFEST...] [--model xmr-mini] [--files 10] [--clips 20] [--images MANIFEST]``.
 """
 
 from __future__ import annotations
