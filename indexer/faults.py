@@ -4,7 +4,9 @@ killer would at that moment. Unset (always, outside the tests), a point costs on
 
 Points: ``index-registered`` (the index's row claimed in the database, the manifest not yet
 written), ``shard-written`` (a shard file renamed into place; its SQL rows not yet committed,
-other shards of the same checkpoint maybe not yet written), ``rows-committed`` (a checkpoint's
+other shards of the same checkpoint maybe not yet written), ``shard-merged`` (a shard's next
+base written, holding its deltas; the base and deltas it replaces not yet removed),
+``rows-committed`` (a checkpoint's
 rows committed), ``rebuild-rows-deleted`` (a rebuild's rows gone, its shards not yet),
 ``rebuild-wiped`` (rows and shards gone, the new manifest not yet written).
 """

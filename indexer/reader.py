@@ -18,7 +18,7 @@ import numpy as np
 from .constants import MODALITIES, VIDEO
 from .layout import IndexNotFoundError, Layout, read_manifest
 from .paths import unescape_path
-from .shards import ShardSet, faiss_build
+from .shards import ShardSet, faiss_build, part_of
 from .sqlite_rows import SqliteRows
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,14 @@ class IndexReader:
         """The memory-mapped shards of ``modality`` (None when it has none yet), reloaded when
         an indexer has replaced a shard file since the last call."""
         probe = ShardSet(self.layout.shards, modality, self.dim, self.manifest.get("index_type", "Flat"))
-        paths = probe.existing_paths()
-        signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.exists())
+        for attempt in range(5):  # an indexer merging shard files may remove one as it is listed
+            paths = probe.existing_paths()
+            try:
+                signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
         cached = self._shards.get(modality)
         if cached is None or cached[0] != signature:
             if not paths:
@@ -132,10 +138,10 @@ class IndexReader:
             "index_type": self.manifest.get("index_type"),
             "shard_size": self.manifest.get("shard_size"),
             "counts": self.counts(),
-            "shards": {m: len([p for p in shard_files if _shard_of(p.name, m)]) for m in self.modalities},
+            "shards": {m: _shards_of([p.name for p in shard_files], m) for m in self.modalities},
             "segments": self.segment_counts(),
             "bytes": {
-                "shards": sum(p.stat().st_size for p in shard_files),
+                "shards": sum(_size(p) for p in shard_files),
                 "database": db.stat().st_size if db.exists() else None,
             },
             "database": self.store.safe_url,
@@ -169,7 +175,15 @@ class IndexReader:
         self.close()
 
 
-def _shard_of(name: str, modality: str) -> bool:
-    """Whether file ``name`` is one of ``modality``'s own shards (not its template or segments)."""
-    rest = name.removeprefix(modality + "-")
-    return rest != name and rest[:5].isdigit() and rest.endswith(".faiss")
+def _shards_of(names: list[str], modality: str) -> int:
+    """How many shards of ``modality``'s own (not its template or segments) the files make (a
+    shard's base and its deltas are one)."""
+    return len({part[0] for part in (part_of(name, modality) for name in names) if part is not None})
+
+
+def _size(path: Path) -> int:
+    """A file's size, 0 when an indexer merging shard files removed it since it was listed."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -156,9 +156,41 @@ def flat_vectors(index) -> np.ndarray | None:
     ``Flat`` index, or None for any other index type. Valid while ``index`` lives."""
     faiss = faiss_module()
     base = faiss.downcast_index(index.index)
-    if type(base) is not faiss.IndexFlatIP or base.ntotal == 0:
+    if not isinstance(base, faiss.IndexFlat) or base.metric_type != faiss.METRIC_INNER_PRODUCT or base.ntotal == 0:
         return None
     return faiss.rev_swig_ptr(base.get_xb(), base.ntotal * base.d).reshape(base.ntotal, base.d)
+
+
+def _merge_into(into, other) -> None:  # noqa: ANN001 - IndexIDMap2 each
+    """Move a delta's vectors into its base, by kind: flat vectors added (FAISS will not merge
+    an IndexFlat into the IndexFlatIP a file reads back as), IVF lists moved with their ids
+    offset, other flat codes (SQ, PQ) appended."""
+    faiss = faiss_module()
+    if other.ntotal == 0:
+        return
+    vectors = flat_vectors(other)
+    if vectors is not None:
+        into.add_with_ids(np.array(vectors), shard_ids(other))
+    elif isinstance(faiss.downcast_index(other.index), faiss.IndexIVF):
+        _merge_ivf(into, other)
+    else:
+        into.merge_from(other)
+
+
+def _merge_ivf(into, other) -> None:  # noqa: ANN001 - IndexIDMap2 over an IVF index, each
+    """Move ``other``'s vectors into ``into`` without re-encoding them. Not through
+    ``IndexIDMap2.merge_from``: it merges the inner IVFs without offsetting the delta's internal
+    numbers, so its vectors would answer to the base's first ids."""
+    faiss = faiss_module()
+    inner, theirs = faiss.downcast_index(into.index), faiss.downcast_index(other.index)
+    ids = np.concatenate([shard_ids(into), shard_ids(other)])
+    for ivf in (inner, theirs):
+        if isinstance(ivf, faiss.IndexIVF):
+            ivf.make_direct_map(False)  # merging with a direct map is not implemented
+    inner.merge_from(theirs, inner.ntotal)
+    faiss.copy_array_to_vector(ids, into.id_map)
+    into.ntotal = inner.ntotal
+    into.construct_rev_map()
 
 
 def _with_selector(selector, params):  # noqa: ANN001, ANN202
@@ -184,8 +216,32 @@ def shard_ids(index) -> np.ndarray:
     return faiss.vector_to_array(index.id_map).astype(np.int64) if index.ntotal else np.zeros(0, np.int64)
 
 
+_PART = r"-(\d{5})(?:\.g(\d{4,}))?(?:\.d(\d{4,}))?\.faiss$"
+MERGE_RATIO = 2  # a shard's deltas are merged into its base once they hold twice its vectors...
+MAX_DELTAS = 32  # ...or there are this many
+
+
+def part_of(name: str, modality: str) -> tuple[int, int, int] | None:
+    """(shard number, generation, delta number; 0 for the base) of a file of ``modality``'s
+    shards, or None for any other file (its template, another modality's, segment shards)."""
+    found = re.fullmatch(re.escape(modality) + _PART, name)
+    if found is None:
+        return None
+    return int(found.group(1)), int(found.group(2) or 0), int(found.group(3) or 0)
+
+
 class ShardSet:
-    """The shards of one modality in ``folder`` (files ``<modality>-NNNNN.faiss``)."""
+    """The shards of one modality in ``folder``: at most ``shard_size`` vectors a shard.
+
+    A shard on disk is a *base* file (``<modality>-NNNNN.faiss``; ``.gGGGG`` once merged) and
+    the *deltas* a checkpoint adds beside it (``...dDDDD.faiss``), so that a checkpoint writes
+    the vectors it adds, not the whole shard again. Once a shard's deltas hold ``MERGE_RATIO``
+    times its base's vectors (or number ``MAX_DELTAS``), base and deltas are merged into the
+    next generation's base: written whole under its new name first, the old files removed
+    after, so a kill between the two leaves files that :meth:`load` recognises as merged (a
+    lower generation than the newest base) and drops. Index types whose shards cannot be merged
+    (HNSW) rewrite their shard at each checkpoint, as before. Every part is searched.
+    """
 
     def __init__(self, folder: Path, modality: str, dim: int, factory: str = "Flat", shard_size: int = 250_000) -> None:
         self.folder = Path(folder)
@@ -193,32 +249,73 @@ class ShardSet:
         self.dim = dim
         self.factory = factory
         self.shard_size = shard_size
-        self.shards: list = []
+        self.shards: list = []  # every part (bases and deltas), searched alike
         self.paths: list[Path] = []
-        self.dirty: set[int] = set()
+        self.parts: list[tuple[int, int, int]] = []  # (shard number, generation, delta number) of each
+        self.dirty: set[int] = set()  # parts to write
+        self.open_delta: int | None = None  # the part this checkpoint's new vectors go to
+        self.stale: list[Path] = []  # files to remove at the next flush (merged, or emptied deltas)
         self._untrained: list[tuple[np.ndarray, np.ndarray]] = []
         self._template = None
         self._views: dict[
             int, tuple[np.ndarray, np.ndarray] | bool
-        ] = {}  # shard number -> (vectors, ids); False: not flat
+        ] = {}  # part number -> (vectors, ids); False: not flat
         self._searches: dict[int, int] = {}
         self._cpu_shards: list | None = None  # on the GPU: the CPU copies, the fallback
 
     # --- files ---------------------------------------------------------------------------
-    def shard_path(self, n: int) -> Path:
-        return self.folder / f"{self.modality}-{n:05d}.faiss"
+    def shard_path(self, n: int, generation: int = 0, delta: int = 0) -> Path:
+        name = f"{self.modality}-{n:05d}"
+        name += f".g{generation:04d}" if generation else ""
+        name += f".d{delta:04d}" if delta else ""
+        return self.folder / f"{name}.faiss"
 
     @property
     def template_path(self) -> Path:
         return self.folder / f"{self.modality}-trained.faiss"
 
     def existing_paths(self) -> list[Path]:
-        pattern = re.compile(rf"{re.escape(self.modality)}-(\d{{5}})\.faiss$")
-        return sorted(p for p in self.folder.glob(f"{self.modality}-*.faiss") if pattern.match(p.name))
+        """The files of the current parts (not those a merge left behind), in order."""
+        return [self.shard_path(*part) for part in self._current(self._listed())]
+
+    def _listed(self) -> list[tuple[int, int, int]]:
+        if not self.folder.is_dir():
+            return []
+        return [p for p in (part_of(f.name, self.modality) for f in self.folder.iterdir()) if p is not None]
+
+    @staticmethod
+    def _current(parts: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """Each shard's newest generation that has a base (its deltas with it); lower ones are
+        what a merge replaced."""
+        bases: dict[int, int] = {}
+        newest: dict[int, int] = {}
+        for n, g, d in parts:
+            newest[n] = max(newest.get(n, g), g)
+            if d == 0:
+                bases[n] = max(bases.get(n, g), g)
+        chosen = {n: bases.get(n, g) for n, g in newest.items()}
+        return sorted(p for p in parts if p[1] == chosen[p[0]])
 
     def load(self, mmap: bool = False) -> "ShardSet":
-        self.paths = self.existing_paths()
-        self.shards = [read_index(p, mmap) for p in self.paths]
+        """Read the current parts; files a merge left behind are removed (not when ``mmap``:
+        readers leave the folder as they find it). A file removed while being listed (an
+        indexer merging at that moment) makes the listing start again."""
+        for attempt in range(5):
+            listed = self._listed()
+            current = self._current(listed)
+            try:
+                shards = [read_index(self.shard_path(*p), mmap) for p in current]
+                break
+            except ShardError:
+                if attempt == 4 or all(self.shard_path(*p).exists() for p in current):
+                    raise
+        self.parts = current
+        self.paths = [self.shard_path(*p) for p in current]
+        self.shards = shards
+        if not mmap:
+            for stale in sorted(set(listed) - set(current)):
+                log.info("removing %s, merged into a newer shard file", self.shard_path(*stale).name)
+                _unlink_quietly(str(self.shard_path(*stale)))
         for shard in self.shards:
             set_search_defaults(shard)
         for path, shard in zip(self.paths, self.shards):
@@ -227,14 +324,55 @@ class ShardSet:
         return self
 
     def flush(self) -> None:
-        """Write every changed shard (atomically), training first if needed."""
+        """Write every changed part (atomically), training first if needed; merge the deltas of
+        a shard that has enough of them; then remove the files that are no longer parts."""
         if self._untrained:
             self._train_and_add()
         self.folder.mkdir(parents=True, exist_ok=True)
-        for n in sorted(self.dirty):
-            write_atomic(self.shards[n], self.paths[n])
+        for k in sorted(self.dirty):
+            write_atomic(self.shards[k], self.paths[k])
             crash_point("shard-written")
         self.dirty.clear()
+        self.open_delta = None
+        self._drop_empty_deltas()
+        for n in sorted({p[0] for p in self.parts}):
+            self._maybe_merge(n)
+        for path in self.stale:
+            _unlink_quietly(str(path))
+        self.stale = []
+
+    def _drop_empty_deltas(self) -> None:
+        """Deltas that removals emptied: their files go, and they stop counting as parts."""
+        for k in reversed(range(len(self.parts))):
+            if self.parts[k][2] and self.shards[k].ntotal == 0:
+                self.stale.append(self.paths[k])
+                del self.parts[k], self.paths[k], self.shards[k]
+                self._views.clear()
+                self._searches.clear()
+
+    def _maybe_merge(self, n: int) -> None:
+        """Merge shard ``n``'s deltas into its next base when they outgrow it or are too many (a
+        full shard keeps the few it has: merging it once more would write it whole again)."""
+        mine = [k for k, p in enumerate(self.parts) if p[0] == n]
+        base, deltas = mine[0], mine[1:]
+        if not deltas or self.parts[base][2]:
+            return
+        in_deltas = sum(self.shards[k].ntotal for k in deltas)
+        if in_deltas < MERGE_RATIO * max(1, self.shards[base].ntotal) and len(deltas) < MAX_DELTAS:
+            return
+        merged = self.shards[base]
+        for k in deltas:
+            _merge_into(merged, self.shards[k])
+        _, generation, _ = self.parts[base]
+        path = self.shard_path(n, generation + 1)
+        write_atomic(merged, path)  # first the merged base; a kill now leaves the old files behind it
+        crash_point("shard-merged")
+        self.stale += [self.paths[k] for k in mine]
+        self.parts[base], self.paths[base] = (n, generation + 1, 0), path
+        for k in reversed(deltas):
+            del self.parts[k], self.paths[k], self.shards[k]
+        self._views.clear()
+        self._searches.clear()
 
     # --- contents ------------------------------------------------------------------------
     @property
@@ -245,10 +383,20 @@ class ShardSet:
         parts = [shard_ids(s) for s in self.shards] + [i for _, i in self._untrained]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
-    def _new_shard(self):
+    def _empty(self):
         faiss = faiss_module()
         if self._template is None and self.template_path.exists():
             self._template = read_index(self.template_path)
+        if self._template is None and self.needs_training() is False and self.shards:
+            first = faiss.downcast_index(self.shards[0].index)
+            if not faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT).is_trained:
+                # The trained template is gone (set aside as damaged): an empty copy of a shard's
+                # trained index stands in, and is saved as the template again.
+                log.warning("%s is missing: rebuilt from shard %s", self.template_path.name, self.paths[0].name)
+                template = faiss.clone_index(first)
+                template.reset()
+                write_atomic(template, self.template_path)
+                self._template = template
         if self._template is not None:
             base = faiss.clone_index(self._template)
         else:
@@ -256,15 +404,47 @@ class ShardSet:
         index = faiss.IndexIDMap2(base)
         index.own_fields = True
         base.this.disown()
-        n = len(self.shards)
-        self.shards.append(index)
-        self.paths.append(
-            self.shard_path(
-                len(self.existing_paths()) if not self.paths else int(self.paths[-1].stem.rsplit("-", 1)[1]) + 1
-            )
-        )
-        self.dirty.add(n)
         return index
+
+    def _mergeable(self, index) -> bool:
+        """Whether ``index``'s type takes deltas: those whose parts merge without re-encoding
+        (flat codes, and the IVF kinds whose lists hold plain codes; not fast-scan, whose
+        packed lists a merge would corrupt, nor HNSW or pre-transformed indexes)."""
+        faiss = faiss_module()
+        inner = faiss.downcast_index(index.index)
+        if type(inner) in (faiss.IndexIVFFlat, faiss.IndexIVFPQ, faiss.IndexIVFScalarQuantizer):
+            return (
+                isinstance(inner.invlists, faiss.ArrayInvertedLists)
+                or type(faiss.downcast_InvertedLists(inner.invlists)) is faiss.ArrayInvertedLists
+            )
+        return type(inner) in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexScalarQuantizer, faiss.IndexPQ)
+
+    def _part_for_adding(self) -> int:
+        """The part new vectors go to: this checkpoint's delta of the last shard; the base itself
+        when it is new or rewritten anyway at this checkpoint, or of a type that cannot merge;
+        a new shard's base when the last is full."""
+        if self.open_delta is not None and self._shard_count(self.parts[self.open_delta][0]) < self.shard_size:
+            return self.open_delta
+        last = self.parts[-1][0] if self.parts else None
+        if last is None or self._shard_count(last) >= self.shard_size:
+            number = last + 1 if last is not None else max([p[0] + 1 for p in self._listed()], default=0)
+            return self._append_part((number, 0, 0))
+        base = next(k for k, p in enumerate(self.parts) if p[0] == last)
+        if base in self.dirty or not self._mergeable(self.shards[base]):
+            return base
+        _, generation, _ = self.parts[base]
+        delta = max(p[2] for p in self.parts if p[0] == last) + 1
+        self.open_delta = self._append_part((last, generation, delta))
+        return self.open_delta
+
+    def _append_part(self, part: tuple[int, int, int]) -> int:
+        self.shards.append(self._empty())
+        self.parts.append(part)
+        self.paths.append(self.shard_path(*part))
+        return len(self.shards) - 1
+
+    def _shard_count(self, n: int) -> int:
+        return sum(s.ntotal for s, p in zip(self.shards, self.parts) if p[0] == n)
 
     def needs_training(self) -> bool:
         faiss = faiss_module()
@@ -284,10 +464,10 @@ class ShardSet:
             return
         start = 0
         while start < len(ids):
-            shard = self.shards[-1] if self.shards and self.shards[-1].ntotal < self.shard_size else self._new_shard()
-            take = min(self.shard_size - shard.ntotal, len(ids) - start)
-            shard.add_with_ids(vectors[start : start + take], ids[start : start + take])
-            self.dirty.add(len(self.shards) - 1)
+            k = self._part_for_adding()
+            take = min(self.shard_size - self._shard_count(self.parts[k][0]), len(ids) - start)
+            self.shards[k].add_with_ids(vectors[start : start + take], ids[start : start + take])
+            self.dirty.add(k)
             self._views.clear()
             start += take
 
@@ -316,7 +496,8 @@ class ShardSet:
         self.add(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> int:
-        """Remove ids from every shard; returns how many vectors went."""
+        """Remove ids from every part (a part is written again at the next flush; an emptied
+        delta's file goes); returns how many vectors went."""
         faiss = faiss_module()
         ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
         if len(ids) == 0:
@@ -331,7 +512,7 @@ class ShardSet:
                 removed += int((~keep).sum())
                 kept.append((v[keep], i[keep]))
             self._untrained = kept
-        for n, shard in enumerate(self.shards):
+        for k, shard in enumerate(self.shards):
             present = np.isin(shard_ids(shard), ids)
             if not present.any():
                 continue
@@ -341,13 +522,13 @@ class ShardSet:
                 # IndexIDMap2.remove_ids assumes the inner index renumbers what stays (as the
                 # flat-codes indexes do); an IVF keeps its internal numbers, so the id map would
                 # shift by one past every removed vector. HNSW cannot remove at all. Rebuild.
-                removed += self._rebuild_without(n, present)
-            self.dirty.add(n)
+                removed += self._rebuild_without(k, present)
+            self.dirty.add(k)
         return removed
 
-    def _rebuild_without(self, n: int, drop: np.ndarray) -> int:
+    def _rebuild_without(self, k: int, drop: np.ndarray) -> int:
         faiss = faiss_module()
-        old = self.shards[n]
+        old = self.shards[k]
         keep = np.flatnonzero(~drop)
         keep_ids = shard_ids(old)[keep]
         base = faiss.downcast_index(old.index)
@@ -356,15 +537,10 @@ class ShardSet:
         vectors = (
             np.stack([base.reconstruct(int(i)) for i in keep]) if len(keep) else np.zeros((0, self.dim), np.float32)
         )
-        path = self.paths[n]
-        self.shards.pop(n)
-        self.paths.pop(n)
-        fresh = self._new_shard()
-        self.shards.insert(n, self.shards.pop())
-        self.paths.insert(n, path)
-        self.paths.pop()
+        fresh = self._empty()
         if len(keep_ids):
             fresh.add_with_ids(vectors, keep_ids)
+        self.shards[k] = fresh
         return int(drop.sum())
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
