@@ -252,6 +252,7 @@ class ShardSet:
         self.shards: list = []  # every part (bases and deltas), searched alike
         self.paths: list[Path] = []
         self.parts: list[tuple[int, int, int]] = []  # (shard number, generation, delta number) of each
+        self.mapped: list[bool] = []  # each part memory-mapped read-only (read again whole to change it)
         self.dirty: set[int] = set()  # parts to write
         self.open_delta: int | None = None  # the part this checkpoint's new vectors go to
         self.stale: list[Path] = []  # files to remove at the next flush (merged, or emptied deltas)
@@ -296,10 +297,11 @@ class ShardSet:
         chosen = {n: bases.get(n, g) for n, g in newest.items()}
         return sorted(p for p in parts if p[1] == chosen[p[0]])
 
-    def load(self, mmap: bool = False) -> "ShardSet":
-        """Read the current parts; files a merge left behind are removed (not when ``mmap``:
-        readers leave the folder as they find it). A file removed while being listed (an
-        indexer merging at that moment) makes the listing start again."""
+    def load(self, mmap: bool = False, tidy: bool | None = None) -> "ShardSet":
+        """Read the current parts (memory-mapped with ``mmap``: a part an indexer changes is then
+        read whole first); files a merge left behind are removed when ``tidy`` (default: not
+        ``mmap``; readers leave the folder as they find it). A file removed while being listed
+        (an indexer merging at that moment) makes the listing start again."""
         for attempt in range(5):
             listed = self._listed()
             current = self._current(listed)
@@ -312,7 +314,8 @@ class ShardSet:
         self.parts = current
         self.paths = [self.shard_path(*p) for p in current]
         self.shards = shards
-        if not mmap:
+        self.mapped = [mmap] * len(shards)
+        if tidy if tidy is not None else not mmap:
             for stale in sorted(set(listed) - set(current)):
                 log.info("removing %s, merged into a newer shard file", self.shard_path(*stale).name)
                 _unlink_quietly(str(self.shard_path(*stale)))
@@ -346,7 +349,7 @@ class ShardSet:
         for k in reversed(range(len(self.parts))):
             if self.parts[k][2] and self.shards[k].ntotal == 0:
                 self.stale.append(self.paths[k])
-                del self.parts[k], self.paths[k], self.shards[k]
+                del self.parts[k], self.paths[k], self.shards[k], self.mapped[k]
                 self._views.clear()
                 self._searches.clear()
 
@@ -360,9 +363,9 @@ class ShardSet:
         in_deltas = sum(self.shards[k].ntotal for k in deltas)
         if in_deltas < MERGE_RATIO * max(1, self.shards[base].ntotal) and len(deltas) < MAX_DELTAS:
             return
-        merged = self.shards[base]
+        merged = self._writable(base)
         for k in deltas:
-            _merge_into(merged, self.shards[k])
+            _merge_into(merged, self._writable(k))
         _, generation, _ = self.parts[base]
         path = self.shard_path(n, generation + 1)
         write_atomic(merged, path)  # first the merged base; a kill now leaves the old files behind it
@@ -370,7 +373,7 @@ class ShardSet:
         self.stale += [self.paths[k] for k in mine]
         self.parts[base], self.paths[base] = (n, generation + 1, 0), path
         for k in reversed(deltas):
-            del self.parts[k], self.paths[k], self.shards[k]
+            del self.parts[k], self.paths[k], self.shards[k], self.mapped[k]
         self._views.clear()
         self._searches.clear()
 
@@ -441,7 +444,17 @@ class ShardSet:
         self.shards.append(self._empty())
         self.parts.append(part)
         self.paths.append(self.shard_path(*part))
+        self.mapped.append(False)
         return len(self.shards) - 1
+
+    def _writable(self, k: int):  # noqa: ANN202 - a FAISS index
+        """Part ``k`` in memory, to change: a memory-mapped part is read whole first."""
+        if self.mapped[k]:
+            self.shards[k] = read_index(self.paths[k])
+            set_search_defaults(self.shards[k])
+            self.mapped[k] = False
+            self._views.clear()
+        return self.shards[k]
 
     def _shard_count(self, n: int) -> int:
         return sum(s.ntotal for s, p in zip(self.shards, self.parts) if p[0] == n)
@@ -466,7 +479,7 @@ class ShardSet:
         while start < len(ids):
             k = self._part_for_adding()
             take = min(self.shard_size - self._shard_count(self.parts[k][0]), len(ids) - start)
-            self.shards[k].add_with_ids(vectors[start : start + take], ids[start : start + take])
+            self._writable(k).add_with_ids(vectors[start : start + take], ids[start : start + take])
             self.dirty.add(k)
             self._views.clear()
             start += take
@@ -516,6 +529,7 @@ class ShardSet:
             present = np.isin(shard_ids(shard), ids)
             if not present.any():
                 continue
+            shard = self._writable(k)
             if isinstance(faiss.downcast_index(shard.index), faiss.IndexFlatCodes):
                 removed += shard.remove_ids(faiss.IDSelectorBatch(ids))
             else:

@@ -15,12 +15,14 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .errors import StoreError
 from .schema import (
+    FILE,
     ID_BITS,
     INDEXED,
     PENDING,
@@ -285,6 +287,33 @@ class Store:
             if kind:
                 q = q.where(Item.kind == kind)
             return list(s.scalars(q))
+
+    def file_rows(self) -> list[Any]:
+        """What change detection compares with the files found, for every file item: plain rows
+        (id, path, size, mtime_ns, status, content_hash, modality, duration), a fraction of the
+        memory of ORM objects at a million rows."""
+        c = Item.__table__.c
+        q = select(c.id, c.path, c.size, c.mtime_ns, c.status, c.content_hash, c.modality, c.duration).where(
+            c.index_id == self.index_id, c.kind == FILE
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(q))
+
+    def id_array(self, modality: str | None = None, status: str | None = None, vectors: bool = False) -> np.ndarray:
+        """:meth:`ids` as a sorted int64 array (8 bytes an id, not a Python set's ~70)."""
+        q = self._mine(select(Item.id))
+        if modality:
+            q = q.where(holds_vector(modality) if vectors else Item.modality == modality)
+        if status:
+            q = q.where(Item.status == status)
+        with self.engine.connect() as conn:
+            out = np.fromiter(conn.execute(q).scalars(), dtype=np.int64)
+        out.sort()
+        return out
+
+    def segment_count(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(Segment).where(Segment.index_id == self.index_id)))
 
     def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
         """Rows of ``ids`` as plain rows (attribute access, no ORM objects): several times faster

@@ -48,7 +48,8 @@ def test_checkpoints_write_what_they_add_and_search_as_one_index(
     for start in range(0, total, step):
         shards.add(vectors[start : start + step], ids[start : start + step])
         shards.flush()
-        shards = ShardSet(tmp_path, "image", dim, factory, shard_size=5_000).load()  # as each run starts anew
+        # As each indexing run starts anew: parts mapped, read whole only when changed.
+        shards = ShardSet(tmp_path, "image", dim, factory, shard_size=5_000).load(mmap=True, tidy=True)
     final = sum(p.stat().st_size for p in shards.existing_paths())
     rewrite_all = sum(  # what rewriting the whole last shard at every checkpoint wrote
         (start % 5_000 + step) * dim * 4 for start in range(0, total, step)
@@ -91,10 +92,12 @@ def test_a_removal_rewrites_the_part_that_held_the_vector(tmp_path: Path) -> Non
     shards.add(_unit(50, dim, 1), np.arange(100, 150))  # a delta of 50 beside a base of 100
     shards.flush()
     assert len(shards.existing_paths()) == 2
-    assert shards.remove(np.array([3, 120])) == 2
+    shards = ShardSet(tmp_path, "audio", dim, "Flat", shard_size=1_000).load(mmap=True, tidy=True)
+    assert shards.remove(np.array([3, 120])) == 2 and shards.mapped == [False, False]
+    shards.add(_unit(10, dim, 2), np.arange(200, 210))
     shards.flush()
     again = ShardSet(tmp_path, "audio", dim, "Flat", shard_size=1_000).load()
-    assert sorted(again.ids().tolist()) == [i for i in range(150) if i not in (3, 120)]
+    assert sorted(again.ids().tolist()) == [i for i in range(150) if i not in (3, 120)] + list(range(200, 210))
 
 
 MERGE_CHILD = """
