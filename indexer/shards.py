@@ -391,12 +391,13 @@ class ShardSet:
         if self._template is None and self.template_path.exists():
             self._template = read_index(self.template_path)
         if self._template is None and self.needs_training() is False and self.shards:
-            first = faiss.downcast_index(self.shards[0].index)
             if not faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT).is_trained:
                 # The trained template is gone (set aside as damaged): an empty copy of a shard's
-                # trained index stands in, and is saved as the template again.
+                # trained index stands in, and is saved as the template again. The shard is read
+                # whole for it: a clone of a memory-mapped one would share (and then free) its codes.
                 log.warning("%s is missing: rebuilt from shard %s", self.template_path.name, self.paths[0].name)
-                template = faiss.clone_index(first)
+                source = read_index(self.paths[0])
+                template = faiss.clone_index(faiss.downcast_index(source.index))
                 template.reset()
                 write_atomic(template, self.template_path)
                 self._template = template
@@ -546,8 +547,16 @@ class ShardSet:
         keep = np.flatnonzero(~drop)
         keep_ids = shard_ids(old)[keep]
         base = faiss.downcast_index(old.index)
-        if isinstance(base, faiss.IndexIVF):
-            base.make_direct_map()  # reconstruction by internal number
+        ivf = faiss.try_extract_index_ivf(base)  # an IVF, also one inside a pre-transform (OPQ)
+        if isinstance(base, (faiss.IndexFastScan, faiss.IndexIVFFastScan)) or (
+            ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan)
+        ):
+            raise ShardError(
+                f"index type {self.factory!r} cannot give back its vectors to remove some of them; "
+                "rebuild the index with another type (--rebuild --index-type ...)"
+            )
+        if ivf is not None:
+            ivf.make_direct_map()  # reconstruction by internal number
         vectors = (
             np.stack([base.reconstruct(int(i)) for i in keep]) if len(keep) else np.zeros((0, self.dim), np.float32)
         )

@@ -168,14 +168,49 @@ def test_an_emptied_delta_goes_and_adding_goes_on(tmp_path: Path) -> None:
     assert sorted(again.ids().tolist()) == list(range(100)) + list(range(1_000, 1_900))
 
 
-def test_a_lost_template_is_rebuilt_from_a_shard(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "IVF4,SQ8", "SQ8"])
+@pytest.mark.parametrize("change", ["add", "remove"])
+def test_a_lost_template_is_rebuilt_from_a_shard(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, factory: str, change: str
+) -> None:
+    """doctor --fix sets a damaged template aside; the next run (parts memory-mapped, as the
+    indexer loads them) adds to a new delta, or rebuilds a second shard without a removed id."""
     dim = 8
-    shards = ShardSet(tmp_path, "image", dim, "IVF4,Flat", shard_size=1_000).load()
+    shards = ShardSet(tmp_path, "image", dim, factory, shard_size=150).load()
     shards.add(_unit(200, dim, 0), np.arange(200))
     shards.flush()
-    shards.template_path.rename(tmp_path / "image-trained.faiss.corrupt")  # as doctor --fix sets it aside
-    again = ShardSet(tmp_path, "image", dim, "IVF4,Flat", shard_size=1_000).load()
-    again.add(_unit(100, dim, 1), np.arange(200, 300))
+    shards.template_path.rename(tmp_path / "image-trained.faiss.corrupt")
+    again = ShardSet(tmp_path, "image", dim, factory, shard_size=150).load(mmap=True, tidy=True)
+    if change == "add":
+        again.add(_unit(20, dim, 1), np.arange(200, 220))
+        expected = list(range(220))
+    else:
+        assert again.remove(np.array([170])) == 1  # in the second shard: the first stays mapped
+        expected = [i for i in range(200) if i != 170]
     again.flush()
-    assert again.template_path.exists() and "image-trained.faiss is missing" in caplog.text
-    assert sorted(ShardSet(tmp_path, "image", dim, "IVF4,Flat").load().ids().tolist()) == list(range(300))
+    assert sorted(ShardSet(tmp_path, "image", dim, factory).load().ids().tolist()) == expected
+    if change == "add" or factory.startswith("IVF"):
+        assert again.template_path.exists() and "image-trained.faiss is missing" in caplog.text
+
+
+def test_a_type_that_cannot_remove_says_so(tmp_path: Path) -> None:
+    from indexer.shards import ShardError
+
+    shards = ShardSet(tmp_path, "image", 8, "IVF4,PQ4x4fs", shard_size=1_000).load()
+    shards.add(_unit(300, 8, 0), np.arange(300))
+    shards.flush()
+    again = ShardSet(tmp_path, "image", 8, "IVF4,PQ4x4fs", shard_size=1_000).load(mmap=True, tidy=True)
+    with pytest.raises(ShardError, match="cannot give back its vectors"):
+        again.remove(np.array([5]))
+
+
+def test_removing_from_an_opq_ivf_shard(tmp_path: Path) -> None:
+    """The IVF inside a pre-transform (OPQ) gives its vectors back by its direct map too."""
+    shards = ShardSet(tmp_path, "image", 8, "OPQ4,IVF4,Flat", shard_size=1_000).load()
+    shards.add(_unit(300, 8, 0), np.arange(300))
+    shards.flush()
+    again = ShardSet(tmp_path, "image", 8, "OPQ4,IVF4,Flat", shard_size=1_000).load(mmap=True, tidy=True)
+    assert again.remove(np.array([3, 7])) == 2
+    again.flush()
+    left = ShardSet(tmp_path, "image", 8, "OPQ4,IVF4,Flat").load().ids()
+    assert sorted(left.tolist()) == [i for i in range(300) if i not in (3, 7)]
