@@ -263,3 +263,43 @@ def test_moments_benchmark_finds_clips_hidden_in_long_recordings(tmp_path: Path,
     assert r["queries"] == 8 and r["segments"] > 0 and r["recorded_seconds"] > 8
     assert 0 <= r["moment_accuracy"] <= r["file_R@1"] <= r["file_R@5"] <= 100
     assert (tmp_path / "out" / "moments.md").read_text().count("|") > 10
+
+
+def test_video_moments_benchmark_finds_pictures_and_spoken_captions(tmp_path: Path, tiny) -> None:
+    """Drawn pictures with espeak-ng speaking their captions, xmr-tiny: the videos are made,
+    indexed and searched both ways, and the numbers are in range."""
+    import os
+    import shutil
+
+    from PIL import Image
+
+    from retrieval.bench.moments import run_moments
+
+    if shutil.which("espeak-ng") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but espeak-ng is not installed (apt-get install espeak-ng)")
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    rows = []
+    for n in range(6):
+        pixels = np.zeros((48, 64, 3), np.uint8)
+        pixels[:, : 8 * (n + 1)] = (40 * n, 255 - 40 * n, 120)
+        Image.fromarray(pixels).save(tmp_path / f"p{n}.png")
+        rows.append({"image": f"p{n}.png", "text": f"picture number {n}"})
+    manifest = tmp_path / "pictures.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_moments(
+        [],
+        "xmr-tiny",
+        images=[str(manifest)],
+        video_files=2,
+        pictures=3,
+        video_minutes=0,
+        out_dir=str(tmp_path / "out"),
+        encoder=tiny,
+    )
+    video = result["result"]["video"]
+    assert video["queries"] == 6 and video["segments"] > 6 and "speed" not in video
+    for part in ("frames", "soundtrack"):
+        r = video[part]
+        assert 0 <= r["moment_accuracy"] <= r["file_R@1"] <= r["file_R@5"] <= 100 and r["file_R@5"] == 100
+    assert "soundtrack" in (tmp_path / "out" / "moments.md").read_text()

@@ -56,6 +56,54 @@ def _found(hit: Any, span: tuple[float, float]) -> bool:
     return hit.start < hi and hit.end > lo and distance <= NEAR
 
 
+def choose_captions(manifests: list[str], modality: str, count: int, seed: int, what: str) -> list[tuple[str, str]]:
+    """``count`` distinct captions of ``modality`` items in the manifests, each with one item's
+    path, drawn with ``seed``.
+
+    Raises:
+        ValueError: fewer distinct captions than ``count`` (``what`` says what they are for).
+    """
+    by_caption: dict[str, str] = {}
+    for it in (it for m in manifests for it in load_captioned(m) if it.modality == modality):
+        by_caption.setdefault(it.captions[0], it.path)
+    captions = sorted(by_caption)
+    chosen = [captions[i] for i in np.random.default_rng(seed).permutation(len(captions))[:count]]
+    if len(chosen) < count:
+        raise ValueError(f"{len(chosen)} distinct captions, {count} needed ({what})")
+    return [(c, by_caption[c]) for c in chosen]
+
+
+def score(
+    long_index: Path, pieces_index: Path, truth: list[tuple[str, str, float, float]], to: str, piece: Any, encoder: Any
+) -> dict[str, Any]:
+    """File R@1/R@5 and moment accuracy of each caption searched in ``long_index`` (truth:
+    caption, file name, start, end), against clip R@1 in ``pieces_index``, where the n-th
+    caption's own piece is the file named ``piece(n)``."""
+    from ..engine import Engine
+
+    file_r1 = file_r5 = moment = clip_r1 = 0
+    with Engine.open(long_index, model=encoder) as engine:
+        for caption, name, lo, hi in truth:
+            hits = engine.search(text=caption, to=to, k=5)
+            names = [os.path.basename(h.path) for h in hits]
+            file_r1 += bool(names) and names[0] == name
+            file_r5 += name in names
+            moment += bool(hits) and names[0] == name and _found(hits[0], (lo, hi))
+    with Engine.open(pieces_index, model=encoder) as engine:
+        for n, (caption, *_) in enumerate(truth):
+            hits = engine.search(text=caption, to=to, k=1)
+            clip_r1 += bool(hits) and os.path.basename(hits[0].path) == piece(n)
+    n = len(truth)
+    part: dict[str, Any] = {
+        "file_R@1": round(100 * file_r1 / n, 1),
+        "file_R@5": round(100 * file_r5 / n, 1),
+        "moment_accuracy": round(100 * moment / n, 1),
+        "clip_R@1": round(100 * clip_r1 / n, 1),
+    }
+    part["moment_vs_clip"] = round(part["moment_accuracy"] / part["clip_R@1"], 3) if clip_r1 else None
+    return part
+
+
 def build_recordings(
     clips: list[tuple[str, np.ndarray]], folder: Path, per_file: int, seed: int
 ) -> list[tuple[str, str, float, float]]:
@@ -142,18 +190,8 @@ def _long_audio(manifests: list[str], encoder: Any, files: int, clips: int, seed
     """The long-audio part (see the module docstring)."""
     from indexer import IndexOptions, index_folder
 
-    from ..engine import Engine
-
-    items = [it for m in manifests for it in load_captioned(m) if it.modality == "audio"]
-    by_caption: dict[str, str] = {}
-    for it in items:
-        by_caption.setdefault(it.captions[0], it.path)
-    captions = sorted(by_caption)
-    rng = np.random.default_rng(seed)
-    chosen = [captions[i] for i in rng.permutation(len(captions))[: files * clips]]
-    if len(chosen) < files * clips:
-        raise ValueError(f"{len(chosen)} distinct captions, {files * clips} needed ({files} files x {clips} clips)")
-    waves = [(c, _decode(by_caption[c])) for c in chosen]
+    chosen = choose_captions(manifests, "audio", files * clips, seed, f"{files} files x {clips} clips")
+    waves = [(c, _decode(path)) for c, path in chosen]
     work = Path(tempfile.mkdtemp(prefix="xmr-moments-"))
     try:
         truth = build_recordings(waves, work / "long", clips, seed)
@@ -169,33 +207,19 @@ def _long_audio(manifests: list[str], encoder: Any, files: int, clips: int, seed
         index_folder(pieces, encoder, IndexOptions(index_dir=str(work / "index-pieces")))
         audio_seconds = sum(e - s for *_, s, e in truth) + 0.0
         recorded = sum(sf.info(str(p)).duration for p in (work / "long").glob("*.wav"))
-        file_r1 = file_r5 = moment = clip_r1 = 0
-        with Engine.open(work / "index-long", model=encoder) as engine:
-            for caption, name, lo, hi in truth:
-                hits = engine.search(text=caption, to="audio", k=5)
-                names = [os.path.basename(h.path) for h in hits]
-                file_r1 += bool(names) and names[0] == name
-                file_r5 += name in names
-                moment += bool(hits) and names[0] == name and _found(hits[0], (lo, hi))
-        with Engine.open(work / "index-pieces", model=encoder) as engine:
-            for n, (caption, *_) in enumerate(truth):
-                hits = engine.search(text=caption, to="audio", k=1)
-                clip_r1 += bool(hits) and os.path.basename(hits[0].path) == f"clip-{n:04d}.wav"
-        n = len(truth)
         result: dict[str, Any] = {
-            "queries": n,
+            "queries": len(truth),
             "files": files,
             "recorded_seconds": round(recorded, 1),
             "clip_seconds": round(audio_seconds, 1),
             "segments": summary.segments,
-            "file_R@1": round(100 * file_r1 / n, 1),
-            "file_R@5": round(100 * file_r5 / n, 1),
-            "moment_accuracy": round(100 * moment / n, 1),
-            "clip_R@1": round(100 * clip_r1 / n, 1),
-            "index_seconds": round(long_seconds, 2),
-            "x_real_time": round(recorded / long_seconds, 1),
         }
-        result["moment_vs_clip"] = round(result["moment_accuracy"] / result["clip_R@1"], 3) if clip_r1 else None
+        result |= score(
+            work / "index-long", work / "index-pieces", truth, "audio", lambda n: f"clip-{n:04d}.wav", encoder
+        )
+        result["index_seconds"] = round(long_seconds, 2)
+        result["x_real_time"] = round(recorded / long_seconds, 1)
+        result["moment_vs_clip"] = result.pop("moment_vs_clip")  # last, as before
         if hour:
             result["hour"] = _one_hour(waves, work, encoder, seed)
     finally:

@@ -27,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from .media import write_moving_video, write_video
-from .moments import RATE, _found
-from .recall import load_captioned
+from .moments import RATE, choose_captions, score
 
 log = logging.getLogger(__name__)
 SIZE = (320, 240)  # the videos' frame: width, height
@@ -115,21 +114,11 @@ def run_video_moments(
 
     from indexer import IndexOptions, index_folder
 
-    from ..engine import Engine
-
     if encoder is None:
         from ..registry import create_model, inference_runtime
 
         encoder = create_model(model, runtime=inference_runtime(model))
-    items = [it for m in manifests for it in load_captioned(m) if it.modality == "image"]
-    by_caption: dict[str, str] = {}
-    for it in items:
-        by_caption.setdefault(it.captions[0], it.path)
-    captions = sorted(by_caption)
-    rng = np.random.default_rng(seed)
-    chosen = [(c, by_caption[c]) for c in (captions[i] for i in rng.permutation(len(captions))[: files * pictures])]
-    if len(chosen) < files * pictures:
-        raise ValueError(f"{len(chosen)} distinct captions, {files * pictures} needed ({files} videos x {pictures})")
+    chosen = choose_captions(manifests, "image", files * pictures, seed, f"{files} videos x {pictures}")
     work = Path(tempfile.mkdtemp(prefix="xmr-video-moments-"))
     try:
         truth, pieces = build_videos(chosen, work / "videos", pictures, work)
@@ -146,28 +135,18 @@ def run_video_moments(
         recorded = sum(e - s for *_, s, e in truth)
         result["index_seconds"] = round(seconds, 2)
         result["x_real_time"] = round(recorded / seconds, 1)
-        for track, prefix in (("image", "picture"), ("audio", "speech")):
-            file_r1 = file_r5 = moment = clip_r1 = 0
-            with Engine.open(work / "index-videos", model=encoder) as engine:
-                for caption, name, lo, hi in truth:
-                    hits = engine.search(text=caption, to=track, k=5)
-                    names = [os.path.basename(h.path) for h in hits]
-                    file_r1 += bool(names) and names[0] == name
-                    file_r5 += name in names
-                    moment += bool(hits) and names[0] == name and _found(hits[0], (lo, hi))
-            with Engine.open(work / "index-pieces", model=encoder) as engine:
-                for n, (caption, *_) in enumerate(truth):
-                    hits = engine.search(text=caption, to=track, k=1)
-                    clip_r1 += bool(hits) and os.path.basename(hits[0].path).startswith(f"{prefix}-{n:04d}.")
-            n = len(truth)
-            part = {
-                "file_R@1": round(100 * file_r1 / n, 1),
-                "file_R@5": round(100 * file_r5 / n, 1),
-                "moment_accuracy": round(100 * moment / n, 1),
-                "clip_R@1": round(100 * clip_r1 / n, 1),
-            }
-            part["moment_vs_clip"] = round(part["moment_accuracy"] / part["clip_R@1"], 3) if clip_r1 else None
-            result["frames" if track == "image" else "soundtrack"] = part
+        for track, prefix, ext, part in (
+            ("image", "picture", "png", "frames"),
+            ("audio", "speech", "wav", "soundtrack"),
+        ):
+            result[part] = score(
+                work / "index-videos",
+                work / "index-pieces",
+                truth,
+                track,
+                lambda n, prefix=prefix, ext=ext: f"{prefix}-{n:04d}.{ext}",
+                encoder,
+            )
         if minutes > 0:
             result["speed"] = video_speed(encoder, minutes, work)
     finally:
