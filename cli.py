@@ -385,6 +385,14 @@ def index(
             "Changed, the videos already indexed are embedded again.",
         ),
     ] = None,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray",
+            help="Decode and embed on a Ray cluster: auto (join a running one, or start one on this machine) "
+            "or its address. Every node must read FOLDER at the same path. Needs xmr[ray].",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -421,10 +429,19 @@ def index(
         allow_mass_removal=allow_mass_removal,
         prune_unseen=prune_unseen,
         frame_seconds=frame_seconds,
+        ray=ray,
     )
     try:
         name = resolve_model_name(folder, options, model)
         encoder = _create_model(name, device)
+        if ray:
+            import functools
+
+            from retrieval.extras import require_extra
+            from retrieval.registry import inference_model
+
+            require_extra("ray", "ray", "xmr index --ray")
+            options.encoder_factory = functools.partial(inference_model, name, None if device == "auto" else device)
         with _progress("index", "items") as progress:
             summary = indexer.index_folder(folder, encoder, options, progress=progress)
     except (indexer.XmrIndexError, ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -36,7 +36,7 @@ from .layout import (
 from .paths import escape_path, unescape_path
 from .scan import LINKS, Found, Skipped, walk
 from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, VIDEO, Item, Segment, vector_modalities
-from .segments import SEGMENTS_KEY, SegmentingAudio, Segments
+from .segments import SEGMENTS_KEY, EncodedSegments, SegmentingAudio, Segments, encode_segments
 from .shards import ShardSet
 from .store import Store, StoreError, new_index_uuid
 from .texts import read_texts
@@ -101,6 +101,8 @@ class IndexOptions:
     allow_mass_removal: bool = False  # remove even when more than half of an index of 20+ items is gone
     prune_unseen: bool = False  # remove the rows under folders that cannot be read and links not followed
     frame_seconds: float | None = None  # a video's frames, one every this many seconds (None: as before, else 2)
+    ray: str | None = None  # decode and embed on a Ray cluster: "auto" or its address (see ray_embed)
+    encoder_factory: Callable[[], Any] | None = None  # builds the same encoder on each Ray worker (picklable)
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
@@ -681,53 +683,46 @@ class _Run:
             if self.stop.requested:
                 break
 
-    def _embed_segments(self, w: Work, found: list[Segments]) -> bool:
-        """Vectors of a file's segments, a batch of inputs at a time from their scratch files;
-        a video's file vectors are their means (one per shard modality). False when a Ctrl-C
-        came first: the file is left for the next run, whole."""
-        try:
-            results = []
-            means: dict[str, np.ndarray] = {}
-            for segments in found:
-                if segments.count == 0:
-                    continue
-                modality = segments.modality
-                features = segments.features()
-                bs = self.options.batch_size
-                parts = []
-                for a in range(0, segments.count, bs):
-                    if self.stop.requested:  # a two-hour video takes a while: stop between batches
-                        return False
-                    parts.append(self._encode_inputs(modality, features[a : min(a + bs, segments.count)]))
-                vectors = np.concatenate(parts)
-                rows = []
-                for start, end in zip(segments.starts, segments.ends):
-                    rows.append((self.next_segment_id, w.item_id, modality, start, end))
-                    self.next_segment_id += 1
-                results.append((vectors, rows))
-                mean = vectors.astype(np.float64).mean(axis=0)
-                means[modality] = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
-                if segments.truncated:
-                    log.warning(
-                        "%s: indexed, but its %s moments only up to %.0f s (at most %d segments a file)",
-                        os.path.relpath(w.path, self.root),
-                        "frame" if modality == "image" and w.modality == VIDEO else modality,
-                        max(segments.ends),
-                        segments.count,
-                    )
-            self.segment_results[w.item_id] = results
-            if w.modality == VIDEO:
-                self.video_vectors[w.item_id] = means
-            return True
-        finally:
-            for segments in found:
-                segments.discard()
-
-    def _encode_inputs(self, modality: str, inputs: np.ndarray) -> np.ndarray:
-        """Vectors of a batch of segment inputs: frame pixels, or log-mel windows."""
-        if modality == "image":  # a video's frames: uint8 crops, normalised here
-            return self.encoder.encode_image(self.encoder.preprocess_image.normalize(inputs))
-        return self.encoder.encode_audio_features([inputs[i : i + 1] for i in range(len(inputs))])
+    def _embed_segments(self, w: Work, found: list) -> bool:
+        """Vectors of a file's segments, a batch of inputs at a time from their scratch files
+        (or already encoded, by a Ray worker); a video's file vectors are their means (one per
+        shard modality). False when a Ctrl-C came first: the file is left for the next run, whole."""
+        encoded: list[EncodedSegments] = []
+        for segments in found:
+            if isinstance(segments, EncodedSegments):
+                encoded.append(segments)
+                continue
+            done = encode_segments(self.encoder, segments, self.options.batch_size, lambda: self.stop.requested)
+            if done is None:
+                for rest in found:
+                    if isinstance(rest, Segments):
+                        rest.discard()
+                return False
+            encoded.append(done)
+        results = []
+        means: dict[str, np.ndarray] = {}
+        for seg in encoded:
+            if not len(seg.vectors):
+                continue
+            rows = []
+            for start, end in zip(seg.starts, seg.ends):
+                rows.append((self.next_segment_id, w.item_id, seg.modality, start, end))
+                self.next_segment_id += 1
+            results.append((seg.vectors, rows))
+            mean = seg.vectors.astype(np.float64).mean(axis=0)
+            means[seg.modality] = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+            if seg.truncated:
+                log.warning(
+                    "%s: indexed, but its %s moments only up to %.0f s (at most %d segments a file)",
+                    os.path.relpath(w.path, self.root),
+                    "frame" if seg.modality == "image" and w.modality == VIDEO else seg.modality,
+                    max(seg.ends),
+                    len(seg.vectors),
+                )
+        self.segment_results[w.item_id] = results
+        if w.modality == VIDEO:
+            self.video_vectors[w.item_id] = means
+        return True
 
     def _report(self, more: int) -> None:
         self.done += more
@@ -750,8 +745,24 @@ class _Run:
         if audio is not None:
             audio = SegmentingAudio(audio, str(self.scratch))  # long files: every window a moment
         pre = {"image": image, "audio": audio, VIDEO: video, "text": None}
-        jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
-        for decoded in _decode_all(jobs, self.options.workers, self.options.decode_timeout):
+        if self.options.ray:
+            from .ray_embed import decode_embed_on_ray
+
+            if self.options.encoder_factory is None:
+                raise ValueError(
+                    "--ray needs an encoder factory (IndexOptions.encoder_factory) to build the model on each worker"
+                )
+            source = decode_embed_on_ray(
+                ((i, w.path, w.modality) for i, w in enumerate(file_work)),
+                self.options.encoder_factory,
+                self.options.ray,
+                self.options.batch_size,
+                self.frame_seconds,
+            )
+        else:
+            jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
+            source = _decode_all(jobs, self.options.workers, self.options.decode_timeout)
+        for decoded in source:
             w = file_work[decoded.key]
             if not decoded.ok:
                 self._skip(os.path.relpath(w.path, self.root), decoded.reason)
@@ -778,6 +789,14 @@ class _Run:
                 yield modality, rest
 
     def _encode(self, modality: str, batch: list[tuple[Work, Decoded | None]]) -> np.ndarray:
+        if batch and all(d is not None and d.vectors for _, d in batch):  # embedded on a Ray worker
+            return np.stack([d.vectors[modality] for _, d in batch]).astype(np.float32, copy=False)
+        if modality == "text" and any(d is not None and d.vectors for _, d in batch):  # lines and Ray-embedded files
+            lacking = [
+                (n, w.text if w.text is not None else d.text) for n, (w, d) in enumerate(batch) if not (d and d.vectors)
+            ]
+            local = dict(zip([n for n, _ in lacking], self.encoder.encode_text([t for _, t in lacking])))
+            return np.stack([local[n] if n in local else d.vectors["text"] for n, (_, d) in enumerate(batch)])
         if modality == "text":
             return encode_batch(self.encoder, modality, [w.text if w.text is not None else d.text for w, d in batch])
         return encode_batch(self.encoder, modality, [d.features for _, d in batch])

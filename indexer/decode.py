@@ -37,6 +37,7 @@ class Decoded:
     text: str | None = None
     meta: dict | None = None
     remember: bool = False  # the decoder crashed or hung: not tried again until the file changes
+    vectors: dict[str, np.ndarray] | None = None  # embedded already (on a Ray worker): by shard modality
 
 
 def file_hash(path: str) -> str:

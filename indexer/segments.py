@@ -276,3 +276,41 @@ class SegmentingAudio:
                 pending.append(first)
             flush()
             return out.finish(truncated)
+
+
+@dataclass(frozen=True)
+class EncodedSegments:
+    """A file's segments of one modality, embedded: their times and vectors."""
+
+    modality: str
+    starts: list[float]
+    ends: list[float]
+    vectors: np.ndarray  # [count, dim] float32
+    truncated: bool = False
+
+
+def encode_inputs(encoder: Any, modality: str, inputs: np.ndarray) -> np.ndarray:
+    """Vectors of a batch of segment inputs: a video's frames (uint8 crops, normalised here), or
+    log-mel windows."""
+    if modality == "image":
+        return encoder.encode_image(encoder.preprocess_image.normalize(inputs))
+    return encoder.encode_audio_features([inputs[i : i + 1] for i in range(len(inputs))])
+
+
+def encode_segments(encoder: Any, segments: Segments, batch: int, stop: Any = lambda: False) -> EncodedSegments | None:
+    """``segments``' vectors, ``batch`` inputs at a time from their scratch file (removed after);
+    None when ``stop()`` turns true between two batches."""
+    try:
+        features = segments.features() if segments.count else None
+        parts = []
+        for a in range(0, segments.count, batch):
+            if stop():
+                return None
+            parts.append(encode_inputs(encoder, segments.modality, features[a : min(a + batch, segments.count)]))
+        dim = parts[0].shape[1] if parts else 0
+        vectors = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        return EncodedSegments(
+            segments.modality, list(segments.starts), list(segments.ends), vectors, segments.truncated
+        )
+    finally:
+        segments.discard()

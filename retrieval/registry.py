@@ -166,6 +166,13 @@ def inference_runtime(name: str, device: str | None = None) -> str:
     return "onnx"
 
 
+def inference_model(name: str, device: str | None = None) -> Encoder:
+    """The model ``name`` on its faster inference runtime (:func:`inference_runtime`), as
+    ``xmr index`` builds it; a top-level function, so ``functools.partial(inference_model, name)``
+    travels to Ray workers, which build the same model (``xmr index --ray``)."""
+    return create_model(name, device=device, runtime=inference_runtime(name, device))
+
+
 def create_model(name: str, device: str | None = None, runtime: str = "torch", **overrides: Any) -> Encoder:
     """Build the model ``name`` (see the module docstring for the name syntax).
 

@@ -86,7 +86,10 @@ def test_xmr_mini_indexes_and_searches_with_no_torch_installed(tmp_path: Path) -
 
 
 def test_a_missing_extra_is_named_with_what_to_install(tmp_path: Path) -> None:
-    env = {**_without(tmp_path, HEAVY + ("psycopg", "uvicorn", "fastapi")), "XMR_CACHE_DIR": str(tmp_path / "cache")}
+    env = {
+        **_without(tmp_path, HEAVY + ("psycopg", "uvicorn", "fastapi", "ray")),
+        "XMR_CACHE_DIR": str(tmp_path / "cache"),
+    }
     root = make_media(tmp_path / "media", images=1, audio=0, texts=0)
 
     train = _xmr(env, "train", "--data", str(tmp_path / "pairs.jsonl"), "--out", str(tmp_path / "run"))
@@ -99,6 +102,9 @@ def test_a_missing_extra_is_named_with_what_to_install(tmp_path: Path) -> None:
 
     pg = _xmr(env, "index", str(root), "--db", "postgresql+psycopg:///xmr_nowhere", "--index", str(tmp_path / "i"))
     assert pg.returncode != 0 and "pip install 'xmr[postgres]'" in pg.stderr and "Traceback" not in pg.stderr
+
+    on_ray = _xmr(env, "index", str(root), "--ray", "auto", "--index", str(tmp_path / "r"))
+    assert on_ray.returncode == 2 and "pip install 'xmr[ray]'" in on_ray.stderr and "Traceback" not in on_ray.stderr
 
     serve = _xmr(env, "serve", "--index", str(tmp_path / "i"))
     assert serve.returncode == 2 and "pip install 'xmr[serve]'" in serve.stderr and "Traceback" not in serve.stderr
