@@ -197,6 +197,10 @@ def index_folder(
     layout = index_layout(root, options)
     if options.links not in LINKS:
         raise ValueError(f"--links takes {', '.join(LINKS)}, not {options.links!r}")
+    if options.ray and options.encoder_factory is None:
+        raise ValueError(
+            "--ray needs IndexOptions.encoder_factory: a picklable callable building the model on each worker"
+        )
     if options.frame_seconds is not None and not options.frame_seconds > 0:
         raise ValueError(f"--frame-seconds must be a positive number of seconds, not {options.frame_seconds}")
     layout.dir.mkdir(parents=True, exist_ok=True)
@@ -758,6 +762,7 @@ class _Run:
                 self.options.ray,
                 self.options.batch_size,
                 self.frame_seconds,
+                self.options.decode_timeout,
             )
         else:
             jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))

@@ -134,3 +134,10 @@ class WithFaults:
 
 
 from retrieval.bench.media import write_video  # noqa: E402,F401 - the tests' video files, as the benchmark's
+
+
+def faulty_tiny() -> WithFaults:
+    """xmr-tiny with :class:`Faulty` image preprocessing, built where it is called (a Ray worker)."""
+    from retrieval import create_model
+
+    return WithFaults(create_model("xmr-tiny", device="cpu"))

@@ -184,3 +184,25 @@ def test_xmr_index_ray_from_the_command_line(cluster, tmp_path: Path) -> None:
     done = subprocess.run(args, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1])["added"] == 7
+
+
+def test_a_file_that_crashes_or_hangs_its_decoder_on_a_worker_is_skipped_and_remembered(
+    cluster, tmp_path: Path, tiny
+) -> None:
+    """On the cluster as on the local path: the file is skipped with the reason (and not tried
+    again until it changes), the worker lives on, the run completes."""
+    from tests.helpers import WithFaults, faulty_tiny, write_image
+
+    root = make_media(tmp_path / "media", images=6, audio=1, texts=0, seed=4)
+    for name in ("crash.png", "hang.png", "raise.png"):
+        write_image(root / "bad" / name, seed=len(name))
+    options = IndexOptions(ray=cluster.address, encoder_factory=faulty_tiny, decode_timeout=2.5)
+    summary = index_folder(root, WithFaults(tiny), options)
+    reasons = {Path(s["path"]).name: s["reason"] for s in summary.skipped}
+    assert reasons["crash.png"] == "decoder crashed (signal 11)"
+    assert reasons["hang.png"] == "decoder made no progress for 2.5 s"
+    assert reasons["raise.png"].startswith("decoder error: KeyError")
+    assert summary.counts == {"image": 6, "audio": 1}
+    again = index_folder(root, WithFaults(tiny), options)
+    reasons = {Path(s["path"]).name: s["reason"] for s in again.skipped}
+    assert "not tried again until the file changes" in reasons["crash.png"]
