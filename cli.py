@@ -930,15 +930,28 @@ def bench_index(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Runs of each measurement; medians are reported.")] = 3,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Against a local Ray cluster of --nodes one-CPU nodes (xmr[ray]).")
+    ] = False,
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes of the local Ray cluster (--ray).")] = 2,
     out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Indexing throughput end to end against the encoder alone (encoder-busy ratio)."""
+    """Indexing throughput end to end against the encoder alone (encoder-busy ratio); with
+    --ray, through a local Ray cluster against the local path."""
     _setup_logging(False, quiet=True)
     from retrieval.bench.indexing import run_indexing
 
     if not folder.is_dir():
         _fail(f"not a folder: {folder}")
+    if ray:
+        from retrieval.bench.ray_index import run_ray_indexing
+        from retrieval.extras import require_extra
+
+        require_extra("ray", "ray", "xmr bench index --ray")
+        result = run_ray_indexing(str(folder), model, nodes=nodes, repeat=repeat, out_dir=str(out))
+        typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+        return
     result = run_indexing(folder, model, batch_size=batch_size, workers=workers, out_dir=str(out), repeat=repeat)
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
