@@ -77,21 +77,16 @@ def check_index(index_dir: str | os.PathLike, check_files: bool = True) -> Check
 def _check_vectors(reader: IndexReader, report: CheckReport) -> None:
     store = reader.store
     for modality in MODALITIES:
-        try:
-            shards = reader.shards(modality)
-        except ShardError as exc:
-            report.add("shard", str(exc))
-            continue
-        ids = shards.ids() if shards is not None else np.zeros(0, np.int64)
-        twice = [int(i) for i, n in Counter(ids.tolist()).items() if n > 1]
-        if twice:
-            report.add("duplicate", f"{len(twice)} {modality} ids have more than one vector", twice)
-        in_shards = set(ids.tolist())
-        indexed = store.ids(modality, INDEXED, vectors=True)  # videos among the image and audio rows
-        if lost := sorted(indexed - in_shards):
-            report.add("missing-vector", f"{len(lost)} indexed {modality} rows have no vector", lost)
-        if orphans := sorted(in_shards - indexed):
-            report.add("orphan-vector", f"{len(orphans)} {modality} vectors have no indexed row", orphans)
+        ids = _vector_ids(report, lambda m=modality: reader.shards(m))
+        if ids is not None:
+            _compare(
+                report,
+                ids,
+                store.ids(modality, INDEXED, vectors=True),  # videos among the image and audio rows
+                f"{{n}} {modality} ids have more than one vector",
+                f"{{n}} indexed {modality} rows have no vector",
+                f"{{n}} {modality} vectors have no indexed row",
+            )
     _check_segments(reader, report)
     if pending := sorted(store.ids(status=PENDING)):
         report.add(
@@ -104,25 +99,43 @@ def _check_segments(reader: IndexReader, report: CheckReport) -> None:
     segment shards, each vector a row, each row an indexed file."""
     items = reader.store.ids(status=INDEXED)
     for modality in MODALITIES:
-        try:
-            shards = reader.segment_shards(modality)
-        except ShardError as exc:
-            report.add("shard", str(exc))
+        ids = _vector_ids(report, lambda m=modality: reader.segment_shards(m))
+        if ids is None:
             continue
         rows = reader.store.segment_ids(modality=modality)
-        in_shards = shards.ids().tolist() if shards is not None else []
-        if twice := [i for i, n in Counter(in_shards).items() if n > 1]:
-            report.add("duplicate", f"{len(twice)} {modality} segment ids have more than one vector", twice)
-        if lost := sorted(set(rows) - set(in_shards)):
-            report.add("missing-vector", f"{len(lost)} {modality} segments have no vector: run `xmr index` again", lost)
-        if orphans := sorted(set(in_shards) - set(rows)):
-            report.add(
-                "orphan-vector",
-                f"{len(orphans)} {modality} segment vectors have no row: run `xmr index` again",
-                orphans,
-            )
+        _compare(
+            report,
+            ids,
+            set(rows),
+            f"{{n}} {modality} segment ids have more than one vector",
+            f"{{n}} {modality} segments have no vector: run `xmr index` again",
+            f"{{n}} {modality} segment vectors have no row: run `xmr index` again",
+        )
         if strays := sorted({s for s, item in rows.items() if item not in items}):
             report.add("orphan-segment", f"{len(strays)} {modality} segments belong to no indexed file", strays)
+
+
+def _vector_ids(report: CheckReport, load: Callable[[], Any]) -> np.ndarray | None:
+    """The ids in a set of shards (none when it has none), or None, reported, when they cannot be read."""
+    try:
+        shards = load()
+    except ShardError as exc:
+        report.add("shard", str(exc))
+        return None
+    return shards.ids() if shards is not None else np.zeros(0, np.int64)
+
+
+def _compare(report: CheckReport, ids: np.ndarray, expected: set[int], twice: str, lost: str, orphan: str) -> None:
+    """Vector ids against the rows that should have them: ids twice, rows without a vector,
+    vectors without a row (``{n}`` in each message is the count)."""
+    listed = ids.tolist()
+    if doubled := [int(i) for i, n in Counter(listed).items() if n > 1]:
+        report.add("duplicate", twice.format(n=len(doubled)), doubled)
+    present = set(listed)
+    if missing := sorted(expected - present):
+        report.add("missing-vector", lost.format(n=len(missing)), missing)
+    if strays := sorted(present - expected):
+        report.add("orphan-vector", orphan.format(n=len(strays)), strays)
 
 
 def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:

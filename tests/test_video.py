@@ -470,3 +470,15 @@ def test_the_http_api_groups_video_hits_by_track_and_likes_either(tiny, videos: 
         bad = client.post("/api/v1/search", data={"like": str(film), "like_track": "smell"})
         assert bad.status_code == 400 and bad.json()["error"]["field"] == "like_track"
     engine.close()
+
+
+def test_a_video_whose_name_is_not_utf8_is_indexed_with_its_moments(tiny, tmp_path: Path) -> None:
+    root = tmp_path / "media"
+    path = write_video(root / "ok.mp4", _pictures(2), seconds_each=2.0, wave=_tone(4.0, 440))
+    odd = os.fsdecode(bytes(root) + b"/caf\xe9.mp4")
+    os.rename(path, odd)
+    summary = index_folder(root, tiny, IndexOptions(workers=1))
+    assert summary.added == 1 and not summary.skipped and summary.segments >= 3
+    with Engine.open(root, model=tiny) as engine:
+        (hit,) = engine.search(vector=np.ones(tiny.embed_dim), to="image", k=1)
+        assert os.fsencode(hit.path).endswith(b"caf\xe9.mp4") and hit.track == "image"
