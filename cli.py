@@ -345,8 +345,26 @@ def index(
         int, typer.Option(min=1, help="Most vectors in one FAISS shard (a new index only).")
     ] = 250_000,
     index_type: Annotated[
-        str, typer.Option(help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,SQ8 (a new index only).")
-    ] = "Flat",
+        str,
+        typer.Option(
+            help="auto (by size and --max-memory: Flat, then IVF-Flat, then IVF-PQ re-ranked from stored vectors) "
+            "or a FAISS factory string, e.g. Flat, HNSW32, IVF1024,SQ8 (a new index only; see --reindex-type)."
+        ),
+    ] = "auto",
+    max_memory: Annotated[
+        Optional[str],
+        typer.Option(
+            "--max-memory",
+            help="RAM search may use, for --index-type auto, e.g. 2G (kept for later runs; default a quarter of RAM).",
+        ),
+    ] = None,
+    reindex_type: Annotated[
+        Optional[str],
+        typer.Option(
+            "--reindex-type",
+            help="Rebuild the index as this type (auto or a factory string) from its stored vectors, then index.",
+        ),
+    ] = None,
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another indexer on the same index.")] = 0.0,
     links: Annotated[
         str,
@@ -421,6 +439,8 @@ def index(
         workers=workers,
         shard_size=shard_size,
         index_type=index_type,
+        max_memory=_memory(max_memory),
+        reindex_type=reindex_type,
         rebuild=rebuild,
         wait=wait,
         links=links,
@@ -686,6 +706,14 @@ def info(
         f"items     {counts}\nfaiss     {facts['index_type']}, {facts['metric']}, "
         f"{sum(facts['shards'].values())} shard(s), {facts['bytes']['shards'] / 1e6:.1f} MB"
     )
+    if facts["bytes"].get("stored_vectors"):
+        typer.echo(f"vectors   {facts['bytes']['stored_vectors'] / 1e6:.1f} MB stored (float16, for re-ranking)")
+    if facts["index_type"] == "auto":
+        typer.echo(f"types     chosen by size within a search-memory budget of {facts['max_memory'] / 2**30:.2f} GiB:")
+        for modality, choice in facts["types"].items():
+            typer.echo(f"  {modality:<6}  {choice['factory']}: {choice['reason']}")
+    elif any(c.get("prefix", m) != m for m, c in facts["types"].items()):
+        typer.echo("types     " + ", ".join(f"{m} {c['factory']}" for m, c in facts["types"].items()))
     build = facts["faiss"]
     typer.echo(
         f"faiss     {build['version']} ({', '.join(build['packages']) or 'package unknown'}); "
@@ -1105,6 +1133,18 @@ def _split_factories(value: str | None) -> list[str] | None:
         elif piece:
             out.append(piece)
     return out
+
+
+def _memory(value: str | None) -> int | None:
+    """``--max-memory``: a size such as 2G, in bytes (None when not given)."""
+    if value is None:
+        return None
+    from indexer.autotype import parse_memory
+
+    try:
+        return parse_memory(value)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

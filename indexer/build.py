@@ -14,7 +14,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy import delete, update
 
+from . import retype
+from .autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose, default_budget
 from .decode import Decoded, file_hash
 from .faults import crash_point
 from .layout import (
@@ -90,7 +92,9 @@ class IndexOptions:
     batch_size: int = 64
     workers: int | None = None
     shard_size: int = 250_000
-    index_type: str = "Flat"
+    index_type: str = AUTO  # a FAISS factory string, or auto: chosen by size and max_memory (indexer.autotype)
+    max_memory: int | None = None  # bytes of RAM search may use, for auto (None: as recorded, else a quarter of RAM)
+    reindex_type: str | None = None  # rebuild the shards as this type (or auto) from their vectors first
     rebuild: bool = False
     wait: float = 0.0
     checkpoint_items: int = 4096
@@ -203,9 +207,34 @@ def index_folder(
         )
     if options.frame_seconds is not None and not options.frame_seconds > 0:
         raise ValueError(f"--frame-seconds must be a positive number of seconds, not {options.frame_seconds}")
+    for flag, factory in (("--index-type", options.index_type), ("--reindex-type", options.reindex_type)):
+        if factory:
+            check_factory(flag, factory, encoder.embed_dim)
+    if options.max_memory is not None and options.max_memory <= 0:
+        raise ValueError(f"--max-memory must be a positive size, not {options.max_memory}")
     layout.dir.mkdir(parents=True, exist_ok=True)
     with IndexLock(layout, options.wait):
         return index_locked(root, layout, encoder, options, progress)
+
+
+def check_factory(flag: str, factory: str, dim: int) -> None:
+    """Refuse what is neither ``auto`` nor a FAISS factory string, before any work.
+
+    Raises:
+        ValueError: naming the flag and examples of valid types.
+    """
+    if factory == AUTO:
+        return
+    from .shards import faiss_module
+
+    faiss = faiss_module()
+    try:
+        faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{flag} {factory!r} is not an index type FAISS knows ({str(exc).splitlines()[0][:120]}); "
+            "use auto, or a factory string such as Flat, IVF1024,Flat, IVF4096,PQ48 or HNSW32"
+        ) from None
 
 
 def index_locked(
@@ -239,12 +268,12 @@ class _Run:
         # The manifest goes down only once its database exists: a reader that finds the
         # manifest can always open the database.
         write_manifest(self.layout, self.manifest)
-        self.shards = {
-            m: ShardSet(
-                layout.shards, m, encoder.embed_dim, self.manifest["index_type"], self.manifest["shard_size"]
-            ).load(mmap=True, tidy=True)  # mapped: a part is read whole only when this run changes it
-            for m in MODALITIES
-        }
+        self.budget = int(options.max_memory or self.manifest.get("max_memory") or default_budget())
+        self.shards = {}
+        for m in MODALITIES:
+            shards = retype.shard_set(layout.shards, self.manifest, m, encoder.embed_dim)
+            retype.remove_others(layout.shards, m, keep=shards.modality)  # what a cut-short type change left
+            self.shards[m] = shards.load(mmap=True, tidy=True)  # mapped: a part is read whole only when changed
         self.pending_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in MODALITIES}
         self.pending_rows: list[Work] = []
         # Moments of long audio and of videos: their own shards (``audio-segments-NNNNN.faiss``,
@@ -307,6 +336,10 @@ class _Run:
         }
         if self.options.db_url:
             manifest["db"] = self.options.db_url
+        if opt.rebuild:
+            manifest.pop("types", None)  # every shard goes: auto chooses again
+        if opt.max_memory:
+            manifest["max_memory"] = int(opt.max_memory)
         manifest.setdefault("index_uuid", new_index_uuid())
         manifest.setdefault("created", _now())
         # The options are recorded once the run has planned without a refusal (see execute):
@@ -341,6 +374,8 @@ class _Run:
     def execute(self) -> Summary:
         self._reconcile()
         self._reconcile_segments()
+        if self.options.reindex_type:
+            self._reindex(self.options.reindex_type)
         self.next_id = self._max_id() + 1
         self.next_segment_id = self._max_segment_id() + 1
         work = self._plan_files() + self._plan_texts()
@@ -362,6 +397,7 @@ class _Run:
                 shutil.rmtree(self.scratch, ignore_errors=True)
         if not self.summary.interrupted:
             self.manifest.pop("reframing", None)
+            self._retype_if_due()  # also when nothing was added: a smaller --max-memory
         self.summary.counts = self.store.counts()
         self.summary.segments = self.store.segment_count()
         self.summary.seconds = round(time.monotonic() - self.started, 3)
@@ -864,6 +900,51 @@ class _Run:
         self.replaced = set()
         self.stale_videos = []
         self.last_checkpoint = time.monotonic()
+        self._retype_if_due()
+
+    def _retype_if_due(self) -> None:
+        """Under auto: a modality whose size (or the budget) calls for another type, or whose
+        IVF has grown 10x, is rebuilt as it should be now."""
+        for modality, shards in self.shards.items():
+            choice = retype.due(self.manifest, modality, shards.ntotal, self.budget)
+            if choice is not None:
+                self._retype(modality, choice)
+
+    # --- index types ---------------------------------------------------------------------
+    def _reindex(self, factory: str) -> None:
+        """``--reindex-type``: every modality's shards rebuilt as ``factory`` (or as auto
+        chooses) from the vectors they hold."""
+        types = self.manifest.setdefault("types", {})
+        for modality in self.shards:  # as they are now, until each one's rebuild switches it
+            types.setdefault(modality, choice_of(self.manifest, modality).to_json())
+        self.manifest["index_type"] = factory
+        for modality, shards in self.shards.items():
+            if factory == AUTO:
+                choice = choose(shards.ntotal, self.encoder.embed_dim, self.budget)
+            else:
+                choice = retype.given(factory, modality)
+            self._retype(modality, choice)
+        write_manifest(self.layout, self.manifest)  # also when there were no vectors to rebuild
+
+    def _retype(self, modality: str, choice: Choice) -> None:
+        """Rebuild ``modality``'s shards as ``choice``; the manifest naming them is the switch."""
+        started = time.monotonic()
+        old = self.shards[modality]
+        new = retype.rebuild(self.layout.shards, self.manifest, modality, old, choice)
+        self.manifest.setdefault("types", {})[modality] = replace(choice, prefix=new.modality).to_json()
+        write_manifest(self.layout, self.manifest)
+        self.store.save_manifest_copy(self.manifest)
+        crash_point("retype-switched")
+        retype.remove_others(self.layout.shards, modality, keep=new.modality)
+        self.shards[modality] = new
+        log.info(
+            "%s: %d vectors now %s (%.1f s): %s",
+            modality,
+            new.ntotal,
+            choice.factory,
+            time.monotonic() - started,
+            choice.reason,
+        )
 
 
 def _top_id(top: int, id_range: tuple[int, int], shard_sets: Iterable[ShardSet]) -> int:
@@ -879,9 +960,11 @@ def _top_id(top: int, id_range: tuple[int, int], shard_sets: Iterable[ShardSet])
 
 def _segment_factory(factory: str, dim: int) -> str:
     """Segments use the index's type unless it needs training (IVF, PQ): a few segments cannot
-    train one, so they are searched exactly (Flat) until issue 22's one-IVF-per-modality."""
+    train one, so they are searched exactly (Flat); under auto too."""
     from .shards import faiss_module
 
+    if factory == AUTO:
+        return SEGMENT_FACTORY
     faiss = faiss_module()
     return factory if faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained else "Flat"
 

@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .autotype import AUTO, Choice, choice_of, choose, default_budget
 from .constants import MODALITIES, VIDEO
 from .layout import IndexNotFoundError, Layout, read_manifest
 from .paths import unescape_path
+from .retype import shard_set
 from .shards import ShardSet, faiss_build, part_of
 from .sqlite_rows import SqliteRows
 
@@ -38,6 +40,7 @@ class IndexReader:
         self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
         self.use_gpu = False
         self._shards: dict[str, tuple[tuple, ShardSet]] = {}
+        self._manifest_stamp = self._stamp()
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike) -> "IndexReader":
@@ -101,10 +104,27 @@ class IndexReader:
         """The shards of ``modality``'s segments (moments of long files), None when it has none."""
         return self.shards(f"{modality}-segments")
 
+    def _stamp(self) -> int:
+        try:
+            return self.layout.manifest.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def _refresh_manifest(self) -> None:
+        """Read the manifest again when an indexer rewrote it (an index type changed: the
+        shards are then under another name)."""
+        stamp = self._stamp()
+        if stamp != self._manifest_stamp:
+            manifest = read_manifest(self.layout)
+            if manifest is not None:
+                self.manifest = manifest
+            self._manifest_stamp = stamp
+
     def shards(self, modality: str) -> ShardSet | None:
         """The memory-mapped shards of ``modality`` (None when it has none yet), reloaded when
-        an indexer has replaced a shard file since the last call."""
-        probe = ShardSet(self.layout.shards, modality, self.dim, self.manifest.get("index_type", "Flat"))
+        an indexer has replaced a shard file (or rebuilt them as another type) since the last call."""
+        self._refresh_manifest()
+        probe = shard_set(self.layout.shards, self.manifest, modality, self.dim)
         for attempt in range(5):  # an indexer merging shard files may remove one as it is listed
             paths = probe.existing_paths()
             try:
@@ -126,7 +146,9 @@ class IndexReader:
     # --- facts ---------------------------------------------------------------------------
     def facts(self) -> dict[str, Any]:
         """What ``xmr info`` shows: model, counts per modality, sizes, index type, last run."""
+        self._refresh_manifest()
         shard_files = sorted(self.layout.shards.glob("*.faiss")) if self.layout.shards.exists() else []
+        stored = sorted(self.layout.shards.glob("*-vectors.*")) if self.layout.shards.exists() else []
         db = self.layout.database
         return {
             "index": str(self.layout.dir),
@@ -137,11 +159,22 @@ class IndexReader:
             "metric": self.manifest.get("metric"),
             "index_type": self.manifest.get("index_type"),
             "shard_size": self.manifest.get("shard_size"),
+            # Per modality: the type its shards are (auto: chosen, and why), its files' prefix.
+            "types": {m: self._choice(m).to_json() for m in self.modalities},
+            "max_memory": (
+                int(self.manifest.get("max_memory") or default_budget())
+                if self.manifest.get("index_type") == AUTO
+                else None
+            ),
             "counts": self.counts(),
-            "shards": {m: _shards_of([p.name for p in shard_files], m) for m in self.modalities},
+            "shards": {
+                m: _shards_of([p.name for p in shard_files], choice_of(self.manifest, m).prefix or m)
+                for m in self.modalities
+            },
             "segments": self.segment_counts(),
             "bytes": {
                 "shards": sum(_size(p) for p in shard_files),
+                "stored_vectors": sum(_size(p) for p in stored),
                 "database": db.stat().st_size if db.exists() else None,
             },
             "database": self.store.safe_url,
@@ -151,6 +184,16 @@ class IndexReader:
             "faiss": faiss_build(),
             "last_run": self.manifest.get("last_run"),
         }
+
+    def _choice(self, modality: str) -> Choice:
+        """How ``modality``'s shards are made; under auto before any change of type, why Flat."""
+        choice = choice_of(self.manifest, modality)
+        if self.manifest.get("index_type") == AUTO and modality not in (self.manifest.get("types") or {}):
+            shards = self.shards(modality)
+            budget = int(self.manifest.get("max_memory") or default_budget())
+            now = choose(shards.ntotal if shards is not None else 0, self.dim, budget)
+            choice = now if now.kind == 0 else choice
+        return choice
 
     def segment_counts(self) -> dict[str, int]:
         """Segments (moments of long files) per modality that has any."""

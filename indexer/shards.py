@@ -19,9 +19,11 @@ import numpy as np
 
 from .exact import topk_inner_product, tune_faiss
 from .faults import crash_point
+from .vectors import StoredVectors
 
 log = logging.getLogger(__name__)
 TRAIN_SAMPLE = 100_000
+RERANK_FACTOR, RERANK_MIN = 10, 100  # candidates a re-scored search asks its codes for: max(k * 10, 100)
 
 
 class ShardError(RuntimeError):
@@ -202,12 +204,15 @@ def _with_selector(selector, params):  # noqa: ANN001, ANN202
 SEARCH_DEFAULTS = {"IndexIVF": "nprobe=16", "IndexHNSW": "efSearch=64"}
 
 
-def set_search_defaults(index) -> None:
-    """Search-time knobs of approximate index types (IVF lists probed, HNSW beam width)."""
+def set_search_defaults(index, nprobe: int | None = None) -> None:
+    """Search-time knobs of approximate index types (IVF lists probed, HNSW beam width);
+    ``nprobe`` overrides the IVF default (auto's choice sets it)."""
     faiss = faiss_module()
     base = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
     for kind, params in SEARCH_DEFAULTS.items():
         if isinstance(base, getattr(faiss, kind)):
+            if nprobe and kind == "IndexIVF":
+                params = f"nprobe={nprobe}"
             faiss.ParameterSpace().set_index_parameters(base, params)
 
 
@@ -243,12 +248,24 @@ class ShardSet:
     (HNSW) rewrite their shard at each checkpoint, as before. Every part is searched.
     """
 
-    def __init__(self, folder: Path, modality: str, dim: int, factory: str = "Flat", shard_size: int = 250_000) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        modality: str,
+        dim: int,
+        factory: str = "Flat",
+        shard_size: int = 250_000,
+        nprobe: int | None = None,
+        rerank: bool = False,
+    ) -> None:
         self.folder = Path(folder)
-        self.modality = modality
+        self.modality = modality  # the files' name prefix: a modality, ``image-segments``, ``image.e2``
         self.dim = dim
         self.factory = factory
         self.shard_size = shard_size
+        self.nprobe = nprobe
+        # Lossy codes (PQ): every vector is also stored (float16, on disk) to re-score candidates.
+        self.stored = StoredVectors(self.folder, modality, dim) if rerank else None
         self.shards: list = []  # every part (bases and deltas), searched alike
         self.paths: list[Path] = []
         self.parts: list[tuple[int, int, int]] = []  # (shard number, generation, delta number) of each
@@ -320,7 +337,7 @@ class ShardSet:
                 log.info("removing %s, merged into a newer shard file", self.shard_path(*stale).name)
                 _unlink_quietly(str(self.shard_path(*stale)))
         for shard in self.shards:
-            set_search_defaults(shard)
+            set_search_defaults(shard, self.nprobe)
         for path, shard in zip(self.paths, self.shards):
             if shard.d != self.dim:
                 raise ShardError(f"shard {path} holds {shard.d}-d vectors, the index expects {self.dim}-d")
@@ -329,9 +346,11 @@ class ShardSet:
     def flush(self) -> None:
         """Write every changed part (atomically), training first if needed; merge the deltas of
         a shard that has enough of them; then remove the files that are no longer parts."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.stored is not None:
+            self.stored.flush()  # before the shards: a vector FAISS holds always has its stored copy
         if self._untrained:
             self._train_and_add()
-        self.folder.mkdir(parents=True, exist_ok=True)
         for k in sorted(self.dirty):
             write_atomic(self.shards[k], self.paths[k])
             crash_point("shard-written")
@@ -452,7 +471,7 @@ class ShardSet:
         """Part ``k`` in memory, to change: a memory-mapped part is read whole first."""
         if self.mapped[k]:
             self.shards[k] = read_index(self.paths[k])
-            set_search_defaults(self.shards[k])
+            set_search_defaults(self.shards[k], self.nprobe)
             self.mapped[k] = False
             self._views.clear()
         return self.shards[k]
@@ -473,6 +492,11 @@ class ShardSet:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if vectors.shape != (len(ids), self.dim):
             raise ValueError(f"expected [{len(ids)}, {self.dim}] vectors, got {list(vectors.shape)}")
+        if self.stored is not None:
+            self.stored.append(vectors, ids)
+        self._add(vectors, ids)
+
+    def _add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         if self.needs_training():
             self._untrained.append((vectors, ids))  # trained at flush, on everything seen by then
             return
@@ -486,15 +510,27 @@ class ShardSet:
             start += take
 
     def _train_and_add(self) -> None:
-        faiss = faiss_module()
         vectors = np.concatenate([v for v, _ in self._untrained])
         ids = np.concatenate([i for _, i in self._untrained])
-        template = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
         sample = (
             vectors
             if len(vectors) <= TRAIN_SAMPLE
             else vectors[np.random.default_rng(0).choice(len(vectors), TRAIN_SAMPLE, replace=False)]
         )
+        self._untrained = []
+        self.train(sample)
+        self._add(vectors, ids)
+
+    def train(self, sample: np.ndarray) -> None:
+        """Train this set's index type on ``sample`` and save it as the template every shard
+        starts from.
+
+        Raises:
+            ShardError: FAISS cannot train it on so few vectors.
+        """
+        faiss = faiss_module()
+        template = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
         log.info("training %s index for %s on %d vectors", self.factory, self.modality, len(sample))
         try:
             template.train(sample)
@@ -506,8 +542,6 @@ class ShardSet:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_atomic(template, self.template_path)
         self._template = template
-        self._untrained = []
-        self.add(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids from every part (a part is written again at the next flush; an emptied
@@ -533,6 +567,8 @@ class ShardSet:
             shard = self._writable(k)
             if isinstance(faiss.downcast_index(shard.index), faiss.IndexFlatCodes):
                 removed += shard.remove_ids(faiss.IDSelectorBatch(ids))
+            elif self._array_ivf(shard) is not None:
+                removed += self._remove_ivf(shard, present)
             else:
                 # IndexIDMap2.remove_ids assumes the inner index renumbers what stays (as the
                 # flat-codes indexes do); an IVF keeps its internal numbers, so the id map would
@@ -540,6 +576,37 @@ class ShardSet:
                 removed += self._rebuild_without(k, present)
             self.dirty.add(k)
         return removed
+
+    @staticmethod
+    def _array_ivf(shard):  # noqa: ANN001, ANN205 - an IndexIDMap2; the IVF inside or None
+        """The IVF directly inside ``shard`` when its lists are plain arrays (not fast-scan)."""
+        faiss = faiss_module()
+        inner = faiss.downcast_index(shard.index)
+        if type(inner) not in (faiss.IndexIVFFlat, faiss.IndexIVFPQ, faiss.IndexIVFScalarQuantizer):
+            return None
+        lists = faiss.downcast_InvertedLists(inner.invlists)
+        return inner if type(lists) is faiss.ArrayInvertedLists else None
+
+    def _remove_ivf(self, shard, drop: np.ndarray) -> int:  # noqa: ANN001 - IndexIDMap2 over an IVF
+        """Remove the vectors at positions ``drop`` of an IVF's id map without re-encoding the
+        rest: out of the lists, then every internal number past a removed one renumbered (the
+        id map is compacted, and IndexIDMap2.remove_ids alone would leave the lists' numbers
+        pointing past their ids)."""
+        faiss = faiss_module()
+        ivf = self._array_ivf(shard)
+        gone = np.flatnonzero(drop).astype(np.int64)
+        ivf.make_direct_map(False)
+        removed = ivf.remove_ids(faiss.IDSelectorBatch(gone))
+        lists = faiss.downcast_InvertedLists(ivf.invlists)
+        for number in range(ivf.nlist):
+            size = lists.list_size(number)
+            if size:
+                internal = faiss.rev_swig_ptr(lists.get_ids(number), size)
+                internal -= np.searchsorted(gone, internal)
+        faiss.copy_array_to_vector(shard_ids(shard)[~drop], shard.id_map)
+        shard.ntotal = ivf.ntotal
+        shard.construct_rev_map()
+        return int(removed)
 
     def _rebuild_without(self, k: int, drop: np.ndarray) -> int:
         faiss = faiss_module()
@@ -555,11 +622,14 @@ class ShardSet:
                 f"index type {self.factory!r} cannot give back its vectors to remove some of them; "
                 "rebuild the index with another type (--rebuild --index-type ...)"
             )
-        if ivf is not None:
-            ivf.make_direct_map()  # reconstruction by internal number
-        vectors = (
-            np.stack([base.reconstruct(int(i)) for i in keep]) if len(keep) else np.zeros((0, self.dim), np.float32)
-        )
+        if self.stored is not None and self.stored.exists():
+            vectors = self.stored.get(keep_ids)  # exact, not decoded from lossy codes
+        else:
+            if ivf is not None:
+                ivf.make_direct_map()  # reconstruction by internal number
+            vectors = (
+                np.stack([base.reconstruct(int(i)) for i in keep]) if len(keep) else np.zeros((0, self.dim), np.float32)
+            )
         fresh = self._empty()
         if len(keep_ids):
             fresh.add_with_ids(vectors, keep_ids)
@@ -567,7 +637,10 @@ class ShardSet:
         return int(drop.sum())
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """Stored vectors of ``ids`` (each must be present)."""
+        """Stored vectors of ``ids`` (each must be present): the float16 copies when the index
+        keeps them, else what FAISS gives back."""
+        if self.stored is not None and self.stored.exists():
+            return self.stored.get(np.asarray(ids, dtype=np.int64))
         faiss = faiss_module()
         where = {}
         for shard in self.shards:
@@ -587,9 +660,30 @@ class ShardSet:
         """Top-``k`` inner products over every shard, merged (ties broken by smaller id).
 
         Plain ``Flat`` shards without a ``selector`` are searched exactly with numpy's BLAS
-        (:mod:`indexer.exact`); other index types, and id-filtered searches, through FAISS.
+        (:mod:`indexer.exact`); other index types, and id-filtered searches, through FAISS. An
+        index of lossy codes with stored vectors asks its codes for ``max(10 k, 100)``
+        candidates and re-scores them exactly.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.stored is not None and self.stored.exists():
+            return self._reranked(queries, k, selector, params)
+        return self._search(queries, k, selector, params)
+
+    def _reranked(self, queries: np.ndarray, k: int, selector, params) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        _, cand = self._search(queries, max(k * RERANK_FACTOR, RERANK_MIN), selector, params)
+        nq = len(queries)
+        flat = cand[cand >= 0]
+        unique, where = np.unique(flat, return_inverse=True)
+        vectors = self.stored.get(unique) if len(unique) else np.zeros((0, self.dim), np.float32)
+        scores = np.full(cand.shape, -np.inf, np.float32)
+        rows = np.nonzero(cand >= 0)[0]
+        scores[cand >= 0] = np.einsum("ij,ij->i", vectors[where], queries[rows])
+        order = np.lexsort((cand, -scores), axis=1)[:, :k] if cand.shape[1] else np.zeros((nq, 0), np.int64)
+        d = np.take_along_axis(scores, order, axis=1)
+        i = np.take_along_axis(cand, order, axis=1)
+        return d, np.where(np.isfinite(d), i, -1)
+
+    def _search(self, queries: np.ndarray, k: int, selector, params) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
         nq = len(queries)
         all_d, all_i = [np.full((nq, 0), -np.inf, np.float32)], [np.zeros((nq, 0), np.int64)]
         for n, shard in enumerate(self.shards):
@@ -606,7 +700,7 @@ class ShardSet:
                     )
                 except RuntimeError as exc:
                     self._cpu_fallback(exc)
-                    return self.search(queries, k, selector, params)
+                    return self._search(queries, k, selector, params)
             elif view is not None:
                 d, rows = topk_inner_product(view[0], queries, kk)
                 i = view[1][rows]

@@ -1,0 +1,148 @@
+"""A modality's shards as the manifest says they are made, and changing how they are made by
+rebuilding them from the vectors they hold (never by embedding again).
+
+A rebuild writes the new shards under a new name prefix (``image.e2-...``) beside the old ones;
+the manifest naming the new prefix is the switch; the old files go after. Killed before the
+switch, the next writer removes the half-built files; after it, the old ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .autotype import AUTO, RETRAIN_GROWTH, Choice, choice_of, choose, fixed
+from .faults import crash_point
+from .shards import TRAIN_SAMPLE, ShardError, ShardSet, faiss_module, flat_vectors, shard_ids
+
+log = logging.getLogger(__name__)
+ONE_SHARD = 1 << 40  # auto's IVF: one index a modality, never split
+BATCH = 100_000
+
+
+def shard_set(folder: Path, manifest: dict, modality: str, dim: int, choice: Choice | None = None) -> ShardSet:
+    """``modality``'s shards (not loaded) as ``choice`` (default: the manifest's) makes them."""
+    choice = choice or choice_of(manifest, modality)
+    size = ONE_SHARD if manifest.get("index_type") == AUTO and choice.kind else int(manifest.get("shard_size", 250_000))
+    return ShardSet(folder, choice.prefix or modality, dim, choice.factory, size, choice.nprobe, choice.rerank)
+
+
+def _files_of(folder: Path, modality: str) -> dict[str, list[Path]]:
+    """The files of ``modality``'s own shards in ``folder`` by name prefix (``image``, ``image.e2``)."""
+    pattern = re.compile(re.escape(modality) + r"((?:\.e\d+)?)-(?:\d{5}\S*\.faiss|trained\.faiss|vectors\.(?:f16|ids))")
+    out: dict[str, list[Path]] = {}
+    for path in folder.iterdir() if folder.is_dir() else []:
+        found = pattern.fullmatch(path.name)
+        if found:
+            out.setdefault(modality + found.group(1), []).append(path)
+    return out
+
+
+def remove_others(folder: Path, modality: str, keep: str) -> None:
+    """Remove the files of ``modality``'s shards under any prefix but ``keep``: what a rebuild
+    left (before its switch: the new files; after it: the old)."""
+    for prefix, paths in _files_of(folder, modality).items():
+        if prefix != keep:
+            log.info("removing %d files of %s shards (%s), replaced by %s", len(paths), modality, prefix, keep)
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+
+def due(manifest: dict, modality: str, n: int, budget: int) -> Choice | None:
+    """The type ``modality`` should move to now that it holds ``n`` vectors (auto only), or None:
+    up a kind (Flat -> IVF -> IVF-PQ), or the same kind re-trained once the IVF has grown
+    ``RETRAIN_GROWTH`` times past the vectors its lists were trained for."""
+    if manifest.get("index_type") != AUTO:
+        return None
+    current = choice_of(manifest, modality)
+    want = choose(n, int(manifest["dim"]), budget)
+    if want.kind > current.kind:
+        return want
+    if current.kind and n >= RETRAIN_GROWTH * max(current.trained_for, 1):
+        return replace(
+            want,
+            reason=want.reason + f"; re-trained: {n:,} vectors, over {RETRAIN_GROWTH}x the "
+            f"{current.trained_for:,} its lists were trained for",
+        )
+    return None
+
+
+def next_prefix(folder: Path, modality: str) -> str:
+    epochs = [int(p.rsplit(".e", 1)[1]) for p in _files_of(folder, modality) if ".e" in p]
+    return f"{modality}.e{max(epochs, default=0) + 1}"
+
+
+def iter_vectors(shards: ShardSet, batch: int = BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every vector ``shards`` holds with its id, in batches: the stored float16 copies when
+    there are any, flat vectors as they are, other types as FAISS gives them back.
+
+    Raises:
+        ShardError: a type that cannot give its vectors back (fast-scan PQ without stored ones).
+    """
+    faiss = faiss_module()
+    exact = shards.stored is not None and shards.stored.exists()
+    for part in shards.shards:
+        ids = shard_ids(part)
+        view = None if exact else flat_vectors(part)
+        inner = faiss.downcast_index(part.index)
+        ivf = faiss.try_extract_index_ivf(inner) if view is None and not exact else None
+        if ivf is not None:
+            if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
+                raise ShardError(f"index type {shards.factory!r} cannot give back its vectors to rebuild")
+            ivf.make_direct_map()
+        for a in range(0, len(ids), batch):
+            chunk = ids[a : a + batch]
+            if exact:
+                yield shards.stored.get(chunk), chunk
+            elif view is not None:
+                yield np.array(view[a : a + batch]), chunk
+            else:
+                yield inner.reconstruct_batch(np.arange(a, a + len(chunk), dtype=np.int64)), chunk
+
+
+def rebuild(folder: Path, manifest: dict, modality: str, old: ShardSet, choice: Choice) -> ShardSet:
+    """New shards of ``modality`` made as ``choice`` says, from ``old``'s vectors, under a new
+    prefix; written and flushed, but not yet named by the manifest (the caller's switch).
+    Memory: the new index, a training sample and one batch (stored vectors are appended and
+    flushed batch by batch)."""
+    dim = int(manifest["dim"])
+    choice = replace(choice, prefix=next_prefix(folder, modality))
+    remove_others(folder, modality, keep=old.modality)  # a killed rebuild's half-built files
+    new = shard_set(folder, {**manifest, "types": {modality: choice.to_json()}}, modality, dim, choice)
+    n = old.ntotal
+    log.info("rebuilding %d %s vectors as %s (%s): %s", n, modality, choice.factory, choice.prefix, choice.reason)
+    if new.needs_training() and n:
+        new.train(_sample(old, n, sample_size(new.factory, n)))
+    for vectors, ids in iter_vectors(old):
+        new.add(vectors, ids)
+        if new.stored is not None:
+            new.stored.flush()  # batch by batch: the float16 copies never all in memory
+    new.flush()
+    crash_point("retype-built")
+    return new
+
+
+def sample_size(factory: str, n: int) -> int:
+    """Training vectors for ``factory``: 30 a list of an IVF (k-means), at least TRAIN_SAMPLE."""
+    found = re.search(r"IVF(\d+)", factory)
+    return min(n, max(TRAIN_SAMPLE, 30 * int(found.group(1)) if found else 0))
+
+
+def _sample(shards: ShardSet, n: int, size: int) -> np.ndarray:
+    chosen = np.sort(np.random.default_rng(0).choice(n, size, replace=False)) if size < n else np.arange(n)
+    out, seen = [], 0
+    for vectors, ids in iter_vectors(shards):
+        inside = chosen[(chosen >= seen) & (chosen < seen + len(ids))] - seen
+        out.append(vectors[inside])
+        seen += len(ids)
+    return np.concatenate(out) if out else np.zeros((0, shards.dim), np.float32)
+
+
+def given(factory: str, modality: str) -> Choice:
+    """The choice for a type given by name (``--reindex-type FACTORY``)."""
+    return fixed(factory, modality)

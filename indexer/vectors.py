@@ -1,0 +1,124 @@
+"""Stored vectors: every vector of a modality whose index keeps only lossy codes (PQ), as float16
+on disk, to re-score search candidates exactly and to rebuild the index as another type.
+
+Two append-only files: ``<prefix>-vectors.f16`` (rows of ``dim`` float16) and
+``<prefix>-vectors.ids`` (one int64 a row). A flush appends and fsyncs the rows first, then
+their ids, so an id on disk always has its row; a kill mid-append leaves a partial tail that
+readers ignore and the next writer cuts. Nothing is rewritten in place: a vector replaced (an
+updated file, an id used again) is appended again and the last row of an id wins; the rows of
+removed ids stay until the index is rebuilt (:mod:`indexer.retype` writes only live ones).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class StoredVectorsError(RuntimeError):
+    """Raised when the stored vectors cannot be written or lack an id asked for."""
+
+
+class StoredVectors:
+    """The stored vectors of one shard set (``prefix`` names its files in ``folder``)."""
+
+    def __init__(self, folder: Path, prefix: str, dim: int) -> None:
+        self.rows_path = Path(folder) / f"{prefix}-vectors.f16"
+        self.ids_path = Path(folder) / f"{prefix}-vectors.ids"
+        self.dim = dim
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._lookup: tuple[tuple, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def row_bytes(self) -> int:
+        return self.dim * 2
+
+    def exists(self) -> bool:
+        return self.ids_path.exists()
+
+    def count(self) -> int:
+        """Complete rows on disk (a partial tail not counted)."""
+        try:
+            return min(self.ids_path.stat().st_size // 8, self.rows_path.stat().st_size // self.row_bytes)
+        except FileNotFoundError:
+            return 0
+
+    def append(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Queue rows for the next :meth:`flush`."""
+        if len(ids):
+            self._pending.append((np.asarray(vectors, dtype=np.float16), np.asarray(ids, dtype=np.int64)))
+
+    def flush(self) -> int:
+        """Append the queued rows (rows, fsync, ids, fsync); returns the bytes written.
+
+        Raises:
+            StoredVectorsError: the disk refused (the files keep what they held).
+        """
+        if not self._pending:
+            return 0
+        vectors = np.concatenate([v for v, _ in self._pending])
+        ids = np.concatenate([i for _, i in self._pending])
+        n = self.count()
+        try:
+            self.rows_path.parent.mkdir(parents=True, exist_ok=True)
+            for path, data, width in ((self.rows_path, vectors, self.row_bytes), (self.ids_path, ids, 8)):
+                with open(path, "ab") as f:
+                    f.truncate(n * width)  # a tail a kill left half-written
+                    f.seek(n * width)
+                    f.write(np.ascontiguousarray(data).tobytes())
+                    f.flush()
+                    os.fsync(f.fileno())
+        except OSError as exc:
+            raise StoredVectorsError(
+                f"cannot append to {self.rows_path} ({exc.strerror or exc}); is the disk full?"
+            ) from exc
+        self._pending = []
+        return vectors.nbytes + ids.nbytes
+
+    def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted ids, their row numbers, the rows memory-mapped), rebuilt when the files grew."""
+        n = self.count()
+        signature = (n, self.ids_path.stat().st_mtime_ns if n else 0)
+        if self._lookup is None or self._lookup[0] != signature:
+            if n == 0:
+                rows = np.zeros((0, self.dim), np.float16)
+                ids = np.zeros(0, np.int64)
+            else:
+                rows = np.memmap(self.rows_path, dtype=np.float16, mode="r", shape=(n, self.dim))
+                ids = np.fromfile(self.ids_path, dtype=np.int64, count=n)
+            order = np.argsort(ids, kind="stable")  # equal ids keep file order: the last is the newest
+            self._lookup = (signature, ids[order], order, rows)
+        return self._lookup[1], self._lookup[2], self._lookup[3]
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """float32 ``[len(ids), dim]``: each id's newest stored row.
+
+        Raises:
+            StoredVectorsError: an id has no stored row.
+        """
+        sorted_ids, order, rows = self._index()
+        ids = np.asarray(ids, dtype=np.int64)
+        at = np.searchsorted(sorted_ids, ids, side="right") - 1
+        ok = (at >= 0) & (sorted_ids[np.maximum(at, 0)] == ids) if len(sorted_ids) else np.zeros(len(ids), bool)
+        if not ok.all():
+            raise StoredVectorsError(
+                f"{int((~ok).sum())} ids (first {int(ids[~ok][0])}) have no stored vector in {self.rows_path}"
+            )
+        where = order[at]
+        sorting = np.argsort(where)  # read the mapping in file order
+        out = np.empty((len(ids), self.dim), np.float32)
+        out[sorting] = rows[where[sorting]]
+        return out
+
+    def remove_files(self) -> None:
+        for path in (self.rows_path, self.ids_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        self._lookup = None

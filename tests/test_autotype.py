@@ -1,0 +1,267 @@
+"""--index-type auto: each branch of the choice, the type moving up and re-training as the
+collection grows (rebuilt from stored vectors, never re-embedded), --reindex-type, stored
+vectors, crash safety of a type change, and IVF removal in place against a rebuild."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import indexer
+from indexer import autotype
+from indexer.autotype import choose, nlist_for, parse_memory
+from indexer.check import check_index
+from indexer.shards import ShardSet
+from indexer.vectors import StoredVectors, StoredVectorsError
+from retrieval import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _unit(n: int, dim: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+# --- the choice ------------------------------------------------------------------------------
+def test_each_branch_of_the_choice() -> None:
+    gib = 1 << 30
+    small = choose(1_000, 384, 2 * gib)
+    assert small.factory == "Flat" and not small.rerank and "1,000 vectors" in small.reason
+    # Past FLAT_MAX, float32 vectors within the budget: inverted lists of them.
+    mid = choose(1_000_000, 384, 2 * gib)
+    assert mid.factory == "IVF4096,Flat" and mid.nprobe == 64 and not mid.rerank
+    # The same count under a budget float32 vectors exceed: PQ codes, re-ranked.
+    big = choose(1_000_000, 384, gib // 2)
+    assert big.factory == "IVF4096,PQ64" and big.rerank and "re-scored exactly" in big.reason
+    assert choose(10_000_000, 384, 2 * gib).factory == "IVF8192,PQ64"  # 80 bytes a vector: 0.75 GiB
+    assert choose(10_000_000, 384, gib // 2).factory == "IVF8192,PQ32"  # 48 bytes: 0.45 GiB
+    tiny_budget = choose(10_000_000, 384, 1 << 20)
+    assert tiny_budget.factory.endswith("PQ8") and "OVER" in tiny_budget.reason
+    # A small collection over a small budget goes straight to codes.
+    assert choose(5_000, 32, 100_000).rerank
+    assert [c.kind for c in (small, mid, big)] == [0, 1, 2]
+
+
+def test_lists_have_training_vectors_enough() -> None:
+    for n in (300, 5_000, 200_001, 1_000_000, 10**8):
+        nlist = nlist_for(n)
+        assert nlist & (nlist - 1) == 0 and 16 <= nlist <= 8192
+        assert nlist == 16 or nlist * 39 <= n
+
+
+def test_memory_sizes_parse_and_refuse() -> None:
+    assert parse_memory("2G") == 2 << 30 and parse_memory("512MiB") == 512 << 20 and parse_memory("1.5gb") == 3 << 29
+    for bad in ("lots", "-1G", "0", "2X"):
+        with pytest.raises(ValueError, match="--max-memory takes a size"):
+            parse_memory(bad)
+
+
+def test_cli_refuses_a_bad_type_or_size(tmp_path: Path) -> None:
+    from cli import app
+
+    (tmp_path / "media").mkdir()
+    runner = CliRunner()
+    out = runner.invoke(app, ["index", str(tmp_path / "media"), "--model", "xmr-tiny", "--max-memory", "lots"])
+    assert out.exit_code == 2 and "--max-memory takes a size" in out.output
+    out = runner.invoke(app, ["index", str(tmp_path / "media"), "--model", "xmr-tiny", "--index-type", "IVFbogus"])
+    assert out.exit_code == 1 and "--index-type 'IVFbogus' is not an index type FAISS knows" in out.output
+    assert not (tmp_path / "media" / ".xmr" / "manifest.json").exists()
+
+
+# --- stored vectors --------------------------------------------------------------------------
+def test_stored_vectors_newest_row_wins_and_a_cut_tail_is_ignored(tmp_path: Path) -> None:
+    stored = StoredVectors(tmp_path, "image", 8)
+    v = _unit(10, 8, 0)
+    stored.append(v, np.arange(10))
+    stored.flush()
+    stored.append(-v[:3], np.array([2, 0, 1]))  # updated files: appended again
+    stored.flush()
+    got = stored.get(np.array([0, 1, 2, 3]))
+    np.testing.assert_allclose(got, np.stack([-v[1], -v[2], -v[0], v[3]]), atol=1e-3)
+    with open(stored.ids_path, "ab") as f:  # a kill mid-append: ids written, rows not
+        f.write(np.array([99], np.int64).tobytes())
+    with open(stored.rows_path, "ab") as f:
+        f.write(b"\0" * 5)
+    again = StoredVectors(tmp_path, "image", 8)
+    assert again.count() == 13
+    with pytest.raises(StoredVectorsError, match="1 ids .first 99. have no stored vector"):
+        again.get(np.array([5, 99]))
+    again.append(v[:1], np.array([50]))
+    again.flush()  # the tail cut first
+    assert again.count() == 14 and np.allclose(again.get(np.array([50, 3])), v[[0, 3]], atol=1e-3)
+
+
+def test_ivf_removal_in_place_equals_a_fresh_index(tmp_path: Path) -> None:
+    """Removal renumbers the IVF's lists instead of re-encoding every vector; searched with every
+    list probed it must give what an index built without the removed ids gives."""
+    v, ids = _unit(3000, 16, 0), np.arange(100, 3100)
+    for factory, rerank in (("IVF8,Flat", False), ("IVF8,PQ4", True)):
+        folder = tmp_path / factory.replace(",", "_")
+        shards = ShardSet(folder, "image", 16, factory, 10**9, nprobe=8, rerank=rerank)
+        shards.add(v[:2000], ids[:2000])
+        shards.flush()
+        shards.add(v[2000:], ids[2000:])  # a delta: removal crosses parts
+        shards.flush()
+        gone = np.random.default_rng(1).choice(ids, 500, replace=False)
+        loaded = ShardSet(folder, "image", 16, factory, 10**9, nprobe=8, rerank=rerank).load()
+        assert len(loaded.shards) == 2 and loaded.remove(gone) == 500
+        loaded.flush()
+        after = ShardSet(folder, "image", 16, factory, 10**9, nprobe=8, rerank=rerank).load()
+        keep = ~np.isin(ids, gone)
+        assert sorted(after.ids().tolist()) == sorted(ids[keep].tolist())
+        _, got = after.search(v[:100], 5)
+        exact = ids[keep][np.argsort(-(v[:100] @ v[keep].T), axis=1)[:, :5]]
+        if rerank:  # re-scored from the stored vectors: exact
+            assert (got == exact).mean() > 0.97
+        else:  # IVF-Flat with every list probed: exact
+            np.testing.assert_array_equal(got, exact)
+        np.testing.assert_allclose(after.reconstruct(ids[keep][:50]), v[keep][:50], atol=1e-3)
+
+
+# --- auto over runs --------------------------------------------------------------------------
+def _texts(path: Path, n: int, start: int = 0) -> Path:
+    words = ["red", "green", "blue", "apple", "river", "stone", "cloud", "engine", "violin", "garden"]
+    lines = [f"{words[i % 10]} {words[(i // 10) % 10]} {words[(i // 100) % 10]} number {i}" for i in range(start, n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _manifest(index_dir: Path) -> dict:
+    return json.loads((index_dir / "manifest.json").read_text())
+
+
+def _top(index_dir: Path, queries: list[str], tiny, k: int = 5) -> list[list[str]]:
+    with Engine.open(index_dir, model=tiny) as engine:
+        return [[h.text for h in hits] for hits in engine.search_batch([{"text": q} for q in queries], to="text", k=k)]
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(autotype, "FLAT_MAX", 300)
+
+
+def test_auto_moves_up_retrains_and_matches_exact(tmp_path: Path, tiny, small_thresholds: None) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    texts = _texts(tmp_path / "lines.txt", 400)
+    opts = dict(workers=0, index_dir=str(tmp_path / "ix"), texts=[str(texts)], checkpoint_items=200)
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts))
+    chosen = _manifest(tmp_path / "ix")["types"]["text"]
+    assert chosen["factory"] == "IVF16,Flat" and chosen["trained_for"] == 400 and chosen["prefix"] == "text.e1"
+    # Grown 10x: re-trained for the new size; nothing embedded again.
+    _texts(texts, 4200)
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(**opts))
+    assert summary.added == 3800 and summary.updated == 0
+    chosen = _manifest(tmp_path / "ix")["types"]["text"]
+    assert chosen["factory"] == "IVF64,Flat" and chosen["trained_for"] >= 4000 and "re-trained" in chosen["reason"]
+    # A smaller budget: float32 vectors no longer fit, PQ codes re-ranked from stored vectors.
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, max_memory=200_000))
+    chosen = _manifest(tmp_path / "ix")["types"]["text"]
+    assert chosen["factory"] == "IVF64,PQ8" and chosen["rerank"] and _manifest(tmp_path / "ix")["max_memory"] == 200_000
+    names = sorted(p.name for p in (tmp_path / "ix" / "shards").iterdir())
+    prefix = chosen["prefix"]
+    assert f"{prefix}-vectors.f16" in names and all(n.startswith(prefix) for n in names if n.startswith("text"))
+    assert check_index(tmp_path / "ix").ok
+    # Against an exact index of the same items: the re-ranked top 5 are the exact top 5.
+    indexer.index_folder(
+        root, tiny, indexer.IndexOptions(**{**opts, "index_dir": str(tmp_path / "flat")}, index_type="Flat")
+    )
+    queries = [f"apple river number {i}" for i in range(0, 4000, 97)]
+    got, exact = _top(tmp_path / "ix", queries, tiny), _top(tmp_path / "flat", queries, tiny)
+    assert np.mean([g == e for g, e in zip(got, exact)]) >= 0.9
+    assert np.mean([g[0] == e[0] for g, e in zip(got, exact)]) >= 0.95
+
+
+def test_reindex_type_rebuilds_from_stored_vectors(tmp_path: Path, tiny, small_thresholds: None) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    texts = _texts(tmp_path / "lines.txt", 1500)
+    opts = dict(workers=0, index_dir=str(tmp_path / "ix"), texts=[str(texts)])
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, max_memory=100_000))
+    assert _manifest(tmp_path / "ix")["types"]["text"]["rerank"]
+    with Engine.open(tmp_path / "ix", model=tiny) as engine:
+        before = {i: engine.vector(i) for i in range(1, 1501, 50)}
+        reader = engine  # kept open across the type change: it must follow it
+        queries = ["blue stone number 12"]
+        first = [h.text for h in reader.search(text=queries[0], to="text", k=3)]
+        summary = indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, reindex_type="Flat"))
+        assert summary.added == summary.updated == 0 and summary.unchanged == 1500
+        manifest = _manifest(tmp_path / "ix")
+        assert manifest["index_type"] == "Flat" and manifest["types"]["text"]["factory"] == "Flat"
+        assert not any("vectors" in p.name for p in (tmp_path / "ix" / "shards").iterdir())
+        assert [h.text for h in reader.search(text=queries[0], to="text", k=3)] == first
+    with Engine.open(tmp_path / "ix", model=tiny) as engine:
+        for i, v in before.items():  # float16 copies became the Flat vectors
+            np.testing.assert_allclose(engine.vector(i), v, atol=2e-3)
+    # And back to auto, with the CLI; info says what and why.
+    from cli import app
+
+    out = CliRunner().invoke(
+        app,
+        [
+            "index",
+            str(root),
+            "--index",
+            str(tmp_path / "ix"),
+            "--texts",
+            str(texts),
+            "--model",
+            "xmr-tiny",
+            "--reindex-type",
+            "auto",
+            "--max-memory",
+            "100K",
+            "--workers",
+            "0",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    info = CliRunner().invoke(app, ["info", "--index", str(tmp_path / "ix")])
+    assert "chosen by size within a search-memory budget" in info.output and "PQ8" in info.output, info.output
+    assert "re-scored exactly" in info.output and "stored (float16" in info.output
+
+
+CHILD = """
+import sys
+from pathlib import Path
+import indexer
+from indexer import autotype
+from retrieval import create_model
+autotype.FLAT_MAX = 300
+root, index_dir, texts, budget = sys.argv[1:5]
+indexer.index_folder(Path(root), create_model("xmr-tiny"), indexer.IndexOptions(
+    workers=0, index_dir=index_dir, texts=[texts], max_memory=int(budget) or None))
+"""
+
+
+@pytest.mark.parametrize("point", ["retype-built", "retype-switched"])
+def test_a_kill_during_a_type_change_loses_nothing(tmp_path: Path, tiny, small_thresholds: None, point: str) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    texts = _texts(tmp_path / "lines.txt", 1500)
+    ix = tmp_path / "ix"
+    run = [sys.executable, "-c", CHILD, str(root), str(ix), str(texts)]
+    assert subprocess.run([*run, "0"], cwd=ROOT, check=False).returncode == 0
+    assert _manifest(ix)["types"]["text"]["factory"] == "IVF32,Flat"
+    env = {**__import__("os").environ, "XMR_CRASH_AT": point}
+    assert subprocess.run([*run, "100000"], cwd=ROOT, env=env, check=False).returncode == -9
+    prefixes = {p.name.split("-")[0] for p in (ix / "shards").iterdir() if p.name.startswith("text")}
+    assert len(prefixes) == 2  # old and new side by side
+    with Engine.open(ix, model=tiny) as engine:  # readable as it was left: the manifest's files
+        assert engine.index.shards("text").ntotal == 1500
+    assert subprocess.run([*run, "100000"], cwd=ROOT, check=False).returncode == 0
+    manifest = _manifest(ix)
+    assert manifest["types"]["text"]["rerank"]
+    prefixes = {p.name.split("-")[0] for p in (ix / "shards").iterdir() if p.name.startswith("text")}
+    assert prefixes == {manifest["types"]["text"]["prefix"]}
+    report = check_index(ix)
+    assert report.ok, report.problems
+    with Engine.open(ix, model=tiny) as engine:
+        assert engine.index.shards("text").ntotal == 1500 and engine.info()["counts"]["text"] == 1500
