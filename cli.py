@@ -1030,6 +1030,30 @@ def bench_moments(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("scale")
+def bench_scale(
+    vectors: Annotated[int, typer.Option(min=1_000, help="Synthetic 384-d vectors to index.")] = 1_000_000,
+    max_memory: Annotated[str, typer.Option("--max-memory", help="Search-memory budget for auto.")] = "2G",
+    work: Annotated[
+        Optional[Path], typer.Option(help="Where the index is built and kept (resumable; default in the cache).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An index of N synthetic vectors through xmr's own storage (--index-type auto): build time,
+    memory, bytes, query times, recall@10 against exact. Run again to resume a cut-short build."""
+    _setup_logging(False, quiet=as_json)
+    from retrieval.bench.scale import run_scale
+    from retrieval.encoder import cache_dir
+
+    folder = work or Path(cache_dir()) / "bench" / f"scale-{vectors}"
+    try:
+        result = run_scale(vectors, folder, _memory(max_memory), out)
+    except RuntimeError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(json.dumps(result) if as_json else Path(out / f"scale-{vectors}.md").read_text())
+
+
 @bench_app.command("memory")
 def bench_memory(
     sizes: Annotated[

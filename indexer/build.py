@@ -14,7 +14,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -929,13 +929,7 @@ class _Run:
     def _retype(self, modality: str, choice: Choice) -> None:
         """Rebuild ``modality``'s shards as ``choice``; the manifest naming them is the switch."""
         started = time.monotonic()
-        old = self.shards[modality]
-        new = retype.rebuild(self.layout.shards, self.manifest, modality, old, choice)
-        self.manifest.setdefault("types", {})[modality] = replace(choice, prefix=new.modality).to_json()
-        write_manifest(self.layout, self.manifest)
-        self.store.save_manifest_copy(self.manifest)
-        crash_point("retype-switched")
-        retype.remove_others(self.layout.shards, modality, keep=new.modality)
+        new = retype.switch(self.layout, self.manifest, modality, self.shards[modality], choice, self.store)
         self.shards[modality] = new
         log.info(
             "%s: %d vectors now %s (%.1f s): %s",

@@ -18,6 +18,7 @@ import numpy as np
 
 from .autotype import AUTO, RETRAIN_GROWTH, Choice, choice_of, choose, fixed
 from .faults import crash_point
+from .layout import Layout, write_manifest
 from .shards import TRAIN_SAMPLE, ShardError, ShardSet, faiss_module, flat_vectors, shard_ids
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,18 @@ def _sample(shards: ShardSet, n: int, size: int) -> np.ndarray:
         out.append(vectors[inside])
         seen += len(ids)
     return np.concatenate(out) if out else np.zeros((0, shards.dim), np.float32)
+
+
+def switch(layout: Layout, manifest: dict, modality: str, old: ShardSet, choice: Choice, store) -> ShardSet:  # noqa: ANN001 - a Store
+    """Rebuild ``modality``'s shards as ``choice``, make ``manifest`` (updated in place, written,
+    and copied into ``store``) name them: the switch; then remove the old files."""
+    new = rebuild(layout.shards, manifest, modality, old, choice)
+    manifest.setdefault("types", {})[modality] = replace(choice, prefix=new.modality).to_json()
+    write_manifest(layout, manifest)
+    store.save_manifest_copy(manifest)
+    crash_point("retype-switched")
+    remove_others(layout.shards, modality, keep=new.modality)
+    return new
 
 
 def given(factory: str, modality: str) -> Choice:

@@ -98,14 +98,16 @@ class SqliteRows:
 
     def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
         """Rows of ``ids`` (this index's only), with attribute access, as :meth:`Store.rows_by_ids`."""
-        rows = self._select_in("SELECT * FROM items WHERE id IN ({marks}) AND index_id = ?", ids, self._rows)
+        # "+index_id": not through the (index_id, path, line) index, which SQLite (without
+        # statistics) takes for 5+ ids and then reads every row of the index; by primary key.
+        rows = self._select_in("SELECT * FROM items WHERE id IN ({marks}) AND +index_id = ?", ids, self._rows)
         return {row.id: row for row in rows}
 
     def segment_rows(self, ids: Sequence[int]) -> dict[int, Any]:
         """Segment rows of ``ids`` (this index's only), as :meth:`Store.segment_rows`."""
         sql = (
             'SELECT id, index_id, item_id, modality, "start", "end" FROM segments '
-            "WHERE id IN ({marks}) AND index_id = ?"
+            "WHERE id IN ({marks}) AND +index_id = ?"
         )
         rows = self._select_in(sql, ids, lambda cursor: [SegmentRow(*r) for r in cursor.fetchall()])
         return {r.id: r for r in rows}

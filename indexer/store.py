@@ -323,7 +323,11 @@ class Store:
         ids = [int(i) for i in ids]
         with self.engine.connect() as conn:
             for start in range(0, len(ids), CHUNK):
-                q = select(table).where(table.c.id.in_(ids[start : start + CHUNK]), table.c.index_id == self.index_id)
+                # index_id + 0: by primary key (SQLite without statistics would take the
+                # (index_id, path, line) index for 5+ ids and read every row of the index).
+                q = select(table).where(
+                    table.c.id.in_(ids[start : start + CHUNK]), table.c.index_id + 0 == self.index_id
+                )
                 for row in conn.execute(q):
                     out[row.id] = row
         return out

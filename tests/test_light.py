@@ -323,3 +323,42 @@ def test_a_served_index_whose_model_needs_a_missing_extra_says_so(tmp_path: Path
     )
     out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.split() == ["503", "missing_extra", "True"], out.stderr
+
+
+def test_row_reads_by_id_use_the_primary_key(tmp_path: Path) -> None:
+    """Hits' rows are read by primary key, not by scanning the index's rows: without statistics
+    SQLite took the (index_id, path, line) index for an IN list of 5+ ids, reading every row of
+    the index for each query (26 ms a query at 350k rows)."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    from indexer.bulk import IndexSpec, build_from_vectors
+
+    vectors = np.eye(16, dtype=np.float32)[np.arange(2000) % 16]
+    rows = [{"path": f"p{i}.png", "ext": "png"} for i in range(2000)]
+    layout = build_from_vectors(tmp_path / "ix", IndexSpec(model="m", weights_hash="h", dim=16), "image", vectors, rows)
+    manifest = read_manifest(layout)
+    url = layout.db_url(manifest)
+    ids = list(range(100, 120))
+    statements: list[tuple[str, tuple]] = []
+    fast, store = SqliteRows.open(url, manifest), Store.of_index(url, manifest)
+    try:
+        fast.conn.set_trace_callback(lambda sql: statements.append((sql, ())))
+        assert sorted(fast.rows_by_ids(ids)) == ids
+        fast.conn.set_trace_callback(None)
+        event.listen(
+            store.engine,
+            "before_cursor_execute",
+            lambda c, cur, sql, params, ctx, many: statements.append((sql, params)),
+        )
+        assert sorted(store.rows_by_ids(ids)) == ids
+    finally:
+        fast.close()
+        store.close()
+    plain = sqlite3.connect(layout.database)
+    lookups = [(sql, params) for sql, params in statements if "FROM items" in sql and " IN " in sql]
+    assert len(lookups) == 2
+    for sql, params in lookups:
+        plan = " ".join(str(step[-1]) for step in plain.execute("EXPLAIN QUERY PLAN " + sql, params))
+        assert "PRIMARY KEY" in plan and "autoindex" not in plan, (sql, plan)
