@@ -1034,6 +1034,7 @@ def bench_moments(
 def bench_scale(
     vectors: Annotated[int, typer.Option(min=1_000, help="Synthetic 384-d vectors to index.")] = 1_000_000,
     max_memory: Annotated[str, typer.Option("--max-memory", help="Search-memory budget for auto.")] = "2G",
+    block: Annotated[int, typer.Option(min=100, help="Vectors a checkpoint (and a generated block).")] = 100_000,
     work: Annotated[
         Optional[Path], typer.Option(help="Where the index is built and kept (resumable; default in the cache).")
     ] = None,
@@ -1043,15 +1044,17 @@ def bench_scale(
     """An index of N synthetic vectors through xmr's own storage (--index-type auto): build time,
     memory, bytes, query times, recall@10 against exact. Run again to resume a cut-short build."""
     _setup_logging(False, quiet=as_json)
-    from retrieval.bench.scale import run_scale
+    from retrieval.bench.scale import budget_label, run_scale
     from retrieval.encoder import cache_dir
 
-    folder = work or Path(cache_dir()) / "bench" / f"scale-{vectors}"
+    budget = _memory(max_memory)
+    folder = work or Path(cache_dir()) / "bench" / f"scale-{vectors}-{budget_label(budget)}"
     try:
-        result = run_scale(vectors, folder, _memory(max_memory), out)
+        result = run_scale(vectors, folder, budget, out, block)
     except RuntimeError as exc:
         _fail(str(exc), code=1)
-    typer.echo(json.dumps(result) if as_json else Path(out / f"scale-{vectors}.md").read_text())
+    files = result.pop("files")
+    typer.echo(json.dumps(result) if as_json else Path(files["md"]).read_text())
 
 
 @bench_app.command("memory")

@@ -24,7 +24,10 @@ AUTO = "auto"
 FLAT_MAX = 200_000  # exact search of 200k x 384 float32 is ~10 ms a query on two cores
 RETRAIN_GROWTH = 10
 MIN_NLIST, MAX_NLIST = 256, 8192
-ID_BYTES = 16  # an id in the id map and in the lists (FAISS IndexIDMap2 over an IVF)
+# An id costs 8 bytes in the id map, 8 in an IVF's lists and about 45 in IndexIDMap2's reverse
+# map (measured: 67 bytes a vector against 25 for IndexIDMap).
+ID_BYTES = 64
+PQ_MIN = 1_000  # fewer vectors cannot train PQ codes (256 centroids a sub-vector): Flat, over the budget
 SEGMENT_FACTORY = "Flat"  # moments of long files, under auto: searched exactly
 
 
@@ -118,6 +121,14 @@ def choose(n: int, dim: int, budget: int) -> Choice:
             reason=f"{n:,} vectors > {FLAT_MAX:,}: inverted lists ({nlist}, {nprobe} probed a query) of float32 "
             f"vectors, {_gib(flat)} within the search-memory budget of {_gib(budget)}",
         )
+    if n < PQ_MIN:
+        return Choice(
+            "Flat",
+            trained_for=n,
+            budget=budget,
+            reason=f"exact search, OVER the search-memory budget of {_gib(budget)}: {n:,} vectors are too few "
+            "to train compressed codes",
+        )
     m = pq_bytes(dim, budget, n)
     codes = n * (m + ID_BYTES)
     fits = "within" if codes <= budget else "OVER (the smallest codes offered)"
@@ -131,6 +142,12 @@ def choose(n: int, dim: int, budget: int) -> Choice:
         f"inverted lists ({nlist}, {nprobe} probed) of {m}-byte PQ codes ({_gib(codes)}, {fits} the budget), "
         "candidates re-scored exactly from the stored float16 vectors on disk",
     )
+
+
+def estimate(choice: Choice, n: int, dim: int) -> int:
+    """Bytes of RAM ``choice``'s index takes for ``n`` vectors (codes and ids)."""
+    found = re.search(r"PQ(\d+)", choice.factory)
+    return n * ((int(found.group(1)) if found else dim * 4) + ID_BYTES)
 
 
 def fixed(factory: str, prefix: str) -> Choice:

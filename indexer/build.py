@@ -93,8 +93,6 @@ class IndexOptions:
     workers: int | None = None
     shard_size: int = 250_000
     index_type: str = AUTO  # a FAISS factory string, or auto: chosen by size and max_memory (indexer.autotype)
-    max_memory: int | None = None  # bytes of RAM search may use, for auto (None: as recorded, else a quarter of RAM)
-    reindex_type: str | None = None  # rebuild the shards as this type (or auto) from their vectors first
     rebuild: bool = False
     wait: float = 0.0
     checkpoint_items: int = 4096
@@ -107,6 +105,8 @@ class IndexOptions:
     frame_seconds: float | None = None  # a video's frames, one every this many seconds (None: as before, else 2)
     ray: str | None = None  # decode and embed on a Ray cluster: "auto" or its address (see ray_embed)
     encoder_factory: Callable[[], Any] | None = None  # builds the same encoder on each Ray worker (picklable)
+    max_memory: int | None = None  # bytes of RAM search may use, for auto (None: as recorded, else a quarter of RAM)
+    reindex_type: str | None = None  # rebuild the shards as this type (or auto) from their vectors first
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
@@ -268,6 +268,9 @@ class _Run:
         # The manifest goes down only once its database exists: a reader that finds the
         # manifest can always open the database.
         write_manifest(self.layout, self.manifest)
+        # The database's copy too, before files the manifest does not name are removed below: a
+        # copy left naming an older type (a run killed mid-switch) must not bring it back later.
+        self.store.save_manifest_copy(self.manifest)
         self.budget = int(options.max_memory or self.manifest.get("max_memory") or default_budget())
         self.shards = {}
         for m in MODALITIES:
@@ -338,6 +341,7 @@ class _Run:
             manifest["db"] = self.options.db_url
         if opt.rebuild:
             manifest.pop("types", None)  # every shard goes: auto chooses again
+            manifest.pop("reindexing", None)
         if opt.max_memory:
             manifest["max_memory"] = int(opt.max_memory)
         manifest.setdefault("index_uuid", new_index_uuid())
@@ -374,8 +378,8 @@ class _Run:
     def execute(self) -> Summary:
         self._reconcile()
         self._reconcile_segments()
-        if self.options.reindex_type:
-            self._reindex(self.options.reindex_type)
+        if reindex := self.options.reindex_type or (self.manifest.get("reindexing") or {}).get("type"):
+            self._reindex(reindex)
         self.next_id = self._max_id() + 1
         self.next_segment_id = self._max_segment_id() + 1
         work = self._plan_files() + self._plan_texts()
@@ -426,6 +430,12 @@ class _Run:
             if lost:
                 log.warning("%d %s rows had no vector (interrupted run?): re-embedding them", len(lost), modality)
                 self.store.mark_pending(lost)
+            if len(unstored := shards.unstored()):  # re-scoring needs them: embedded again
+                log.warning("%d %s vectors had no stored copy: re-embedding them", len(unstored), modality)
+                shards.remove(unstored)
+                shards.flush()
+                self.store.mark_pending(unstored.tolist())
+                in_shards = np.setdiff1d(in_shards, unstored, assume_unique=True)
             orphans = np.setdiff1d(in_shards, indexed, assume_unique=True)
             if len(orphans):
                 log.info("dropping %d %s vectors with no committed row (interrupted run)", len(orphans), modality)
@@ -900,31 +910,63 @@ class _Run:
         self.replaced = set()
         self.stale_videos = []
         self.last_checkpoint = time.monotonic()
-        self._retype_if_due()
+        if not (getattr(self, "stop", None) and self.stop.requested):  # Ctrl-C: save and stop, no rebuild
+            self._retype_if_due()
 
     def _retype_if_due(self) -> None:
         """Under auto: a modality whose size (or the budget) calls for another type, or whose
         IVF has grown 10x, is rebuilt as it should be now."""
+        total = sum(s.ntotal for s in self.shards.values())
         for modality, shards in self.shards.items():
-            choice = retype.due(self.manifest, modality, shards.ntotal, self.budget)
+            rows = shards.stored.count() if shards.stored is not None else 0
+            budget = retype.share(self.budget, shards.ntotal, total)
+            choice = retype.due(self.manifest, modality, shards.ntotal, budget, rows)
             if choice is not None:
                 self._retype(modality, choice)
 
     # --- index types ---------------------------------------------------------------------
     def _reindex(self, factory: str) -> None:
-        """``--reindex-type``: every modality's shards rebuilt as ``factory`` (or as auto
-        chooses) from the vectors they hold."""
-        types = self.manifest.setdefault("types", {})
-        for modality in self.shards:  # as they are now, until each one's rebuild switches it
-            types.setdefault(modality, choice_of(self.manifest, modality).to_json())
-        self.manifest["index_type"] = factory
-        for modality, shards in self.shards.items():
+        """``--reindex-type`` (or one a killed run left unfinished): each modality that holds
+        vectors rebuilt as ``factory`` (or as auto chooses) from them; a modality without any
+        takes the new type as it comes. The manifest keeps the work left (``reindexing``), so a
+        run killed midway is finished by the next.
+
+        Raises:
+            ValueError: a modality holds too few vectors to train ``factory`` (nothing changed).
+        """
+        pending = self.manifest.get("reindexing") or {}
+        if pending.get("type") != factory:
+            left = [m for m, shards in self.shards.items() if shards.ntotal]
+            for m in left:
+                if factory != AUTO and (need := retype.training_minimum(factory)) > self.shards[m].ntotal:
+                    raise ValueError(
+                        f"--reindex-type {factory}: the {m} shards hold {self.shards[m].ntotal} vectors, too few to "
+                        f"train it (at least {need}); use auto, or Flat"
+                    )
+            types = self.manifest.setdefault("types", {})
+            for m in self.shards:  # those with vectors as they are until each one's switch
+                if m in left:
+                    types.setdefault(m, choice_of(self.manifest, m).to_json())
+                else:
+                    types.pop(m, None)
+            self.manifest["index_type"] = factory
+            self.manifest["reindexing"] = {"type": factory, "left": left}
+            write_manifest(self.layout, self.manifest)
+            for m in set(self.shards) - set(left):  # empty: opened as the new type, under its own prefix
+                shards = retype.shard_set(self.layout.shards, self.manifest, m, self.encoder.embed_dim)
+                retype.remove_others(self.layout.shards, m, keep=shards.modality)
+                self.shards[m] = shards.load(mmap=True, tidy=True)
+        total = sum(s.ntotal for s in self.shards.values())
+        for m in list(self.manifest["reindexing"]["left"]):
+            shards = self.shards[m]
             if factory == AUTO:
-                choice = choose(shards.ntotal, self.encoder.embed_dim, self.budget)
+                choice = choose(shards.ntotal, self.encoder.embed_dim, retype.share(self.budget, shards.ntotal, total))
             else:
-                choice = retype.given(factory, modality)
-            self._retype(modality, choice)
-        write_manifest(self.layout, self.manifest)  # also when there were no vectors to rebuild
+                choice = retype.given(factory, m)
+            self.manifest["reindexing"]["left"].remove(m)  # on disk with the switch, not before
+            self._retype(m, choice)
+        self.manifest.pop("reindexing")
+        write_manifest(self.layout, self.manifest)
 
     def _retype(self, modality: str, choice: Choice) -> None:
         """Rebuild ``modality``'s shards as ``choice``; the manifest naming them is the switch."""

@@ -75,6 +75,7 @@ class BulkIndex:
                 self.manifest["index_uuid"], self.manifest["root"], escape_path(str(self.layout.dir))
             )
             write_manifest(self.layout, self.manifest)  # once the database exists, as xmr index
+            self.store.save_manifest_copy(self.manifest)
             self.budget = int(max_memory or self.manifest.get("max_memory") or default_budget())
             shards = retype.shard_set(self.layout.shards, self.manifest, modality, spec.dim)
             retype.remove_others(self.layout.shards, modality, keep=shards.modality)
@@ -156,7 +157,8 @@ class BulkIndex:
                     ],
                 )
         self.count += len(rows)
-        choice = retype.due(self.manifest, self.modality, self.shards.ntotal, self.budget)
+        rows = self.shards.stored.count() if self.shards.stored is not None else 0
+        choice = retype.due(self.manifest, self.modality, self.shards.ntotal, self.budget, rows)
         if choice is not None:
             self.shards = retype.switch(self.layout, self.manifest, self.modality, self.shards, choice, self.store)
         return ids

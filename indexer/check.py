@@ -87,6 +87,14 @@ def _check_vectors(reader: IndexReader, report: CheckReport) -> None:
                 f"{{n}} indexed {modality} rows have no vector",
                 f"{{n}} {modality} vectors have no indexed row",
             )
+        shards = reader.shards(modality) if ids is not None else None
+        if shards is not None and len(unstored := shards.unstored()):
+            report.add(
+                "stored-vector",
+                f"{len(unstored)} {modality} vectors have no stored float16 copy to re-score them with "
+                "(a damaged vectors file): the next `xmr index` embeds them again",
+                unstored.tolist(),
+            )
     _check_segments(reader, report)
     if pending := sorted(store.ids(status=PENDING)):
         report.add(

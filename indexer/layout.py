@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-MANIFEST_VERSION = 2  # 2: index_uuid, index_id and the recorded options (a version-1 manifest reads as before)
+# 2: index_uuid, index_id and the recorded options (a version-1 manifest reads as before); 3: index
+# types chosen per modality (--index-type auto, shards under a new prefix after a change of type).
+MANIFEST_VERSION = 3
 
 
 class XmrIndexError(RuntimeError):
@@ -113,8 +115,15 @@ def read_manifest_backup(layout: Layout) -> dict[str, Any] | None:
 def write_manifest(layout: Layout, manifest: dict[str, Any]) -> None:
     """The one writer of an index's manifest: the manifest and a backup copy beside it (which
     also names the database, so a damaged manifest of a PostgreSQL index can be restored)."""
+    manifest["version"] = manifest_version(manifest)
     write_json_atomic(layout.manifest, manifest)
     write_json_atomic(layout.manifest_backup, manifest)
+
+
+def manifest_version(manifest: dict[str, Any]) -> int:
+    """3 when the manifest says what an xmr before version 3 would misread (auto, or a type per
+    modality: shard files under another prefix), so that it refuses the index; else 2."""
+    return 3 if manifest.get("index_type") == "auto" or manifest.get("types") else 2
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

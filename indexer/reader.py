@@ -104,11 +104,12 @@ class IndexReader:
         """The shards of ``modality``'s segments (moments of long files), None when it has none."""
         return self.shards(f"{modality}-segments")
 
-    def _stamp(self) -> int:
+    def _stamp(self) -> tuple[int, int, int]:
         try:
-            return self.layout.manifest.stat().st_mtime_ns
+            st = self.layout.manifest.stat()  # replaced atomically: a new inode each write
+            return st.st_ino, st.st_mtime_ns, st.st_size
         except FileNotFoundError:
-            return 0
+            return (0, 0, 0)
 
     def _refresh_manifest(self) -> None:
         """Read the manifest again when an indexer rewrote it (an index type changed: the
@@ -122,22 +123,32 @@ class IndexReader:
 
     def shards(self, modality: str) -> ShardSet | None:
         """The memory-mapped shards of ``modality`` (None when it has none yet), reloaded when
-        an indexer has replaced a shard file (or rebuilt them as another type) since the last call."""
-        self._refresh_manifest()
-        probe = shard_set(self.layout.shards, self.manifest, modality, self.dim)
-        for attempt in range(5):  # an indexer merging shard files may remove one as it is listed
+        an indexer has replaced a shard file (or rebuilt them as another type) since the last
+        call; the parts it did not replace are kept, not read again."""
+        for attempt in range(5):  # an indexer merging or retyping may remove files as they are listed
+            self._refresh_manifest()
+            stamp = self._manifest_stamp
+            probe = shard_set(self.layout.shards, self.manifest, modality, self.dim)
             paths = probe.existing_paths()
             try:
                 signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
-                break
             except FileNotFoundError:
                 if attempt == 4:
                     raise
+                continue
+            if self._stamp() == stamp:  # the listing belongs to the manifest read
+                break
         cached = self._shards.get(modality)
         if cached is None or cached[0] != signature:
             if not paths:
                 return None
-            shards = probe.load(mmap=True)
+            reuse = {}
+            if cached is not None and not self.use_gpu and cached[1].modality == probe.modality:
+                old = cached[1]
+                reuse = {path: (st, shard) for path, st, shard in zip(old.paths, old.stats, old.shards)}
+                if old.stored is not None and probe.stored is not None:
+                    probe.stored = old.stored  # its view of the stored vectors grows by what was added
+            shards = probe.load(mmap=True, reuse=reuse)
             if self.use_gpu:
                 shards.to_gpu()
             self._shards[modality] = (signature, shards)

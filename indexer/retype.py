@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .autotype import AUTO, RETRAIN_GROWTH, Choice, choice_of, choose, fixed
+from .autotype import AUTO, RETRAIN_GROWTH, Choice, choice_of, choose, estimate, fixed
 from .faults import crash_point
 from .layout import Layout, write_manifest
 from .shards import TRAIN_SAMPLE, ShardError, ShardSet, faiss_module, flat_vectors, shard_ids
@@ -54,16 +54,33 @@ def remove_others(folder: Path, modality: str, keep: str) -> None:
                 path.unlink(missing_ok=True)
 
 
-def due(manifest: dict, modality: str, n: int, budget: int) -> Choice | None:
-    """The type ``modality`` should move to now that it holds ``n`` vectors (auto only), or None:
-    up a kind (Flat -> IVF -> IVF-PQ), or the same kind re-trained once the IVF has grown
-    ``RETRAIN_GROWTH`` times past the vectors its lists were trained for."""
+def share(budget: int, n: int, total: int) -> int:
+    """A modality's share of the search-memory budget: in proportion to its vectors."""
+    return budget if total <= 0 else max(1, budget * n // max(total, n))
+
+
+def due(manifest: dict, modality: str, n: int, budget: int, stored_rows: int = 0) -> Choice | None:
+    """The type ``modality`` should move to now that it holds ``n`` vectors under ``budget``
+    (its share; auto only), or None: up a kind (Flat -> IVF -> IVF-PQ); the same kind trained
+    again once the IVF has grown ``RETRAIN_GROWTH`` times past the vectors its lists were
+    trained for; smaller codes when its codes outgrew the budget (or the budget shrank); the
+    same type rebuilt when its stored vectors hold more than twice as many rows as it has
+    vectors (updated files leave their old rows behind)."""
     if manifest.get("index_type") != AUTO:
         return None
+    dim = int(manifest["dim"])
     current = choice_of(manifest, modality)
-    want = choose(n, int(manifest["dim"]), budget)
+    want = choose(n, dim, budget)
     if want.kind > current.kind:
         return want
+    if current.kind and estimate(current, n, dim) > budget and want.factory != current.factory:
+        return replace(want, reason=want.reason + f"; {current.factory} outgrew the budget")
+    if stored_rows > 2 * n + 10_000:
+        return replace(
+            current,
+            reason=current.reason.split("; compacted")[0] + f"; compacted: {stored_rows:,} "
+            f"stored rows for {n:,} vectors",
+        )
     if current.kind and n >= RETRAIN_GROWTH * max(current.trained_for, 1):
         return replace(
             want,
@@ -79,31 +96,40 @@ def next_prefix(folder: Path, modality: str) -> str:
 
 
 def iter_vectors(shards: ShardSet, batch: int = BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Every vector ``shards`` holds with its id, in batches: the stored float16 copies when
-    there are any, flat vectors as they are, other types as FAISS gives them back.
+    """Every vector ``shards`` holds with its id, in batches: the stored float16 copies where
+    there are any, flat vectors as they are, other types as FAISS gives them back (for the
+    vectors whose stored copy is lost, too).
 
     Raises:
         ShardError: a type that cannot give its vectors back (fast-scan PQ without stored ones).
     """
     faiss = faiss_module()
-    exact = shards.stored is not None and shards.stored.exists()
+    lookup = shards.stored.lookup() if shards.stored is not None and shards.stored.exists() else None
     for part in shards.shards:
         ids = shard_ids(part)
-        view = None if exact else flat_vectors(part)
+        stored = lookup.has(ids) if lookup is not None else np.zeros(len(ids), bool)
+        view = None if stored.all() else flat_vectors(part)
         inner = faiss.downcast_index(part.index)
-        ivf = faiss.try_extract_index_ivf(inner) if view is None and not exact else None
-        if ivf is not None:
-            if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
+        if view is None and not stored.all():
+            ivf = faiss.try_extract_index_ivf(inner)
+            if isinstance(inner, faiss.IndexFastScan) or (
+                ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan)
+            ):
                 raise ShardError(f"index type {shards.factory!r} cannot give back its vectors to rebuild")
-            ivf.make_direct_map()
+            if ivf is not None:
+                ivf.make_direct_map()
         for a in range(0, len(ids), batch):
-            chunk = ids[a : a + batch]
-            if exact:
-                yield shards.stored.get(chunk), chunk
-            elif view is not None:
-                yield np.array(view[a : a + batch]), chunk
+            chunk, have = ids[a : a + batch], stored[a : a + batch]
+            if have.all():
+                yield lookup.get(chunk), chunk
+                continue
+            if view is not None:
+                vectors = np.array(view[a : a + batch])
             else:
-                yield inner.reconstruct_batch(np.arange(a, a + len(chunk), dtype=np.int64)), chunk
+                vectors = inner.reconstruct_batch(np.arange(a, a + len(chunk), dtype=np.int64))
+            if have.any():
+                vectors[have] = lookup.get(chunk[have])
+            yield vectors, chunk
 
 
 def rebuild(folder: Path, manifest: dict, modality: str, old: ShardSet, choice: Choice) -> ShardSet:
@@ -126,6 +152,16 @@ def rebuild(folder: Path, manifest: dict, modality: str, old: ShardSet, choice: 
     new.flush()
     crash_point("retype-built")
     return new
+
+
+def training_minimum(factory: str) -> int:
+    """The fewest vectors FAISS trains ``factory`` on: an IVF's lists, a PQ's centroids."""
+    need = 1
+    if found := re.search(r"IVF(\d+)", factory):
+        need = max(need, int(found.group(1)))
+    if found := re.search(r"PQ\d+(?:x(\d+))?", factory):
+        need = max(need, 2 ** int(found.group(1) or 8))
+    return need
 
 
 def sample_size(factory: str, n: int) -> int:

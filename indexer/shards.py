@@ -101,6 +101,14 @@ def _faiss_reason(message: str) -> str:
     return found.group(1) if found else message.strip().splitlines()[-1][-160:]
 
 
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+        return st.st_mtime_ns, st.st_size
+    except FileNotFoundError:
+        return None
+
+
 def _unlink_quietly(path: str | None) -> None:
     try:
         if path and os.path.exists(path):
@@ -195,10 +203,23 @@ def _merge_ivf(into, other) -> None:  # noqa: ANN001 - IndexIDMap2 over an IVF i
     into.construct_rev_map()
 
 
-def _with_selector(selector, params):  # noqa: ANN001, ANN202
-    p = params or faiss_module().SearchParameters()
-    p.sel = selector
-    return p
+def _with_selector(selector, params, shard=None):  # noqa: ANN001, ANN202
+    """Search parameters carrying an id ``selector``, of the kind ``shard``'s index takes (an IVF
+    refuses plain ones), with its own search knobs (lists probed, beam width) kept."""
+    faiss = faiss_module()
+    if params is None:
+        inner = faiss.downcast_index(shard.index) if shard is not None and hasattr(shard, "id_map") else shard
+        ivf = faiss.try_extract_index_ivf(inner) if inner is not None else None
+        if ivf is not None:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = ivf.nprobe
+        elif isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = inner.hnsw.efSearch
+        else:
+            params = faiss.SearchParameters()
+    params.sel = selector
+    return params
 
 
 SEARCH_DEFAULTS = {"IndexIVF": "nprobe=16", "IndexHNSW": "efSearch=64"}
@@ -266,9 +287,11 @@ class ShardSet:
         self.nprobe = nprobe
         # Lossy codes (PQ): every vector is also stored (float16, on disk) to re-score candidates.
         self.stored = StoredVectors(self.folder, modality, dim) if rerank else None
+        self._warned_unstored = False
         self.shards: list = []  # every part (bases and deltas), searched alike
         self.paths: list[Path] = []
         self.parts: list[tuple[int, int, int]] = []  # (shard number, generation, delta number) of each
+        self.stats: list[tuple[int, int] | None] = []  # each part's (mtime, size) when it was read
         self.mapped: list[bool] = []  # each part memory-mapped read-only (read again whole to change it)
         self.dirty: set[int] = set()  # parts to write
         self.open_delta: int | None = None  # the part this checkpoint's new vectors go to
@@ -314,16 +337,22 @@ class ShardSet:
         chosen = {n: bases.get(n, g) for n, g in newest.items()}
         return sorted(p for p in parts if p[1] == chosen[p[0]])
 
-    def load(self, mmap: bool = False, tidy: bool | None = None) -> "ShardSet":
+    def load(self, mmap: bool = False, tidy: bool | None = None, reuse: dict | None = None) -> "ShardSet":
         """Read the current parts (memory-mapped with ``mmap``: a part an indexer changes is then
         read whole first); files a merge left behind are removed when ``tidy`` (default: not
         ``mmap``; readers leave the folder as they find it). A file removed while being listed
-        (an indexer merging at that moment) makes the listing start again."""
+        (an indexer merging at that moment) makes the listing start again. ``reuse``: parts
+        already read, ``{path: ((mtime, size), index)}`` (a reader's previous load): taken
+        again when the file still has that mtime and size."""
         for attempt in range(5):
             listed = self._listed()
             current = self._current(listed)
             try:
-                shards = [read_index(self.shard_path(*p), mmap) for p in current]
+                known, shards, stats = reuse or {}, [], []
+                for path in (self.shard_path(*p) for p in current):
+                    stats.append(_stat(path))  # before the read: a file replaced meanwhile looks changed later
+                    shards.append(known[path] if path in known and known[path][0] == stats[-1] else None)
+                    shards[-1] = shards[-1][1] if shards[-1] is not None else read_index(path, mmap)
                 break
             except ShardError:
                 if attempt == 4 or all(self.shard_path(*p).exists() for p in current):
@@ -331,6 +360,7 @@ class ShardSet:
         self.parts = current
         self.paths = [self.shard_path(*p) for p in current]
         self.shards = shards
+        self.stats = stats  # each part's (mtime, size) when it was read
         self.mapped = [mmap] * len(shards)
         if tidy if tidy is not None else not mmap:
             for stale in sorted(set(listed) - set(current)):
@@ -368,7 +398,7 @@ class ShardSet:
         for k in reversed(range(len(self.parts))):
             if self.parts[k][2] and self.shards[k].ntotal == 0:
                 self.stale.append(self.paths[k])
-                del self.parts[k], self.paths[k], self.shards[k], self.mapped[k]
+                del self.parts[k], self.paths[k], self.shards[k], self.mapped[k], self.stats[k]
                 self._views.clear()
                 self._searches.clear()
 
@@ -391,8 +421,9 @@ class ShardSet:
         crash_point("shard-merged")
         self.stale += [self.paths[k] for k in mine]
         self.parts[base], self.paths[base] = (n, generation + 1, 0), path
+        self.stats[base] = None
         for k in reversed(deltas):
-            del self.parts[k], self.paths[k], self.shards[k], self.mapped[k]
+            del self.parts[k], self.paths[k], self.shards[k], self.mapped[k], self.stats[k]
         self._views.clear()
         self._searches.clear()
 
@@ -465,6 +496,7 @@ class ShardSet:
         self.parts.append(part)
         self.paths.append(self.shard_path(*part))
         self.mapped.append(False)
+        self.stats.append(None)
         return len(self.shards) - 1
 
     def _writable(self, k: int):  # noqa: ANN202 - a FAISS index
@@ -622,7 +654,7 @@ class ShardSet:
                 f"index type {self.factory!r} cannot give back its vectors to remove some of them; "
                 "rebuild the index with another type (--rebuild --index-type ...)"
             )
-        if self.stored is not None and self.stored.exists():
+        if self.stored is not None and self.stored.exists() and self.stored.has(keep_ids).all():
             vectors = self.stored.get(keep_ids)  # exact, not decoded from lossy codes
         else:
             if ivf is not None:
@@ -636,11 +668,20 @@ class ShardSet:
         self.shards[k] = fresh
         return int(drop.sum())
 
+    def unstored(self) -> np.ndarray:
+        """Ids this set holds without their stored copy (a damaged or cut vectors file); none
+        when it keeps no copies."""
+        if self.stored is None:
+            return np.zeros(0, np.int64)
+        ids = self.ids()
+        return ids[~self.stored.has(ids)] if len(ids) else ids
+
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """Stored vectors of ``ids`` (each must be present): the float16 copies when the index
         keeps them, else what FAISS gives back."""
-        if self.stored is not None and self.stored.exists():
-            return self.stored.get(np.asarray(ids, dtype=np.int64))
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.stored is not None and self.stored.exists() and self.stored.has(ids).all():
+            return self.stored.get(ids)
         faiss = faiss_module()
         where = {}
         for shard in self.shards:
@@ -670,14 +711,25 @@ class ShardSet:
         return self._search(queries, k, selector, params)
 
     def _reranked(self, queries: np.ndarray, k: int, selector, params) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-        _, cand = self._search(queries, max(k * RERANK_FACTOR, RERANK_MIN), selector, params)
+        coarse, cand = self._search(queries, max(k * RERANK_FACTOR, RERANK_MIN), selector, params)
         nq = len(queries)
-        flat = cand[cand >= 0]
-        unique, where = np.unique(flat, return_inverse=True)
-        vectors = self.stored.get(unique) if len(unique) else np.zeros((0, self.dim), np.float32)
-        scores = np.full(cand.shape, -np.inf, np.float32)
-        rows = np.nonzero(cand >= 0)[0]
-        scores[cand >= 0] = np.einsum("ij,ij->i", vectors[where], queries[rows])
+        valid = cand >= 0
+        unique, where = np.unique(cand[valid], return_inverse=True)
+        scores = np.where(valid, coarse, -np.inf).astype(np.float32)
+        lookup = self.stored.lookup()  # one view for both: a writer may append in between
+        have = lookup.has(unique)
+        if not have.all():  # a lost stored copy: that candidate keeps its code's score (reconcile re-embeds it)
+            if not self._warned_unstored:
+                log.warning(
+                    "%d %s vectors have no stored copy; scored from their codes", int((~have).sum()), self.modality
+                )
+                self._warned_unstored = True
+        vectors = np.zeros((len(unique), self.dim), np.float32)
+        if have.any():
+            vectors[have] = lookup.get(unique[have])
+        rows = np.nonzero(valid)[0]
+        exact = np.einsum("ij,ij->i", vectors[where], queries[rows])
+        scores[valid] = np.where(have[where], exact, scores[valid])
         order = np.lexsort((cand, -scores), axis=1)[:, :k] if cand.shape[1] else np.zeros((nq, 0), np.int64)
         d = np.take_along_axis(scores, order, axis=1)
         i = np.take_along_axis(cand, order, axis=1)
@@ -696,7 +748,7 @@ class ShardSet:
                     d, i = (
                         shard.search(queries, kk)
                         if selector is None
-                        else shard.search(queries, kk, params=_with_selector(selector, params))
+                        else shard.search(queries, kk, params=_with_selector(selector, params, shard))
                     )
                 except RuntimeError as exc:
                     self._cpu_fallback(exc)
@@ -705,7 +757,7 @@ class ShardSet:
                 d, rows = topk_inner_product(view[0], queries, kk)
                 i = view[1][rows]
             elif selector is not None:
-                d, i = shard.search(queries, kk, params=_with_selector(selector, params))
+                d, i = shard.search(queries, kk, params=_with_selector(selector, params, shard))
             else:
                 d, i = shard.search(queries, kk, params=params) if params is not None else shard.search(queries, kk)
             all_d.append(d)

@@ -24,6 +24,40 @@ class StoredVectorsError(RuntimeError):
     """Raised when the stored vectors cannot be written or lack an id asked for."""
 
 
+class Lookup:
+    """One view of the stored rows: ids sorted (the newest row of an id last among equals),
+    their row numbers, the rows memory-mapped."""
+
+    def __init__(self, signature: tuple, sorted_ids: np.ndarray, order: np.ndarray, rows: np.ndarray) -> None:
+        self.signature, self.sorted_ids, self.order, self.rows = signature, sorted_ids, order, rows
+
+    @property
+    def count(self) -> int:
+        return len(self.sorted_ids)
+
+    def _find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        at = np.searchsorted(self.sorted_ids, ids, side="right") - 1
+        if not len(self.sorted_ids):
+            return at, np.zeros(len(ids), bool)
+        return at, (at >= 0) & (self.sorted_ids[np.maximum(at, 0)] == ids)
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        return self._find(np.asarray(ids, dtype=np.int64))[1]
+
+    def get(self, ids: np.ndarray, where_from: Path | str = "the stored vectors") -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        at, ok = self._find(ids)
+        if not ok.all():
+            raise StoredVectorsError(
+                f"{int((~ok).sum())} ids (first {int(ids[~ok][0])}) have no stored vector in {where_from}"
+            )
+        where = self.order[at]
+        sorting = np.argsort(where)  # read the mapping in file order
+        out = np.empty((len(ids), self.rows.shape[1]), np.float32)
+        out[sorting] = self.rows[where[sorting]]
+        return out
+
+
 class StoredVectors:
     """The stored vectors of one shard set (``prefix`` names its files in ``folder``)."""
 
@@ -32,7 +66,7 @@ class StoredVectors:
         self.ids_path = Path(folder) / f"{prefix}-vectors.ids"
         self.dim = dim
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self._lookup: tuple[tuple, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._lookup: Lookup | None = None
 
     @property
     def row_bytes(self) -> int:
@@ -80,20 +114,39 @@ class StoredVectors:
         self._pending = []
         return vectors.nbytes + ids.nbytes
 
-    def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(sorted ids, their row numbers, the rows memory-mapped), rebuilt when the files grew."""
+    def lookup(self) -> Lookup:
+        """A consistent view of the rows on disk now (ask several things of one view: another
+        call may see rows a writer appended since). Grown files are taken in by sorting only
+        the new ids and merging; files gone (replaced by a rebuild) leave the last view valid."""
         n = self.count()
-        signature = (n, self.ids_path.stat().st_mtime_ns if n else 0)
-        if self._lookup is None or self._lookup[0] != signature:
-            if n == 0:
-                rows = np.zeros((0, self.dim), np.float16)
-                ids = np.zeros(0, np.int64)
+        try:
+            inode = self.ids_path.stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        last = self._lookup
+        if last is not None and (last.signature == (n, inode) or (inode is None and n == 0)):
+            return last
+        if n == 0:
+            view = Lookup((n, inode), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, self.dim), np.float16))
+        else:
+            rows = np.memmap(self.rows_path, dtype=np.float16, mode="r", shape=(n, self.dim))
+            if last is not None and last.signature[1] == inode and 0 < last.count < n:
+                tail = np.fromfile(self.ids_path, dtype=np.int64, count=n - last.count, offset=last.count * 8)
+                order = np.concatenate([last.order, np.argsort(tail, kind="stable") + last.count])
+                merged = np.concatenate([last.sorted_ids, np.sort(tail, kind="stable")])
+                # Two sorted runs: a stable sort merges them (older rows first among equal ids).
+                again = np.argsort(merged, kind="stable")
+                view = Lookup((n, inode), merged[again], order[again], rows)
             else:
-                rows = np.memmap(self.rows_path, dtype=np.float16, mode="r", shape=(n, self.dim))
                 ids = np.fromfile(self.ids_path, dtype=np.int64, count=n)
-            order = np.argsort(ids, kind="stable")  # equal ids keep file order: the last is the newest
-            self._lookup = (signature, ids[order], order, rows)
-        return self._lookup[1], self._lookup[2], self._lookup[3]
+                order = np.argsort(ids, kind="stable")  # equal ids keep file order: the last is the newest
+                view = Lookup((n, inode), ids[order], order, rows)
+        self._lookup = view
+        return view
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each id has a stored row (bool array)."""
+        return self.lookup().has(ids)
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         """float32 ``[len(ids), dim]``: each id's newest stored row.
@@ -101,19 +154,7 @@ class StoredVectors:
         Raises:
             StoredVectorsError: an id has no stored row.
         """
-        sorted_ids, order, rows = self._index()
-        ids = np.asarray(ids, dtype=np.int64)
-        at = np.searchsorted(sorted_ids, ids, side="right") - 1
-        ok = (at >= 0) & (sorted_ids[np.maximum(at, 0)] == ids) if len(sorted_ids) else np.zeros(len(ids), bool)
-        if not ok.all():
-            raise StoredVectorsError(
-                f"{int((~ok).sum())} ids (first {int(ids[~ok][0])}) have no stored vector in {self.rows_path}"
-            )
-        where = order[at]
-        sorting = np.argsort(where)  # read the mapping in file order
-        out = np.empty((len(ids), self.dim), np.float32)
-        out[sorting] = rows[where[sorting]]
-        return out
+        return self.lookup().get(ids, self.rows_path)
 
     def remove_files(self) -> None:
         for path in (self.rows_path, self.ids_path):

@@ -40,8 +40,10 @@ def test_each_branch_of_the_choice() -> None:
     # The same count under a budget float32 vectors exceed: PQ codes, re-ranked.
     big = choose(1_000_000, 384, gib // 2)
     assert big.factory == "IVF4096,PQ64" and big.rerank and "re-scored exactly" in big.reason
-    assert choose(10_000_000, 384, 2 * gib).factory == "IVF8192,PQ64"  # 80 bytes a vector: 0.75 GiB
-    assert choose(10_000_000, 384, gib // 2).factory == "IVF8192,PQ32"  # 48 bytes: 0.45 GiB
+    assert choose(10_000_000, 384, 2 * gib).factory == "IVF8192,PQ64"  # 64 + 64 bytes a vector: 1.19 GiB
+    assert choose(10_000_000, 384, gib).factory == "IVF8192,PQ32"  # 32 + 64 bytes: 0.89 GiB
+    few = choose(500, 384, 1_000)  # too few to train codes: exact, and says it is over the budget
+    assert few.factory == "Flat" and "OVER" in few.reason
     tiny_budget = choose(10_000_000, 384, 1 << 20)
     assert tiny_budget.factory.endswith("PQ8") and "OVER" in tiny_budget.reason
     # A small collection over a small budget goes straight to codes.
@@ -96,6 +98,23 @@ def test_stored_vectors_newest_row_wins_and_a_cut_tail_is_ignored(tmp_path: Path
     again.append(v[:1], np.array([50]))
     again.flush()  # the tail cut first
     assert again.count() == 14 and np.allclose(again.get(np.array([50, 3])), v[[0, 3]], atol=1e-3)
+
+
+def test_stored_vectors_read_incrementally_equal_a_full_read_and_views_stay_put(tmp_path: Path) -> None:
+    stored, rng = StoredVectors(tmp_path, "image", 4), np.random.default_rng(0)
+    for _ in range(6):
+        ids = rng.integers(0, 40, 25)  # ids again and again: the newest row of each wins
+        stored.append(rng.standard_normal((25, 4)).astype(np.float32), ids)
+        stored.flush()
+        view, fresh = stored.lookup(), StoredVectors(tmp_path, "image", 4).lookup()
+        np.testing.assert_array_equal(view.sorted_ids, fresh.sorted_ids)
+        np.testing.assert_array_equal(view.order, fresh.order)
+    known = np.unique(view.sorted_ids)
+    before = view.get(known)
+    stored.append(np.ones((len(known), 4), np.float32), known)  # a writer appends newer rows
+    stored.flush()
+    np.testing.assert_array_equal(view.get(known), before)  # an earlier view answers as it did
+    assert np.all(stored.get(known) == 1)
 
 
 def test_ivf_removal_in_place_equals_a_fresh_index(tmp_path: Path) -> None:
@@ -236,8 +255,9 @@ from indexer import autotype
 from retrieval import create_model
 autotype.FLAT_MAX = 300
 root, index_dir, texts, budget = sys.argv[1:5]
+reindex = sys.argv[5] if len(sys.argv) > 5 else None
 indexer.index_folder(Path(root), create_model("xmr-tiny"), indexer.IndexOptions(
-    workers=0, index_dir=index_dir, texts=[texts], max_memory=int(budget) or None))
+    workers=0, index_dir=index_dir, texts=[texts], max_memory=int(budget) or None, reindex_type=reindex))
 """
 
 
@@ -265,3 +285,124 @@ def test_a_kill_during_a_type_change_loses_nothing(tmp_path: Path, tiny, small_t
     assert report.ok, report.problems
     with Engine.open(ix, model=tiny) as engine:
         assert engine.index.shards("text").ntotal == 1500 and engine.info()["counts"]["text"] == 1500
+
+
+def test_lost_stored_copies_are_scored_from_codes_then_embedded_again(
+    tmp_path: Path, tiny, small_thresholds: None
+) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    texts = _texts(tmp_path / "lines.txt", 1500)
+    opts = dict(workers=0, index_dir=str(tmp_path / "ix"), texts=[str(texts)], max_memory=100_000)
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts))
+    prefix = _manifest(tmp_path / "ix")["types"]["text"]["prefix"]
+    ids_file = tmp_path / "ix" / "shards" / f"{prefix}-vectors.ids"
+    with open(ids_file, "r+b") as f:  # the last 100 copies cut off (a damaged file)
+        f.truncate(ids_file.stat().st_size - 800)
+    report = check_index(tmp_path / "ix")
+    assert [p.kind for p in report.problems] == ["stored-vector"] and report.problems[0].count == 100
+    with Engine.open(tmp_path / "ix", model=tiny) as engine:  # searches on, those scored from codes
+        assert len(engine.search(text="violin cloud number 1499", to="text", k=20)) == 20
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(**opts))
+    assert summary.updated + summary.added == 100
+    assert check_index(tmp_path / "ix").ok
+
+
+def test_filtered_search_on_ivf_equals_exact_over_the_allowed_ids(tmp_path: Path) -> None:
+    """An id selector through an IVF (FAISS wants IVF search parameters, with the lists to
+    probe: the plain ones were refused) and through a re-ranked IVF-PQ."""
+    import faiss
+
+    v, ids = _unit(3000, 16, 0), np.arange(1, 3001)
+    allowed = ids[::7]
+    for factory, rerank in (("IVF8,Flat", False), ("IVF8,PQ4", True), ("HNSW8", False)):
+        shards = ShardSet(tmp_path / factory.replace(",", "_"), "image", 16, factory, 10**9, nprobe=8, rerank=rerank)
+        shards.add(v, ids)
+        shards.flush()
+        shards = ShardSet(tmp_path / factory.replace(",", "_"), "image", 16, factory, 10**9, nprobe=8, rerank=rerank)
+        shards.load()
+        _, got = shards.search(v[:50], 5, selector=faiss.IDSelectorBatch(allowed))
+        keep = np.isin(ids, allowed)
+        exact = ids[keep][np.argsort(-(v[:50] @ v[keep].T), axis=1)[:, :5]]
+        assert np.isin(got, allowed).all()
+        assert (got[:, 0] == exact[:, 0]).mean() >= (0.9 if factory == "HNSW8" else 0.98), factory
+
+
+def test_a_reader_keeps_the_parts_an_indexer_did_not_replace(tmp_path: Path) -> None:
+    """A checkpoint adds a delta: a reader open beside the indexer reads the delta, not the
+    whole base again (a 10M IVF base is gigabytes); a base replaced (a merge) is read anew."""
+    from indexer.bulk import BulkIndex, IndexSpec
+    from indexer.reader import IndexReader
+
+    spec = IndexSpec(model="m", weights_hash="h", dim=8, index_type="IVF4,Flat", modalities=("image",))
+    v = _unit(3000, 8, 0)
+    rows = [{"path": f"p{i}.png"} for i in range(3000)]
+    with BulkIndex(tmp_path / "ix", spec, "image") as index:
+        index.add(v[:1000], rows[:1000])
+    reader = IndexReader.open(tmp_path / "ix")
+    first = reader.shards("image")
+    with BulkIndex(tmp_path / "ix", spec, "image") as index:
+        index.add(v[1000:1200], rows[1000:1200])  # a delta beside the base
+    second = reader.shards("image")
+    assert second is not first and second.ntotal == 1200 and len(second.shards) == 2
+    assert second.shards[0] is first.shards[0]  # the base: not read again
+    _, got = second.search(v[1100:1101], 1)
+    assert got[0, 0] == 1101
+    with BulkIndex(tmp_path / "ix", spec, "image") as index:
+        index.add(v[1200:3000], rows[1200:3000])  # deltas outgrow the base: merged into a new one
+    third = reader.shards("image")
+    assert third.ntotal == 3000 and third.shards[0] is not first.shards[0]
+    _, got = third.search(v[2999:3000], 1)
+    assert got[0, 0] == 3000
+    reader.close()
+
+
+def test_reindex_refuses_an_untrainable_type_first_and_a_killed_one_is_finished(
+    tmp_path: Path, tiny, small_thresholds: None
+) -> None:
+    root = tmp_path / "media"
+    root.mkdir()
+    texts = _texts(tmp_path / "lines.txt", 1500)
+    ix = tmp_path / "ix"
+    run = [sys.executable, "-c", CHILD, str(root), str(ix), str(texts)]
+    assert subprocess.run([*run, "0"], cwd=ROOT, check=False).returncode == 0
+    before = _manifest(ix)
+    with pytest.raises(ValueError, match="the text shards hold 1500 vectors, too few to train it .at least 2048"):
+        indexer.index_folder(
+            root,
+            tiny,
+            indexer.IndexOptions(workers=0, index_dir=str(ix), texts=[str(texts)], reindex_type="IVF2048,Flat"),
+        )
+    after = _manifest(ix)
+    assert after["types"] == before["types"] and after["index_type"] == "auto" and "reindexing" not in after
+    env = {**__import__("os").environ, "XMR_CRASH_AT": "retype-built"}
+    assert subprocess.run([*run, "0", "IVF8,PQ4"], cwd=ROOT, env=env, check=False).returncode == -9
+    assert _manifest(ix)["reindexing"] == {"type": "IVF8,PQ4", "left": ["text"]}
+    assert subprocess.run([*run, "0"], cwd=ROOT, check=False).returncode == 0  # no flag: finished anyway
+    done = _manifest(ix)
+    assert (
+        "reindexing" not in done and done["index_type"] == "IVF8,PQ4" and done["types"]["text"]["factory"] == "IVF8,PQ4"
+    )
+    assert check_index(ix).ok
+
+
+def test_when_a_modality_is_rebuilt() -> None:
+    from indexer.retype import due, share
+
+    gib = 1 << 30
+    manifest = {"index_type": "auto", "dim": 384, "types": {}}
+    assert due(manifest, "image", 150_000, gib) is None  # Flat and small: nothing to do
+    assert due(manifest, "image", 300_000, gib).factory == "IVF2048,Flat"  # past FLAT_MAX: up a kind
+    manifest["types"]["image"] = choose(300_000, 384, gib).to_json() | {"prefix": "image.e1"}
+    assert due(manifest, "image", 2_000_000, 4 * gib) is None  # grown less than 10x
+    assert "re-trained" in due(manifest, "image", 3_000_000, 8 * gib).reason  # 10x: lists trained again
+    assert due(manifest, "image", 1_000_000, gib).rerank  # float32 over the budget: codes
+    manifest["types"]["image"] = choose(1_000_000, 384, gib // 4).to_json() | {"prefix": "image.e2"}
+    assert manifest["types"]["image"]["factory"] == "IVF4096,PQ64"
+    smaller = due(manifest, "image", 2_500_000, gib // 4)  # its codes outgrew the budget: smaller ones
+    assert smaller.factory == "IVF8192,PQ32" and "outgrew" in smaller.reason
+    assert due(manifest, "image", 1_200_000, gib // 4) is None
+    compact = due(manifest, "image", 1_200_000, gib // 4, stored_rows=2_500_000)  # updates left rows behind
+    assert compact.factory == "IVF4096,PQ64" and "compacted" in compact.reason
+    assert due({**manifest, "index_type": "Flat"}, "image", 10**7, gib) is None  # a fixed type stays
+    assert share(gib, 250, 1000) == gib // 4 and share(gib, 0, 0) == gib

@@ -303,3 +303,25 @@ def test_video_moments_benchmark_finds_pictures_and_spoken_captions(tmp_path: Pa
         r = video[part]
         assert 0 <= r["moment_accuracy"] <= r["file_R@1"] <= r["file_R@5"] <= 100 and r["file_R@5"] == 100
     assert "soundtrack" in (tmp_path / "out" / "moments.md").read_text()
+
+
+def test_scale_benchmark_resumes_and_measures_exact_recall(tmp_path: Path) -> None:
+    """Killed after a block's vectors are written (their rows not yet), the build goes on from
+    the rows it holds; an exact (Flat) index of the same vectors must score recall 1.0, so a
+    fault in the ids, the exact answers or the recall would show."""
+    import os
+    import subprocess
+    import sys
+
+    from retrieval.bench.scale import run_scale
+
+    work = tmp_path / "work"
+    cmd = [sys.executable, "-m", "retrieval.bench.scale", "build", str(work), "3000", str(1 << 30), "1000"]
+    env = {**os.environ, "XMR_CRASH_AT": "bulk-vectors-written:2"}
+    root = Path(__file__).resolve().parent.parent
+    assert subprocess.run(cmd, cwd=root, env=env, check=False, capture_output=True).returncode == -9
+    result = run_scale(3000, work, 1 << 30, tmp_path / "out", block=1000)
+    assert result["build_runs"] == 2 and result["vectors"] == 3000 and result["type"] == "Flat"
+    assert result["recall_at_10"] == 1.0 and result["types_during_build"] == ["Flat"]
+    assert result["codes_bytes"] > 3000 * 384 * 4 and result["sql_bytes"] > 0 and result["stored_vectors_bytes"] == 0
+    assert (tmp_path / "out" / "scale-3000-1G.md").exists() and "recall_at_10" in result["files"]["md"].read_text()

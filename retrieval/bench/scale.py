@@ -78,7 +78,7 @@ def _status() -> dict[str, int]:
 
 
 # --- build (a child process) -----------------------------------------------------------------
-def build(work: Path, vectors: int, max_memory: int, seed: int = 0) -> None:
+def build(work: Path, vectors: int, max_memory: int, block: int = BLOCK, seed: int = 0) -> None:
     """Build or resume the index in ``work/index``; a line of numbers a block in ``work/build.jsonl``."""
     from indexer.bulk import BulkIndex, IndexSpec
 
@@ -98,13 +98,13 @@ def build(work: Path, vectors: int, max_memory: int, seed: int = 0) -> None:
                 "peak_rss": _peak(),
             },
         )
-        if index.count % BLOCK and index.count < vectors:
+        if index.count % block and index.count < vectors:
             raise RuntimeError(
-                f"{work / 'index'} holds {index.count} vectors, not whole blocks of {BLOCK}: another run's"
+                f"{work / 'index'} holds {index.count} vectors, not whole blocks of {block}: another run's"
             )
-        for number in range(-(-index.count // BLOCK), -(-vectors // BLOCK)):
+        for number in range(-(-index.count // block), -(-vectors // block)):
             t, w = time.perf_counter(), written_bytes()
-            n = min(BLOCK, vectors - number * BLOCK)
+            n = min(block, vectors - number * block)
             rows = [{"path": f"v{number:05d}/{i:06d}.png", "ext": "png"} for i in range(n)]
             ids = index.add(synthetic.block(number, n), rows)
             _log(
@@ -135,7 +135,7 @@ def _log(journal: Path, record: dict) -> None:
 
 
 # --- exact answers ---------------------------------------------------------------------------
-def exact(work: Path, vectors: int, seed: int = 0) -> np.ndarray:
+def exact(work: Path, vectors: int, block: int = BLOCK, seed: int = 0) -> np.ndarray:
     """Positions of the exact top 10 of every query over the float32 vectors (made once)."""
     path = work / f"exact-{vectors}.npy"
     if path.exists():
@@ -146,10 +146,10 @@ def exact(work: Path, vectors: int, seed: int = 0) -> np.ndarray:
     queries = synthetic.queries()
     best_d = np.full((QUERIES, 0), -np.inf, np.float32)
     best_i = np.zeros((QUERIES, 0), np.int64)
-    for number in range(-(-vectors // BLOCK)):
-        block = synthetic.block(number, min(BLOCK, vectors - number * BLOCK))
-        d, i = topk_inner_product(block, queries, K)
-        d, i = np.concatenate([best_d, d], axis=1), np.concatenate([best_i, i + number * BLOCK], axis=1)
+    for number in range(-(-vectors // block)):
+        chunk = synthetic.block(number, min(block, vectors - number * block))
+        d, i = topk_inner_product(chunk, queries, K)
+        d, i = np.concatenate([best_d, d], axis=1), np.concatenate([best_i, i + number * block], axis=1)
         order = np.argsort(-d, axis=1, kind="stable")[:, :K]
         best_d, best_i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
     np.save(path, best_i)
@@ -157,11 +157,11 @@ def exact(work: Path, vectors: int, seed: int = 0) -> np.ndarray:
 
 
 # --- search (a child process) ----------------------------------------------------------------
-def search(work: Path, vectors: int, seed: int = 0) -> dict[str, Any]:
+def search(work: Path, vectors: int, block: int = BLOCK, seed: int = 0) -> dict[str, Any]:
     """Open the index in this (fresh) process and query it: times, memory, recall@10."""
     from retrieval import Engine
 
-    truth = exact(work, vectors, seed)
+    truth = exact(work, vectors, block, seed)
     first_id = next(r["first_id"] for r in _journal(work) if r.get("block") == 0)
     queries = Synthetic(seed).queries()
     before = _status()
@@ -229,12 +229,21 @@ def _disk(index: Path) -> dict[str, int]:
 
 
 # --- the whole run ---------------------------------------------------------------------------
-def run_scale(vectors: int, work: Path, max_memory: int, out: Path | None = None) -> dict[str, Any]:
+def run_scale(vectors: int, work: Path, max_memory: int, out: Path | None = None, block: int = BLOCK) -> dict[str, Any]:
     """Build (or resume), compute the exact answers, search in a fresh process, report."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     for step in ("build", "search"):
-        cmd = [sys.executable, "-m", "retrieval.bench.scale", step, str(work), str(vectors), str(max_memory)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "retrieval.bench.scale",
+            step,
+            str(work),
+            str(vectors),
+            str(max_memory),
+            str(block),
+        ]
         proc = subprocess.run(
             cmd, stdout=subprocess.PIPE, text=True, check=False, cwd=Path(__file__).resolve().parents[2]
         )
@@ -249,7 +258,7 @@ def run_scale(vectors: int, work: Path, max_memory: int, out: Path | None = None
         "vectors": vectors,
         "dim": DIM,
         "max_memory_gib": round(max_memory / 2**30, 2),
-        "block": BLOCK,
+        "block": block,
         "build_seconds": round(sum(r["seconds"] for r in records), 1),
         "build_peak_rss_mib": _mib(max(r["peak_rss"] for r in records)),
         "build_written_bytes": written,
@@ -261,22 +270,28 @@ def run_scale(vectors: int, work: Path, max_memory: int, out: Path | None = None
     }
     if out is not None:
         rows = [{"measure": k, "value": v} for k, v in result.items() if k != "reason"]
-        write_outputs(
+        result["files"] = write_outputs(
             out,
-            f"scale-{vectors}",
+            f"scale-{vectors}-{budget_label(max_memory)}",
             {"machine": machine_info(), "result": result},
             markdown_table(rows, ["measure", "value"]),
         )
     return result
 
 
+def budget_label(max_memory: int) -> str:
+    """``2G``, ``512M``: the budget in a file name."""
+    return f"{max_memory / 2**30:g}G" if max_memory >= 2**30 else f"{max_memory / 2**20:g}M"
+
+
 def main(argv: list[str]) -> None:
     step, work, vectors, max_memory = argv[0], Path(argv[1]), int(argv[2]), int(argv[3])
+    block = int(argv[4]) if len(argv) > 4 else BLOCK
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if step == "build":
-        build(work, vectors, max_memory)
+        build(work, vectors, max_memory, block)
     else:
-        result = search(work, vectors)
+        result = search(work, vectors, block)
         (work / "search.json").write_text(json.dumps(result, indent=2))
 
 
