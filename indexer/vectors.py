@@ -24,11 +24,43 @@ class StoredVectorsError(RuntimeError):
     """Raised when the stored vectors cannot be written or lack an id asked for."""
 
 
+class _Rows:
+    """The rows file, read with one ``pread`` a row (runs of consecutive rows in one). Not
+    memory-mapped: the kernel maps the cached pages around each row touched into the process
+    (fault-around), and after a thousand queries a 10M-row file counted whole in the process's
+    resident memory (6.9 GB); the page cache keeps them all the same, shared and reclaimable."""
+
+    def __init__(self, path: Path, dim: int) -> None:
+        self.fd = os.open(path, os.O_RDONLY)  # kept: the file may be replaced (a rebuild), this view not
+        self.dim, self.width = dim, dim * 2
+
+    def read(self, where: np.ndarray) -> np.ndarray:
+        """float16 ``[len(where), dim]``: the rows at ``where`` (any order, repeats allowed)."""
+        order = np.argsort(where, kind="stable")
+        rows = where[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(rows) != 1) + 1, [len(rows)]]).tolist()
+        read, fd, width = os.pread, self.fd, self.width
+        data = b"".join([read(fd, (b - a) * width, int(rows[a]) * width) for a, b in zip(starts[:-1], starts[1:])])
+        if len(data) != len(rows) * width:
+            raise StoredVectorsError(
+                f"stored vectors: reads came back short ({len(data)} of {len(rows) * width} bytes)"
+            )
+        out = np.empty((len(rows), self.dim), np.float16)
+        out[order] = np.frombuffer(data, np.float16).reshape(len(rows), self.dim)
+        return out
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except (OSError, AttributeError):
+            pass
+
+
 class Lookup:
     """One view of the stored rows: ids sorted (the newest row of an id last among equals),
-    their row numbers, the rows memory-mapped."""
+    their row numbers, the rows file."""
 
-    def __init__(self, signature: tuple, sorted_ids: np.ndarray, order: np.ndarray, rows: np.ndarray) -> None:
+    def __init__(self, signature: tuple, sorted_ids: np.ndarray, order: np.ndarray, rows: _Rows | None) -> None:
         self.signature, self.sorted_ids, self.order, self.rows = signature, sorted_ids, order, rows
 
     @property
@@ -51,11 +83,9 @@ class Lookup:
             raise StoredVectorsError(
                 f"{int((~ok).sum())} ids (first {int(ids[~ok][0])}) have no stored vector in {where_from}"
             )
-        where = self.order[at]
-        sorting = np.argsort(where)  # read the mapping in file order
-        out = np.empty((len(ids), self.rows.shape[1]), np.float32)
-        out[sorting] = self.rows[where[sorting]]
-        return out
+        if not len(ids):
+            return np.zeros((0, self.rows.dim if self.rows is not None else 0), np.float32)
+        return self.rows.read(self.order[at]).astype(np.float32)
 
 
 class StoredVectors:
@@ -127,9 +157,9 @@ class StoredVectors:
         if last is not None and (last.signature == (n, inode) or (inode is None and n == 0)):
             return last
         if n == 0:
-            view = Lookup((n, inode), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, self.dim), np.float16))
+            view = Lookup((n, inode), np.zeros(0, np.int64), np.zeros(0, np.int64), None)
         else:
-            rows = np.memmap(self.rows_path, dtype=np.float16, mode="r", shape=(n, self.dim))
+            rows = _Rows(self.rows_path, self.dim)
             if last is not None and last.signature[1] == inode and 0 < last.count < n:
                 tail = np.fromfile(self.ids_path, dtype=np.int64, count=n - last.count, offset=last.count * 8)
                 order = np.concatenate([last.order, np.argsort(tail, kind="stable") + last.count])

@@ -233,7 +233,8 @@ def run_scale(vectors: int, work: Path, max_memory: int, out: Path | None = None
     """Build (or resume), compute the exact answers, search in a fresh process, report."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    for step in ("build", "search"):
+    built = max((r["count"] for r in _journal(work) if r["event"] == "block"), default=0) >= vectors
+    for step in ("search",) if built else ("build", "search"):  # a finished build is not opened again
         cmd = [
             sys.executable,
             "-m",
