@@ -261,14 +261,21 @@ indexer.index_folder(Path(root), create_model("xmr-tiny"), indexer.IndexOptions(
 """
 
 
-@pytest.mark.parametrize("point", ["retype-built", "retype-switched"])
-def test_a_kill_during_a_type_change_loses_nothing(tmp_path: Path, tiny, small_thresholds: None, point: str) -> None:
+def _child_indexed(tmp_path: Path) -> tuple[Path, Path, Path, list[str]]:
+    """1,500 text items indexed in a child process (auto, FLAT_MAX 300): the media folder, the
+    texts file, the index and the command that runs the child again (budget, reindex type)."""
     root = tmp_path / "media"
     root.mkdir()
     texts = _texts(tmp_path / "lines.txt", 1500)
     ix = tmp_path / "ix"
     run = [sys.executable, "-c", CHILD, str(root), str(ix), str(texts)]
     assert subprocess.run([*run, "0"], cwd=ROOT, check=False).returncode == 0
+    return root, texts, ix, run
+
+
+@pytest.mark.parametrize("point", ["retype-built", "retype-switched"])
+def test_a_kill_during_a_type_change_loses_nothing(tmp_path: Path, tiny, small_thresholds: None, point: str) -> None:
+    _, _, ix, run = _child_indexed(tmp_path)
     assert _manifest(ix)["types"]["text"]["factory"] == "IVF32,Flat"
     env = {**__import__("os").environ, "XMR_CRASH_AT": point}
     assert subprocess.run([*run, "100000"], cwd=ROOT, env=env, check=False).returncode == -9
@@ -360,12 +367,7 @@ def test_a_reader_keeps_the_parts_an_indexer_did_not_replace(tmp_path: Path) -> 
 def test_reindex_refuses_an_untrainable_type_first_and_a_killed_one_is_finished(
     tmp_path: Path, tiny, small_thresholds: None
 ) -> None:
-    root = tmp_path / "media"
-    root.mkdir()
-    texts = _texts(tmp_path / "lines.txt", 1500)
-    ix = tmp_path / "ix"
-    run = [sys.executable, "-c", CHILD, str(root), str(ix), str(texts)]
-    assert subprocess.run([*run, "0"], cwd=ROOT, check=False).returncode == 0
+    root, texts, ix, run = _child_indexed(tmp_path)
     before = _manifest(ix)
     with pytest.raises(ValueError, match="the text shards hold 1500 vectors, too few to train it .at least 2048"):
         indexer.index_folder(
