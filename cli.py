@@ -709,9 +709,17 @@ def info(
     if facts["bytes"].get("stored_vectors"):
         typer.echo(f"vectors   {facts['bytes']['stored_vectors'] / 1e6:.1f} MB stored (float16, for re-ranking)")
     if facts["index_type"] == "auto":
+        from indexer.autotype import RETRAIN_GROWTH
+
         typer.echo(f"types     chosen by size within a search-memory budget of {facts['max_memory'] / 2**30:.2f} GiB:")
         for modality, choice in facts["types"].items():
-            typer.echo(f"  {modality:<6}  {choice['factory']}: {choice['reason']}")
+            trained = (
+                f" (lists trained for {choice['trained_for']:,} vectors; "
+                f"again past {RETRAIN_GROWTH * choice['trained_for']:,})"
+                if choice["factory"].startswith("IVF")
+                else ""
+            )
+            typer.echo(f"  {modality:<6}  {choice['factory']}: {choice['reason']}{trained}")
     elif any(c.get("prefix", m) != m for m, c in facts["types"].items()):
         typer.echo("types     " + ", ".join(f"{m} {c['factory']}" for m, c in facts["types"].items()))
     build = facts["faiss"]
@@ -1048,7 +1056,9 @@ def bench_scale(
     from retrieval.encoder import cache_dir
 
     budget = _memory(max_memory)
-    folder = work or Path(cache_dir()) / "bench" / f"scale-{vectors}-{budget_label(budget)}"
+    folder = work or Path(cache_dir()) / "bench" / (
+        f"scale-{vectors}-{budget_label(budget)}" + (f"-b{block}" if block != 100_000 else "")
+    )
     try:
         result = run_scale(vectors, folder, budget, out, block)
     except RuntimeError as exc:

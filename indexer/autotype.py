@@ -4,7 +4,7 @@ holds and the RAM search may use, in the spirit of autofaiss's rules:
 - exact ``Flat`` while small (at most ``FLAT_MAX`` vectors) and its float32 vectors fit;
 - ``IVF{nlist},Flat`` (inverted lists of float32 vectors) while those still fit;
 - ``IVF{nlist},PQ{m}`` once they do not: ``m`` bytes a vector in RAM, the candidates re-scored
-  exactly from the stored vectors (float16, memory-mapped from disk, see :mod:`indexer.vectors`).
+  exactly from the stored vectors (float16, on disk, see :mod:`indexer.vectors`).
 
 ``nlist`` is the power of two nearest ``4 * sqrt(n)``, so that every list gets enough training
 vectors. One IVF serves a whole modality (no shard split). The manifest keeps the choice and why

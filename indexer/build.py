@@ -926,36 +926,28 @@ class _Run:
 
     # --- index types ---------------------------------------------------------------------
     def _reindex(self, factory: str) -> None:
-        """``--reindex-type`` (or one a killed run left unfinished): each modality that holds
-        vectors rebuilt as ``factory`` (or as auto chooses) from them; a modality without any
-        takes the new type as it comes. The manifest keeps the work left (``reindexing``), so a
-        run killed midway is finished by the next.
+        """``--reindex-type`` (or one a killed run left unfinished): each modality rebuilt as
+        ``factory`` (or as auto chooses) from the vectors it holds, under a new prefix (one
+        without vectors too: no file of its old type is taken for the new). The manifest keeps
+        the work left (``reindexing``), so a run killed midway is finished by the next.
 
         Raises:
             ValueError: a modality holds too few vectors to train ``factory`` (nothing changed).
         """
         pending = self.manifest.get("reindexing") or {}
         if pending.get("type") != factory:
-            left = [m for m, shards in self.shards.items() if shards.ntotal]
-            for m in left:
-                if factory != AUTO and (need := retype.training_minimum(factory)) > self.shards[m].ntotal:
+            for m, shards in self.shards.items():
+                if factory != AUTO and 0 < shards.ntotal < (need := retype.training_minimum(factory)):
                     raise ValueError(
-                        f"--reindex-type {factory}: the {m} shards hold {self.shards[m].ntotal} vectors, too few to "
+                        f"--reindex-type {factory}: the {m} shards hold {shards.ntotal} vectors, too few to "
                         f"train it (at least {need}); use auto, or Flat"
                     )
             types = self.manifest.setdefault("types", {})
-            for m in self.shards:  # those with vectors as they are until each one's switch
-                if m in left:
-                    types.setdefault(m, choice_of(self.manifest, m).to_json())
-                else:
-                    types.pop(m, None)
+            for m in self.shards:  # as they are until each one's switch (empty ones too: a new prefix)
+                types.setdefault(m, choice_of(self.manifest, m).to_json())
             self.manifest["index_type"] = factory
-            self.manifest["reindexing"] = {"type": factory, "left": left}
+            self.manifest["reindexing"] = {"type": factory, "left": list(self.shards)}
             write_manifest(self.layout, self.manifest)
-            for m in set(self.shards) - set(left):  # empty: opened as the new type, under its own prefix
-                shards = retype.shard_set(self.layout.shards, self.manifest, m, self.encoder.embed_dim)
-                retype.remove_others(self.layout.shards, m, keep=shards.modality)
-                self.shards[m] = shards.load(mmap=True, tidy=True)
         total = sum(s.ntotal for s in self.shards.values())
         for m in list(self.manifest["reindexing"]["left"]):
             shards = self.shards[m]

@@ -131,7 +131,7 @@ class IndexReader:
             probe = shard_set(self.layout.shards, self.manifest, modality, self.dim)
             paths = probe.existing_paths()
             try:
-                signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+                signature = tuple((p.name, *_file_stamp(p)) for p in paths)
             except FileNotFoundError:
                 if attempt == 4:
                     raise
@@ -241,3 +241,9 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    """(inode, mtime, size): a file replaced atomically is another inode, whatever its clock."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size

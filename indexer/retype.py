@@ -63,9 +63,9 @@ def due(manifest: dict, modality: str, n: int, budget: int, stored_rows: int = 0
     """The type ``modality`` should move to now that it holds ``n`` vectors under ``budget``
     (its share; auto only), or None: up a kind (Flat -> IVF -> IVF-PQ); the same kind trained
     again once the IVF has grown ``RETRAIN_GROWTH`` times past the vectors its lists were
-    trained for; smaller codes when its codes outgrew the budget (or the budget shrank); the
-    same type rebuilt when its stored vectors hold more than twice as many rows as it has
-    vectors (updated files leave their old rows behind)."""
+    trained for; smaller codes when its codes outgrew the budget (or the budget shrank); rebuilt
+    as chosen for its size when its stored vectors hold more than twice as many rows as it has
+    vectors (updated and removed files leave their rows behind)."""
     if manifest.get("index_type") != AUTO:
         return None
     dim = int(manifest["dim"])
@@ -75,11 +75,10 @@ def due(manifest: dict, modality: str, n: int, budget: int, stored_rows: int = 0
         return want
     if current.kind and estimate(current, n, dim) > budget and want.factory != current.factory:
         return replace(want, reason=want.reason + f"; {current.factory} outgrew the budget")
-    if stored_rows > 2 * n + 10_000:
+    if stored_rows > 2 * n + 10_000:  # chosen again for n: a shrunken modality may not train its old lists
         return replace(
-            current,
-            reason=current.reason.split("; compacted")[0] + f"; compacted: {stored_rows:,} "
-            f"stored rows for {n:,} vectors",
+            want,
+            reason=want.reason + f"; compacted: {stored_rows:,} stored rows for {n:,} vectors",
         )
     if current.kind and n >= RETRAIN_GROWTH * max(current.trained_for, 1):
         return replace(

@@ -101,10 +101,10 @@ def _faiss_reason(message: str) -> str:
     return found.group(1) if found else message.strip().splitlines()[-1][-160:]
 
 
-def _stat(path: Path) -> tuple[int, int] | None:
+def _stat(path: Path) -> tuple[int, int, int] | None:
     try:
-        st = os.stat(path)
-        return st.st_mtime_ns, st.st_size
+        st = os.stat(path)  # the inode too: a file replaced (atomically) is another inode
+        return st.st_ino, st.st_mtime_ns, st.st_size
     except FileNotFoundError:
         return None
 
@@ -291,7 +291,7 @@ class ShardSet:
         self.shards: list = []  # every part (bases and deltas), searched alike
         self.paths: list[Path] = []
         self.parts: list[tuple[int, int, int]] = []  # (shard number, generation, delta number) of each
-        self.stats: list[tuple[int, int] | None] = []  # each part's (mtime, size) when it was read
+        self.stats: list[tuple[int, int, int] | None] = []  # each part's (inode, mtime, size) when it was read
         self.mapped: list[bool] = []  # each part memory-mapped read-only (read again whole to change it)
         self.dirty: set[int] = set()  # parts to write
         self.open_delta: int | None = None  # the part this checkpoint's new vectors go to
@@ -342,8 +342,8 @@ class ShardSet:
         read whole first); files a merge left behind are removed when ``tidy`` (default: not
         ``mmap``; readers leave the folder as they find it). A file removed while being listed
         (an indexer merging at that moment) makes the listing start again. ``reuse``: parts
-        already read, ``{path: ((mtime, size), index)}`` (a reader's previous load): taken
-        again when the file still has that mtime and size."""
+        already read, ``{path: ((inode, mtime, size), index)}`` (a reader's previous load):
+        taken again when the file is still that one."""
         for attempt in range(5):
             listed = self._listed()
             current = self._current(listed)
@@ -360,7 +360,7 @@ class ShardSet:
         self.parts = current
         self.paths = [self.shard_path(*p) for p in current]
         self.shards = shards
-        self.stats = stats  # each part's (mtime, size) when it was read
+        self.stats = stats  # each part's (inode, mtime, size) when it was read
         self.mapped = [mmap] * len(shards)
         if tidy if tidy is not None else not mmap:
             for stale in sorted(set(listed) - set(current)):

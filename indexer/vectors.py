@@ -30,8 +30,8 @@ class _Rows:
     (fault-around), and after a thousand queries a 10M-row file counted whole in the process's
     resident memory (6.9 GB); the page cache keeps them all the same, shared and reclaimable."""
 
-    def __init__(self, path: Path, dim: int) -> None:
-        self.fd = os.open(path, os.O_RDONLY)  # kept: the file may be replaced (a rebuild), this view not
+    def __init__(self, fd: int, dim: int) -> None:
+        self.fd = fd  # owned, kept open: the file may be removed (a rebuild), this view not
         self.dim, self.width = dim, dim * 2
 
     def read(self, where: np.ndarray) -> np.ndarray:
@@ -54,6 +54,17 @@ class _Rows:
             os.close(self.fd)
         except (OSError, AttributeError):
             pass
+
+
+def _read_ids(fd: int, start: int, stop: int) -> np.ndarray:
+    """Ids ``start:stop`` of an ids file, read through ``fd``."""
+    want, data = (stop - start) * 8, bytearray()
+    while len(data) < want:
+        chunk = os.pread(fd, min(want - len(data), 1 << 30), start * 8 + len(data))
+        if not chunk:
+            raise StoredVectorsError(f"stored vector ids: the file ended {want - len(data)} bytes early")
+        data += chunk
+    return np.frombuffer(data, dtype=np.int64).copy()
 
 
 class Lookup:
@@ -147,30 +158,40 @@ class StoredVectors:
     def lookup(self) -> Lookup:
         """A consistent view of the rows on disk now (ask several things of one view: another
         call may see rows a writer appended since). Grown files are taken in by sorting only
-        the new ids and merging; files gone (replaced by a rebuild) leave the last view valid."""
-        n = self.count()
+        the new ids and merging. Both files are opened first and read through their descriptors,
+        so a file removed meanwhile (a rebuild's old prefix) leaves the last view in use."""
+        fds = []
         try:
-            inode = self.ids_path.stat().st_ino
+            for path in (self.ids_path, self.rows_path):
+                fds.append(os.open(path, os.O_RDONLY))
         except FileNotFoundError:
-            inode = None
-        last = self._lookup
-        if last is not None and (last.signature == (n, inode) or (inode is None and n == 0)):
-            return last
-        if n == 0:
-            view = Lookup((n, inode), np.zeros(0, np.int64), np.zeros(0, np.int64), None)
-        else:
-            rows = _Rows(self.rows_path, self.dim)
-            if last is not None and last.signature[1] == inode and 0 < last.count < n:
-                tail = np.fromfile(self.ids_path, dtype=np.int64, count=n - last.count, offset=last.count * 8)
+            for fd in fds:
+                os.close(fd)
+            return self._lookup or Lookup((0, None, None), np.zeros(0, np.int64), np.zeros(0, np.int64), None)
+        ids_fd, rows_fd = fds
+        try:
+            st_ids, st_rows = os.fstat(ids_fd), os.fstat(rows_fd)
+            n = min(st_ids.st_size // 8, st_rows.st_size // self.row_bytes)
+            signature = (n, st_ids.st_ino, st_rows.st_ino)
+            last = self._lookup
+            if last is not None and last.signature == signature:
+                return last
+            if n == 0:
+                view = Lookup(signature, np.zeros(0, np.int64), np.zeros(0, np.int64), None)
+            elif last is not None and last.signature[1:] == signature[1:] and 0 < last.count < n:
+                tail = _read_ids(ids_fd, last.count, n)
                 order = np.concatenate([last.order, np.argsort(tail, kind="stable") + last.count])
                 merged = np.concatenate([last.sorted_ids, np.sort(tail, kind="stable")])
                 # Two sorted runs: a stable sort merges them (older rows first among equal ids).
                 again = np.argsort(merged, kind="stable")
-                view = Lookup((n, inode), merged[again], order[again], rows)
+                view = Lookup(signature, merged[again], order[again], _Rows(os.dup(rows_fd), self.dim))
             else:
-                ids = np.fromfile(self.ids_path, dtype=np.int64, count=n)
+                ids = _read_ids(ids_fd, 0, n)
                 order = np.argsort(ids, kind="stable")  # equal ids keep file order: the last is the newest
-                view = Lookup((n, inode), ids[order], order, rows)
+                view = Lookup(signature, ids[order], order, _Rows(os.dup(rows_fd), self.dim))
+        finally:
+            os.close(ids_fd)
+            os.close(rows_fd)
         self._lookup = view
         return view
 

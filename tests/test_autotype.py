@@ -245,6 +245,7 @@ def test_reindex_type_rebuilds_from_stored_vectors(tmp_path: Path, tiny, small_t
     info = CliRunner().invoke(app, ["info", "--index", str(tmp_path / "ix")])
     assert "chosen by size within a search-memory budget" in info.output and "PQ8" in info.output, info.output
     assert "re-scored exactly" in info.output and "stored (float16" in info.output
+    assert "lists trained for 1,500 vectors; again past 15,000" in info.output
 
 
 CHILD = """
@@ -377,7 +378,7 @@ def test_reindex_refuses_an_untrainable_type_first_and_a_killed_one_is_finished(
         )
     after = _manifest(ix)
     assert after["types"] == before["types"] and after["index_type"] == "auto" and "reindexing" not in after
-    env = {**__import__("os").environ, "XMR_CRASH_AT": "retype-built"}
+    env = {**__import__("os").environ, "XMR_CRASH_AT": "retype-built:3"}  # image and audio (empty) done
     assert subprocess.run([*run, "0", "IVF8,PQ4"], cwd=ROOT, env=env, check=False).returncode == -9
     assert _manifest(ix)["reindexing"] == {"type": "IVF8,PQ4", "left": ["text"]}
     assert subprocess.run([*run, "0"], cwd=ROOT, check=False).returncode == 0  # no flag: finished anyway
@@ -406,5 +407,26 @@ def test_when_a_modality_is_rebuilt() -> None:
     assert due(manifest, "image", 1_200_000, gib // 4) is None
     compact = due(manifest, "image", 1_200_000, gib // 4, stored_rows=2_500_000)  # updates left rows behind
     assert compact.factory == "IVF4096,PQ64" and "compacted" in compact.reason
+    shrunk = due(manifest, "image", 500, gib // 4, stored_rows=65_000)  # chosen again: 500 cannot train 4096 lists
+    assert shrunk.factory == "Flat" and "compacted" in shrunk.reason
     assert due({**manifest, "index_type": "Flat"}, "image", 10**7, gib) is None  # a fixed type stays
     assert share(gib, 250, 1000) == gib // 4 and share(gib, 0, 0) == gib
+
+
+def test_an_empty_modality_reindexed_takes_the_new_type(tmp_path: Path, tiny) -> None:
+    """Its old type's files (an emptied IVF base, its template) are not taken for the new type."""
+    import faiss
+
+    root = tmp_path / "media"
+    root.mkdir()
+    texts = _texts(tmp_path / "lines.txt", 300)
+    opts = dict(workers=0, index_dir=str(tmp_path / "ix"), allow_mass_removal=True)
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, texts=[str(texts)], index_type="IVF8,Flat"))
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts))  # the texts file no longer given: emptied
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, texts=[str(texts)], reindex_type="Flat"))
+    assert summary.added == 300
+    with Engine.open(tmp_path / "ix", model=tiny) as engine:
+        shards = engine.shards("text")
+        assert shards.ntotal == 300 and shards.modality != "text"  # under a new prefix
+        assert all(isinstance(faiss.downcast_index(s.index), faiss.IndexFlat) for s in shards.shards)
+    assert check_index(tmp_path / "ix").ok

@@ -5,7 +5,7 @@ searched through :class:`retrieval.Engine` in a fresh process.
 
 Measured: build time, peak RSS and bytes written (``/proc/self/io``); bytes on disk (FAISS codes,
 stored float16 vectors, SQL); search: open time, RSS (and how much of it is file pages, the
-memory-mapped stored vectors), query p50/p95 for 1 and for 64 queries at a time, recall@10
+memory-mapped IVF lists), query p50/p95 for 1 and for 64 queries at a time, recall@10
 against exact search over the same float32 vectors for 1,000 queries.
 
 Every step is resumable (a 10M build takes hours on two cores): the build goes on from the
@@ -84,6 +84,9 @@ def build(work: Path, vectors: int, max_memory: int, block: int = BLOCK, seed: i
 
     work.mkdir(parents=True, exist_ok=True)
     journal = work / "build.jsonl"
+    before = {r.get("block_size", BLOCK) for r in _journal(work) if r["event"] == "opened"}
+    if before - {block}:  # the vectors are made block by block: another size, other vectors
+        raise RuntimeError(f"{work} was built in blocks of {before.pop()}, not {block}: pass that --block")
     started, wrote = time.perf_counter(), written_bytes()
     spec = IndexSpec(model="bench-scale", weights_hash="synthetic", dim=DIM, index_type="auto", modalities=("image",))
     synthetic = Synthetic(seed)
@@ -92,6 +95,7 @@ def build(work: Path, vectors: int, max_memory: int, block: int = BLOCK, seed: i
             journal,
             {
                 "event": "opened",
+                "block_size": block,
                 "count": index.count,
                 "seconds": time.perf_counter() - started,
                 "written": written_bytes() - wrote,
@@ -137,7 +141,7 @@ def _log(journal: Path, record: dict) -> None:
 # --- exact answers ---------------------------------------------------------------------------
 def exact(work: Path, vectors: int, block: int = BLOCK, seed: int = 0) -> np.ndarray:
     """Positions of the exact top 10 of every query over the float32 vectors (made once)."""
-    path = work / f"exact-{vectors}.npy"
+    path = work / f"exact-{vectors}-{block}.npy"
     if path.exists():
         return np.load(path)
     from indexer.exact import topk_inner_product
