@@ -430,3 +430,35 @@ def test_an_empty_modality_reindexed_takes_the_new_type(tmp_path: Path, tiny) ->
         assert shards.ntotal == 300 and shards.modality != "text"  # under a new prefix
         assert all(isinstance(faiss.downcast_index(s.index), faiss.IndexFlat) for s in shards.shards)
     assert check_index(tmp_path / "ix").ok
+
+
+def _in_fours(shards: ShardSet, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Answers to ``queries`` asked a few at a time, as one asks them."""
+    found = [shards.search(queries[a : a + 4], 10) for a in range(0, len(queries), 4)]
+    return np.concatenate([d for d, _ in found]), np.concatenate([i for _, i in found])
+
+
+def test_parts_searched_with_one_coarse_assignment_equal_each_searched_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A base and its deltas share their centroids: searched with one coarse assignment they
+    must answer exactly as each part searched through FAISS on its own."""
+    v, ids = _unit(4000, 16, 0), np.arange(1, 4001)
+    for factory, rerank in (("IVF8,Flat", False), ("IVF8,PQ4", True)):
+        folder = tmp_path / factory.replace(",", "_")
+        shards = ShardSet(folder, "image", 16, factory, 10**9, nprobe=3, rerank=rerank)
+        for a, b in ((0, 2500), (2500, 3000), (3000, 3500), (3500, 4000)):  # a base and three deltas
+            shards.add(v[a:b], ids[a:b])
+            shards.flush()
+        loaded = ShardSet(folder, "image", 16, factory, 10**9, nprobe=3, rerank=rerank).load(mmap=True)
+        assert len(loaded.shards) == 4 and len(loaded._shared_lists()) == 5  # four parts and the quantizer
+
+        shared = _in_fours(loaded, v[:200])
+        monkeypatch.setattr(ShardSet, "_shared_lists", lambda self: {})
+        alone = _in_fours(loaded, v[:200])
+        monkeypatch.undo()
+        np.testing.assert_array_equal(shared[1], alone[1])
+        np.testing.assert_allclose(shared[0], alone[0], rtol=1e-5)
+        loaded.remove(ids[:10])  # a part changed: the shared lists are made again, not read freed
+        _, got = loaded.search(v[:20], 1)
+        assert not np.isin(got, ids[:10]).any()
