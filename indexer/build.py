@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import delete, update
 
 from . import retype
-from .autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose, default_budget
+from .autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose, default_budget, fixed
 from .decode import Decoded, file_hash
 from .faults import crash_point
 from .layout import (
@@ -916,13 +916,7 @@ class _Run:
     def _retype_if_due(self) -> None:
         """Under auto: a modality whose size (or the budget) calls for another type, or whose
         IVF has grown 10x, is rebuilt as it should be now."""
-        total = sum(s.ntotal for s in self.shards.values())
-        for modality, shards in self.shards.items():
-            rows = shards.stored.count() if shards.stored is not None else 0
-            budget = retype.share(self.budget, shards.ntotal, total)
-            choice = retype.due(self.manifest, modality, shards.ntotal, budget, rows)
-            if choice is not None:
-                self._retype(modality, choice)
+        retype.follow(self.layout, self.manifest, self.shards, self.budget, self.store)
 
     # --- index types ---------------------------------------------------------------------
     def _reindex(self, factory: str) -> None:
@@ -954,7 +948,7 @@ class _Run:
             if factory == AUTO:
                 choice = choose(shards.ntotal, self.encoder.embed_dim, retype.share(self.budget, shards.ntotal, total))
             else:
-                choice = retype.given(factory, m)
+                choice = fixed(factory, m)
             self.manifest["reindexing"]["left"].remove(m)  # on disk with the switch, not before
             self._retype(m, choice)
         self.manifest.pop("reindexing")
@@ -962,16 +956,8 @@ class _Run:
 
     def _retype(self, modality: str, choice: Choice) -> None:
         """Rebuild ``modality``'s shards as ``choice``; the manifest naming them is the switch."""
-        started = time.monotonic()
-        new = retype.switch(self.layout, self.manifest, modality, self.shards[modality], choice, self.store)
-        self.shards[modality] = new
-        log.info(
-            "%s: %d vectors now %s (%.1f s): %s",
-            modality,
-            new.ntotal,
-            choice.factory,
-            time.monotonic() - started,
-            choice.reason,
+        self.shards[modality] = retype.switch(
+            self.layout, self.manifest, modality, self.shards[modality], choice, self.store
         )
 
 

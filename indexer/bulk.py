@@ -157,10 +157,9 @@ class BulkIndex:
                     ],
                 )
         self.count += len(rows)
-        rows = self.shards.stored.count() if self.shards.stored is not None else 0
-        choice = retype.due(self.manifest, self.modality, self.shards.ntotal, self.budget, rows)
-        if choice is not None:
-            self.shards = retype.switch(self.layout, self.manifest, self.modality, self.shards, choice, self.store)
+        shard_sets = {self.modality: self.shards}
+        retype.follow(self.layout, self.manifest, shard_sets, self.budget, self.store)
+        self.shards = shard_sets[self.modality]
         return ids
 
     def close(self) -> None:

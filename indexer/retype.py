@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .autotype import AUTO, RETRAIN_GROWTH, Choice, choice_of, choose, estimate, fixed
+from .autotype import AUTO, RETRAIN_GROWTH, Choice, choice_of, choose, estimate
 from .faults import crash_point
 from .layout import Layout, write_manifest
 from .shards import TRAIN_SAMPLE, ShardError, ShardSet, faiss_module, flat_vectors, shard_ids
@@ -182,15 +183,26 @@ def _sample(shards: ShardSet, n: int, size: int) -> np.ndarray:
 def switch(layout: Layout, manifest: dict, modality: str, old: ShardSet, choice: Choice, store) -> ShardSet:  # noqa: ANN001 - a Store
     """Rebuild ``modality``'s shards as ``choice``, make ``manifest`` (updated in place, written,
     and copied into ``store``) name them: the switch; then remove the old files."""
+    started = time.monotonic()
     new = rebuild(layout.shards, manifest, modality, old, choice)
     manifest.setdefault("types", {})[modality] = replace(choice, prefix=new.modality).to_json()
     write_manifest(layout, manifest)
     store.save_manifest_copy(manifest)
     crash_point("retype-switched")
     remove_others(layout.shards, modality, keep=new.modality)
+    log.info("%s: %d vectors now %s (%.1f s)", modality, new.ntotal, choice.factory, time.monotonic() - started)
     return new
 
 
-def given(factory: str, modality: str) -> Choice:
-    """The choice for a type given by name (``--reindex-type FACTORY``)."""
-    return fixed(factory, modality)
+def follow(layout: Layout, manifest: dict, shard_sets: dict[str, ShardSet], budget: int, store) -> list[str]:  # noqa: ANN001 - a Store
+    """Under auto, rebuild each modality of ``shard_sets`` (replaced in it) that :func:`due` says
+    should change now, its budget its share of ``budget``; returns the modalities rebuilt."""
+    total = sum(s.ntotal for s in shard_sets.values())
+    rebuilt = []
+    for modality, shards in shard_sets.items():
+        rows = shards.stored.count() if shards.stored is not None else 0
+        choice = due(manifest, modality, shards.ntotal, share(budget, shards.ntotal, total), rows)
+        if choice is not None:
+            shard_sets[modality] = switch(layout, manifest, modality, shards, choice, store)
+            rebuilt.append(modality)
+    return rebuilt

@@ -656,9 +656,8 @@ class ShardSet:
                 f"index type {self.factory!r} cannot give back its vectors to remove some of them; "
                 "rebuild the index with another type (--rebuild --index-type ...)"
             )
-        if self.stored is not None and self.stored.exists() and self.stored.has(keep_ids).all():
-            vectors = self.stored.get(keep_ids)  # exact, not decoded from lossy codes
-        else:
+        vectors = self._stored_copies(keep_ids)  # exact, not decoded from lossy codes
+        if vectors is None:
             if ivf is not None:
                 ivf.make_direct_map()  # reconstruction by internal number
             vectors = (
@@ -669,6 +668,14 @@ class ShardSet:
             fresh.add_with_ids(vectors, keep_ids)
         self.shards[k] = fresh
         return int(drop.sum())
+
+    def _stored_copies(self, ids: np.ndarray) -> np.ndarray | None:
+        """The stored float16 copies of ``ids`` (float32), or None when any is missing (or the
+        set keeps none)."""
+        if self.stored is None:
+            return None
+        lookup = self.stored.lookup()
+        return lookup.get(ids) if lookup.count and lookup.has(ids).all() else None
 
     def unstored(self) -> np.ndarray:
         """Ids this set holds without their stored copy (a damaged or cut vectors file); none
@@ -682,8 +689,8 @@ class ShardSet:
         """Stored vectors of ``ids`` (each must be present): the float16 copies when the index
         keeps them, else what FAISS gives back."""
         ids = np.asarray(ids, dtype=np.int64)
-        if self.stored is not None and self.stored.exists() and self.stored.has(ids).all():
-            return self.stored.get(ids)
+        if (stored := self._stored_copies(ids)) is not None:
+            return stored
         faiss = faiss_module()
         where = {}
         for shard in self.shards:
@@ -708,17 +715,18 @@ class ShardSet:
         candidates and re-scores them exactly.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if self.stored is not None and self.stored.exists():
-            return self._reranked(queries, k, selector, params)
+        if self.stored is not None and (lookup := self.stored.lookup()).count:
+            return self._reranked(queries, k, selector, params, lookup)
         return self._search(queries, k, selector, params)
 
-    def _reranked(self, queries: np.ndarray, k: int, selector, params) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    def _reranked(self, queries: np.ndarray, k: int, selector, params, lookup) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        """Candidates from the codes, re-scored from one view of the stored vectors (a writer
+        may append between two)."""
         coarse, cand = self._search(queries, max(k * RERANK_FACTOR, RERANK_MIN), selector, params)
         nq = len(queries)
         valid = cand >= 0
         unique, where = np.unique(cand[valid], return_inverse=True)
         scores = np.where(valid, coarse, -np.inf).astype(np.float32)
-        lookup = self.stored.lookup()  # one view for both: a writer may append in between
         have = lookup.has(unique)
         if not have.all():  # a lost stored copy: that candidate keeps its code's score (reconcile re-embeds it)
             if not self._warned_unstored:
@@ -743,9 +751,8 @@ class ShardSet:
         # An IVF's base and deltas: one coarse assignment for all of them (a query alone: 1.3x to
         # 1.7x faster over 7 parts; batches of 64 measured 5% slower, so they search each part).
         alone = nq < SHARED_BELOW and selector is None and params is None and not self._cpu_shards
-        shared = self._shared_lists() if alone else {}
+        quantizer, nprobe, shared = self._shared_lists() if alone else (None, 0, {})
         if shared:
-            quantizer, nprobe = shared.pop("quantizer")
             coarse_d, coarse_i = quantizer.search(queries, nprobe)
         for n, shard in enumerate(self.shards):
             if shard.ntotal == 0:
@@ -788,35 +795,35 @@ class ShardSet:
         self._views.clear()
         self._shared = None
 
-    def _shared_lists(self) -> dict:
-        """For the IVF parts (plain lists) that share their coarse centroids (a base and its
-        deltas, all from one trained template): ``{part number: (ivf, ids)}`` plus
-        ``"quantizer": (quantizer, nprobe)``; empty when fewer than two parts qualify."""
+    def _shared_lists(self) -> tuple:
+        """The IVF parts (plain lists) that share their coarse centroids (a base and its deltas,
+        all from one trained template): ``(quantizer, nprobe, {part number: (ivf, ids)})``, the
+        dict empty when fewer than two parts qualify."""
         key = tuple(id(s) for s in self.shards)
-        if self._shared is not None and self._shared[0] == key:
-            return dict(self._shared[1])
+        if self._shared is None or self._shared[0] != key:
+            self._shared = (key, self._find_shared_lists())
+        return self._shared[1]
+
+    def _find_shared_lists(self) -> tuple:
         faiss = faiss_module()
         found: dict = {}
-        first = None
+        first = None  # (quantizer, its centroids, (IVF type, code size, nprobe)) of the first part
         for n, shard in enumerate(self.shards):
-            ivf = self._array_ivf(shard) if hasattr(shard, "id_map") else None
-            if ivf is None or shard.ntotal == 0:
-                continue
-            quantizer = faiss.downcast_index(ivf.quantizer)
+            ivf = self._array_ivf(shard) if hasattr(shard, "id_map") and shard.ntotal else None
+            quantizer = faiss.downcast_index(ivf.quantizer) if ivf is not None else None
             if not isinstance(quantizer, faiss.IndexFlat) or quantizer.ntotal == 0:
                 continue
             centroids = faiss.rev_swig_ptr(quantizer.get_xb(), quantizer.ntotal * quantizer.d)
+            kind = (type(ivf), ivf.code_size, ivf.nprobe)
             if first is None:
-                first = (quantizer, ivf.nprobe, centroids, type(ivf), ivf.code_size)
-            elif (type(ivf), ivf.code_size, ivf.nprobe) != first[3:] + (first[1],) or not np.array_equal(
-                centroids, first[2]
-            ):
+                first = (quantizer, centroids, kind)
+            elif kind != first[2] or not np.array_equal(centroids, first[1]):
                 continue
             ids = faiss.rev_swig_ptr(shard.id_map.data(), shard.id_map.size())  # zero-copy while the part lives
             found[n] = (ivf, ids)
-        shared = {"quantizer": (first[0], first[1])} | found if len(found) > 1 else {}
-        self._shared = (key, shared)
-        return dict(shared)
+        if len(found) < 2:
+            return None, 0, {}
+        return first[0], first[2][2], found
 
     def to_gpu(self) -> bool:
         """Move the shards to the GPUs FAISS sees (spread over all of them); False, and the

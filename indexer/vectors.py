@@ -160,6 +160,9 @@ class StoredVectors:
         call may see rows a writer appended since). Grown files are taken in by sorting only
         the new ids and merging. Both files are opened first and read through their descriptors,
         so a file removed meanwhile (a rebuild's old prefix) leaves the last view in use."""
+        last = self._lookup
+        if last is not None and last.signature == self._signature():  # the common case: two stats
+            return last
         fds = []
         try:
             for path in (self.ids_path, self.rows_path):
@@ -173,7 +176,6 @@ class StoredVectors:
             st_ids, st_rows = os.fstat(ids_fd), os.fstat(rows_fd)
             n = min(st_ids.st_size // 8, st_rows.st_size // self.row_bytes)
             signature = (n, st_ids.st_ino, st_rows.st_ino)
-            last = self._lookup
             if last is not None and last.signature == signature:
                 return last
             if n == 0:
@@ -194,6 +196,13 @@ class StoredVectors:
             os.close(rows_fd)
         self._lookup = view
         return view
+
+    def _signature(self) -> tuple | None:
+        try:
+            st_ids, st_rows = self.ids_path.stat(), self.rows_path.stat()
+        except FileNotFoundError:
+            return None
+        return min(st_ids.st_size // 8, st_rows.st_size // self.row_bytes), st_ids.st_ino, st_rows.st_ino
 
     def has(self, ids: np.ndarray) -> np.ndarray:
         """Whether each id has a stored row (bool array)."""

@@ -451,10 +451,10 @@ def test_parts_searched_with_one_coarse_assignment_equal_each_searched_alone(
             shards.add(v[a:b], ids[a:b])
             shards.flush()
         loaded = ShardSet(folder, "image", 16, factory, 10**9, nprobe=3, rerank=rerank).load(mmap=True)
-        assert len(loaded.shards) == 4 and len(loaded._shared_lists()) == 5  # four parts and the quantizer
+        assert len(loaded.shards) == 4 and len(loaded._shared_lists()[2]) == 4  # the four parts share
 
         shared = _in_fours(loaded, v[:200])
-        monkeypatch.setattr(ShardSet, "_shared_lists", lambda self: {})
+        monkeypatch.setattr(ShardSet, "_shared_lists", lambda self: (None, 0, {}))
         alone = _in_fours(loaded, v[:200])
         monkeypatch.undo()
         np.testing.assert_array_equal(shared[1], alone[1])
