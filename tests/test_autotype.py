@@ -462,3 +462,50 @@ def test_parts_searched_with_one_coarse_assignment_equal_each_searched_alone(
         loaded.remove(ids[:10])  # a part changed: the shared lists are made again, not read freed
         _, got = loaded.search(v[:20], 1)
         assert not np.isin(got, ids[:10]).any()
+
+
+LIMITED = """
+import resource, signal, sys
+from pathlib import Path
+import indexer
+from retrieval import create_model
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
+root, index_dir, texts, limit = sys.argv[1:5]
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+try:
+    indexer.index_folder(Path(root), create_model("xmr-tiny"), indexer.IndexOptions(
+        workers=0, index_dir=index_dir, texts=[texts]))
+except Exception as exc:
+    print(type(exc).__name__ + ": " + str(exc))
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_while_storing_vectors_loses_nothing(tmp_path: Path, tiny, small_thresholds: None) -> None:
+    """The stored copies cannot grow (the disk is full): the run stops with the reason before
+    any row points at vectors without a copy; the index answers as before; the next run ends it."""
+    root = tmp_path / "media"
+    root.mkdir()
+    texts = _texts(tmp_path / "lines.txt", 1500)
+    ix = tmp_path / "ix"
+    opts = dict(workers=0, index_dir=str(ix), texts=[str(texts)])
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, max_memory=100_000))
+    prefix = _manifest(ix)["types"]["text"]["prefix"]
+    rows_file = ix / "shards" / f"{prefix}-vectors.f16"
+    before = check_index(ix).counts
+    _texts(texts, 2500)
+    limit = rows_file.stat().st_size + 4096
+    proc = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(root), str(ix), str(texts), str(limit)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.startswith("StoredVectorsError: cannot append to") and "File too large" in proc.stdout
+    report = check_index(ix)
+    assert report.ok, report.problems
+    assert report.counts == before
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(**opts))
+    assert summary.added == 1000 and check_index(ix).ok
