@@ -323,14 +323,26 @@ def index(
     ] = None,
     exclude: Annotated[
         list[str],
-        typer.Option("--exclude", help="Glob of paths to leave out (relative to FOLDER, * crosses /); repeatable."),
+        typer.Option(
+            "--exclude",
+            help="Glob of paths to leave out (relative to FOLDER, * crosses /); repeatable. "
+            "Recorded: later runs keep it until given anew or --no-exclude.",
+        ),
     ] = [],  # noqa: B006
+    no_exclude: Annotated[
+        bool, typer.Option("--no-exclude", help="Leave nothing out: forget the recorded --exclude globs.")
+    ] = False,
     texts: Annotated[
         list[Path],
         typer.Option(
-            "--texts", help="File of texts to index as text items (one per line, or JSONL with 'text'); repeatable."
+            "--texts",
+            help="File of texts to index as text items (one per line, or JSONL with 'text'); repeatable. "
+            "Recorded: later runs keep it until given anew or --no-texts.",
         ),
     ] = [],  # noqa: B006
+    no_texts: Annotated[
+        bool, typer.Option("--no-texts", help="Index no texts file: forget the recorded ones and remove their items.")
+    ] = False,
     rebuild: Annotated[
         bool,
         typer.Option("--rebuild", help="Drop every stored vector and re-embed everything (e.g. with a new model)."),
@@ -367,11 +379,12 @@ def index(
     ] = None,
     wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another indexer on the same index.")] = 0.0,
     links: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            help="Symbolic links: inside (follow those whose target stays inside FOLDER), follow (all), none."
+            help="Symbolic links: inside (follow those whose target stays inside FOLDER), follow (all), none "
+            "(default: as the index recorded, else inside)."
         ),
-    ] = "inside",
+    ] = None,
     decode_timeout: Annotated[
         float,
         typer.Option(min=1, help="Seconds a decoder may go without progress (bytes read) before its file is skipped."),
@@ -428,13 +441,17 @@ def index(
             _fail(f"texts file not found: {path}")
     if device not in ("auto", "cpu", "cuda"):
         _fail(f"--device must be auto, cpu or cuda, not {device!r}")
-    if links not in ("inside", "follow", "none"):
+    if links is not None and links not in ("inside", "follow", "none"):
         _fail(f"--links takes inside, follow or none, not {links!r}")
+    for flag, given, clear in (("--exclude", exclude, no_exclude), ("--texts", texts, no_texts)):
+        if given and clear:
+            _fail(f"{flag} and --no-{flag[2:]} contradict each other: give one")
     options = indexer.IndexOptions(
         index_dir=str(index_dir) if index_dir else None,
         db_url=db,
-        exclude=list(exclude),
-        texts=[str(p) for p in texts],
+        # Not given: the index's recorded values (None); --no-...: none.
+        exclude=[] if no_exclude else list(exclude) or None,
+        texts=[] if no_texts else [str(p) for p in texts] or None,
         batch_size=batch_size,
         workers=workers,
         shard_size=shard_size,
@@ -500,6 +517,23 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
         f"index holds {counts}{f' ({summary.segments} moments of long audio and video)' if summary.segments else ''} "
         f"({summary.index})"
     )
+    if summary.recorded_options:
+        _say(
+            f"recorded options used: {_recorded(summary.recorded_options)} (give new values to change them, "
+            "or --no-exclude / --no-texts to clear those)"
+        )
+
+
+def _recorded(options: dict) -> str:
+    """The recorded options a run used, as the flags that would give them."""
+    import shlex
+
+    parts = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        for v in value if isinstance(value, list) else [value]:
+            parts.append(f"{flag} {shlex.quote(str(v))}")
+    return ", ".join(parts)
 
 
 def _size(value: str | None, name: str) -> int | None:

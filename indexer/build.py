@@ -14,7 +14,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,8 +87,10 @@ class IndexOptions:
 
     index_dir: str | None = None
     db_url: str | None = None
-    exclude: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
+    # exclude, texts and links: None (unset) takes what the index recorded, else none / "inside";
+    # a value given (even an empty list) replaces the record for this and later runs.
+    exclude: list[str] | None = None
+    texts: list[str] | None = None
     batch_size: int = 64
     workers: int | None = None
     shard_size: int = 250_000
@@ -97,7 +99,7 @@ class IndexOptions:
     wait: float = 0.0
     checkpoint_items: int = 4096
     checkpoint_seconds: float = 60.0
-    links: str = "inside"  # symbolic links: inside | follow | none (see scan.walk)
+    links: str | None = None  # symbolic links: inside | follow | none (see scan.walk); None: as recorded
     decode_timeout: float = 120.0  # seconds a decoder may go without progress before it is stopped
     retry_failed: bool = False  # decode again the files whose decoder crashed or hung before
     allow_mass_removal: bool = False  # remove even when more than half of an index of 20+ items is gone
@@ -111,13 +113,35 @@ class IndexOptions:
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
         return {
-            "exclude": list(self.exclude),
-            "texts": [os.path.abspath(t) for t in self.texts],
-            "links": self.links,
+            "exclude": list(self.exclude or []),
+            "texts": [os.path.abspath(os.path.expanduser(t)) for t in self.texts or []],
+            "links": self.links or RECORDED_DEFAULTS["links"],
         } | ({"frame_seconds": self.frame_seconds} if self.frame_seconds else {})
+
+    def with_recorded(self, recorded: dict[str, Any]) -> tuple[IndexOptions, dict[str, Any]]:
+        """These options with each recorded one left unset taken from ``recorded`` (the
+        manifest's ``"options"``), and the recorded values so taken that differ from the
+        defaults (what the run's summary reports). A recorded texts file that is gone is
+        dropped, with a warning: its items leave the index."""
+        chosen, used = {}, {}
+        for name, default in RECORDED_DEFAULTS.items():
+            value = getattr(self, name)
+            if value is None:
+                value = recorded.get(name, default)
+                if name == "texts":
+                    for gone in [t for t in value if not os.path.isfile(t)]:
+                        log.warning("texts file %s, recorded by an earlier run, is gone: its items are removed", gone)
+                    value = [t for t in value if os.path.isfile(t)]
+                if value != default:
+                    used[name] = value
+            chosen[name] = list(value) if isinstance(value, list) else value
+        return replace(self, **chosen), used
 
 
 MASS_REMOVAL_MIN_ITEMS = 20
+# The options an index records that a later run takes when it is not given them (besides
+# max_memory and frame_seconds, kept beside them), with the value of an index that never had them.
+RECORDED_DEFAULTS: dict[str, Any] = {"exclude": [], "texts": [], "links": "inside"}
 
 
 @dataclass
@@ -133,6 +157,7 @@ class Summary:
     skipped: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     segments: int = 0  # moments of long files the index holds (each with its own vector)
+    recorded_options: dict[str, Any] = field(default_factory=dict)  # options not given, taken from the index
     interrupted: bool = False
     seconds: float = 0.0
     index: str = ""
@@ -199,7 +224,7 @@ def index_folder(
     if not root.is_dir():
         raise FileNotFoundError(f"not a folder: {root}")
     layout = index_layout(root, options)
-    if options.links not in LINKS:
+    if options.links is not None and options.links not in LINKS:
         raise ValueError(f"--links takes {', '.join(LINKS)}, not {options.links!r}")
     if options.ray and options.encoder_factory is None:
         raise ValueError(
@@ -256,6 +281,9 @@ class _Run:
         self.root, self.layout, self.encoder, self.options, self.progress = root, layout, encoder, options, progress
         self.summary = Summary(index=str(layout.dir))
         self.manifest = self._check_manifest()
+        # Options not given are the ones the index recorded (a new index records what it was given).
+        self.options, self.summary.recorded_options = options.with_recorded(self.manifest["options"])
+        options = self.options
         self.store = Store(options.db_url or layout.db_url(self.manifest))
         self.manifest["index_id"] = self.store.register_index(
             self.manifest["index_uuid"], self.manifest["root"], escape_path(str(layout.dir))
@@ -272,6 +300,8 @@ class _Run:
         # copy left naming an older type (a run killed mid-switch) must not bring it back later.
         self.store.save_manifest_copy(self.manifest)
         self.budget = int(options.max_memory or self.manifest.get("max_memory") or default_budget())
+        if not options.max_memory and self.manifest.get("max_memory"):
+            self.summary.recorded_options["max_memory"] = int(self.manifest["max_memory"])
         self.shards = {}
         for m in MODALITIES:
             shards = retype.shard_set(layout.shards, self.manifest, m, encoder.embed_dim)
@@ -303,6 +333,8 @@ class _Run:
         # before it is done ("reframing" stays in the manifest until a run completes).
         before = (self.manifest.get("options") or {}).get("frame_seconds")
         self.frame_seconds = float(options.frame_seconds or before or FRAME_SECONDS)
+        if not options.frame_seconds and before and before != FRAME_SECONDS:
+            self.summary.recorded_options["frame_seconds"] = before
         self.reframe = (before is not None and self.frame_seconds != before) or bool(self.manifest.get("reframing"))
         self.scratch = layout.dir / "scratch"
         shutil.rmtree(self.scratch, ignore_errors=True)  # what a killed run left

@@ -205,17 +205,10 @@ def repair_index(
                     aside = path.with_name(path.name + ".corrupt")
                     log.warning("%s; moving it aside to %s, its vectors will be re-embedded", exc, aside.name)
                     os.replace(path, aside)
-        recorded = manifest.get("options") or {}
-        texts = [t for t in recorded.get("texts", []) if os.path.isfile(t)]
-        for t in set(recorded.get("texts", [])) - set(texts):
-            log.warning("texts file %s, given when the index was built, is gone: its items are removed", t)
+        # --exclude, --texts and --links left unset: the run takes the recorded ones (a recorded
+        # texts file that is gone is dropped with a warning, its items removed).
         options = IndexOptions(
-            index_dir=str(layout.dir),
-            db_url=manifest.get("db"),
-            exclude=list(recorded.get("exclude", [])),
-            texts=texts,
-            links=recorded.get("links", "inside"),
-            allow_mass_removal=allow_mass_removal,
+            index_dir=str(layout.dir), db_url=manifest.get("db"), allow_mass_removal=allow_mass_removal
         )
         return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest["model"]), options)
 
