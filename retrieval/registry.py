@@ -173,7 +173,7 @@ def inference_model(name: str, device: str | None = None) -> Encoder:
     return create_model(name, device=device, runtime=inference_runtime(name, device))
 
 
-def create_model(name: str, device: str | None = None, runtime: str = "torch", **overrides: Any) -> Encoder:
+def create_model(name: str, device: str | None = None, runtime: str | None = None, **overrides: Any) -> Encoder:
     """Build the model ``name`` (see the module docstring for the name syntax).
 
     Args:
@@ -181,7 +181,8 @@ def create_model(name: str, device: str | None = None, runtime: str = "torch", *
         device: torch device (``"cpu"``, ``"cuda"``); default: CUDA when available.
         runtime: ``"torch"``; ``"onnx"`` runs exported graphs on ONNX Runtime (exporting them
             once with torch when no cached export exists); ``"auto"`` uses a cached export when
-            there is one and torch otherwise.
+            there is one and torch otherwise. Default (None): the runtime that is installed,
+            torch when it is (the ``train`` extra), else ONNX Runtime (the light install).
         overrides: deep-merged into the model's JSON config.
 
     Returns:
@@ -190,9 +191,11 @@ def create_model(name: str, device: str | None = None, runtime: str = "torch", *
     Raises:
         UnknownModelError: unknown name. FileNotFoundError: weights not found.
     """
-    if runtime not in RUNTIMES:
+    if runtime is not None and runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
     spec = resolve(name, **overrides)
+    if runtime is None:  # open_clip models run on torch alone: their error names the extra
+        runtime = "onnx" if spec.kind == "xmr" and not has_module("torch") else "torch"
     if runtime in ("onnx", "auto"):
         from .onnx_runtime import OnnxEncoder, export_dir
         from .packaged import packaged_graphs
