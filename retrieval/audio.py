@@ -114,7 +114,36 @@ def _open(source: str | os.PathLike | bytes):
                 return AvAudio(io.BytesIO(source), AudioDecodeError)
             except AudioDecodeError:
                 pass
-        raise AudioDecodeError(f"cannot decode audio: {exc}") from exc
+        raise AudioDecodeError(f"cannot decode audio: {_open_failure(source, exc)}") from exc
+
+
+# libsndfile's words for a file whose header it does not recognise (an MP3 it cannot sync to
+# reports a missing file, though the file is there).
+_UNRECOGNISED = ("Format not recognised", "File does not exist or is not a regular file")
+
+
+def _open_failure(source: str | os.PathLike | bytes, exc: Exception) -> str:
+    """Why libsndfile could not open ``source``, in words a user can act on: what the file is
+    not (by its extension), never a wrong "does not exist" nor a Python object's repr."""
+    reason = str(getattr(exc, "error_string", "") or exc).strip()
+    if reason.startswith(_UNRECOGNISED):
+        if isinstance(source, bytes):
+            return "not audio in a format libsndfile or FFmpeg knows (unrecognised or damaged header)"
+        if os.path.isfile(source):
+            ext = os.fspath(source).rsplit(".", 1)[-1].upper() if "." in os.path.basename(source) else ""
+            if ext:
+                article = "an" if ext[0] in "AEFHILMNORSX" else "a"  # said as letters: an MP3, a WAV
+                return f"not {article} {ext} file libsndfile can read (unrecognised or damaged header)"
+            return "not audio in a format libsndfile knows (unrecognised or damaged header)"
+    return scrub_reprs(reason)
+
+
+def scrub_reprs(message: str) -> str:
+    """``message`` without Python object reprs (``<_io.BytesIO object at 0x7f...>``), which say
+    nothing to a user and show memory addresses: each becomes "the data"."""
+    import re
+
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the data", message)
 
 
 def audio_info(source: str | os.PathLike | bytes) -> AudioInfo:
@@ -217,7 +246,8 @@ class AudioPreprocessor:
                     chunk = f.read(native_window, dtype="float32", always_2d=True)
                 except Exception as exc:  # libsndfile raises several types for broken streams
                     if not windows:
-                        raise AudioDecodeError(f"cannot decode audio at frame {start}: {exc}") from exc
+                        reason = scrub_reprs(str(exc))
+                        raise AudioDecodeError(f"cannot decode audio at frame {start}: {reason}") from exc
                     chunk, broken = np.zeros((0, 1), np.float32), str(exc)
                 else:
                     broken = ""

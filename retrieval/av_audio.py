@@ -32,7 +32,9 @@ class AvAudio:
         try:
             self._container = av.open(source if not isinstance(source, os.PathLike) else os.fspath(source))
         except (av.FFmpegError, OSError, ValueError) as exc:
-            raise error(f"cannot decode audio: {exc}") from exc
+            from .audio import scrub_reprs
+
+            raise error(f"cannot decode audio: {scrub_reprs(str(exc))}") from exc
         streams = self._container.streams.audio
         if not streams:
             self._container.close()
@@ -79,7 +81,9 @@ class AvAudio:
             try:
                 self._container.seek(int(target / self._stream.time_base), stream=self._stream, backward=True)
             except av.FFmpegError as exc:
-                raise self._error(f"cannot seek in the audio stream: {exc}") from exc
+                from .audio import scrub_reprs
+
+                raise self._error(f"cannot seek in the audio stream: {scrub_reprs(str(exc))}") from exc
         elif hasattr(self, "_frames"):  # back to the start of a stream already read
             self._container.seek(0, stream=self._stream, backward=True)
         self._frames = self._container.decode(self._stream)

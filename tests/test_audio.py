@@ -87,3 +87,39 @@ def test_bad_audio_raises_a_clear_error(tmp_path) -> None:
     sf.write(empty, np.zeros(0, np.float32), 16000)
     with pytest.raises(AudioDecodeError, match="no samples"):
         AudioPreprocessor()(empty)
+
+
+@pytest.mark.parametrize("name", ["fake.mp3", "fake.flac", "fake.wav"])
+def test_a_text_file_named_as_audio_is_said_not_to_be_that_audio(tmp_path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("this is a text file, not a recording\n")
+    with pytest.raises(AudioDecodeError) as caught:
+        AudioPreprocessor()(str(path))
+    message = str(caught.value)
+    ext = name.rsplit(".", 1)[1].upper()
+    assert f"not an {ext} file" in message or f"not a {ext} file" in message, message
+    assert "does not exist" not in message and "pipe" not in message, message
+
+
+def test_a_bad_upload_s_error_names_no_python_object(tmp_path) -> None:
+    import re
+
+    for data in (b"this is a text file, not a recording\n", b"\x00" * 64, b"RIFF\x10\x00\x00\x00WAVEfmt "):
+        with pytest.raises(AudioDecodeError) as caught:
+            AudioPreprocessor()(data)
+        message = str(caught.value)
+        assert not re.search(r"object at 0x[0-9a-f]+|<_io\.", message), message
+        assert message.startswith("cannot decode audio"), message
+
+
+def test_a_text_file_named_fake_mp3_is_skipped_as_not_an_mp3(tmp_path, tiny) -> None:
+    from tests.helpers import write_audio
+    from tests.test_indexer import run
+
+    root = tmp_path / "media"
+    write_audio(root / "real.wav", seed=3)
+    (root / "fake.mp3").write_text("hello, I am text\n")
+    summary = run(root, tiny)
+    assert summary.counts == {"audio": 1}
+    (skip,) = summary.skipped
+    assert skip["path"].endswith("fake.mp3") and "not an MP3 file" in skip["reason"], skip
