@@ -59,8 +59,14 @@ class _progress:
             self.bar.stop()
 
 
+EXIT_CODES = (
+    "Exit codes: 0 done; 2 a bad option or argument (the message says which), or a missing extra; "
+    "1 the command could not do its job (no index, a damaged or busy one, a refused run); 130 after Ctrl-C."
+)
 app = typer.Typer(
-    help="xmr: cross-modal retrieval over images, audio and text.", no_args_is_help=True, add_completion=False
+    help=f"xmr: cross-modal retrieval over images, audio and text.\n\n{EXIT_CODES}",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 
@@ -433,6 +439,7 @@ def index(
     _offline(offline)
     import indexer
     from indexer.build import resolve_model_name
+    from retrieval.registry import UnknownModelError
 
     if not folder.is_dir():
         _fail(f"not a folder: {folder}")
@@ -481,6 +488,8 @@ def index(
             options.encoder_factory = functools.partial(inference_model, name, None if device == "auto" else device)
         with _progress("index", "items") as progress:
             summary = indexer.index_folder(folder, encoder, options, progress=progress)
+    except (indexer.OptionError, UnknownModelError) as exc:
+        _fail(str(exc))
     except (indexer.XmrIndexError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc), code=1)
     except OSError as exc:
@@ -658,7 +667,9 @@ def search(
             segments=segments,
             **{name: v for name, v in filters.items() if v is not None},
         )
-    except (QueryError, XmrIndexError, StoreError, ShardError) as exc:
+    except QueryError as exc:  # what the user asked for: a bad option, file or modality
+        _fail(str(exc))
+    except (XmrIndexError, StoreError, ShardError) as exc:
         _fail(str(exc), code=1)
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=True))

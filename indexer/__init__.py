@@ -7,6 +7,7 @@ encode_text``, ``preprocess_image / preprocess_audio``, ``name``, ``weights_hash
 
 from typing import Any
 
+from .errors import OptionError
 from .layout import (
     IndexBusyError,
     IndexCorruptError,
@@ -25,6 +26,7 @@ __all__ = [
     "IndexOptions",
     "Layout",
     "MassRemovalError",
+    "OptionError",
     "Summary",
     "XmrIndexError",
     "index_folder",

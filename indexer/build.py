@@ -25,6 +25,7 @@ from sqlalchemy import delete, update
 from . import retype
 from .autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose, default_budget, fixed
 from .decode import Decoded, file_hash
+from .errors import OptionError
 from .faults import crash_point
 from .layout import (
     MANIFEST_VERSION,
@@ -215,6 +216,7 @@ def index_folder(
     """Bring the index of ``root`` up to date with the folder (see the module docstring).
 
     Raises:
+        OptionError: an option that cannot be used (a ValueError).
         IndexBusyError: another process holds the index.
         IndexMismatchError: the index belongs to another folder or model (and not ``rebuild``).
         StoreError / ShardError: the database or a shard cannot be written.
@@ -225,18 +227,18 @@ def index_folder(
         raise FileNotFoundError(f"not a folder: {root}")
     layout = index_layout(root, options)
     if options.links is not None and options.links not in LINKS:
-        raise ValueError(f"--links takes {', '.join(LINKS)}, not {options.links!r}")
+        raise OptionError(f"--links takes {', '.join(LINKS)}, not {options.links!r}")
     if options.ray and options.encoder_factory is None:
-        raise ValueError(
+        raise OptionError(
             "--ray needs IndexOptions.encoder_factory: a picklable callable building the model on each worker"
         )
     if options.frame_seconds is not None and not options.frame_seconds > 0:
-        raise ValueError(f"--frame-seconds must be a positive number of seconds, not {options.frame_seconds}")
+        raise OptionError(f"--frame-seconds must be a positive number of seconds, not {options.frame_seconds}")
     for flag, factory in (("--index-type", options.index_type), ("--reindex-type", options.reindex_type)):
         if factory:
             check_factory(flag, factory, encoder.embed_dim)
     if options.max_memory is not None and options.max_memory <= 0:
-        raise ValueError(f"--max-memory must be a positive size, not {options.max_memory}")
+        raise OptionError(f"--max-memory must be a positive size, not {options.max_memory}")
     layout.dir.mkdir(parents=True, exist_ok=True)
     with IndexLock(layout, options.wait):
         return index_locked(root, layout, encoder, options, progress)
@@ -246,7 +248,7 @@ def check_factory(flag: str, factory: str, dim: int) -> None:
     """Refuse what is neither ``auto`` nor a FAISS factory string, before any work.
 
     Raises:
-        ValueError: naming the flag and examples of valid types.
+        OptionError: (a ValueError) naming the flag and examples of valid types.
     """
     if factory == AUTO:
         return
@@ -256,7 +258,7 @@ def check_factory(flag: str, factory: str, dim: int) -> None:
     try:
         faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        raise ValueError(
+        raise OptionError(
             f"{flag} {factory!r} is not an index type FAISS knows ({str(exc).splitlines()[0][:120]}); "
             "use auto, or a factory string such as Flat, IVF1024,Flat, IVF4096,PQ48 or HNSW32"
         ) from None
@@ -666,7 +668,7 @@ class _Run:
         if not sources:
             return []
         if "text" not in self.encoder.modalities:
-            raise ValueError(f"model {self.encoder.name!r} has no text tower: --texts cannot be indexed")
+            raise OptionError(f"model {self.encoder.name!r} has no text tower: --texts cannot be indexed")
         work: list[Work] = []
         for source, texts_file in sources.items():
             lines = dict(read_texts(texts_file))
@@ -964,7 +966,7 @@ class _Run:
         if pending.get("type") != factory:
             for m, shards in self.shards.items():
                 if factory != AUTO and 0 < shards.ntotal < (need := retype.training_minimum(factory)):
-                    raise ValueError(
+                    raise OptionError(
                         f"--reindex-type {factory}: the {m} shards hold {shards.ntotal} vectors, too few to "
                         f"train it (at least {need}); use auto, or Flat"
                     )
