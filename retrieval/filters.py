@@ -81,6 +81,9 @@ class Filters:
 
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+MAX_BYTES = 2**63 - 1  # the largest size a database column holds
+# An mtime is stored in ns as a signed 64-bit number: 1677-09-21 to 2262-04-11.
+EARLIEST, LATEST = "1677-09-22", "2262-04-10"
 
 
 def parse_size(value: str | None, name: str = "size") -> int | None:
@@ -96,7 +99,10 @@ def parse_size(value: str | None, name: str = "size") -> int | None:
         raise QueryError(
             f"{name} takes a size in bytes with an optional K, M or G suffix (e.g. 500K, 2M), not {value!r}"
         )
-    return int(float(m.group(1)) * SIZE_UNITS[m.group(2)])
+    size = float(m.group(1)) * SIZE_UNITS[m.group(2)]
+    if size > MAX_BYTES:
+        raise QueryError(f"{name}: {value!r} is larger than any file can be (at most 8E bytes)")
+    return int(size)
 
 
 def glob_to_like(glob: str) -> str:
@@ -130,4 +136,10 @@ def to_ns(value: Any, name: str) -> int:
             ) from None
     else:
         raise QueryError(f"{name} must be a date, datetime or ISO string, not {type(value).__name__}")
-    return int(moment.timestamp() * 1_000_000_000)  # naive datetimes are local time for timestamp()
+    try:
+        ns = int(moment.timestamp() * 1_000_000_000)  # naive datetimes are local time for timestamp()
+    except (OverflowError, OSError, ValueError):
+        ns = None
+    if ns is None or not -(2**63) <= ns < 2**63:
+        raise QueryError(f"{name}: {value!s} is out of range: give a date from {EARLIEST} to {LATEST}")
+    return ns

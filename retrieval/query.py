@@ -17,6 +17,10 @@ import numpy as np
 
 from .encoder import MODALITIES, Encoder, l2_normalize
 
+# A part's weight, in size: a weight of 0 or 1e-320 empties the query, 1e308 overflows the sum.
+MIN_WEIGHT = 1e-3
+MAX_WEIGHT = 1e3
+
 
 class QueryError(ValueError):
     """A query that cannot be answered: empty, a missing or unreadable file, a bad argument."""
@@ -78,8 +82,11 @@ def collect_parts(text: Any = None, image: Any = None, audio: Any = None, vector
             weight = 1.0
             if isinstance(item, Weighted):
                 item, weight = item.value, float(item.weight)
-            if not np.isfinite(weight):
-                raise QueryError(f"weight of a {modality} part must be a finite number, not {weight}")
+            if not np.isfinite(weight) or not MIN_WEIGHT <= abs(weight) <= MAX_WEIGHT:
+                raise QueryError(
+                    f"weight of a {modality} part must be a number from {MIN_WEIGHT} to {MAX_WEIGHT:g} "
+                    f"(or its negative), not {weight}"
+                )
             if modality == "text" and (not isinstance(item, str) or not item.strip()):
                 raise QueryError(
                     "empty text query"

@@ -316,7 +316,7 @@ def test_a_served_index_whose_model_needs_a_missing_extra_says_so(tmp_path: Path
         from fastapi.testclient import TestClient
         from retrieval import Engine
         from retrieval.server.app import create_app
-        with TestClient(create_app(Engine.open({str(folder)!r}))) as client:
+        with TestClient(create_app(Engine.open({str(folder)!r})), base_url="http://localhost") as client:
             r = client.get("/api/v1/search", params={{"q": "a dog"}})
             print(r.status_code, r.json()["error"]["code"], "xmr[train]" in r.json()["error"]["message"])
         """

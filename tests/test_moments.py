@@ -201,7 +201,7 @@ def test_the_http_api_carries_moments_and_serves_their_file(media: dict, tiny) -
 
     index_folder(media["root"], tiny, IndexOptions(workers=0))
     engine = Engine.open(media["root"] / ".xmr", model=tiny)
-    with TestClient(create_app(engine)) as client:
+    with TestClient(create_app(engine), base_url="http://localhost") as client:
         upload = {"audio": ("b.wav", media["query"].read_bytes())}
         top = client.post("/api/v1/search", data={"to": "audio", "k": "2"}, files=upload).json()["results"]["audio"][0]
         assert (top["start"], top["end"]) == (6.0, 7.0) and top["path"] == "long/rec.wav"

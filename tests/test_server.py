@@ -18,7 +18,7 @@ import indexer  # noqa: E402
 from retrieval import Engine  # noqa: E402
 from retrieval.server import app as server_app  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
-from retrieval.server.files import ThumbnailCache  # noqa: E402
+from retrieval.server.files import OpenFile, ThumbnailCache  # noqa: E402
 from tests.helpers import make_media, write_image, write_text  # noqa: E402
 
 
@@ -30,9 +30,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny):
     indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, texts=[str(labels)]))
     engine = Engine.open(root, model=tiny)
     app = create_app(engine, thumbs=ThumbnailCache(base / "thumbs"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         yield client, root, engine
     engine.close()
+
+
+def _opened(path: Path) -> OpenFile:
+    st = path.stat()
+    return OpenFile(os.open(path, os.O_RDONLY), str(path), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
 
 def _error(response, status: int, code: str, field: str | None = None) -> dict:
@@ -222,7 +227,8 @@ def test_thumbnail_cache_keeps_to_its_cap(tmp_path: Path) -> None:
     cache = ThumbnailCache(tmp_path / "thumbs", max_bytes=6000)
     paths = [write_image(tmp_path / f"{n}.png", seed=n, size=200) for n in range(8)]
     for n, path in enumerate(paths):
-        cache.get(path, 128, n)
+        with _opened(path) as f:
+            cache.get(f, 128, n)
     total = sum(p.stat().st_size for p in (tmp_path / "thumbs").rglob("*.jpg"))
     assert 0 < total <= 6000
 
@@ -233,7 +239,7 @@ def test_files_that_changed_or_lead_outside_are_not_served(tmp_path: Path, tiny)
     indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0))
     with (
         Engine.open(root, model=tiny) as engine,
-        TestClient(create_app(engine, thumbs=ThumbnailCache(tmp_path / "t"))) as client,
+        TestClient(create_app(engine, thumbs=ThumbnailCache(tmp_path / "t")), base_url="http://localhost") as client,
     ):
         hits = {
             h["path"]: h
@@ -254,7 +260,7 @@ def test_files_that_changed_or_lead_outside_are_not_served(tmp_path: Path, tiny)
 def test_the_token_guards_the_api_and_the_cookie_serves_the_page(served, tmp_path: Path) -> None:
     _, _, engine = served
     app = create_app(engine, token="s3cret", thumbs=ThumbnailCache(tmp_path / "t"))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         assert client.get("/healthz").status_code == 200 and client.get("/").status_code == 200
         denied = client.get("/api/v1/search", params={"q": "x"})
         _error(denied, 401, "unauthorised")
@@ -340,7 +346,7 @@ def test_the_api_answers_while_xmr_index_runs(tmp_path: Path, tiny) -> None:
     )
     with (
         Engine.open(root, model=tiny) as engine,
-        TestClient(create_app(engine, thumbs=ThumbnailCache(tmp_path / "t"))) as client,
+        TestClient(create_app(engine, thumbs=ThumbnailCache(tmp_path / "t")), base_url="http://localhost") as client,
     ):
         proc = subprocess.Popen([sys.executable, "-c", child, str(root)], cwd=Path(__file__).parent.parent)
         counts, deadline = [], time.monotonic() + 240
@@ -359,9 +365,10 @@ def test_the_api_answers_while_xmr_index_runs(tmp_path: Path, tiny) -> None:
 def test_a_thumbnail_cache_that_cannot_be_written_still_serves(tmp_path: Path) -> None:
     image = write_image(tmp_path / "a.png", seed=3, size=200)
     cache = ThumbnailCache(tmp_path / "thumbs")
-    blocked = cache._key(image, 64).parent
-    blocked.write_text("a file where the cache wants a folder")  # as a full or read-only disk refuses the write
-    data = cache.read(image, 64, 1)
+    with _opened(image) as opened:
+        blocked = cache._key(opened, 64).parent
+        blocked.write_text("a file where the cache wants a folder")  # as a full or read-only disk refuses the write
+        data = cache.read(opened, 64, 1)
     from io import BytesIO
 
     from PIL import Image

@@ -453,7 +453,7 @@ def test_the_http_api_groups_video_hits_by_track_and_likes_either(tiny, videos: 
     root = videos["root"]
     index_folder(root, tiny, IndexOptions(workers=1))
     engine = Engine.open(root, model=tiny)
-    with TestClient(create_app(engine)) as client:
+    with TestClient(create_app(engine), base_url="http://localhost") as client:
         upload = {"image": ("p.png", videos["picture"].read_bytes())}
         results = client.post("/api/v1/search", data={"to": "all", "k": "3"}, files=upload).json()["results"]
         top = results["image"][0]

@@ -35,9 +35,11 @@ def serve(
     token: str | None = None,
     no_auth: bool = False,
     cors: list[str] | None = None,
+    allow_hosts: list[str] | None = None,
     **uvicorn_options: Any,
 ) -> None:
-    """Serve the index until stopped.
+    """Serve the index until stopped. Without a token, only requests naming a loopback host or
+    one of ``allow_hosts`` are answered (DNS rebinding).
 
     Raises:
         MissingExtraError: FastAPI/uvicorn missing.
@@ -48,6 +50,7 @@ def serve(
         import uvicorn
 
         from .app import create_app
+        from .protocol import uvicorn_config
     except ImportError as exc:
         from ..extras import MissingExtraError
 
@@ -70,10 +73,10 @@ def serve(
     engine = Engine.open(index)
     try:
         engine.encoder  # noqa: B018 - the index's model now: a missing extra is said at start, not per request
-        app = create_app(engine, token=token, cors=cors)
+        app = create_app(engine, token=token, cors=cors, allow_hosts=allow_hosts, listen=host)
         log.info(
             "serving %s on http://%s:%d/ (%s)", engine.layout.dir, host, port, "token required" if token else "no token"
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_options)
+        uvicorn.Server(uvicorn_config(app, host, port, **uvicorn_options)).run()
     finally:
         engine.close()

@@ -1,8 +1,9 @@
 """The HTTP API and the web page (FastAPI): thin routes over one :class:`retrieval.Engine`.
 
 Routes parse and check the request (:mod:`.params`), run the blocking work (encoding, FAISS,
-SQL, thumbnails) in a thread pool sized to the cores, and shape the answer. Files are served
-by item id only (:mod:`.files`).
+SQL, thumbnails) in thread pools sized to the cores, and shape the answer. Every request first
+meets the bounds of :mod:`.guards` (Host, sizes, time, token). Files are served by item id only,
+from the descriptor they were checked by (:mod:`.files`).
 """
 
 from __future__ import annotations
@@ -27,28 +28,39 @@ from starlette.middleware.cors import CORSMiddleware
 from ..engine import Engine
 from ..extras import MissingExtraError
 from ..query import QueryError
-from .files import THUMB_SIZES, ThumbnailCache, item_file, media_type
-from .params import ApiError, SearchParams, parse_search, weighted
+from .files import THUMB_SIZES, DescriptorResponse, OpenFile, ThumbnailCache, media_type, open_item_file
+from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, LoginThrottle, TokenGuard, error_response
+from .params import MAX_PARAMETERS, ApiError, SearchParams, parse_search, parse_weight
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-COOKIE = "xmr_token"
 MAX_UPLOAD_BYTES = 32 << 20
-MAX_UPLOAD_PIXELS = 40_000_000
+MAX_UPLOAD_PIXELS = 40_000_000  # a JPEG: decoded at a reduced scale, so a fraction of this is held
+MAX_UPLOAD_FULL_PIXELS = 16_000_000  # other formats are decoded whole: 64 MB of RGBA at most
 MAX_UPLOAD_SECONDS = 600.0
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+UPLOADS_IN_FLIGHT = 2  # uploads decoded and embedded at once; more wait (memory: twice one upload's bound)
+LOGIN_BYTES = 4 << 10
 
 
 def create_app(
-    engine: Engine, token: str | None = None, cors: list[str] | None = None, thumbs: ThumbnailCache | None = None
+    engine: Engine,
+    token: str | None = None,
+    cors: list[str] | None = None,
+    thumbs: ThumbnailCache | None = None,
+    allow_hosts: list[str] | None = None,
+    listen: str = "127.0.0.1",
 ) -> FastAPI:
     """The app serving ``engine``. With ``token``, every API call needs it (bearer header or the
-    cookie the login form sets); ``/healthz`` and the page's files stay open."""
+    cookie the login form sets); ``/healthz`` and the page's files stay open. Without a token,
+    only requests naming a loopback host (or one of ``allow_hosts``; or, when ``listen`` is a
+    network address, an IP literal) are answered: a page whose name is rebound to this machine
+    by DNS cannot read the index."""
     app = FastAPI(title="xmr", version="1", docs_url="/docs", redoc_url=None)
-    limiter = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+    cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
+    limiter = anyio.CapacityLimiter(cores)
+    heavy = anyio.CapacityLimiter(1)  # uploads' decoding and embedding: never all of the threads
+    upload_slots = anyio.Semaphore(UPLOADS_IN_FLIGHT)
+    throttle = LoginThrottle()
     links = (engine.manifest.get("options") or {}).get("links", "inside")
     if thumbs is None:
         base = Path(os.environ.get("XMR_CACHE_DIR") or Path.home() / ".cache" / "xmr")
@@ -59,29 +71,21 @@ def create_app(
     async def blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=limiter)
 
+    # Added innermost first: the Guard is outermost, then CORS (a preflight is answered there,
+    # before the token is asked for), then the token.
+    if token:
+        app.add_middleware(TokenGuard, token=token)
     if cors:
         app.add_middleware(
             CORSMiddleware, allow_origins=cors, allow_methods=["GET", "POST"], allow_headers=["Authorization"]
         )
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        path = request.url.path
-        if token and path.startswith("/api/") and not _authorised(request, token):
-            response: Response = _error(
-                ApiError(
-                    401,
-                    "unauthorised",
-                    "this server needs its token: send 'Authorization: Bearer TOKEN' or log in on the page",
-                )
-            )
-        else:
-            response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    hosts = None
+    if not token:
+        hosts = set(LOOPBACK_NAMES) | set(allow_hosts or ()) | ({listen} if listen not in ("0.0.0.0", "::") else set())
+    body = {"/login": LOGIN_BYTES, "/logout": LOGIN_BYTES, "/api/v1/search": 2 * MAX_UPLOAD_BYTES + (256 << 10)}
+    app.add_middleware(
+        Guard, limits=Limits(body=body), hosts=hosts, ip_literals=listen not in LOOPBACK_NAMES and not token
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -118,14 +122,28 @@ def create_app(
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
-        form = await request.form()
+        client = request.client.host if request.client else "?"
+        wait = throttle.wait(client)
+        if wait > 0:
+            return _error(
+                ApiError(429, "too_many_logins", f"too many wrong tokens: try again in {wait:.0f} s", "token"),
+                {"Retry-After": str(int(wait) + 1)},
+            )
+        form = await request.form(max_files=0, max_fields=4)
         given = str(form.get("token", ""))
         if not token:
             return RedirectResponse("/", status_code=303)
         if not hmac.compare_digest(given.encode(), token.encode()):
+            throttle.failed(client)
             return _error(ApiError(401, "bad_token", "wrong token", "token"))
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
 
     @app.get("/api/v1/session", include_in_schema=False)
@@ -151,26 +169,25 @@ def create_app(
 
     @app.post("/api/v1/search")
     async def search_post(request: Request) -> dict[str, Any]:
-        form = await request.form(max_files=2, max_fields=100)
+        form = await request.form(max_files=2, max_fields=MAX_PARAMETERS)
         fields: dict[str, list[str]] = _multi(request.query_params.multi_items())
         uploads: dict[str, StarletteUpload] = {}
         for name, value in form.multi_items():
             if isinstance(value, StarletteUpload):
                 if name not in ("image", "audio"):
                     raise ApiError(400, "unknown_parameter", f"upload field {name!r}: use image or audio", name)
+                if name in uploads:
+                    raise ApiError(400, "bad_parameter", f"{name}: upload one {name}, not several", name)
                 uploads[name] = value
             else:
                 fields.setdefault(name, []).append(str(value))
-        weights = {m: fields.pop(f"{m}_weight", [None])[0] for m in ("image", "audio", "like")}
-        like = fields.pop("like", [None])[0]
-        like_track = fields.pop("like_track", [None])[0]
+        weights = {m: _one(fields.pop(f"{m}_weight", []), f"{m}_weight") for m in ("image", "audio", "like")}
+        like = _one(fields.pop("like", []), "like")
+        like_track = _one(fields.pop("like_track", []), "like_track")
         if like_track not in (None, "image", "audio"):
             raise ApiError(400, "bad_parameter", f"like_track: {like_track!r} is not image or audio", "like_track")
         params = parse_search(fields)
         parts: dict[str, Any] = {}
-        for modality, upload in uploads.items():
-            data = await _read_upload(upload, modality)
-            parts[modality] = _with_weight(await blocking(_check_upload, data, modality), weights[modality], modality)
         if like is not None:
             try:
                 item_id = int(like)
@@ -180,17 +197,28 @@ def create_app(
             if vector is None:
                 raise ApiError(404, "unknown_item", f"like: no indexed item with id {like}", "like")
             parts["vector"] = _with_weight(vector, weights["like"], "like")
-        if not params.text and not parts:
+        if not params.text and not parts and not uploads:
             raise ApiError(400, "empty_query", "give q=TEXT, an image or audio upload, or like=ID", "q")
-        return await _search(params, parts)
+        if not uploads:
+            return await _search(params, parts)
+        async with upload_slots:
+            for modality, upload in uploads.items():
+                data = await _read_upload(upload, modality)
+                side = getattr(getattr(engine.encoder, "preprocess_image", None), "image_size", 224)
+                check = partial(_check_upload, data, modality, side)
+                decoded = await anyio.to_thread.run_sync(check, limiter=heavy)
+                parts[modality] = _with_weight(decoded, weights[modality], modality)
+            return await _search(params, parts, heavy)
 
-    async def _search(params: SearchParams, parts: dict[str, Any]) -> dict[str, Any]:
+    async def _search(
+        params: SearchParams, parts: dict[str, Any], pool: anyio.CapacityLimiter | None = None
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         text = params.text if params.text else None
         to = params.to
         if to is None and "vector" in parts and len(parts) == 1:
             to = ["all"]  # "more like this": every modality, the item's own included
-        hits = await blocking(
+        run = partial(
             engine.search,
             text=text,
             to=to,
@@ -200,6 +228,7 @@ def create_app(
             **parts,
             **params.filters,
         )
+        hits = await anyio.to_thread.run_sync(run, limiter=pool or limiter)
         results: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             # By what matched: a video's frame among the images, its soundtrack among the audio.
@@ -213,13 +242,15 @@ def create_app(
         return _hit_json(engine, hit)
 
     @app.get("/api/v1/items/{item_id}/media")
-    async def media(item_id: str) -> FileResponse:
+    async def media(item_id: str, request: Request) -> Response:
         hit = await blocking(_item, engine, item_id)
-        path = await blocking(_file_of, engine, links, hit)
-        return FileResponse(path, media_type=media_type(str(path)), headers={"Cache-Control": "private, max-age=300"})
+        opened = await blocking(_open_file, engine, links, hit)
+        return DescriptorResponse(
+            opened, media_type(opened.path), {"Cache-Control": "private, max-age=300"}, request.headers.get("range")
+        )
 
     @app.get("/api/v1/items/{item_id}/thumbnail")
-    async def thumbnail(item_id: str, size: int = 256) -> FileResponse:
+    async def thumbnail(item_id: str, size: int = 256) -> Response:
         if not THUMB_SIZES[0] <= size <= THUMB_SIZES[1]:
             raise ApiError(
                 422, "bad_parameter", f"size: {size} is out of range ({THUMB_SIZES[0]}..{THUMB_SIZES[1]})", "size"
@@ -227,25 +258,29 @@ def create_app(
         hit = await blocking(_item, engine, item_id)
         if hit.modality != "image":
             raise ApiError(404, "no_thumbnail", f"item {hit.id} is {hit.modality}: only images have thumbnails", "id")
-        path = await blocking(_file_of, engine, links, hit)
-        data = await blocking(thumbs.read, path, size, hit.id)
+        opened = await blocking(_open_file, engine, links, hit)
+        with opened:
+            data = await blocking(thumbs.read, opened, size, hit.id)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     return app
 
 
-def _authorised(request: Request, token: str) -> bool:
-    header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
-    return hmac.compare_digest(given.encode(), token.encode())
+def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    response = error_response(exc.status, exc.code, exc.message, exc.field)
+    response.headers.update(headers or {})
+    return response
 
 
-def _error(exc: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+def _one(values: list[str], name: str) -> str | None:
+    if len(values) > 1:
+        raise ApiError(400, "bad_parameter", f"{name}: give it once, not {len(values)} times", name)
+    return values[0] if values else None
 
 
 def _multi(items: list[tuple[str, str]]) -> dict[str, list[str]]:
+    if len(items) > MAX_PARAMETERS:
+        raise ApiError(400, "too_many_parameters", f"a search takes at most {MAX_PARAMETERS} parameters")
     out: dict[str, list[str]] = {}
     for name, value in items:
         out.setdefault(name, []).append(value)
@@ -255,12 +290,9 @@ def _multi(items: list[tuple[str, str]]) -> dict[str, list[str]]:
 def _with_weight(value: Any, weight: str | None, name: str) -> Any:
     if weight is None:
         return value
-    parsed = weighted(f"x^{weight}", f"{name}_weight")
-    if isinstance(parsed, str):
-        raise ApiError(400, "bad_weight", f"{name}_weight: {weight!r} is not a number", f"{name}_weight")
     from ..query import Weighted
 
-    return Weighted(value, parsed.weight)
+    return Weighted(value, parse_weight(weight, f"{name}_weight"))
 
 
 async def _read_upload(upload: StarletteUpload, modality: str) -> bytes:
@@ -272,17 +304,41 @@ async def _read_upload(upload: StarletteUpload, modality: str) -> bytes:
     return data
 
 
-def _check_upload(data: bytes, modality: str) -> bytes:
-    """Refuse an upload the guarded decoders will not take, before it reaches the model."""
+def _check_upload(data: bytes, modality: str, min_side: int = 224) -> Any:
+    """An upload as the model will take it, or refused: an image decoded once (a JPEG at the
+    smallest scale that keeps ``min_side``, other formats whole and so held to fewer pixels),
+    audio checked by its header (decoded once, by the model).
+
+    Raises:
+        ApiError: 413 past a limit, 415 when it cannot be decoded.
+    """
     if modality == "image":
+        import io
+
+        from PIL import Image
+
         from ..image import ImageDecodeError, decode_image
 
         try:
-            decode_image(data, max_pixels=MAX_UPLOAD_PIXELS, min_side=64)
+            header = Image.open(io.BytesIO(data))
+            limit = MAX_UPLOAD_PIXELS if header.format == "JPEG" else min(MAX_UPLOAD_PIXELS, MAX_UPLOAD_FULL_PIXELS)
+            if header.format != "JPEG" and header.size[0] * header.size[1] > limit:
+                width, height = header.size
+                raise ApiError(
+                    413,
+                    "too_large",
+                    f"image: {width}x{height} pixels is more than the {limit:,} a {header.format} upload may have "
+                    f"(a JPEG may have {MAX_UPLOAD_PIXELS:,})",
+                    "image",
+                )
+            return decode_image(header, max_pixels=limit, min_side=min_side)[0]
         except ImageDecodeError as exc:
             status = 413 if "too large" in str(exc) else 415
             raise ApiError(status, "bad_image" if status == 415 else "too_large", f"image: {exc}", "image") from None
-        return data
+        except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, Image.DecompressionBombError):
+                raise ApiError(413, "too_large", "image: too many pixels (decompression bomb guard)", "image") from None
+            raise ApiError(415, "bad_image", "image: not an image in a known format", "image") from None
     from ..audio import AudioDecodeError, audio_info
 
     try:
@@ -317,9 +373,9 @@ def _item(engine: Engine, item_id: str) -> Any:
     return hit
 
 
-def _file_of(engine: Engine, links: str, hit: Any) -> Path:
+def _open_file(engine: Engine, links: str, hit: Any) -> OpenFile:
     row = engine.index.rows([hit.id]).get(hit.id)
-    return item_file(engine.root, links, hit, row.mtime_ns if row is not None else -1)
+    return open_item_file(engine.root, links, hit, row.mtime_ns if row is not None else -1)
 
 
 def _hit_json(engine: Engine, hit: Any) -> dict[str, Any]:

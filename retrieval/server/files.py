@@ -1,17 +1,25 @@
-"""The files behind items, served safely: by item id only, checked at serve time (still the
-indexed file, under the root's real path), and thumbnails cached outside the index.
+"""The files behind items, served safely: by item id only, opened once without following links
+the index does not follow, checked by the open descriptor (still the indexed file, under the
+root), served from that descriptor; thumbnails cached outside the index.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
 import mimetypes
 import os
+import stat
 import threading
+from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+
+import anyio
+from starlette.responses import Response
 
 from .params import ApiError
 
@@ -42,36 +50,175 @@ def media_type(path: str) -> str:
     return EXTRA_TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def item_file(root: Path, links: str, hit: Any, mtime_ns: int) -> Path:
-    """The file of an indexed file item, if it is still the one indexed and may be served.
+@dataclass
+class OpenFile:
+    """An item's file, opened once and checked by its descriptor: serve from ``fd`` (and close it)."""
+
+    fd: int
+    path: str  # for its media type and name only: never opened again
+    size: int
+    mtime_ns: int
+    dev: int
+    ino: int
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "OpenFile":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+
+def open_item_file(root: Path, links: str, hit: Any, mtime_ns: int) -> OpenFile:
+    """Open the file of an indexed file item once, without following a link the index was not
+    told to follow, and check the open descriptor: a regular file, of the size and mtime it had
+    when indexed. A link renamed over the file between a check and an open cannot redirect it:
+    nothing is opened twice.
+
+    ``links`` is the index's option: ``none`` follows no link, ``inside`` only links whose target
+    stays under the root's real path (resolved first, then every component of the resolved path
+    opened from the root's descriptor with ``O_NOFOLLOW``, so a link swapped in meanwhile fails
+    the open), ``follow`` every link (the file may lie anywhere, as the index was told).
 
     Raises:
         ApiError: 404 for a text line (no file), a file gone, changed since indexing, or outside
-            the root (through a link the index was not told to follow).
+            the root.
     """
     if hit.line is not None:
         raise ApiError(404, "no_file", f"item {hit.id} is a line of a texts file: it has no media", "id")
-    path = Path(hit.path)
+    gone = ApiError(404, "file_gone", f"the file of item {hit.id} is gone; run `xmr index` to update", "id")
+    changed = ApiError(
+        404, "file_changed", f"the file of item {hit.id} changed since it was indexed; run `xmr index`", "id"
+    )
+    outside = ApiError(404, "outside_root", f"the file of item {hit.id} lies outside the indexed folder", "id")
+    path = str(hit.path)
     try:
-        st = path.stat()
-    except OSError:
-        raise ApiError(
-            404, "file_gone", f"the file of item {hit.id} is gone; run `xmr index` to update", "id"
-        ) from None
-    if st.st_size != hit.metadata.get("size") or st.st_mtime_ns != mtime_ns:
-        raise ApiError(
-            404, "file_changed", f"the file of item {hit.id} changed since it was indexed; run `xmr index`", "id"
-        )
-    real, root_real = os.path.realpath(path), os.path.realpath(root)
-    if links != "follow" and not (real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)):
-        raise ApiError(404, "outside_root", f"the file of item {hit.id} lies outside the indexed folder", "id")
-    return path
+        if links == "follow":
+            fd = os.open(path, READ_FLAGS)
+        else:
+            root_real = os.path.realpath(root)
+            if links == "inside":
+                real = os.path.realpath(path)
+                if not real.startswith(root_real.rstrip(os.sep) + os.sep):
+                    raise outside
+                relative = os.path.relpath(real, root_real)
+            else:
+                relative = os.path.relpath(path, root)
+            parts = relative.split(os.sep)
+            if any(p in ("", ".", "..") for p in parts):
+                raise outside
+            fd = _open_beneath(root_real, parts)
+    except FileNotFoundError:
+        raise gone from None
+    except OSError as exc:
+        # ELOOP/ENOTDIR: a link where the index saw none (or none it may follow); EACCES and the rest:
+        # whatever it is now, it is not the file that was indexed.
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK) and links != "follow":
+            raise outside from None
+        raise changed from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise changed
+        if st.st_size != hit.metadata.get("size") or st.st_mtime_ns != mtime_ns:
+            raise changed
+    except BaseException:
+        os.close(fd)
+        raise
+    return OpenFile(fd, path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
+
+READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO swapped in cannot hang the open
+
+
+def _open_beneath(root_real: str, parts: list[str]) -> int:
+    """Open ``root_real/parts...`` from the root's descriptor, following no link on the way."""
+    fd = os.open(root_real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts[:-1]:
+            step = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = step
+        return os.open(parts[-1], READ_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """A single ``bytes=`` range as (first, last) inclusive; None to send the whole file (no
+    range, or one this server does not take: several, or malformed); False when unsatisfiable."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first_s, sep, last_s = header[6:].strip().partition("-")
+    if not sep or not (first_s.isdigit() or first_s == "") or not (last_s.isdigit() or last_s == ""):
+        return None
+    if first_s == "":
+        if not last_s or int(last_s) == 0:
+            return False if last_s else None
+        return max(0, size - int(last_s)), size - 1
+    first = int(first_s)
+    last = min(int(last_s), size - 1) if last_s else size - 1
+    if first >= size:
+        return False
+    if last < first:
+        return None
+    return first, last
+
+
+class DescriptorResponse(Response):
+    """A file sent from the descriptor it was opened and checked by (never reopened by path),
+    with one byte range (``206``) or whole, in chunks read off the event loop; closes it."""
+
+    chunk = 256 << 10
+
+    def __init__(self, opened: OpenFile, media_type: str, headers: dict[str, str], range_header: str | None) -> None:
+        super().__init__(content=None, media_type=media_type, headers=headers)
+        self.opened = opened
+        size = opened.size
+        self.headers["accept-ranges"] = "bytes"
+        self.headers["last-modified"] = formatdate(opened.mtime_ns / 1e9, usegmt=True)
+        self.headers["etag"] = f'"{opened.ino:x}-{size:x}-{opened.mtime_ns:x}"'
+        wanted = parse_range(range_header, size)
+        if wanted is False:
+            self.status_code, self.first, self.last = 416, 0, -1
+            self.headers["content-range"] = f"bytes */{size}"
+        elif wanted is None:
+            self.first, self.last = 0, size - 1
+        else:
+            self.status_code = 206
+            self.first, self.last = wanted
+            self.headers["content-range"] = f"bytes {self.first}-{self.last}/{size}"
+        self.headers["content-length"] = str(self.last - self.first + 1)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            position, end = self.first, self.last + 1
+            if scope.get("method") == "HEAD":
+                position = end
+            while position < end:
+                data = await anyio.to_thread.run_sync(
+                    os.pread, self.opened.fd, min(self.chunk, end - position), position
+                )
+                if not data:  # cut short in place since the check: end the response, no bytes from elsewhere
+                    log.warning("%s shrank while it was served", self.opened.path)
+                    raise ConnectionAbortedError("file shrank while served")
+                position += len(data)
+                await send({"type": "http.response.body", "body": data, "more_body": position < end})
+            if self.first > self.last or scope.get("method") == "HEAD":
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            self.opened.close()
 
 
 class ThumbnailCache:
     """JPEG thumbnails made on first request, kept in ``folder`` up to ``max_bytes`` (the least
-    recently used go first). A file's thumbnail is keyed by its size and mtime, so a changed
-    file gets a new one."""
+    recently used go first). A file's thumbnail is keyed by its device, inode, size and mtime
+    as its descriptor tells them, so a changed file gets a new one."""
 
     def __init__(self, folder: Path, max_bytes: int = 1 << 30) -> None:
         self.folder, self.max_bytes = Path(folder), max_bytes
@@ -79,20 +226,20 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._bytes: int | None = None
 
-    def _key(self, path: Path, size: int) -> Path:
-        st = path.stat()
-        key = hashlib.sha256(f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{size}".encode()).hexdigest()[:32]
-        return self.folder / key[:2] / f"{key}.jpg"
+    def _key(self, opened: OpenFile, size: int) -> Path:
+        key = f"{opened.dev}|{opened.ino}|{opened.size}|{opened.mtime_ns}|{size}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return self.folder / digest[:2] / f"{digest}.jpg"
 
-    def read(self, path: Path, size: int, item_id: int) -> bytes:
-        """The JPEG thumbnail of ``path``, at most ``size`` pixels a side: from the cache, else
-        made now and kept (a cache that cannot be written, a full disk say, only costs the
-        keeping).
+    def read(self, opened: OpenFile, size: int, item_id: int) -> bytes:
+        """The JPEG thumbnail of the open file, at most ``size`` pixels a side: from the cache,
+        else decoded from the descriptor now and kept (a cache that cannot be written, a full
+        disk say, only costs the keeping).
 
         Raises:
             ApiError: 422 when the image cannot be decoded.
         """
-        thumb = self._key(path, size)
+        thumb = self._key(opened, size)
         try:
             data = thumb.read_bytes()
             os.utime(thumb)  # recently used
@@ -102,7 +249,9 @@ class ThumbnailCache:
         from ..image import ImageDecodeError, open_image
 
         try:
-            img = open_image(str(path), min_side=size)
+            with os.fdopen(os.dup(opened.fd), "rb") as stream:
+                stream.seek(0)
+                img = open_image(stream, min_side=size)
         except ImageDecodeError as exc:
             raise ApiError(422, "undecodable", f"item {item_id}: {exc}", "id") from None
         img.thumbnail((size, size))
@@ -124,10 +273,10 @@ class ThumbnailCache:
         self._added(len(data))
         return data
 
-    def get(self, path: Path, size: int, item_id: int) -> Path:
+    def get(self, opened: OpenFile, size: int, item_id: int) -> Path:
         """The cached thumbnail's file (made when missing)."""
-        self.read(path, size, item_id)
-        return self._key(path, size)
+        self.read(opened, size, item_id)
+        return self._key(opened, size)
 
     def _added(self, nbytes: int) -> None:
         with self._lock:

@@ -22,15 +22,18 @@ CHROMIUM_FLAGS = [
 
 
 class LocalServer:
-    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread; ``url`` once started."""
+    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread, configured as ``xmr serve`` is;
+    ``url`` once started."""
 
-    def __init__(self, app: Any, start_timeout: float = 20.0) -> None:
+    def __init__(self, app: Any, start_timeout: float = 20.0, **options: Any) -> None:
         import uvicorn
+
+        from .protocol import uvicorn_config
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", self.port, **options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + start_timeout

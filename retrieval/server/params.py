@@ -11,11 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..filters import parse_size, to_ns
-from ..query import QueryError, Weighted
+from ..query import MAX_WEIGHT, MIN_WEIGHT, QueryError, Weighted
 
 MAX_K = 1000
 MAX_OFFSET = 100_000
 TARGETS = ("image", "audio", "text", "all")
+# A query's cost grows with its text: the text tower reads 256 tokens, and a longer text is
+# embedded in chunks, so 100 kB of q took 23 s. These bound one search to a few embeddings.
+MAX_TEXT_CHARS = 1000
+MAX_TEXT_PARTS = 8
+MAX_PARAMETERS = 64
+MAX_EXTENSIONS = 32
 
 
 class ApiError(Exception):
@@ -67,18 +73,40 @@ def _float(value: Any, name: str) -> float:
     return number
 
 
+def parse_weight(text: str, name: str) -> float:
+    """A part's weight: a number whose size lies in the range a query takes.
+
+    Raises:
+        ApiError: 400 ``bad_weight`` naming ``name``.
+    """
+    try:
+        weight = float(text)
+    except ValueError:
+        raise ApiError(400, "bad_weight", f"{name}: {text!r} is not a number", name) from None
+    if not math.isfinite(weight) or not MIN_WEIGHT <= abs(weight) <= MAX_WEIGHT:
+        raise ApiError(
+            400,
+            "bad_weight",
+            f"{name}: a weight is a number from {MIN_WEIGHT} to {MAX_WEIGHT:g} (or its negative), not {text!r}",
+            name,
+        )
+    return weight
+
+
 def weighted(value: str, name: str) -> Any:
-    """``rain^0.5`` as ``Weighted("rain", 0.5)``; a plain value stays as it is."""
+    """``rain^0.5`` as ``Weighted("rain", 0.5)``; a plain value stays as it is.
+
+    Raises:
+        ApiError: the text after ``^`` is a number out of range (``dog^0``, ``a^1e308``).
+    """
     head, sep, tail = value.rpartition("^")
     if not sep or not head:
         return value
     try:
-        weight = float(tail)
+        float(tail)
     except ValueError:
         return value  # a caret that is part of the text
-    if not math.isfinite(weight):
-        raise ApiError(400, "bad_weight", f"{name}: the weight after ^ must be a finite number, not {tail!r}", name)
-    return Weighted(head, weight)
+    return Weighted(head, parse_weight(tail, name))
 
 
 def parse_search(query: dict[str, list[str]]) -> SearchParams:
@@ -123,8 +151,20 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
         return values[0] if values else None
 
     params = SearchParams()
-    params.text = [weighted(q, "q") for q in query.get("q", []) if q.strip()]
+    texts = [q for q in query.get("q", []) if q.strip()]
+    if len(texts) > MAX_TEXT_PARTS:
+        raise ApiError(
+            400, "too_many_parts", f"q: a search takes at most {MAX_TEXT_PARTS} texts, not {len(texts)}", "q"
+        )
+    for q in texts:
+        if len(q) > MAX_TEXT_CHARS:
+            raise ApiError(
+                400, "query_too_long", f"q: a text is at most {MAX_TEXT_CHARS} characters, not {len(q)}", "q"
+            )
+    params.text = [weighted(q, "q") for q in texts]
     to = [t for t in query.get("to", []) if t]
+    if len(to) > len(TARGETS):
+        raise ApiError(400, "bad_modality", f"to: give each of {', '.join(TARGETS)} at most once", "to")
     for t in to:
         if t not in TARGETS:
             raise ApiError(400, "bad_modality", f"to: {t!r} is not a modality; use image, audio, text or all", "to")
@@ -140,6 +180,8 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
         if not path:
             raise ApiError(400, "bad_filter", "path: give a glob such as 2024/*", "path")
         filters["path"] = path
+    if len(query.get("ext", [])) > MAX_EXTENSIONS:
+        raise ApiError(400, "bad_filter", f"ext: at most {MAX_EXTENSIONS} extensions", "ext")
     if ext := [e for e in query.get("ext", []) if e]:
         filters["ext"] = ext
     for name in ("min_size", "max_size"):
