@@ -16,6 +16,11 @@ up faster than the encoder takes them, and watches every worker:
   read, the whole job's time counts.
 
 Results come back in completion order.
+
+What native decoders write to a worker's stderr (libmpg123's ``Note: Illegal Audio-MPEG-Header``,
+FFmpeg's warnings) is not the user's business unless asked: it goes to the log at DEBUG level
+(``xmr -v`` shows it), never across the terminal's progress bar. A worker that exits by itself
+has its last lines of stderr logged as a warning, since they say why.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 _MAIN_HINT = "; define preprocessors in an importable module (workers never import your script), or use workers=0"
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 POLL_SECONDS = 0.5
+STDERR_TAIL = 20  # lines of a worker's stderr kept to explain its exit
 
 
 @dataclass
@@ -48,6 +55,8 @@ class _Worker:
     inflight: deque = field(default_factory=deque)  # (job, alone) in the order sent
     progress_at: float = field(default_factory=time.monotonic)
     io: int | None = None
+    stderr_tail: deque = field(default_factory=lambda: deque(maxlen=STDERR_TAIL))
+    drain: threading.Thread | None = None
 
     def read_io(self) -> int | None:
         try:
@@ -89,11 +98,15 @@ class DecodePool:
             pass_fds=(job_r, res_w),
             env=env,
             stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             start_new_session=False,
         )
         os.close(job_r)
         os.close(res_w)
-        return _Worker(proc, Connection(job_w, readable=False), Connection(res_r, writable=False))
+        w = _Worker(proc, Connection(job_w, readable=False), Connection(res_r, writable=False))
+        w.drain = threading.Thread(target=_drain_stderr, args=(proc, w.stderr_tail), daemon=True)
+        w.drain.start()
+        return w
 
     def _stop(self, w: _Worker, gently: bool = False) -> int | None:
         try:
@@ -104,10 +117,13 @@ class DecodePool:
         for conn in (w.send, w.recv):
             conn.close()
         try:
-            return w.proc.wait(timeout=5 if gently else 1)
+            code = w.proc.wait(timeout=5 if gently else 1)
         except subprocess.TimeoutExpired:
             w.proc.kill()
-            return w.proc.wait()
+            code = w.proc.wait()
+        if w.drain is not None:
+            w.drain.join(timeout=1)  # its stderr read to the end (a grandchild may hold it open: not for long)
+        return code
 
     def _replace(self, w: _Worker) -> _Worker:
         fresh = self._start()
@@ -200,6 +216,8 @@ class DecodePool:
             # Only a death by a signal (a codec's segfault, the OOM killer) is the file's doing and
             # remembered; a worker that exits by itself could not run at all (its environment).
             reason = f"decoder crashed ({how})" if killed else f"decode worker exited ({how}) while decoding it"
+            if not killed and w.stderr_tail:
+                log.warning("the decode worker's last words:\n%s", "\n".join(w.stderr_tail))
             yield Decoded(job[0], False, reason, remember=killed)
         else:
             log.warning("a decode worker died (%s) while decoding %s: retrying that file alone", how, job[1])
@@ -220,6 +238,16 @@ class DecodePool:
         self._replace(w)
         log.warning("decoder made no progress for %g s on %s: skipping it", self.timeout, job[1])
         yield Decoded(job[0], False, f"decoder made no progress for {self.timeout:g} s", remember=True)
+
+
+def _drain_stderr(proc: subprocess.Popen, tail: deque) -> None:
+    """Log what a worker writes to its stderr, a line at a time, at DEBUG level; keep the last lines."""
+    for raw in proc.stderr:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            tail.append(line)
+            log.debug("decode worker %d: %s", proc.pid, line)
+    proc.stderr.close()
 
 
 def decode_in_process(jobs: Iterable[tuple]) -> Iterator[Decoded]:

@@ -434,3 +434,29 @@ def test_decode_workers_never_import_torch(tmp_path: Path, tiny) -> None:
     assert loaded == []
     assert threads == "1", "a worker's log-mel must not spread over the encoder's cores"
     assert os.environ.get("OPENBLAS_NUM_THREADS") == before, "the parent's setting stays"
+
+
+def test_native_decoder_chatter_goes_to_the_log_not_the_terminal(tmp_path: Path) -> None:
+    """libmpg123 writes ``Note: Illegal Audio-MPEG-Header`` to its process's stderr when it
+    tries to sync to a file that is no MP3: shown with -v as a log line, else not at all."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "media"
+    write_audio(root / "real.wav", seed=5)
+    (root / "fake.mp3").write_text("hello, I am text\n")
+    repo = Path(__file__).parent.parent
+
+    def xmr(*extra: str) -> subprocess.CompletedProcess:
+        args = ["index", str(root), "--model", "xmr-tiny", "--workers", "1", "--retry-failed", *extra]
+        return subprocess.run(
+            [sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=repo, timeout=300
+        )
+
+    quiet = xmr()
+    assert quiet.returncode == 0, quiet.stderr
+    assert "skipped fake.mp3" in quiet.stderr  # the skip is still said
+    assert "Illegal Audio-MPEG-Header" not in quiet.stderr and "Note:" not in quiet.stderr, quiet.stderr
+    verbose = xmr("-v")
+    chatter = [line for line in verbose.stderr.splitlines() if "Illegal Audio-MPEG-Header" in line]
+    assert chatter and all(line.startswith("DEBUG indexer.workers: decode worker ") for line in chatter), chatter
