@@ -586,7 +586,8 @@ def search(
         list[str],
         typer.Option(
             "--to",
-            help="Target modality: image, audio, text or all; repeatable (default: every modality but the query's).",
+            help="Target modality: image, audio, video (videos alone, by their frames and soundtracks), text or all; "
+            "repeatable (default: every modality but the query's).",
         ),
     ] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", "--top", help="Hits per target modality.")] = 10,

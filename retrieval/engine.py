@@ -149,7 +149,8 @@ class Engine:
             QueryError: empty query, bad file, bad option, a modality the model lacks.
         """
         parts = collect_parts(text, image, audio, vector)
-        targets = target_modalities(to, parts, self.modalities)
+        asked, videos_only = video_targets(to, self.modalities)
+        targets = target_modalities(asked, parts, self.modalities)
         k = _check_k(k)
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
             raise QueryError(f"offset must be a whole number >= 0, not {offset!r}")
@@ -159,7 +160,7 @@ class Engine:
             if not all(p.modality == "vector" for p in parts)
             else embed_parts(_NoEncoder(), parts, self.dim)
         )
-        hits = self._search_vectors(query[None], targets, k + int(offset), conditions, bool(segments))[0]
+        hits = self._search_vectors(query[None], targets, k + int(offset), conditions, bool(segments), videos_only)[0]
         return [h for h in hits if h.rank > offset] if offset else hits
 
     def search_batch(
@@ -177,12 +178,13 @@ class Engine:
                 q.pop("text", None), q.pop("image", None), q.pop("audio", None), q.pop("vector", None)
             )
             conditions = Filters.from_kwargs(**q)
+            q_to, videos_only = video_targets(q_to, self.modalities)
             targets = tuple(target_modalities(q_to, parts, self.modalities))
             vec = embed_parts(
                 self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder(), parts, self.dim
             )
-            if conditions:
-                results[n] = self._search_vectors(vec[None], list(targets), q_k, conditions, q_segments)[0]
+            if conditions or videos_only:
+                results[n] = self._search_vectors(vec[None], list(targets), q_k, conditions, q_segments, videos_only)[0]
             else:
                 plain.setdefault((targets, q_k, q_segments), []).append((n, vec))
         for (targets, q_k, q_segments), group in plain.items():
@@ -192,7 +194,13 @@ class Engine:
         return [r or [] for r in results]
 
     def _search_vectors(
-        self, queries: np.ndarray, targets: list[str], k: int, filters: Filters, segments: bool = False
+        self,
+        queries: np.ndarray,
+        targets: list[str],
+        k: int,
+        filters: Filters,
+        segments: bool = False,
+        videos_only: frozenset[str] = frozenset(),
     ) -> list[list[Hit]]:
         out: list[list[Hit]] = [[] for _ in range(len(queries))]
         for modality in targets:
@@ -200,8 +208,8 @@ class Engine:
             if shards is None:
                 continue
             selector = allowed = None
-            if filters:
-                allowed = self._filtered_ids(modality, filters)
+            if filters or modality in videos_only:
+                allowed = self._filtered_ids(modality, filters, modality in videos_only)
                 if len(allowed) == 0:
                     continue
                 selector = _id_selector(allowed)
@@ -239,8 +247,13 @@ class Engine:
                 out[q].extend(found[q])
         return out
 
-    def _filtered_ids(self, modality: str, filters: Filters) -> np.ndarray:
-        return self.index.matching_ids(modality, filters.conditions())
+    def _filtered_ids(self, modality: str, filters: Filters, videos_only: bool = False) -> np.ndarray:
+        conditions = filters.conditions()
+        if videos_only:
+            from indexer.schema import Item  # SQLAlchemy only when a query filters
+
+            conditions = [*conditions, Item.modality == VIDEO]
+        return self.index.matching_ids(modality, conditions)
 
     def shards(self, modality: str) -> ShardSet | None:
         """The (memory-mapped) shards of ``modality``, reloaded when an indexer replaced them."""
@@ -323,6 +336,25 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def video_targets(to: str | list[str] | None, available: tuple[str, ...]) -> tuple[Any, frozenset[str]]:
+    """``to`` with ``"video"`` read as the tracks videos are searched by (their frames among the
+    images, their soundtracks among the audio), and which of those are searched for videos
+    alone (those not also asked for themselves, nor through ``"all"``).
+
+    Raises:
+        QueryError: ``"video"`` asked of an index whose model has neither an image nor an audio tower.
+    """
+    asked = [to] if isinstance(to, str) else list(to) if to is not None else None
+    if asked is None or VIDEO not in asked:
+        return to, frozenset()
+    rest = [m for m in asked if m != VIDEO]
+    tracks = [m for m in ("image", "audio") if m in available]
+    if not tracks:
+        raise QueryError("this index's model has no image or audio tower, so it holds no videos")
+    direct = set(available) if "all" in rest else set(rest)
+    return rest + [m for m in tracks if m not in rest], frozenset(tracks) - direct
 
 
 class _NoEncoder:
