@@ -982,11 +982,11 @@ def bench_recall(
 ) -> None:
     """Recall@1/5/10, median and mean rank per direction, with chance level."""
     _setup_logging(verbose, quiet=as_json)
-    from retrieval.bench.recall import run_recall
+    from retrieval.bench.recall import missing_manifest_hint, run_recall
 
     for path in manifests:
         if not path.is_file():
-            _fail(f"not found: {path}")
+            _fail(f"not found: {path}; {missing_manifest_hint(path)}")
     try:
         result = run_recall(
             [str(p) for p in manifests],

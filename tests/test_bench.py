@@ -325,3 +325,21 @@ def test_scale_benchmark_resumes_and_measures_exact_recall(tmp_path: Path) -> No
     assert result["recall_at_10"] == 1.0 and result["types_during_build"] == ["Flat"]
     assert result["codes_bytes"] > 3000 * 384 * 4 and result["sql_bytes"] > 0 and result["stored_vectors_bytes"] == 0
     assert (tmp_path / "out" / "scale-3000-1G.md").exists() and "recall_at_10" in result["files"]["md"].read_text()
+
+
+def test_a_missing_benchmark_set_names_the_command_that_prepares_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli import app
+
+    monkeypatch.chdir(tmp_path)  # a fresh clone: no data/ yet
+    result = CliRunner().invoke(app, ["bench", "recall", "data/openmoji/test.jsonl"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "not found: data/openmoji/test.jsonl" in said
+    assert "python -m benchmarks.datasets.openmoji --out data/openmoji --cache data/cache" in said, said
+    other = CliRunner().invoke(app, ["bench", "recall", "mine/pairs.jsonl"])  # no set of that name
+    assert other.exit_code == 2
+    assert "python -m benchmarks.datasets.all --out data --cache data/cache" in " ".join(other.output.split())
+    fsdd = CliRunner().invoke(app, ["bench", "recall", "data/fsdd/test.jsonl"])  # a set with its own options
+    assert "python -m benchmarks.datasets.fsdd --help" in " ".join(fsdd.output.split())

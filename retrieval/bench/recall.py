@@ -35,6 +35,29 @@ class Captioned:
     captions: list[str]
 
 
+DATASETS_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "datasets"  # in a clone of xmr
+
+
+def missing_manifest_hint(path: str | os.PathLike) -> str:
+    """How to make a benchmark manifest that is not there: the command that prepares its set
+    (``data/openmoji/test.jsonl`` -> ``python -m benchmarks.datasets.openmoji --out data/openmoji
+    --cache data/cache``), else the one that prepares them all."""
+    path = Path(path)
+    folder = path.parent
+    script = DATASETS_DIR / f"{folder.name}.py"
+    cache = folder.parent / "cache"
+    if folder.name and script.is_file() and folder.name not in ("all", "common", "__init__"):
+        if "run_script(" in script.read_text(encoding="utf-8"):  # the common --out/--cache command line
+            how = f"python -m benchmarks.datasets.{folder.name} --out {folder} --cache {cache}"
+        else:
+            how = f"python -m benchmarks.datasets.{folder.name} --help (it takes options of its own)"
+        return f"the {folder.name} set is prepared, from a clone of xmr, by: {how}"
+    return (
+        "the benchmark sets are prepared, from a clone of xmr, by: "
+        "python -m benchmarks.datasets.all --out data --cache data/cache (see benchmarks/README.md)"
+    )
+
+
 def load_captioned(path: str | os.PathLike, split: str = "test", media_dir: str | None = None) -> list[Captioned]:
     """Items and their captions from a manifest, Karpathy JSON or AudioCaps/Clotho CSV.
 
