@@ -937,7 +937,17 @@ def bench_speed(
         str, typer.Option(help="Model whose index the cold query opens (its size sets the dimension).")
     ] = "xmr-mini",
     cold_runs: Annotated[int, typer.Option(min=0, help="Cold CLI queries to time (0: skip).")] = 5,
-    cache: Annotated[str, typer.Option(help="Where built indexes are cached between runs.")] = "~/.cache/xmr/bench",
+    cache: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Where built indexes are kept between runs (default: $XMR_CACHE_DIR/bench, ~/.cache/xmr/bench); "
+            "the run ends saying how much they take."
+        ),
+    ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep/--no-keep", help="Keep the built indexes for the next run, or remove them at the end."),
+    ] = True,
     out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the results object as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -953,12 +963,22 @@ def bench_speed(
         cache=cache,
         model=model,
         index_types=_split_factories(index_types),
+        keep=keep,
     )
     result = run_speed(cfg, out_dir=str(out))
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(Path(result["files"]["md"]).read_text())
+        cache_used = result["cache"]
+        if cache_used["kept"]:
+            _say(
+                f"the benchmark's {len(cache_used['folders'])} indexes take {cache_used['bytes'] / 1e6:,.1f} MB "
+                f"under {cache_used['path']}, kept for the next run; remove them with "
+                f"rm -rf {cache_used['path']}/*-c (or run with --no-keep)"
+            )
+        else:
+            _say(f"the benchmark's indexes were removed from {cache_used['path']} (--no-keep)")
 
 
 @bench_app.command("recall")

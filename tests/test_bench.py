@@ -343,3 +343,37 @@ def test_a_missing_benchmark_set_names_the_command_that_prepares_it(
     assert "python -m benchmarks.datasets.all --out data --cache data/cache" in " ".join(other.output.split())
     fsdd = CliRunner().invoke(app, ["bench", "recall", "data/fsdd/test.jsonl"])  # a set with its own options
     assert "python -m benchmarks.datasets.fsdd --help" in " ".join(fsdd.output.split())
+
+
+def _du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_speed_benchmark_says_where_its_indexes_are_and_no_keep_removes_them(tmp_path: Path) -> None:
+    from cli import app
+
+    cache = tmp_path / "cache"
+    common = ["bench", "speed", "--sizes", "300", "--index-types", "Flat", "--batches", "1", "--cold-runs", "0"]
+    common += ["--model", "xmr-tiny", "--cache", str(cache), "--out", str(tmp_path / "out")]
+    kept = CliRunner().invoke(app, [*common, "--json"])
+    assert kept.exit_code == 0, kept.output
+    payload = json.loads(kept.stdout.strip().splitlines()[-1])
+    assert payload["cache"]["path"] == str(cache) and payload["cache"]["kept"] is True
+    assert payload["cache"]["bytes"] == _du(cache) > 300 * 32 * 4  # what is really on disk
+    said = CliRunner().invoke(app, common)  # the table, then where the indexes are and how to remove them
+    assert said.exit_code == 0, said.output
+    text = " ".join(said.output.split())
+    assert str(cache) in text and "--no-keep" in text and "MB" in text, text
+    (cache / "unrelated").mkdir()
+    gone = CliRunner().invoke(app, [*common, "--no-keep", "--json"])
+    assert gone.exit_code == 0, gone.output
+    payload = json.loads(gone.stdout.strip().splitlines()[-1])
+    assert payload["cache"]["kept"] is False and payload["cache"]["bytes"] == 0
+    assert [p.name for p in cache.iterdir()] == ["unrelated"]  # only what the benchmark built goes
+
+
+def test_speed_benchmark_caches_under_xmr_cache_dir_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retrieval.bench.speed import SpeedConfig, cache_folder
+
+    monkeypatch.setenv("XMR_CACHE_DIR", "/somewhere/xmr")
+    assert cache_folder(SpeedConfig()) == Path("/somewhere/xmr/bench")

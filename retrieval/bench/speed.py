@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,10 +35,23 @@ class SpeedConfig:
     dim: int | None = None  # default: the model's embedding size
     k: int = 10
     queries: int = 64
-    cache: str = "~/.cache/xmr/bench"
+    cache: str | None = None  # where built indexes are kept between runs (default: $XMR_CACHE_DIR/bench)
     model: str = "xmr-mini"
     cold_runs: int = 5
     cold_size: int = 100_000
+    keep: bool = True  # False: the indexes this run built or used are removed at its end
+
+
+def cache_folder(cfg: SpeedConfig) -> Path:
+    """Where the benchmark's indexes live: ``cfg.cache``, else ``$XMR_CACHE_DIR/bench``
+    (``~/.cache/xmr/bench``)."""
+    from ..encoder import cache_dir
+
+    return Path(os.path.expanduser(cfg.cache)) if cfg.cache else Path(cache_dir()) / "bench"
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
 
 def cases(cfg: SpeedConfig) -> list[tuple[int, str]]:
@@ -74,7 +88,9 @@ def run_speed(cfg: SpeedConfig, out_dir: str | None = None) -> dict[str, Any]:
     spec = resolve(cfg.model)
     weights_hash = spec.weights_hash()
     cfg.dim = cfg.dim or int(spec.config["embed_dim"])
-    cache = Path(os.path.expanduser(cfg.cache))
+    cache = cache_folder(cfg)
+    log.info("building the benchmark's indexes under %s (kept for the next run unless --no-keep)", cache)
+    used: list[Path] = []  # index folders this run built or reused
     results = []
     by_size: dict[int, list[tuple[int, str]]] = {}
     for n, factory in cases(cfg):
@@ -85,6 +101,7 @@ def run_speed(cfg: SpeedConfig, out_dir: str | None = None) -> dict[str, Any]:
         exact = numpy_topk(matrix, queries, cfg.k) + 1  # ids are rows + 1
         for _, factory in group:
             folder = cache / f"{factory.replace(',', '_')}-{n}-{cfg.dim}-{weights_hash[:8]}-c"
+            used.append(folder)
             synthetic_index(folder, n, cfg.model, weights_hash, cfg.dim, FACTORY_ALIASES.get(factory, factory))
             with Engine.open(folder) as engine:
                 for batch in cfg.batches:
@@ -94,6 +111,17 @@ def run_speed(cfg: SpeedConfig, out_dir: str | None = None) -> dict[str, Any]:
     payload: dict[str, Any] = {"machine": machine_info(), "config": cfg.__dict__, "results": results}
     if cfg.cold_runs:
         payload["cold_cli"] = cold_cli(cfg, cache, weights_hash)
+        used.append(cache / f"Flat-{cfg.cold_size}-{cfg.dim}-{weights_hash[:8]}-c")
+    used = list(dict.fromkeys(used))
+    if not cfg.keep:
+        for folder in used:
+            shutil.rmtree(folder, ignore_errors=True)
+    payload["cache"] = {
+        "path": str(cache),
+        "folders": [f.name for f in used],  # every one named *-c: rm -rf PATH/*-c removes them all
+        "bytes": sum(_bytes_under(f) for f in used),
+        "kept": cfg.keep,
+    }
     if out_dir:
         columns = [
             "n",
