@@ -879,6 +879,14 @@ def serve(
     cors: Annotated[
         list[str], typer.Option("--cors", help="Origin allowed to call the API from a browser; repeatable.")
     ] = [],  # noqa: B006
+    allow_host: Annotated[
+        list[str],
+        typer.Option(
+            "--allow-host",
+            help="A Host name the server answers besides loopback names (behind a proxy or a DNS name); "
+            "without a token only loopback names are answered",
+        ),
+    ] = [],  # noqa: B006
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
@@ -898,6 +906,7 @@ def serve(
             token=token,
             no_auth=no_auth,
             cors=list(cors) or None,
+            allow_hosts=list(allow_host) or None,
         )
     except (ServeError, XmrIndexError, StoreError) as exc:
         _fail(str(exc), code=1)
