@@ -82,12 +82,18 @@ def decode_image(
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L"):
-        # Integer arithmetic, 4 bytes a pixel at most (float64 took 8, a 39 Mpx upload +300 MB).
-        arr = np.asarray(img).astype(np.uint32)
+        # Scaled to 8 bits a band of rows at a time, in integers: the whole image as float64 took
+        # 8 bytes a pixel (a 39 Mpx upload, +300 MB); now one byte a pixel and a band.
+        arr = np.asarray(img)
         top = int(arr.max()) or 1
-        arr *= 255
-        arr //= top
-        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+        out = np.empty(arr.shape, dtype=np.uint8)
+        for row in range(0, arr.shape[0], 256):
+            band = arr[row : row + 256].astype(np.uint32)
+            band *= 255
+            band //= top
+            out[row : row + 256] = band
+        del arr
+        img = Image.fromarray(out, mode="L")
     elif img.mode == "I":
         arr = np.asarray(img, dtype=np.float64)
         top = arr.max() or 1.0

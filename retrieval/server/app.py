@@ -8,10 +8,12 @@ from the descriptor they were checked by (:mod:`.files`).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ MAX_UPLOAD_FULL_PIXELS = 16_000_000  # other formats are decoded whole: 64 MB of
 MAX_UPLOAD_SECONDS = 600.0
 UPLOADS_IN_FLIGHT = 2  # uploads decoded and embedded at once; more wait (memory: twice one upload's bound)
 LOGIN_BYTES = 4 << 10
+HEAVY_TEXT_CHARS = 200  # a search whose texts are longer runs with the uploads, one at a time
 
 
 def create_app(
@@ -58,7 +61,13 @@ def create_app(
     app = FastAPI(title="xmr", version="1", docs_url="/docs", redoc_url=None)
     cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
     limiter = anyio.CapacityLimiter(cores)
-    heavy = anyio.CapacityLimiter(1)  # uploads' decoding and embedding: never all of the threads
+    # Uploads' decoding and embedding, and long texts: one at a time on a thread of their own, so
+    # they never hold every thread, and their large buffers stay in one thread's malloc arena.
+    heavy_pool = ThreadPoolExecutor(1, thread_name_prefix="xmr-heavy")
+
+    async def heavy(fn: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(heavy_pool, fn)
+
     upload_slots = anyio.Semaphore(UPLOADS_IN_FLIGHT)
     throttle = LoginThrottle()
     links = (engine.manifest.get("options") or {}).get("links", "inside")
@@ -206,13 +215,11 @@ def create_app(
                 data = await _read_upload(upload, modality)
                 side = getattr(getattr(engine.encoder, "preprocess_image", None), "image_size", 224)
                 check = partial(_check_upload, data, modality, side)
-                decoded = await anyio.to_thread.run_sync(check, limiter=heavy)
+                decoded = await heavy(check)
                 parts[modality] = _with_weight(decoded, weights[modality], modality)
-            return await _search(params, parts, heavy)
+            return await _search(params, parts, costly=True)
 
-    async def _search(
-        params: SearchParams, parts: dict[str, Any], pool: anyio.CapacityLimiter | None = None
-    ) -> dict[str, Any]:
+    async def _search(params: SearchParams, parts: dict[str, Any], costly: bool = False) -> dict[str, Any]:
         started = time.perf_counter()
         text = params.text if params.text else None
         to = params.to
@@ -228,7 +235,11 @@ def create_app(
             **parts,
             **params.filters,
         )
-        hits = await anyio.to_thread.run_sync(run, limiter=pool or limiter)
+        # A long text costs its length (1,000 characters: 15x a short query): it goes with the uploads.
+        if costly or sum(len(getattr(t, "value", t)) for t in params.text) > HEAVY_TEXT_CHARS:
+            hits = await heavy(run)
+        else:
+            hits = await anyio.to_thread.run_sync(run, limiter=limiter)
         results: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             # By what matched: a video's frame among the images, its soundtrack among the audio.
