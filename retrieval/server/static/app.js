@@ -5,12 +5,28 @@
 const $ = (sel) => document.querySelector(sel);
 const PAGE = 24;
 const LABELS = { image: "Images", audio: "Audio", text: "Text" };
+const PART_LABELS = { text: "Text", image: "Image", audio: "Sound", like: "Like" };
+const EXAMPLES = ["a dog on a beach", "birdsong", "rain on a window"];
 const FILTERS = ["ext", "path", "after", "before", "min_size", "max_size", "min_duration", "max_duration"];
 
+// The query is its parts (text, an image, a sound, "more like" an item), each with a weight.
+// A new text, file or "more like this" starts a new query, unless "Combine" is on: then it
+// joins the parts already there. The page shows the parts as chips (#query-preview).
 const state = {
-  q: "", to: "all", filters: {}, upload: null, like: null, likeTrack: null,
+  q: "", to: "all", filters: {}, files: { image: null, audio: null }, like: null, likeTrack: null, likeName: "",
+  weights: { text: 1, image: 1, audio: 1, like: 1 }, combine: false, counts: null,
   hits: { image: [], audio: [], text: [] }, offset: 0, done: false, busy: false, order: [], current: -1,
 };
+
+function hasQuery() {
+  return Boolean(state.q || state.files.image || state.files.audio || state.like !== null);
+}
+
+function startNewQuery() {
+  state.q = ""; state.files = { image: null, audio: null }; state.like = null; state.likeTrack = null;
+  state.likeName = ""; state.weights = { text: 1, image: 1, audio: 1, like: 1 };
+  $("#q").value = "";
+}
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -26,9 +42,9 @@ function el(tag, attrs = {}, ...children) {
 
 function params(offset) {
   const p = new URLSearchParams();
-  if (state.q) p.append("q", state.q);
+  if (state.q) p.append("q", state.weights.text !== 1 ? `${state.q}^${state.weights.text}` : state.q);
   if (state.to !== "all") p.append("to", state.to);
-  else if (state.like !== null || state.upload) p.append("to", "all");
+  else if (state.like !== null || state.files.image || state.files.audio) p.append("to", "all");
   p.append("k", PAGE);
   p.append("offset", offset);
   for (const [name, value] of Object.entries(state.filters)) {
@@ -42,11 +58,17 @@ function params(offset) {
 async function api(offset) {
   const p = params(offset);
   let response;
-  if (state.upload || state.like !== null) {
+  if (state.files.image || state.files.audio || state.like !== null) {
     const body = new FormData();
-    if (state.upload) body.append(state.upload.kind, state.upload.file, state.upload.file.name || state.upload.kind);
+    for (const kind of ["image", "audio"]) {
+      const file = state.files[kind];
+      if (!file) continue;
+      body.append(kind, file, file.name || kind);
+      if (state.weights[kind] !== 1) body.append(`${kind}_weight`, state.weights[kind]);
+    }
     if (state.like !== null) body.append("like", state.like);
     if (state.like !== null && state.likeTrack) body.append("like_track", state.likeTrack);
+    if (state.like !== null && state.weights.like !== 1) body.append("like_weight", state.weights.like);
     response = await fetch("/api/v1/search?" + p, { method: "POST", body });
   } else {
     response = await fetch("/api/v1/search?" + p);
@@ -59,7 +81,7 @@ async function api(offset) {
 
 function syncUrl() {
   const p = new URLSearchParams();
-  if (state.q) p.set("q", state.q);
+  if (state.q) p.set("q", state.weights.text !== 1 ? `${state.q}^${state.weights.text}` : state.q);
   if (state.to !== "all") p.set("to", state.to);
   if (state.like !== null) p.set("like", state.like);
   for (const [name, value] of Object.entries(state.filters)) if (value) p.set(name, value);
@@ -67,12 +89,22 @@ function syncUrl() {
 }
 
 async function run(fresh = true) {
+  if (state.busy && fresh) { state.again = true; showQuery(); return; }  // asked anew while busy: once it is done
   if (state.busy || (!fresh && state.done)) return;
-  if (!state.q && !state.upload && state.like === null) { render(); return; }
+  showQuery();
+  if (!hasQuery()) {
+    state.hits = { image: [], audio: [], text: [] };
+    $("#status").textContent = "";
+    $("#status").classList.remove("error");
+    syncUrl();
+    render();
+    return;
+  }
   state.busy = true;
   if (fresh) {
     state.offset = 0; state.done = false; state.hits = { image: [], audio: [], text: [] };
     $("#status").textContent = "Searching…";
+    $("#status").classList.remove("error");
     syncUrl();
   }
   try {
@@ -88,12 +120,14 @@ async function run(fresh = true) {
     $("#status").textContent = total ? `${total} results · ${data.took_ms.toFixed(0)} ms` : "No results";
     render();
   } catch (err) {
+    // The error in place of the results: what is under it would be the last query's answer.
+    if (fresh) { state.hits = { image: [], audio: [], text: [] }; state.done = true; render(); }
     $("#status").textContent = err.message;
     $("#status").classList.add("error");
-    setTimeout(() => $("#status").classList.remove("error"), 4000);
   } finally {
     state.busy = false;
   }
+  if (state.again) { state.again = false; run(); return; }
   if (!state.done && state.observer) {
     // Observing anew reports the sentinel's current state: a page that does not yet fill the
     // screen asks for the next one at once, and scrolling asks when it comes near.
@@ -106,6 +140,7 @@ function render() {
   const root = $("#results");
   root.replaceChildren();
   state.order = [];
+  if (!hasQuery()) { root.append(hint()); return; }
   for (const modality of ["image", "audio", "text"]) {
     const hits = state.hits[modality];
     if (!hits.length) continue;
@@ -118,6 +153,22 @@ function render() {
     section.append(box);
     root.append(section);
   }
+}
+
+// The empty page: what to type, and what the index holds.
+function hint() {
+  const examples = EXAMPLES.flatMap((text, i) => [i ? ", " : "",
+    el("button", { type: "button", class: "example link", onclick: () => { $("#q").value = text; submit(); } }, text)]);
+  const box = el("div", { class: "hint" },
+    el("p", {}, "Type what you are looking for, e.g. ", ...examples,
+      " — or drop, paste or pick (▣ ♪) an image or a sound to search with it."));
+  if (state.counts) {
+    const words = { image: ["image", "images"], audio: ["sound", "sounds"], text: ["text", "texts"], video: ["video", "videos"] };
+    const held = Object.entries(state.counts).filter(([, n]) => n > 0)
+      .map(([m, n]) => `${n} ${(words[m] || [m, m])[n === 1 ? 0 : 1]}`);
+    if (held.length) box.append(el("p", { class: "held" }, `This index holds ${held.join(", ")}.`));
+  }
+  return box;
 }
 
 function name(hit) {
@@ -173,15 +224,25 @@ function showDetail(index) {
   state.current = index;
   const body = $("#detail-body");
   body.replaceChildren();
-  if (hit.modality === "image") body.append(el("img", { class: "full", src: hit.media_url, alt: name(hit) }));
-  else if (hit.modality === "video") body.append(el("video", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) }));
-  else if (hit.modality === "audio") body.append(el("audio", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) }));
+  let player = null;
+  if (hit.modality === "image") {
+    const img = el("img", { class: "full", src: hit.media_url, alt: name(hit) });
+    // A small picture (a sprite, an icon) is shown enlarged with its pixels sharp, not smeared.
+    img.addEventListener("load", () => img.classList.toggle("pixelated", img.naturalWidth < 256 && img.naturalHeight < 256));
+    body.append(img);
+  } else if (hit.modality === "video") player = el("video", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) });
+  else if (hit.modality === "audio") player = el("audio", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) });
   else body.append(el("pre", { class: "full text" }, hit.text || ""));
+  if (player) {
+    const media = el("div", { class: "media" }, player);
+    if (hit.start != null) media.append(stopAtEnd(player, hit));
+    body.append(media);
+  }
   const rows = [["path", hit.path], ["score", hit.score.toFixed(4)], ["id", hit.id]];
   if (hit.start != null) rows.push(["moment", `${clock(hit.start)}–${clock(hit.end)}`]);
   if (hit.line) rows.push(["line", hit.line]);
   for (const [key, value] of Object.entries(hit.metadata || {})) {
-    if (value !== null && value !== undefined && key !== "content_hash") rows.push([key, value]);
+    if (value !== null && value !== undefined && key !== "content_hash") rows.push([key, readable(key, value)]);
   }
   const table = el("table", { class: "meta-table" });
   for (const [key, value] of rows) table.append(el("tr", {}, el("th", {}, key), el("td", {}, String(value))));
@@ -192,6 +253,39 @@ function showDetail(index) {
   $("#close").focus();
 }
 
+// A moment plays from its start and stops at its end (the next scene is another moment);
+// playing on from there goes on into the file. The note under the player says where it ends.
+function stopAtEnd(player, hit) {
+  const note = el("p", { class: "moment-end" }, `Moment ${clock(hit.start)}–${clock(hit.end)}: playback stops at its end (${clock(hit.end)}).`);
+  let held = false;
+  player.addEventListener("timeupdate", () => {
+    if (!held && player.currentTime >= hit.end) { held = true; player.pause(); }
+  });
+  player.addEventListener("pause", () => {
+    if (player.currentTime >= hit.end - 0.3) {
+      held = true;
+      note.textContent = `Paused at the moment's end (${clock(hit.end)}): press play to go on.`;
+    }
+  });
+  return note;
+}
+
+// Metadata as people read it: sizes in KB/MB, durations in seconds, rates in Hz.
+function readable(key, value) {
+  if (key === "size" && typeof value === "number") return bytes(value);
+  if (key === "duration" && typeof value === "number") return value >= 60 ? clock(value) : `${value.toFixed(1)} s`;
+  if (key === "sample_rate" && typeof value === "number") return `${value} Hz`;
+  return value;
+}
+
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = n / 1024, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
 function hideDetail() {
   $("#detail").hidden = true;
   $("#detail-body").replaceChildren();
@@ -200,38 +294,73 @@ function hideDetail() {
 
 function moreLike(hit) {
   hideDetail();
+  if (!state.combine) startNewQuery();
   state.like = hit.id;
   state.likeTrack = hit.track || null;  // a video: like what matched, its frames or its soundtrack
-  state.upload = null;
-  state.q = "";
-  $("#q").value = "";
-  preview(`More like ${name(hit)}`);
+  state.likeName = name(hit);
   run();
 }
 
-function preview(text, file) {
+// The query's parts as chips: what each is, its weight (editable), and a button to remove it.
+function showQuery() {
   const box = $("#query-preview");
   box.replaceChildren();
-  if (!text) { box.hidden = true; return; }
-  if (file && file.type.startsWith("image/")) box.append(el("img", { src: URL.createObjectURL(file), alt: "query image" }));
-  box.append(el("span", {}, text), el("button", { type: "button", class: "chip ghost", onclick: clearQuery }, "Clear"));
-  box.hidden = false;
+  const parts = [];
+  if (state.q) parts.push(["text", `“${state.q}”`]);
+  for (const kind of ["image", "audio"]) {
+    const file = state.files[kind];
+    if (file) parts.push([kind, file.name || "pasted", kind === "image" ? file : null]);
+  }
+  if (state.like !== null) parts.push(["like", state.likeName ? `more like ${state.likeName}` : `more like item ${state.like}`]);
+  for (const [kind, label, picture] of parts) {
+    const weight = el("input", { type: "number", step: "0.1", min: "-1000", max: "1000", value: String(state.weights[kind]),
+      "aria-label": `weight of the ${PART_LABELS[kind].toLowerCase()} part`, title: "weight (negative: steer away)" });
+    weight.addEventListener("change", () => {
+      const value = Number(weight.value);
+      if (weight.value.trim() && Number.isFinite(value) && value !== 0) { state.weights[kind] = value; run(); }
+      else weight.value = String(state.weights[kind]);
+    });
+    const remove = el("button", { type: "button", class: "remove icon", title: "Remove this part", "aria-label": `remove the ${PART_LABELS[kind].toLowerCase()} part`,
+      onclick: () => removePart(kind) }, "✕");
+    const chip = el("span", { class: "part", "data-kind": kind },
+      picture ? el("img", { src: URL.createObjectURL(picture), alt: "query image" }) : "",
+      el("b", {}, PART_LABELS[kind]), el("span", { class: "label" }, label), el("label", { class: "weight" }, "×", weight), remove);
+    box.append(chip);
+  }
+  $("#query-bar").hidden = parts.length === 0 && !state.combine;
+  $("#combine").setAttribute("aria-pressed", String(state.combine));
+  $("#combine").classList.toggle("on", state.combine);
+}
+
+function removePart(kind) {
+  if (kind === "text") { state.q = ""; $("#q").value = ""; }
+  else if (kind === "like") { state.like = null; state.likeTrack = null; state.likeName = ""; }
+  else state.files[kind] = null;
+  state.weights[kind] = 1;
+  run();
 }
 
 function clearQuery() {
-  state.upload = null; state.like = null;
-  preview("");
+  startNewQuery();
   run();
 }
 
 function searchWithFile(file) {
   if (!file) return;
   const kind = file.type.startsWith("audio/") ? "audio" : "image";
-  state.upload = { kind, file };
-  state.like = null;
-  state.q = $("#q").value.trim();
-  preview(`${kind === "image" ? "Image" : "Sound"}: ${file.name || "pasted"}`, file);
+  if (!state.combine) startNewQuery();
+  state.files[kind] = file;
   run();
+}
+
+// Enter in the search box: the text is a new query, or (Combine on) the query's text part.
+function submit() {
+  const text = $("#q").value.trim();
+  if (text && !state.combine) startNewQuery();
+  state.q = text;
+  $("#q").value = text;
+  readFilters();
+  if (hasQuery()) run();
 }
 
 function readFilters() {
@@ -249,6 +378,8 @@ function fromUrl() {
   state.q = p.get("q") || "";
   state.to = p.get("to") || "all";
   state.like = p.has("like") ? Number(p.get("like")) : null;
+  const weighted = state.q.match(/^(.*)\^(-?\d+(?:\.\d*)?|-?\.\d+)$/s);
+  if (weighted) { state.q = weighted[1]; state.weights.text = Number(weighted[2]); }
   $("#q").value = state.q;
   for (const name of FILTERS) {
     const input = document.querySelector(`#filters input[name="${name}"]`);
@@ -256,18 +387,18 @@ function fromUrl() {
   }
   readFilters();
   for (const chip of document.querySelectorAll("#chips [data-to]")) chip.classList.toggle("on", chip.dataset.to === state.to);
-  if (state.like !== null) preview(`More like item ${state.like}`);
 }
 
 function setup() {
   $("#search").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.q = $("#q").value.trim();
-    if (state.q) state.like = null;
-    if (!state.q && !state.upload && state.like === null) return;
-    readFilters();
-    run();
+    submit();
   });
+  $("#combine").addEventListener("click", () => {
+    state.combine = !state.combine;
+    showQuery();
+  });
+  $("#clear-query").addEventListener("click", clearQuery);
   for (const chip of document.querySelectorAll("#chips [data-to]")) {
     chip.addEventListener("click", () => {
       state.to = chip.dataset.to;
@@ -330,8 +461,12 @@ async function start() {
   const session = await fetch("/api/v1/session");
   if (session.status === 401) { showLogin(); return; }
   fromUrl();
-  if (state.q || state.like !== null) run();
-  else $("#q").focus();
+  try {
+    const info = await fetch("/api/v1/info");
+    if (info.ok) state.counts = (await info.json()).counts || null;
+  } catch (err) { /* the hint goes without the counts */ }
+  run();
+  if (!hasQuery()) $("#q").focus();
 }
 
 start();
