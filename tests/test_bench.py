@@ -377,3 +377,46 @@ def test_speed_benchmark_caches_under_xmr_cache_dir_by_default(monkeypatch: pyte
 
     monkeypatch.setenv("XMR_CACHE_DIR", "/somewhere/xmr")
     assert cache_folder(SpeedConfig()) == Path("/somewhere/xmr/bench")
+
+
+def _speed_rows() -> list[dict]:
+    """Results shaped as the default run's: Flat at three sizes, four approximate types at 100k
+    whose latencies lie close together (their labels would pile up)."""
+    rows = []
+    for n, ms in ((10_000, 0.4), (100_000, 3.1), (1_000_000, 38.0)):
+        for batch in (1, 64):
+            rows.append({"n": n, "index": "Flat", "batch": batch, "engine_p50_ms": ms * batch**0.5, "numpy_p50_ms": ms})
+    for factory, ms in (("HNSW32", 0.21), ("IVF1024,Flat", 0.24), ("SQ8", 2.9), ("Flat-fp16", 3.0)):
+        for batch in (1, 64):
+            rows.append(
+                {"n": 100_000, "index": factory, "batch": batch, "engine_p50_ms": ms * batch**0.5, "numpy_p50_ms": 3.1}
+            )
+    return rows
+
+
+def test_the_speed_plot_labels_neither_overlap_nor_leave_the_figure(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the train extra is not installed (pip install -e '.[dev]')")
+    from matplotlib.text import Text
+
+    from retrieval.bench.speed import speed_figure
+
+    fig = speed_figure(_speed_rows())
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    (ax,) = fig.axes
+    texts = [*ax.texts, ax.title, ax.xaxis.label, ax.yaxis.label]
+    if ax.get_legend() is not None:
+        texts += ax.get_legend().get_texts()
+    for axis in (ax.xaxis, ax.yaxis):  # the tick labels drawn: those of ticks within the axis' view
+        low, high = sorted(axis.get_view_interval())
+        texts += [t.label1 for t in axis.get_major_ticks() if low <= t.get_loc() <= high]
+    texts = [t for t in texts if isinstance(t, Text) and t.get_visible() and t.get_text().strip()]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    for label, box in boxes:
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, label
+    names = {"HNSW32", "IVF1024,Flat", "SQ8", "Flat-fp16"}
+    assert all(any(label.startswith(n) for label, _ in boxes) for n in names)  # every approximate type is named
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            assert not box_a.overlaps(box_b), (a, b)

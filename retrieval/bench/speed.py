@@ -223,6 +223,14 @@ def plot_speed(results: list[dict[str, Any]], path: Path) -> None:
     plt = pyplot(path)
     if plt is None:
         return None
+    fig = speed_figure(results)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def speed_figure(results: list[dict[str, Any]]):  # noqa: ANN201 - a matplotlib Figure
+    """The speed plot: Engine and numpy latency of Flat by size, and each other type at its size."""
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for batch in sorted({r["batch"] for r in results}):
@@ -234,16 +242,18 @@ def plot_speed(results: list[dict[str, Any]], path: Path) -> None:
             ax.plot(
                 [r["n"] for r in flat], [r["numpy_p50_ms"] for r in flat], "x--", label=f"numpy top-k, batch {batch}"
             )
-    for r in results:
-        if r["index"] != "Flat" and r["batch"] == 1:
-            ax.scatter([r["n"]], [r["engine_p50_ms"]], marker="s")
-            ax.annotate(r["index"], (r["n"], r["engine_p50_ms"]), fontsize=7)
+    # The other types sit at one size with close latencies: labels beside the points would pile
+    # up, so each has its own marker, named in the legend.
+    others = [r for r in results if r["index"] != "Flat" and r["batch"] == 1]
+    for n, (r, marker) in enumerate(zip(others, "s^Dv<>PX*hd")):
+        ax.scatter(
+            [r["n"]], [r["engine_p50_ms"]], marker=marker, color=f"C{4 + n}", zorder=3, label=f"{r['index']}, batch 1"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("vectors in the index")
     ax.set_ylabel("p50 latency per call (ms)")
     ax.set_title("Search latency: Engine vs numpy top-k")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
