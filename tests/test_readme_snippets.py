@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 # What the README's snippets must cover between them: indexing from Python, the Engine, the models.
@@ -82,10 +84,12 @@ def _check(base: Path, python: str = sys.executable, extra_env: dict[str, str] |
     assert (base / "home" / "media" / ".xmr" / "manifest.json").is_file()
 
 
+@pytest.mark.slow  # xmr-mini in fresh processes: run by default, left out by -m "not slow"
 def test_the_readme_python_snippets_run_as_written(tmp_path: Path) -> None:
     _check(tmp_path)
 
 
+@pytest.mark.slow
 def test_the_readme_python_snippets_run_as_written_without_torch(tmp_path: Path) -> None:
     from tests.test_light import HEAVY, _without
 

@@ -23,6 +23,7 @@ from retrieval.server.local import CHROMIUM_FLAGS, LocalServer  # noqa: E402
 from tests.helpers import make_media, write_image, write_text  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.slow  # a browser and a server: run by default, left out by -m "not slow"
 
 
 @pytest.fixture(scope="module")
