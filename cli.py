@@ -785,6 +785,14 @@ def info(
         f"database  {facts['database']}"
         + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else "")
     )
+    if facts.get("options"):
+        from indexer.build import notable_options
+
+        recorded = notable_options(facts["options"])
+    else:
+        recorded = {}
+    if recorded:
+        typer.echo(f"options   {_recorded(recorded)} (recorded: later runs keep them until given anew)")
     if last:
         counts = ", ".join(
             f"{last.get(k, 0)} {k}" for k in ("added", "updated", "moved", "removed", "unchanged", "kept", "skipped")

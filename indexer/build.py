@@ -191,6 +191,13 @@ def default_workers() -> int:
     return max(1, cores - 1)
 
 
+def notable_options(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The recorded options (a manifest's ``"options"``) whose values differ from those of an
+    index never given them: what ``xmr info`` lists."""
+    defaults = RECORDED_DEFAULTS | {"frame_seconds": FRAME_SECONDS}
+    return {k: v for k, v in recorded.items() if k in defaults and v != defaults[k]}
+
+
 def index_layout(root: str | os.PathLike, options: IndexOptions) -> Layout:
     """Where the index of ``root`` lives: ``options.index_dir``, else ``root/.xmr``."""
     if options.index_dir:

@@ -77,6 +77,9 @@ def test_the_human_summary_names_the_recorded_options_it_used(tmp_path: Path) ->
     said = result.output
     assert "recorded options used: --exclude 'raw/*', --texts " in said, said
     assert "--no-exclude" in said and "--no-texts" in said  # how to change them
+    info = CliRunner().invoke(app, ["info", "--index", str(root)])
+    options = next(line for line in info.output.splitlines() if line.startswith("options"))
+    assert f"--exclude 'raw/*', --texts {root / 'labels.txt'}" in options, options
 
 
 def test_new_values_replace_the_recorded_ones_and_no_flags_clear_them(tmp_path: Path) -> None:
