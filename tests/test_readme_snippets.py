@@ -108,7 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         snippets = python_snippets()
-        done = run_snippets(Path(tmp), args.python)
+        done = run_snippets(Path(tmp), os.path.abspath(args.python))  # not resolved: a venv's python is a link
         if len(done) < len(snippets) or done[-1].returncode != 0:
             print(_report(snippets, done), file=sys.stderr)
             return 1
