@@ -916,7 +916,9 @@ def serve(
             cors=list(cors) or None,
             allow_hosts=list(allow_host) or None,
         )
-    except (ServeError, XmrIndexError, StoreError) as exc:
+    except ServeError as exc:
+        _fail(str(exc), code=2)  # an open address without a token: a bad option
+    except (XmrIndexError, StoreError) as exc:
         _fail(str(exc), code=1)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)

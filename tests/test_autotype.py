@@ -73,7 +73,7 @@ def test_cli_refuses_a_bad_type_or_size(tmp_path: Path) -> None:
     out = runner.invoke(app, ["index", str(tmp_path / "media"), "--model", "xmr-tiny", "--max-memory", "lots"])
     assert out.exit_code == 2 and "--max-memory takes a size" in out.output
     out = runner.invoke(app, ["index", str(tmp_path / "media"), "--model", "xmr-tiny", "--index-type", "IVFbogus"])
-    assert out.exit_code == 1 and "--index-type 'IVFbogus' is not an index type FAISS knows" in out.output
+    assert out.exit_code == 2 and "--index-type 'IVFbogus' is not an index type FAISS knows" in out.output
     assert not (tmp_path / "media" / ".xmr" / "manifest.json").exists()
 
 
@@ -422,7 +422,7 @@ def test_an_empty_modality_reindexed_takes_the_new_type(tmp_path: Path, tiny) ->
     texts = _texts(tmp_path / "lines.txt", 300)
     opts = dict(workers=0, index_dir=str(tmp_path / "ix"), allow_mass_removal=True)
     indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, texts=[str(texts)], index_type="IVF8,Flat"))
-    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts))  # the texts file no longer given: emptied
+    indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, texts=[]))  # the texts cleared: emptied
     summary = indexer.index_folder(root, tiny, indexer.IndexOptions(**opts, texts=[str(texts)], reindex_type="Flat"))
     assert summary.added == 300
     with Engine.open(tmp_path / "ix", model=tiny) as engine:

@@ -187,7 +187,7 @@ def test_search_batch_equals_single_searches(engine, built) -> None:
         ({}, "empty query"),
         ({"text": "a", "k": 0}, "k must be a positive"),
         ({"image": "/no/such.jpg"}, "not found"),
-        ({"text": "a", "to": "video"}, "unknown target modality"),
+        ({"text": "a", "to": "pictures"}, "unknown target modality"),
         ({"text": "a", "after": "last week"}, "ISO date"),
         ({"text": "a", "colour": "red"}, "unknown search option"),
         ({"vector": [1.0, 2.0]}, "finite numbers"),
@@ -325,4 +325,4 @@ def test_cli_search_as_a_real_process(built) -> None:
         env=env,
         timeout=300,
     )
-    assert bad.returncode == 1 and bad.stderr.strip() == "xmr: error: query audio file not found: /no/such.wav"
+    assert bad.returncode == 2 and bad.stderr.strip() == "xmr: error: query audio file not found: /no/such.wav"

@@ -407,9 +407,9 @@ def test_links_stay_inside_the_folder_unless_asked(tmp_path: Path, tiny) -> None
     followed = run(root, tiny, links="follow")
     assert followed.counts == {"image": 6, "text": 1}
     assert check_index(root / ".xmr").ok  # asked for
-    # Back to the default: the links are no longer followed; their rows are kept, not removed,
-    # and the doctor names the files that lie outside.
-    back = run(root, tiny)
+    # Back to inside, asked for: the links are no longer followed; their rows are kept, not
+    # removed, and the doctor names the files that lie outside.
+    back = run(root, tiny, links="inside")
     assert back.removed == 0 and back.kept == 4 and back.counts == {"image": 6, "text": 1}
     doctor = check_index(root / ".xmr")
     assert not doctor.ok and [p.kind for p in doctor.problems] == ["outside-root"] and doctor.problems[0].count == 4

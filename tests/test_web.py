@@ -195,6 +195,13 @@ def test_filters_narrow_the_results(page, site) -> None:
     shot(page, site, "6-filters")
 
 
+def test_the_videos_chip_shows_videos_alone(page, site) -> None:
+    search(page, site, "x", to="video")
+    names = page.eval_on_selector_all(".group .name", "ns => ns.map(n => n.textContent)")
+    assert names and all(n.endswith("film.webm") for n in names), names
+    assert "to=video" in page.url
+
+
 def test_scrolling_loads_more(page, site) -> None:
     page.set_viewport_size({"width": 700, "height": 500})  # the first page fills more than the screen
     search(page, site, "x", to="image")

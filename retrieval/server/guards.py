@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
 
 log = logging.getLogger(__name__)
@@ -218,11 +219,7 @@ class TokenGuard:
         if header.lower().startswith("bearer "):
             given = header[7:]
         else:
-            given = ""
-            for part in headers.get("cookie", "").split(";"):
-                name, _, value = part.strip().partition("=")
-                if name == COOKIE:
-                    given = value
+            given = cookie_parser(headers.get("cookie", "")).get(COOKIE, "")  # unquoted as it was set
         return hmac.compare_digest(given.encode(), self.token)
 
 

@@ -15,7 +15,7 @@ from ..query import MAX_WEIGHT, MIN_WEIGHT, QueryError, Weighted
 
 MAX_K = 1000
 MAX_OFFSET = 100_000
-TARGETS = ("image", "audio", "text", "all")
+TARGETS = ("image", "audio", "video", "text", "all")
 # A query's cost grows with its text: the text tower reads 256 tokens, and a longer text is
 # embedded in chunks, so 100 kB of q took 23 s. These bound one search to a few embeddings.
 MAX_TEXT_CHARS = 1000
@@ -167,7 +167,8 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
         raise ApiError(400, "bad_modality", f"to: give each of {', '.join(TARGETS)} at most once", "to")
     for t in to:
         if t not in TARGETS:
-            raise ApiError(400, "bad_modality", f"to: {t!r} is not a modality; use image, audio, text or all", "to")
+            message = f"to: {t!r} is not a modality; use image, audio, video, text or all"
+            raise ApiError(400, "bad_modality", message, "to")
     params.to = to or None
     params.k = _int(one("k") or 20, "k", 1, MAX_K)
     params.offset = _int(one("offset") or 0, "offset", 0, MAX_OFFSET)
