@@ -825,7 +825,8 @@ def doctor(
     _setup_logging(verbose, quiet=as_json)
     _offline(offline)
     from indexer import XmrIndexError
-    from indexer.check import check_index, repair_index
+    from indexer.check import check_index
+    from indexer.repair import repair_index
     from retrieval.engine import locate_index
 
     try:

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .layout import IndexCorruptError, IndexLock, Layout, read_manifest, read_manifest_backup, write_manifest
+from .layout import Layout
 from .paths import unescape_path
 from .reader import IndexReader
 from .schema import FILE, INDEXED, MODALITIES, PENDING
-from .shards import ShardError, read_index
+from .shards import ShardError
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -171,75 +171,3 @@ def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:
 
 def _inside(path: str, root_real: str) -> bool:
     return path == root_real or path.startswith(root_real.rstrip(os.sep) + os.sep)
-
-
-def repair_index(
-    index_dir: str | os.PathLike, make_encoder: Callable[[str], Any], allow_mass_removal: bool = False
-):  # -> Summary
-    """Repair an index from what survives: a damaged manifest is restored from its backup or the
-    copy in the database, unreadable shards are set aside (``*.corrupt``), and an indexing run
-    with the options the index was last built with (``--exclude``, ``--texts``, ``--links``)
-    then drops stray vectors and rows and re-embeds only what has no vector left. All of it
-    under the index's lock.
-
-    Args:
-        make_encoder: builds the index's model from its name.
-
-    Raises:
-        IndexCorruptError: neither the manifest nor a copy of it can be read.
-        IndexBusyError: another process is updating the index.
-    """
-    from .build import IndexOptions, index_locked
-
-    layout = Layout(Path(index_dir))
-    with IndexLock(layout):
-        manifest = _manifest_or_copy(layout)
-        root = unescape_path(manifest["root"])
-        if not os.path.isdir(root):
-            raise IndexCorruptError(f"the indexed folder {root} is gone; nothing to rebuild from")
-        if layout.shards.exists():
-            for path in sorted(layout.shards.glob("*.faiss")):
-                try:
-                    read_index(path)
-                except ShardError as exc:
-                    aside = path.with_name(path.name + ".corrupt")
-                    log.warning("%s; moving it aside to %s, its vectors will be re-embedded", exc, aside.name)
-                    os.replace(path, aside)
-        # --exclude, --texts and --links left unset: the run takes the recorded ones (a recorded
-        # texts file that is gone is dropped with a warning, its items removed).
-        options = IndexOptions(
-            index_dir=str(layout.dir), db_url=manifest.get("db"), allow_mass_removal=allow_mass_removal
-        )
-        return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest["model"]), options)
-
-
-def _manifest_or_copy(layout: Layout) -> dict:
-    """The manifest; else its backup file; else the copy in the database the backup names (or
-    the default SQLite database). A copy found is written back as the manifest."""
-    try:
-        manifest = read_manifest(layout)
-    except IndexCorruptError:
-        manifest = None
-    if manifest is not None:
-        if not layout.manifest.is_file():  # read from the backup: put it back
-            log.warning("restoring %s from its backup", layout.manifest)
-            write_manifest(layout, manifest)
-        return manifest
-    copy = read_manifest_backup(layout)
-    if copy is None:
-        try:
-            store = Store(layout.db_url(), create=False)
-            try:
-                copy = store.manifest_copy()
-            finally:
-                store.close()
-        except StoreError:
-            copy = None
-    if copy is None:
-        raise IndexCorruptError(
-            f"the manifest at {layout.manifest} is missing or damaged and no copy of it survives; "
-            "index the folder again with `xmr index FOLDER --index ...`"
-        )
-    log.warning("restoring %s from a copy", layout.manifest)
-    write_manifest(layout, copy)
-    return copy

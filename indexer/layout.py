@@ -180,3 +180,14 @@ class IndexLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def find_index_dir(start: str | os.PathLike | None = None) -> Path | None:
+    """The nearest ``.xmr`` folder at or above ``start`` (default: the current folder)."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if Layout(folder / ".xmr").exists():
+            return folder / ".xmr"
+        if folder.name == ".xmr" and Layout(folder).exists():
+            return folder
+    return None

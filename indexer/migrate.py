@@ -23,8 +23,8 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .errors import StoreError
 from .schema import SCHEMA_VERSION, Failure, IndexRow, Item, Segment
-from .store import StoreError
 
 log = logging.getLogger(__name__)
 V1_COLUMNS = (

@@ -8,9 +8,6 @@ import os
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-from .layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +149,3 @@ def _rel(path: str, root: str) -> str:
 
 def _excluded(rel: str, name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
-def find_index_dir(start: str | os.PathLike | None = None) -> Path | None:
-    """The nearest ``.xmr`` folder at or above ``start`` (default: the current folder)."""
-    here = Path(start or os.getcwd()).resolve()
-    for folder in (here, *here.parents):
-        if Layout(folder / ".xmr").exists():
-            return folder / ".xmr"
-        if folder.name == ".xmr" and Layout(folder).exists():
-            return folder
-    return None

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from indexer.constants import MODALITIES
-
 from .audio import AudioPreprocessor
 from .image import ImagePreprocessor
+
+MODALITIES = ("image", "audio", "text")  # what a tower may embed (the indexer keeps its own list: it imports no model)
 
 log = logging.getLogger(__name__)
 __all__ = ["MODALITIES", "Encoder", "ModalityError", "l2_normalize"]

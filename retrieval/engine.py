@@ -19,18 +19,17 @@ from typing import Any
 import numpy as np
 
 from indexer.constants import INDEXED, TEXT_LINE, VIDEO
-from indexer.layout import IndexMismatchError, IndexNotFoundError, Layout
+from indexer.layout import IndexMismatchError, IndexNotFoundError, Layout, find_index_dir
 from indexer.paths import unescape_path
 from indexer.reader import IndexReader
-from indexer.scan import find_index_dir
 from indexer.shards import ShardSet
 
 from .encoder import Encoder
 from .filters import Filters
 from .query import Hit, QueryError, collect_parts, embed_parts, target_modalities
+from .selection import OVERFETCH, id_selector
 
 log = logging.getLogger(__name__)
-OVERFETCH = 16  # extra hits asked of FAISS, for vectors whose row an indexer has not committed yet
 
 
 def locate_index(path: str | os.PathLike | None = None) -> Path:
@@ -212,7 +211,7 @@ class Engine:
                 allowed = self._filtered_ids(modality, filters, modality in videos_only)
                 if len(allowed) == 0:
                     continue
-                selector = _id_selector(allowed)
+                selector = id_selector(allowed)
             scores, ids = shards.search(queries, k + OVERFETCH, selector=selector)
             # Rows of the top k first; the over-fetched ones only for queries that lack rows
             # (vectors an indexer has written but not yet committed).
@@ -237,7 +236,7 @@ class Engine:
                         continue
                     seen.add(row.id)
                     rank += 1
-                    hits.append(self._hit(rank, float(score), row, track=modality))
+                    hits.append(self.hit_of(rank, float(score), row, track=modality))
                     if rank == k:
                         break
             from .moments import with_moments
@@ -260,7 +259,7 @@ class Engine:
         self.index.use_gpu = self.use_gpu
         return self.index.shards(modality)
 
-    def _hit(self, rank: int, score: float, row: Any, segment: Any = None, track: str | None = None) -> Hit:
+    def hit_of(self, rank: int, score: float, row: Any, segment: Any = None, track: str | None = None) -> Hit:
         """A hit on ``row`` (on one of its ``segment``s when given), found among ``track``'s vectors."""
         stored = unescape_path(row.path)
         path = stored if row.kind == TEXT_LINE else os.path.join(self._root_str, stored)
@@ -293,8 +292,8 @@ class Engine:
         if row is None and valid:  # a segment's id: its file, at its moment
             segment = self.index.segment_rows([item_id]).get(int(item_id))
             row = self.index.rows([segment.item_id]).get(segment.item_id) if segment is not None else None
-            return self._hit(0, 0.0, row, segment=segment) if row is not None and row.status == INDEXED else None
-        return self._hit(0, 0.0, row) if row is not None and row.status == INDEXED else None
+            return self.hit_of(0, 0.0, row, segment=segment) if row is not None and row.status == INDEXED else None
+        return self.hit_of(0, 0.0, row) if row is not None and row.status == INDEXED else None
 
     def vector(self, item_id: int, track: str | None = None) -> np.ndarray:
         """The stored vector of an indexed item ("more like this"). A video has two: its frames'
@@ -368,12 +367,6 @@ def _check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise QueryError(f"k must be a positive whole number, not {k!r}")
     return int(k)
-
-
-def _id_selector(ids: np.ndarray):
-    import faiss
-
-    return faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64))  # copies the ids
 
 
 def _iso(mtime_ns: int) -> str | None:

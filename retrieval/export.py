@@ -153,19 +153,3 @@ def _weights_keys(spec, modality: str) -> tuple[Path, dict[str, str]]:  # noqa: 
         return Path(weights), {name: key for key in stored if (name := tower_name(key)) is not None}
     prefix = f"towers.{modality}."
     return Path(weights), {key[len(prefix) :]: key for key in stored if key.startswith(prefix)}
-
-
-def package_graphs(name: str = "xmr-mini") -> Path:
-    """(Re)write the packaged graphs of a model from its shipped config and weights files. The
-    graphs hold no weights, so a ship of new weights leaves them valid; a change of architecture
-    needs this (``python -m retrieval.export NAME``; ``tests/test_light.py`` notices)."""
-    from .packaged import graphs_dir
-    from .registry import create_model
-
-    return export_packaged(create_model(name, device="cpu", runtime="torch"), graphs_dir(name))
-
-
-if __name__ == "__main__":  # python -m retrieval.export [NAME]: package a model's graphs
-    import sys
-
-    print(package_graphs(*sys.argv[1:2]))

@@ -18,6 +18,7 @@ import numpy as np
 from indexer.constants import INDEXED
 
 from .query import Hit
+from .selection import OVERFETCH, id_selector
 
 FETCH = 8  # segment candidates per hit asked for
 
@@ -26,7 +27,6 @@ def with_moments(
     engine: Any, modality: str, queries: np.ndarray, hits: list[list[Hit]], k: int, allowed: Any, segments: bool
 ) -> list[list[Hit]]:
     """``hits`` (file-level, per query, ranked) merged with ``modality``'s segment hits."""
-    from .engine import OVERFETCH, _id_selector
 
     shards = engine.index.segment_shards(modality)
     if shards is None or shards.ntotal == 0:
@@ -36,7 +36,7 @@ def with_moments(
         chosen = np.array(sorted(engine.index.segment_ids_of(allowed)), dtype=np.int64)
         if not len(chosen):
             return hits
-        selector = _id_selector(chosen)
+        selector = id_selector(chosen)
     scores, ids = shards.search(queries, (k + OVERFETCH) * FETCH, selector=selector)
     seg_rows = engine.index.segment_rows(np.unique(ids[ids >= 0]))
     items = engine.index.rows(sorted({r.item_id for r in seg_rows.values()}))
@@ -54,12 +54,12 @@ def with_moments(
                 found.append((float(score), item, seg))
         if segments:
             ranked = [(h.score, h) for h in hits[q] if h.id not in with_segments]
-            ranked += [(s, engine._hit(0, s, item, segment=seg)) for s, item, seg in found]
+            ranked += [(s, engine.hit_of(0, s, item, segment=seg)) for s, item, seg in found]
         else:
             merged = {h.file_id if h.file_id is not None else h.id: (h.score, h) for h in hits[q]}
             for s, item, seg in found:
                 if item.id not in merged or s > merged[item.id][0]:
-                    merged[item.id] = (s, engine._hit(0, s, item, segment=seg))
+                    merged[item.id] = (s, engine.hit_of(0, s, item, segment=seg))
             ranked = list(merged.values())
         ranked.sort(key=lambda pair: -pair[0])
         out.append([dataclasses.replace(h, rank=n + 1) for n, (_, h) in enumerate(ranked[:k])])

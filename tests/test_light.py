@@ -142,7 +142,7 @@ def test_shipped_graphs_are_what_an_export_of_the_shipped_weights_makes_now(tmp_
     assert json.loads((out / "manifest.json").read_text()) == json.loads((shipped / "manifest.json").read_text())
     for name in ("text.onnx", "image.onnx", "audio.onnx"):
         assert (out / name).read_bytes() == (shipped / name).read_bytes(), (
-            f"{name}: python -m retrieval.export xmr-mini"
+            f"{name}: python -m retrieval.package xmr-mini"
         )
         assert (shipped / name).stat().st_size < 200_000, "a shipped graph holds no weights"
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .media import write_moving_video, write_video
-from .moments import RATE, choose_captions, score
+from .moment_scoring import RATE, choose_captions, score
 
 log = logging.getLogger(__name__)
 SIZE = (320, 240)  # the videos' frame: width, height
