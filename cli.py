@@ -438,8 +438,8 @@ def index(
     _setup_logging(verbose, quiet=as_json)
     _offline(offline)
     import indexer
-    from indexer.build import resolve_model_name
-    from retrieval.registry import UnknownModelError
+    from indexer.ingest.build import resolve_model_name
+    from retrieval.models.registry import UnknownModelError
 
     if not folder.is_dir():
         _fail(f"not a folder: {folder}")
@@ -482,7 +482,7 @@ def index(
             import functools
 
             from retrieval.extras import require_extra
-            from retrieval.registry import inference_model
+            from retrieval.models.registry import inference_model
 
             require_extra("ray", "ray", "xmr index --ray")
             options.encoder_factory = functools.partial(inference_model, name, None if device == "auto" else device)
@@ -509,7 +509,7 @@ def index(
 
 def _create_model(name: str, device: str):
     from retrieval import create_model
-    from retrieval.registry import inference_runtime
+    from retrieval.models.registry import inference_runtime
 
     device = None if device == "auto" else device
     return create_model(name, device=device, runtime=inference_runtime(name, device))
@@ -546,8 +546,8 @@ def _recorded(options: dict) -> str:
 
 
 def _size(value: str | None, name: str) -> int | None:
-    from retrieval.filters import parse_size
-    from retrieval.query import QueryError
+    from retrieval.search.filters import parse_size
+    from retrieval.search.query import QueryError
 
     try:
         return parse_size(value, name)
@@ -639,10 +639,10 @@ def search(
     _setup_logging(verbose, quiet=not verbose)
     _offline(offline)
     from indexer import XmrIndexError
-    from indexer.errors import StoreError
-    from indexer.shards import ShardError
+    from indexer.storage.errors import StoreError
+    from indexer.storage.shards import ShardError
     from retrieval import QueryError
-    from retrieval.engine import Engine
+    from retrieval.search.engine import Engine
 
     texts = ([query] if query is not None else []) + list(text)
     if not texts and not image and not audio:
@@ -731,8 +731,8 @@ def info(
     """Show an index: model, counts per modality, sizes, index type, last run."""
     _setup_logging(False, quiet=True)
     from indexer import XmrIndexError
-    from indexer.errors import StoreError
-    from retrieval.engine import Engine
+    from indexer.storage.errors import StoreError
+    from retrieval.search.engine import Engine
 
     try:
         with Engine.open(index_dir) as engine:
@@ -755,7 +755,7 @@ def info(
     if facts["bytes"].get("stored_vectors"):
         typer.echo(f"vectors   {facts['bytes']['stored_vectors'] / 1e6:.1f} MB stored (float16, for re-ranking)")
     if facts["index_type"] == "auto":
-        from indexer.autotype import RETRAIN_GROWTH
+        from indexer.storage.autotype import RETRAIN_GROWTH
 
         typer.echo(f"types     chosen by size within a search-memory budget of {facts['max_memory'] / 2**30:.2f} GiB:")
         for modality, choice in facts["types"].items():
@@ -786,7 +786,7 @@ def info(
         + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else "")
     )
     if facts.get("options"):
-        from indexer.build import notable_options
+        from indexer.ingest.build import notable_options
 
         recorded = notable_options(facts["options"])
     else:
@@ -825,9 +825,9 @@ def doctor(
     _setup_logging(verbose, quiet=as_json)
     _offline(offline)
     from indexer import XmrIndexError
-    from indexer.check import check_index
-    from indexer.repair import repair_index
-    from retrieval.engine import locate_index
+    from indexer.ingest.repair import repair_index
+    from indexer.storage.check import check_index
+    from retrieval.search.engine import locate_index
 
     try:
         folder = locate_index(index_dir)
@@ -903,7 +903,7 @@ def serve(
     _setup_logging(verbose)
     _offline(offline)
     from indexer import XmrIndexError
-    from indexer.errors import StoreError
+    from indexer.storage.errors import StoreError
     from retrieval.server import ServeError
     from retrieval.server import serve as run_server
 
@@ -1139,7 +1139,7 @@ def bench_scale(
     memory, bytes, query times, recall@10 against exact. Run again to resume a cut-short build."""
     _setup_logging(False, quiet=as_json)
     from retrieval.bench.scale import budget_label, run_scale
-    from retrieval.encoder import cache_dir
+    from retrieval.models.encoder import cache_dir
 
     budget = _memory(max_memory)
     folder = work or Path(cache_dir()) / "bench" / (
@@ -1262,7 +1262,7 @@ def _memory(value: str | None) -> int | None:
     """``--max-memory``: a size such as 2G, in bytes (None when not given)."""
     if value is None:
         return None
-    from indexer.autotype import parse_memory
+    from indexer.storage.autotype import parse_memory
 
     try:
         return parse_memory(value)

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.shards import ShardSet  # noqa: E402
+from indexer.storage.shards import ShardSet  # noqa: E402
 from retrieval.bench.report import machine_info  # noqa: E402
 
 

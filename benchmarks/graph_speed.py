@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from retrieval import create_model  # noqa: E402
 from retrieval.bench.report import machine_info  # noqa: E402
-from retrieval.encoder import pad_ids  # noqa: E402
-from retrieval.onnx_runtime import OnnxEncoder  # noqa: E402
-from retrieval.packaged import graphs_dir  # noqa: E402
+from retrieval.models.encoder import pad_ids  # noqa: E402
+from retrieval.models.onnx_runtime import OnnxEncoder  # noqa: E402
+from retrieval.models.packaged import graphs_dir  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    from retrieval.export import export_onnx
+    from retrieval.models.export import export_onnx
 
     spec = create_model("xmr-mini", runtime="onnx").spec
     folded_dir = export_onnx(create_model("xmr-mini", device="cpu", runtime="torch"), Path(tempfile.mkdtemp()) / "x")

@@ -285,7 +285,7 @@ def main() -> None:
 
     from retrieval.bench.report import machine_info
     from retrieval.bench.serve import build_index
-    from retrieval.registry import create_model, inference_runtime
+    from retrieval.models.registry import create_model, inference_runtime
 
     encoder = create_model("xmr-mini", runtime=inference_runtime("xmr-mini"))
     folder = Path(args.cache).expanduser() / f"serve-{args.items}-{encoder.weights_hash[:12]}"

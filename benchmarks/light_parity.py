@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from retrieval import create_model  # noqa: E402
 from retrieval.bench.recall import directions, load_captioned  # noqa: E402
 from retrieval.bench.report import machine_info  # noqa: E402
-from retrieval.onnx_runtime import OnnxEncoder  # noqa: E402
+from retrieval.models.onnx_runtime import OnnxEncoder  # noqa: E402
 
 PATHS = ("light", "torch", "folded export")
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--data", default="/work/data", help="folder of data sets (DATASET/test*.jsonl)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    from retrieval.export import export_onnx
+    from retrieval.models.export import export_onnx
 
     splits = sorted(glob.glob(f"{args.data}/*/test*.jsonl"))
     light = create_model("xmr-mini", runtime="onnx")

@@ -40,8 +40,8 @@ def make_index(root: Path, index_dir: Path, items: int) -> None:
         return
     import numpy as np
 
-    from indexer.bulk import IndexSpec, build_from_vectors
-    from indexer.paths import escape_path
+    from indexer.ingest.bulk import IndexSpec, build_from_vectors
+    from indexer.storage.paths import escape_path
     from retrieval import create_model
 
     encoder = create_model("xmr-mini")
@@ -66,7 +66,7 @@ def make_index(root: Path, index_dir: Path, items: int) -> None:
 def child(root: str, index_dir: str) -> None:
     from indexer import IndexOptions, index_folder
     from retrieval import create_model
-    from retrieval.registry import inference_runtime
+    from retrieval.models.registry import inference_runtime
 
     encoder = create_model("xmr-mini", runtime=inference_runtime("xmr-mini"))  # as `xmr index` does
     with open("/proc/self/clear_refs", "w") as f:
@@ -107,7 +107,7 @@ def main() -> None:
         child(*args.child)
         return
     from retrieval.bench.report import machine_info
-    from retrieval.encoder import cache_dir
+    from retrieval.models.encoder import cache_dir
 
     work = Path(args.work or Path(cache_dir()) / "bench" / f"nochange-{args.items}")
     root, index_dir = work / "root", work / "index"

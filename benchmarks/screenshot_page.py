@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import indexer  # noqa: E402
 from retrieval import Engine, create_model  # noqa: E402
-from retrieval.registry import inference_runtime  # noqa: E402
+from retrieval.models.registry import inference_runtime  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import ThumbnailCache  # noqa: E402
 from retrieval.server.local import CHROMIUM_FLAGS, LocalServer  # noqa: E402

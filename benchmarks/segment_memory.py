@@ -20,9 +20,9 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from indexer.segments import SegmentingAudio  # noqa: E402
-from retrieval.audio import AudioPreprocessor  # noqa: E402
+from indexer.ingest.segments import SegmentingAudio  # noqa: E402
 from retrieval.bench.report import machine_info  # noqa: E402
+from retrieval.models.audio import AudioPreprocessor  # noqa: E402
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 def video(minutes: float) -> Path:
     from retrieval.bench.media import write_moving_video
-    from retrieval.encoder import cache_dir
+    from retrieval.models.encoder import cache_dir
 
     cached = Path(cache_dir()) / "bench" / f"moving-720p30-g60-{minutes:g}min.mp4"
     if not cached.exists():
@@ -43,7 +43,7 @@ def soundtrack(minutes: float) -> Path:
     import av
     import numpy as np
 
-    from retrieval.encoder import cache_dir
+    from retrieval.models.encoder import cache_dir
 
     cached = Path(cache_dir()) / "bench" / f"tones-aac-{minutes:g}min.m4a"
     if cached.exists():
@@ -71,9 +71,9 @@ def soundtrack(minutes: float) -> Path:
 
 def child(path: str) -> None:
     """Runs in a fresh process: RSS before and at peak, in MiB."""
-    from indexer.video import SegmentingVideo
-    from retrieval.audio import AudioPreprocessor
-    from retrieval.image import ImagePreprocessor
+    from indexer.ingest.video import SegmentingVideo
+    from retrieval.models.audio import AudioPreprocessor
+    from retrieval.models.image import ImagePreprocessor
 
     def rss() -> float:
         with open("/proc/self/status") as f:

@@ -7,8 +7,8 @@ encode_text``, ``preprocess_image / preprocess_audio``, ``name``, ``weights_hash
 
 from typing import Any
 
-from .errors import OptionError
-from .layout import (
+from .storage.errors import OptionError
+from .storage.layout import (
     IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
@@ -37,7 +37,7 @@ def __getattr__(name: str) -> Any:
     # The indexing pipeline (multiprocessing, decoders) loads only when asked for: a query
     # process that reads the index storage never pays for it.
     if name in ("IndexOptions", "Summary", "index_folder"):
-        from . import build
+        from .ingest import build
 
         return getattr(build, name)
     raise AttributeError(f"module 'indexer' has no attribute {name!r}")

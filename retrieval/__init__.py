@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .encoder import MODALITIES, Encoder, ModalityError
-from .query import Hit, QueryError, Weighted
-from .registry import UnknownModelError, create_model, list_models, resolve
+from .models.encoder import MODALITIES, Encoder, ModalityError
+from .models.registry import UnknownModelError, create_model, list_models, resolve
+from .search.query import Hit, QueryError, Weighted
 
 __all__ = [
     "MODALITIES",
@@ -28,7 +28,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Engine":  # the query layer pulls in SQLAlchemy and the index storage
-        from .engine import Engine
+        from .search.engine import Engine
 
         return Engine
     raise AttributeError(f"module 'retrieval' has no attribute {name!r}")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from retrieval.audio import AudioDecodeError, AudioPreprocessor, hz_to_mel, mel_filterbank, mel_to_hz, resample
+from retrieval.models.audio import AudioDecodeError, AudioPreprocessor, hz_to_mel, mel_filterbank, mel_to_hz, resample
 from tests.conftest import sine
 
 

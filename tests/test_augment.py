@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from retrieval.audio import AudioPreprocessor
+from retrieval.models.audio import AudioPreprocessor
 from retrieval.train.augment import TorchLogMel, augment_waves, spec_augment
 
 FLOOR = -13.8  # log(1e-6): the log-mel of zero padding

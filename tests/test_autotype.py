@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 import indexer
-from indexer import autotype
-from indexer.autotype import choose, nlist_for, parse_memory
-from indexer.check import check_index
-from indexer.shards import ShardSet
-from indexer.vectors import StoredVectors, StoredVectorsError
+from indexer.storage import autotype
+from indexer.storage.autotype import choose, nlist_for, parse_memory
+from indexer.storage.check import check_index
+from indexer.storage.shards import ShardSet
+from indexer.storage.vectors import StoredVectors, StoredVectorsError
 from retrieval import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,7 +252,7 @@ CHILD = """
 import sys
 from pathlib import Path
 import indexer
-from indexer import autotype
+from indexer.storage import autotype
 from retrieval import create_model
 autotype.FLAT_MAX = 300
 root, index_dir, texts, budget = sys.argv[1:5]
@@ -339,8 +339,8 @@ def test_filtered_search_on_ivf_equals_exact_over_the_allowed_ids(tmp_path: Path
 def test_a_reader_keeps_the_parts_an_indexer_did_not_replace(tmp_path: Path) -> None:
     """A checkpoint adds a delta: a reader open beside the indexer reads the delta, not the
     whole base again (a 10M IVF base is gigabytes); a base replaced (a merge) is read anew."""
-    from indexer.bulk import BulkIndex, IndexSpec
-    from indexer.reader import IndexReader
+    from indexer.ingest.bulk import BulkIndex, IndexSpec
+    from indexer.storage.reader import IndexReader
 
     spec = IndexSpec(model="m", weights_hash="h", dim=8, index_type="IVF4,Flat", modalities=("image",))
     v = _unit(3000, 8, 0)
@@ -390,7 +390,7 @@ def test_reindex_refuses_an_untrainable_type_first_and_a_killed_one_is_finished(
 
 
 def test_when_a_modality_is_rebuilt() -> None:
-    from indexer.retype import due, share
+    from indexer.storage.retype import due, share
 
     gib = 1 << 30
     manifest = {"index_type": "auto", "dim": 384, "types": {}}

@@ -9,8 +9,8 @@ import numpy as np
 
 from indexer import IndexOptions, index_folder
 from retrieval import Engine
-from retrieval.audio import AudioDecodeError, AudioPreprocessor, resample, to_mono
-from retrieval.av_audio import AvAudio
+from retrieval.models.audio import AudioDecodeError, AudioPreprocessor, resample, to_mono
+from retrieval.models.av_audio import AvAudio
 from tests.helpers import write_m4a
 
 PRE = AudioPreprocessor()

@@ -14,10 +14,10 @@ import soundfile as sf
 from PIL import Image
 
 import indexer
-from indexer.layout import Layout
-from indexer.paths import unescape_path
-from indexer.schema import FILE
-from indexer.store import Store
+from indexer.storage.layout import Layout
+from indexer.storage.paths import unescape_path
+from indexer.storage.schema import FILE
+from indexer.storage.store import Store
 from tests.helpers import RATE, write_audio, write_image, write_m4a
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import indexer
-from indexer.check import check_index
+from indexer.storage.check import check_index
 from tests.helpers import make_media
 from tests.test_indexer import stored
 

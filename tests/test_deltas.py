@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import indexer.shards as shards_module
-from indexer.shards import MERGE_RATIO, ShardSet, part_of
+import indexer.storage.shards as shards_module
+from indexer.storage.shards import MERGE_RATIO, ShardSet, part_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,7 @@ def test_a_removal_rewrites_the_part_that_held_the_vector(tmp_path: Path) -> Non
 
 MERGE_CHILD = """
 import sys, numpy as np
-from indexer.shards import ShardSet
+from indexer.storage.shards import ShardSet
 folder, rounds = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
 for r in range(rounds):
@@ -194,7 +194,7 @@ def test_a_lost_template_is_rebuilt_from_a_shard(
 
 
 def test_a_type_that_cannot_remove_says_so(tmp_path: Path) -> None:
-    from indexer.shards import ShardError
+    from indexer.storage.shards import ShardError
 
     shards = ShardSet(tmp_path, "image", 8, "IVF4,PQ4x4fs", shard_size=1_000).load()
     shards.add(_unit(300, 8, 0), np.arange(300))

@@ -15,10 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 import indexer
-from indexer.layout import Layout
-from indexer.paths import unescape_path
-from indexer.shards import ShardSet
-from indexer.store import Store
+from indexer.storage.layout import Layout
+from indexer.storage.paths import unescape_path
+from indexer.storage.shards import ShardSet
+from indexer.storage.store import Store
 from retrieval import Engine, QueryError, Weighted
 from tests.helpers import make_media, write_text
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import indexer
-from indexer.check import check_index
+from indexer.storage.check import check_index
 from retrieval import Engine
 from tests.helpers import make_media, write_image
 

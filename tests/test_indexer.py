@@ -13,12 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 import indexer
-from indexer.check import check_index
-from indexer.layout import Layout, read_manifest
-from indexer.paths import escape_path, unescape_path
-from indexer.schema import FILE, TEXT_LINE
-from indexer.shards import ShardSet, part_of
-from indexer.store import Store
+from indexer.storage.check import check_index
+from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.paths import escape_path, unescape_path
+from indexer.storage.schema import FILE, TEXT_LINE
+from indexer.storage.shards import ShardSet, part_of
+from indexer.storage.store import Store
 from tests.helpers import make_media, touch_later, write_audio, write_image, write_text
 
 
@@ -213,7 +213,7 @@ def test_other_model_refused_unless_rebuild(tmp_path: Path, tiny) -> None:
 
 
 def test_second_indexer_is_refused(tmp_path: Path, tiny) -> None:
-    from indexer.layout import IndexLock
+    from indexer.storage.layout import IndexLock
 
     root = make_media(tmp_path / "media", images=1, audio=0, texts=0)
     with IndexLock(Layout(root / ".xmr")):
@@ -384,7 +384,7 @@ def test_other_index_types(tmp_path: Path, factory: str) -> None:
 
 
 def test_exact_topk_matches_full_sort() -> None:
-    from indexer import exact
+    from indexer.storage import exact
 
     rng = np.random.default_rng(3)
     xb = rng.standard_normal((5000, 12)).astype(np.float32)
@@ -403,7 +403,7 @@ def test_exact_topk_matches_full_sort() -> None:
 
 
 def test_block_selection_matches_argpartition() -> None:
-    from indexer.exact import BLOCK, _block_topk
+    from indexer.storage.exact import BLOCK, _block_topk
 
     rng = np.random.default_rng(9)
     scores = rng.standard_normal((6, 40 * BLOCK + 77)).astype(np.float32)
@@ -419,7 +419,7 @@ def test_block_selection_matches_argpartition() -> None:
 def test_decode_workers_never_import_torch(tmp_path: Path, tiny) -> None:
     import os
 
-    from indexer.workers import DecodePool
+    from indexer.ingest.workers import DecodePool
     from tests.helpers import heavy_modules_loaded
 
     image = write_image(tmp_path / "a.png", seed=1)
@@ -459,4 +459,4 @@ def test_native_decoder_chatter_goes_to_the_log_not_the_terminal(tmp_path: Path)
     assert "Illegal Audio-MPEG-Header" not in quiet.stderr and "Note:" not in quiet.stderr, quiet.stderr
     verbose = xmr("-v")
     chatter = [line for line in verbose.stderr.splitlines() if "Illegal Audio-MPEG-Header" in line]
-    assert chatter and all(line.startswith("DEBUG indexer.workers: decode worker ") for line in chatter), chatter
+    assert chatter and all(line.startswith("DEBUG indexer.ingest.workers: decode worker ") for line in chatter), chatter

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from indexer import IndexOptions, index_folder
-from indexer.layout import Layout, read_manifest
-from indexer.sqlite_rows import SqliteRows
-from indexer.store import Store
+from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.sqlite_rows import SqliteRows
+from indexer.storage.store import Store
 from retrieval import create_model
-from retrieval.packaged import graphs_dir, packaged_graphs
-from retrieval.spec import WEIGHTS_DIR
+from retrieval.models.packaged import graphs_dir, packaged_graphs
+from retrieval.models.spec import WEIGHTS_DIR
 from tests.conftest import sine
 from tests.helpers import make_media
 
@@ -135,20 +135,20 @@ def test_shipped_graphs_equal_the_torch_model() -> None:
 def test_shipped_graphs_are_what_an_export_of_the_shipped_weights_makes_now(tmp_path: Path) -> None:
     """Graphs carry no weights, so they change only with the architecture; a stale graph (a
     config or tower code changed, a ship that forgot them) fails here."""
-    from retrieval.export import export_packaged
+    from retrieval.models.export import export_packaged
 
     out = export_packaged(create_model("xmr-mini", device="cpu", runtime="torch"), tmp_path / "graphs")
     shipped = graphs_dir("xmr-mini")
     assert json.loads((out / "manifest.json").read_text()) == json.loads((shipped / "manifest.json").read_text())
     for name in ("text.onnx", "image.onnx", "audio.onnx"):
         assert (out / name).read_bytes() == (shipped / name).read_bytes(), (
-            f"{name}: python -m retrieval.package xmr-mini"
+            f"{name}: python -m retrieval.models.package xmr-mini"
         )
         assert (shipped / name).stat().st_size < 200_000, "a shipped graph holds no weights"
 
 
 def test_a_changed_config_or_checkpoint_weights_do_not_use_the_shipped_graphs(tmp_path: Path) -> None:
-    from retrieval.registry import resolve
+    from retrieval.models.registry import resolve
 
     assert packaged_graphs(resolve("xmr-mini")) == graphs_dir("xmr-mini")
     assert packaged_graphs(resolve("xmr-mini", audio_cfg={"num_layers": 2})) is None
@@ -171,7 +171,7 @@ def test_a_session_keeps_no_reference_to_the_weights_it_was_given() -> None:
     must change nothing."""
     import onnxruntime as ort
 
-    from retrieval.packaged import external_initializers, read_manifest
+    from retrieval.models.packaged import external_initializers, read_manifest
 
     folder = graphs_dir("xmr-mini")
     tower = read_manifest(folder)["towers"]["text"]
@@ -189,7 +189,7 @@ def test_a_session_keeps_no_reference_to_the_weights_it_was_given() -> None:
 def test_text_tower_packing_copies_the_weights_and_reads_them_under_the_tower_s_names(tmp_path: Path) -> None:
     from safetensors.numpy import save_file
 
-    from retrieval.text_weights import load_text_weights, pack_text_tower
+    from retrieval.models.text_weights import load_text_weights, pack_text_tower
 
     rng = np.random.default_rng(1)
     hf = {
@@ -225,8 +225,8 @@ def test_the_shipped_text_tower_is_the_wheel_s_file_so_old_indexes_keep_their_mo
     its hash (and xmr-mini's weights hash, which indexes record) did not change."""
     import importlib.util
 
-    from retrieval.registry import resolve
-    from retrieval.spec import file_sha256
+    from retrieval.models.registry import resolve
+    from retrieval.models.spec import file_sha256
 
     shipped = WEIGHTS_DIR / "all-minilm-l6-v2.safetensors"
     record = json.loads((WEIGHTS_DIR / "all-minilm-l6-v2.json").read_text())
@@ -283,7 +283,7 @@ def test_a_query_s_row_reads_import_no_sqlalchemy(tmp_path: Path, tiny) -> None:
     child = textwrap.dedent(
         f"""
         import sys
-        from indexer.reader import IndexReader
+        from indexer.storage.reader import IndexReader
         reader = IndexReader.open({str(folder)!r})
         ids = reader.shards("image").ids()
         rows = reader.rows(ids)
@@ -333,7 +333,7 @@ def test_row_reads_by_id_use_the_primary_key(tmp_path: Path) -> None:
 
     from sqlalchemy import event
 
-    from indexer.bulk import IndexSpec, build_from_vectors
+    from indexer.ingest.bulk import IndexSpec, build_from_vectors
 
     vectors = np.eye(16, dtype=np.float32)[np.arange(2000) % 16]
     rows = [{"path": f"p{i}.png", "ext": "png"} for i in range(2000)]

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import indexer
-from indexer.check import check_index
-from indexer.constants import SCHEMA_VERSION
-from indexer.layout import Layout, read_manifest
-from indexer.migrate import MigrationError
-from indexer.store import Store
+from indexer.storage.check import check_index
+from indexer.storage.constants import SCHEMA_VERSION
+from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.migrate import MigrationError
+from indexer.storage.store import Store
 from retrieval import Engine
 from tests.test_indexer import stored
 

@@ -118,8 +118,8 @@ def test_minilm_text_tower_matches_the_reference_implementation() -> None:
     import torch
     import transformers
 
-    from retrieval.registry import TOKENIZER_FILE, resolve
-    from retrieval.text_weights import HF_RENAMES, load_text_weights
+    from retrieval.models.registry import TOKENIZER_FILE, resolve
+    from retrieval.models.text_weights import HF_RENAMES, load_text_weights
 
     model = create_model("xmr-mini", device="cpu")
     texts = ["a dog on a beach", "Tax law reform passed the senate yesterday."]
@@ -159,7 +159,7 @@ def test_minilm_text_tower_matches_the_reference_implementation() -> None:
 
 def test_openclip_without_cached_weights_says_how_to_use_a_local_file(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    from retrieval.openclip_model import PretrainedWeightsError
+    from retrieval.models.openclip_model import PretrainedWeightsError
 
     with pytest.raises(PretrainedWeightsError, match=r"ViT-B-32.*openclip:ViT-B-32@"):
         create_model("openclip:ViT-B-32/laion2b_s34b_b79k", device="cpu")
@@ -174,7 +174,7 @@ def test_large_jpeg_decodes_at_reduced_scale_close_to_a_full_decode(tmp_path) ->
 
     from PIL import ImageOps
 
-    from retrieval.image import ImagePreprocessor
+    from retrieval.models.image import ImagePreprocessor
 
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)

@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from indexer import IndexOptions, index_folder
-from indexer.layout import Layout, read_manifest
-from indexer.store import Store
+from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.store import Store
 from retrieval import Engine
 
 RATE = 16_000
@@ -56,7 +56,7 @@ def test_a_long_file_is_found_at_its_moment(media: dict, tiny) -> None:
     summary = index_folder(media["root"], tiny, IndexOptions(workers=0))
     index = media["root"] / ".xmr"
     rows = _segments(index)
-    from indexer.check import check_index
+    from indexer.storage.check import check_index
 
     assert check_index(index).ok, check_index(index).problems
     # xmr-tiny's windows are 1 s: a 12 s file has windows every 0.5 s, the last ending at 12 s.
@@ -112,13 +112,13 @@ def test_segment_vectors_lost_in_a_crash_are_made_again(media: dict, tiny) -> No
     root, index = media["root"], media["root"] / ".xmr"
     index_folder(root, tiny, IndexOptions(workers=0))
     rows = _segments(index)
-    from indexer.shards import ShardSet
+    from indexer.storage.shards import ShardSet
 
     shards = ShardSet(Layout(index).shards, "audio-segments", tiny.embed_dim).load()
     shards.remove(np.array([r[0] for r in rows[:5]], dtype=np.int64))
     shards.add(np.ones((1, tiny.embed_dim), np.float32) / np.sqrt(tiny.embed_dim), np.array([rows[-1][0] + 100]))
     shards.flush()
-    from indexer.check import check_index
+    from indexer.storage.check import check_index
 
     kinds = sorted(p.kind for p in check_index(index).problems)
     assert kinds == ["missing-vector", "orphan-vector"], kinds  # the doctor sees both

@@ -17,13 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 import indexer
-from indexer.check import check_index
-from indexer.decode import decode, decode_text
-from indexer.layout import Layout, read_manifest
-from indexer.paths import unescape_path
-from indexer.schema import FILE, TEXT_LINE
-from indexer.shards import ShardSet
-from indexer.store import Store
+from indexer.ingest.decode import decode, decode_text
+from indexer.storage.check import check_index
+from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.paths import unescape_path
+from indexer.storage.schema import FILE, TEXT_LINE
+from indexer.storage.shards import ShardSet
+from indexer.storage.store import Store
 from retrieval import Engine
 from tests.helpers import WithFaults, make_media, touch_later, write_image, write_text
 from tests.test_indexer import assert_consistent, run
@@ -50,7 +50,7 @@ def _decode_workers() -> list[int]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"indexer.workers" in cmd:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"indexer.ingest.workers" in cmd:
             out.append(int(pid))
     return out
 
@@ -377,7 +377,7 @@ def test_a_huge_image_file_is_not_read_whole(tmp_path: Path, tiny) -> None:
         f.write(data)
         f.truncate(2 << 30)
     child = (
-        "import sys, resource, retrieval; from indexer.decode import decode\n"
+        "import sys, resource, retrieval; from indexer.ingest.decode import decode\n"
         "pre = retrieval.create_model('xmr-tiny', device='cpu').preprocess_image\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "r = decode((0, sys.argv[1], 'image', pre))\n"
@@ -439,7 +439,7 @@ def test_removing_vectors_leaves_every_other_id_on_its_own_vector(tmp_path: Path
 def test_decoded_results_never_pile_up_ahead_of_a_slow_encoder(tmp_path: Path, tiny) -> None:
     """The pool takes a job from the source only when one of its few slots is free: however slow
     the consumer, at most ``workers x depth`` decoded items wait (old Pool.imap: all of them)."""
-    from indexer.workers import DecodePool
+    from indexer.ingest.workers import DecodePool
 
     files = [write_image(tmp_path / f"{n}.png", seed=n) for n in range(40)]
     taken = 0

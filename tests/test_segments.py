@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from indexer.segments import SEGMENTS_KEY, SegmentingAudio
-from retrieval.audio import AudioPreprocessor, resample
+from indexer.ingest.segments import SEGMENTS_KEY, SegmentingAudio
+from retrieval.models.audio import AudioPreprocessor, resample
 
 PRE = AudioPreprocessor()  # xmr-mini's front-end: 16 kHz, 5 s windows
 
@@ -141,7 +141,7 @@ def test_stretches_between_pauses_are_moments_of_their_own(tmp_path: Path) -> No
     """Sounds between pauses, fed in uneven pieces: each one up to a window long is cut out with
     0.1 s on each side; a short gap (0.2 s) is no pause; too long or too short is no stretch;
     steady noise has no pauses at all."""
-    from indexer.segments import Utterances
+    from indexer.ingest.segments import Utterances
 
     rate = 16000
 

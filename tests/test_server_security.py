@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import indexer  # noqa: E402
 from retrieval import Engine, Weighted  # noqa: E402
-from retrieval.query import QueryError  # noqa: E402
+from retrieval.search.query import QueryError  # noqa: E402
 from retrieval.server import app as server_app  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import ThumbnailCache  # noqa: E402
@@ -444,7 +444,7 @@ def test_out_of_range_filters_are_400_naming_the_field(client, index, params: di
     _, _, engine = index
     value = params[field]
     if field in ("min_size", "max_size"):
-        from retrieval.filters import parse_size
+        from retrieval.search.filters import parse_size
 
         with pytest.raises(QueryError, match=field):
             parse_size(value, field)
@@ -533,7 +533,7 @@ def test_a_small_upload_that_promises_many_pixels_is_refused_from_its_header(cli
 def test_a_deep_png_within_the_limit_is_read_without_a_float64_copy() -> None:
     from PIL import Image
 
-    from retrieval.image import _to_rgb
+    from retrieval.models.image import _to_rgb
 
     arr = (np.arange(300 * 200, dtype=np.uint32).reshape(200, 300) * 7 % 65536).astype(np.uint16)
     img = Image.fromarray(arr)

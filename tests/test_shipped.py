@@ -18,7 +18,7 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 @pytest.fixture(scope="module")
 def mini():
     if not resolve("xmr-mini").trained:
-        pytest.fail("retrieval/weights/xmr-mini.safetensors is missing: the package must ship trained weights")
+        pytest.fail("retrieval/models/weights/xmr-mini.safetensors is missing: the package must ship trained weights")
     return create_model("xmr-mini", device="cpu")
 
 
@@ -50,7 +50,7 @@ def test_packaged_weights_are_verified_against_their_recorded_sha256(tmp_path, m
     import json
     import shutil
 
-    from retrieval import registry
+    from retrieval.models import registry
 
     assert json.loads((registry.WEIGHTS_DIR / "xmr-mini.json").read_text())["sha256"]
     copy = tmp_path / "weights"

@@ -133,7 +133,7 @@ def test_resume_equals_an_uninterrupted_run(shapes_manifest: Path, tmp_path: Pat
 
 
 def test_runs_share_a_cache_keyed_by_the_text_tower(shapes_manifest: Path, tmp_path: Path) -> None:
-    from retrieval.registry import resolve
+    from retrieval.models.registry import resolve
 
     shipped, fresh = resolve("xmr-mini"), resolve("xmr-mini", weights=False)
     assert shipped.weights_hash() != fresh.weights_hash()
@@ -151,7 +151,7 @@ def test_runs_share_a_cache_keyed_by_the_text_tower(shapes_manifest: Path, tmp_p
 def test_media_cache_is_kept_per_manifest_and_matches_direct_decoding(tmp_path: Path) -> None:
     import soundfile as sf
 
-    from retrieval.audio import AudioPreprocessor
+    from retrieval.models.audio import AudioPreprocessor
     from retrieval.train.data import _load_clip, load_pairs, read_manifest
     from tests.conftest import sine
 
@@ -193,7 +193,7 @@ def test_cached_audio_is_assembled_without_holding_every_part_twice(tmp_path: Pa
 
     import soundfile as sf
 
-    from retrieval.audio import AudioPreprocessor
+    from retrieval.models.audio import AudioPreprocessor
     from retrieval.train.data import load_pairs, read_manifest
     from tests.conftest import sine
 
@@ -291,7 +291,7 @@ def test_source_passes_repeat_one_source_within_a_pass(shapes_manifest: Path, tm
 
 
 def test_selection_by_sources_weighs_each_source_alike(shapes_manifest: Path, tmp_path: Path) -> None:
-    from retrieval.metrics import source_score
+    from retrieval.train.metrics import source_score
 
     by_source = {
         "big": {
@@ -479,7 +479,7 @@ def test_ship_a_sources_selected_run_by_its_per_source_score(tmp_path) -> None:
 
     from safetensors.numpy import save_file
 
-    from retrieval.metrics import source_score
+    from retrieval.train.metrics import source_score
     from retrieval.train.ship import ShipError, ship
 
     def recall(r1: float, r10: float) -> dict:

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 import indexer
-from indexer.layout import Layout, read_manifest
-from indexer.schema import TEXT_LINE
-from indexer.store import Store
+from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.schema import TEXT_LINE
+from indexer.storage.store import Store
 from tests.helpers import make_media, write_text
 from tests.test_indexer import assert_consistent, run
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retrieval import Engine
-from retrieval.query import QueryError
+from retrieval.search.query import QueryError
 from tests.helpers import make_media, write_video
 from tests.test_indexer import run
 
@@ -54,7 +54,7 @@ def test_to_video_finds_only_videos_through_their_frames_and_soundtracks(with_vi
 
 
 def test_to_video_on_a_model_without_image_or_audio_is_refused_with_the_reason(with_videos: Path) -> None:
-    from retrieval.engine import video_targets
+    from retrieval.search.engine import video_targets
 
     with pytest.raises(QueryError, match="no image or audio tower"):
         video_targets(["video"], ("text",))

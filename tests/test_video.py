@@ -17,12 +17,12 @@ import soundfile as sf
 from PIL import Image
 
 from indexer import IndexOptions, index_folder
-from indexer.segments import SEGMENTS_KEY
-from indexer.video import Frames, SegmentingVideo, VideoDecodeError, sample_frames
+from indexer.ingest.segments import SEGMENTS_KEY
+from indexer.ingest.video import Frames, SegmentingVideo, VideoDecodeError, sample_frames
 from retrieval import Engine
-from retrieval.audio import AudioPreprocessor
-from retrieval.image import ImagePreprocessor
-from retrieval.query import QueryError
+from retrieval.models.audio import AudioPreprocessor
+from retrieval.models.image import ImagePreprocessor
+from retrieval.search.query import QueryError
 from tests.helpers import write_video
 
 RATE = 16_000
@@ -397,7 +397,7 @@ def _index_child(root: Path, crash: str = "", frame_seconds: str = "") -> int:
 def test_a_kill_while_indexing_videos_ends_equal_to_a_clean_run(tiny, videos: dict, crash: str) -> None:
     """Killed in the windows between a video's four shard writes and its rows, then run again:
     the same videos, moments and vectors as an index made in one go."""
-    from indexer.check import check_index
+    from indexer.storage.check import check_index
 
     root = videos["root"]
     write_video(root / "third.mkv", videos["pictures"][3:5], seconds_each=2.0, wave=_tone(4.0, 330))

@@ -33,7 +33,7 @@ def _rate(fn, items: int, reps: int = 3) -> float:
 def run_embedding(
     models: list[str], runtimes: list[str], n: int = 256, batch: int = 64, out_dir: str | None = None
 ) -> dict[str, Any]:
-    from ..registry import create_model
+    from ..models.registry import create_model
 
     rng = np.random.default_rng(0)
     rows = []

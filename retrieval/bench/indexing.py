@@ -33,10 +33,10 @@ def run_indexing(
     """Time the encoder alone and the whole run ``repeat`` times each, interleaved, and report
     medians (a shared machine's speed drifts between runs; every time is kept in the result)."""
     import indexer
-    from indexer.build import encode_batch
-    from indexer.decode import decode
-    from indexer.scan import EXTENSIONS, Found, walk
-    from retrieval.registry import create_model, inference_runtime
+    from indexer.ingest.build import encode_batch
+    from indexer.ingest.decode import decode
+    from indexer.ingest.scan import EXTENSIONS, Found, walk
+    from retrieval.models.registry import create_model, inference_runtime
 
     encoder = create_model(model, runtime=inference_runtime(model))  # as `xmr index` does
     files = [f for f in walk(folder) if isinstance(f, Found) and f.modality in encoder.modalities]
@@ -108,7 +108,7 @@ def run_indexing(
         "model": model,
         "folder": str(folder),
         "batch_size": batch_size,
-        "workers": workers if workers is not None else indexer.build.default_workers(),
+        "workers": workers if workers is not None else indexer.ingest.build.default_workers(),
         "items": summary.added,
         "skipped": len(summary.skipped),
         "repeat": repeat,

@@ -18,7 +18,7 @@ NEAR = 5.0  # seconds: a moment is found when the segment's centre lies this clo
 def _decode(path: str) -> np.ndarray:
     import soundfile as sf
 
-    from ..audio import resample, to_mono
+    from ..models.audio import resample, to_mono
 
     data, rate = sf.read(path, dtype="float32", always_2d=True)
     return resample(to_mono(data), int(rate), RATE)
@@ -57,7 +57,7 @@ def score(
     """File R@1/R@5 and moment accuracy of each caption searched in ``long_index`` (truth:
     caption, file name, start, end), against clip R@1 in ``pieces_index``, where the n-th
     caption's own piece is the file named ``piece(n)``."""
-    from ..engine import Engine
+    from ..search.engine import Engine
 
     file_r1 = file_r5 = moment = clip_r1 = 0
     with Engine.open(long_index, model=encoder) as engine:

@@ -78,7 +78,7 @@ def run_moments(
     if not manifests and not images:
         raise ValueError("give audio manifests (long recordings), image manifests (--images: videos), or both")
     if encoder is None:
-        from ..registry import create_model, inference_runtime
+        from ..models.registry import create_model, inference_runtime
 
         encoder = create_model(model, runtime=inference_runtime(model))
     result: dict[str, Any] = {}

@@ -26,7 +26,7 @@ def run_ray_indexing(
 
     from indexer import IndexOptions, index_folder
 
-    from ..registry import inference_model
+    from ..models.registry import inference_model
 
     encoder = inference_model(model)
     factory = functools.partial(inference_model, model)

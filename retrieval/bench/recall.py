@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics import first_relevant_ranks, summarize
+from ..train.metrics import first_relevant_ranks, summarize
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _recall_via_index(items: list[Captioned], texts: list[str], encoder: Any) ->
     rank through ``Engine.search_batch``: every caption to the items, every item to the captions."""
     import indexer
 
-    from ..engine import Engine
+    from ..search.engine import Engine
 
     modality = items[0].modality
     with tempfile.TemporaryDirectory(prefix="xmr-recall-") as tmp:
@@ -218,7 +218,7 @@ def run_recall(
     from .report import machine_info, markdown_table, write_outputs
 
     if encoder is None:
-        from ..registry import create_model, inference_runtime
+        from ..models.registry import create_model, inference_runtime
 
         encoder = create_model(model, runtime=inference_runtime(model))  # as queries run: no torch for xmr-mini
     sets: dict[str, dict[str, dict[str, float]]] = {}

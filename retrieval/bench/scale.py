@@ -1,5 +1,5 @@
 """``xmr bench scale``: an index of ``--vectors`` synthetic clustered 384-d vectors built through
-the project's own storage (:class:`indexer.bulk.BulkIndex`: the shards with ``--index-type auto``
+the project's own storage (:class:`indexer.ingest.bulk.BulkIndex`: the shards with ``--index-type auto``
 and its changes of type, SQL rows bulk-inserted, a checkpoint every ``BLOCK`` vectors), then
 searched through :class:`retrieval.Engine` in a fresh process.
 
@@ -80,7 +80,7 @@ def _status() -> dict[str, int]:
 # --- build (a child process) -----------------------------------------------------------------
 def build(work: Path, vectors: int, max_memory: int, block: int = BLOCK, seed: int = 0) -> None:
     """Build or resume the index in ``work/index``; a line of numbers a block in ``work/build.jsonl``."""
-    from indexer.bulk import BulkIndex, IndexSpec
+    from indexer.ingest.bulk import BulkIndex, IndexSpec
 
     work.mkdir(parents=True, exist_ok=True)
     journal = work / "build.jsonl"
@@ -144,7 +144,7 @@ def exact(work: Path, vectors: int, block: int = BLOCK, seed: int = 0) -> np.nda
     path = work / f"exact-{vectors}-{block}.npy"
     if path.exists():
         return np.load(path)
-    from indexer.exact import topk_inner_product
+    from indexer.storage.exact import topk_inner_product
 
     synthetic = Synthetic(seed)
     queries = synthetic.queries()

@@ -56,7 +56,7 @@ def _p(values: list[float], q: float) -> float:
 
 def build_index(folder: Path, items: int, photos: int, model: Any) -> Path:
     """A cached index of ``items`` image rows whose files are hard links to ``photos`` real JPEGs."""
-    from indexer.bulk import IndexSpec, build_from_vectors
+    from indexer.ingest.bulk import IndexSpec, build_from_vectors
 
     done = folder / "complete"
     if done.exists():
@@ -99,8 +99,8 @@ def run_serve(
     """Measure (see the module docstring); write ``serve_speed.{json,md}`` to ``out_dir``."""
     import httpx
 
-    from ..engine import Engine
-    from ..registry import create_model, inference_runtime
+    from ..models.registry import create_model, inference_runtime
+    from ..search.engine import Engine
     from ..server.app import create_app
     from ..server.files import ThumbnailCache
     from ..server.local import LocalServer

@@ -45,7 +45,7 @@ class SpeedConfig:
 def cache_folder(cfg: SpeedConfig) -> Path:
     """Where the benchmark's indexes live: ``cfg.cache``, else ``$XMR_CACHE_DIR/bench``
     (``~/.cache/xmr/bench``)."""
-    from ..encoder import cache_dir
+    from ..models.encoder import cache_dir
 
     return Path(os.path.expanduser(cfg.cache)) if cfg.cache else Path(cache_dir()) / "bench"
 
@@ -64,7 +64,7 @@ def cases(cfg: SpeedConfig) -> list[tuple[int, str]]:
 
 def _timed(fn, reps: int) -> list[float]:
     fn()  # warm: the first query of a memory-mapped flat shard reads it in place,
-    fn()  # the second makes its aligned copy for BLAS (see indexer/shards.py)
+    fn()  # the second makes its aligned copy for BLAS (see indexer/storage/shards.py)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -82,8 +82,8 @@ def numpy_topk(matrix: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def run_speed(cfg: SpeedConfig, out_dir: str | None = None) -> dict[str, Any]:
-    from retrieval.engine import Engine
-    from retrieval.registry import resolve
+    from retrieval.models.registry import resolve
+    from retrieval.search.engine import Engine
 
     spec = resolve(cfg.model)
     weights_hash = spec.weights_hash()
@@ -195,7 +195,7 @@ def _measure(
 def cold_cli(cfg: SpeedConfig, cache: Path, weights_hash: str) -> dict[str, Any]:
     """Wall time of ``xmr search TEXT --index DIR --json`` in a new process (the model's ONNX
     export made once beforehand, as any first query makes it)."""
-    from retrieval.registry import create_model
+    from retrieval.models.registry import create_model
 
     folder = cache / f"Flat-{cfg.cold_size}-{cfg.dim}-{weights_hash[:8]}-c"
     synthetic_index(folder, cfg.cold_size, cfg.model, weights_hash, cfg.dim)

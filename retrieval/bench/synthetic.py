@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.bulk import IndexSpec, build_from_vectors
-from indexer.layout import Layout
+from indexer.ingest.bulk import IndexSpec, build_from_vectors
+from indexer.storage.layout import Layout
 
 log = logging.getLogger(__name__)
 

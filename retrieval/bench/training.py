@@ -35,9 +35,9 @@ def run_train_speed(
     threads: int | None = None,
     out_dir: str | None = None,
 ) -> dict[str, Any]:
-    from ..audio import AudioPreprocessor
-    from ..registry import resolve
-    from ..towers import build_tower
+    from ..models.audio import AudioPreprocessor
+    from ..models.registry import resolve
+    from ..models.towers import build_tower
 
     if threads:
         torch.set_num_threads(threads)

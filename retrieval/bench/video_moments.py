@@ -43,7 +43,7 @@ def speak(text: str, folder: Path, voice: str = "en-us") -> np.ndarray:
     """
     import soundfile as sf
 
-    from ..audio import resample, to_mono
+    from ..models.audio import resample, to_mono
 
     exe = shutil.which("espeak-ng")
     if exe is None:
@@ -60,7 +60,7 @@ def _canvas(path: str) -> np.ndarray:
     """A picture scaled to fit the frame, on white."""
     from PIL import Image
 
-    from ..image import open_image
+    from ..models.image import open_image
 
     img = open_image(path)
     scale = min(SIZE[0] / img.width, SIZE[1] / img.height)  # up or down: the picture fills the frame
@@ -115,7 +115,7 @@ def run_video_moments(
     from indexer import IndexOptions, index_folder
 
     if encoder is None:
-        from ..registry import create_model, inference_runtime
+        from ..models.registry import create_model, inference_runtime
 
         encoder = create_model(model, runtime=inference_runtime(model))
     chosen = choose_captions(manifests, "image", files * pictures, seed, f"{files} videos x {pictures}")
@@ -158,7 +158,7 @@ def video_speed(encoder: Any, minutes: float, work: Path) -> dict[str, Any]:
     """Index a ``minutes``-long 1280x720 30 fps H.264 video (made once, kept in the xmr cache) alone."""
     from indexer import IndexOptions, index_folder
 
-    from ..encoder import cache_dir
+    from ..models.encoder import cache_dir
 
     cached = Path(cache_dir()) / "bench" / f"moving-720p30-g60-{minutes:g}min.mp4"
     if not cached.exists():

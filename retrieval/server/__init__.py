@@ -68,7 +68,7 @@ def serve(
         log.warning(
             "serving %s to the network with no token (--no-auth): anyone who reaches it can search and read", host
         )
-    from ..engine import Engine
+    from ..search.engine import Engine
 
     engine = Engine.open(index)
     try:

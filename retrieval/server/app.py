@@ -27,9 +27,9 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ..engine import Engine
 from ..extras import MissingExtraError
-from ..query import QueryError
+from ..search.engine import Engine
+from ..search.query import QueryError
 from .files import THUMB_SIZES, DescriptorResponse, OpenFile, ThumbnailCache, media_type, open_item_file
 from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, LoginThrottle, TokenGuard, error_response
 from .params import MAX_PARAMETERS, ApiError, SearchParams, parse_search, parse_weight
@@ -301,7 +301,7 @@ def _multi(items: list[tuple[str, str]]) -> dict[str, list[str]]:
 def _with_weight(value: Any, weight: str | None, name: str) -> Any:
     if weight is None:
         return value
-    from ..query import Weighted
+    from ..search.query import Weighted
 
     return Weighted(value, parse_weight(weight, f"{name}_weight"))
 
@@ -328,7 +328,7 @@ def _check_upload(data: bytes, modality: str, min_side: int = 224) -> Any:
 
         from PIL import Image
 
-        from ..image import ImageDecodeError, decode_image
+        from ..models.image import ImageDecodeError, decode_image
 
         try:
             header = Image.open(io.BytesIO(data))
@@ -350,7 +350,7 @@ def _check_upload(data: bytes, modality: str, min_side: int = 224) -> Any:
             if isinstance(exc, Image.DecompressionBombError):
                 raise ApiError(413, "too_large", "image: too many pixels (decompression bomb guard)", "image") from None
             raise ApiError(415, "bad_image", "image: not an image in a known format", "image") from None
-    from ..audio import AudioDecodeError, audio_info
+    from ..models.audio import AudioDecodeError, audio_info
 
     try:
         info = audio_info(data)

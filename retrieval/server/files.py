@@ -246,7 +246,7 @@ class ThumbnailCache:
             return data
         except OSError:
             pass  # not made yet, trimmed (or the folder cleared) a moment ago, or a cache it cannot read
-        from ..image import ImageDecodeError, open_image
+        from ..models.image import ImageDecodeError, open_image
 
         try:
             with os.fdopen(os.dup(opened.fd), "rb") as stream:

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..filters import parse_size, to_ns
-from ..query import MAX_WEIGHT, MIN_WEIGHT, QueryError, Weighted
+from ..search.filters import parse_size, to_ns
+from ..search.query import MAX_WEIGHT, MIN_WEIGHT, QueryError, Weighted
 
 MAX_K = 1000
 MAX_OFFSET = 100_000

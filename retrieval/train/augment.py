@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio import AudioPreprocessor, mel_filterbank
-from ..image import OPENAI_MEAN, OPENAI_STD
+from ..models.audio import AudioPreprocessor, mel_filterbank
+from ..models.image import OPENAI_MEAN, OPENAI_STD
 
 
 def normalize_pixels(images: torch.Tensor) -> torch.Tensor:

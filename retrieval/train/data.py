@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AudioPreprocessor, resample, to_mono
-from ..encoder import Encoder
+from ..models.audio import AudioPreprocessor, resample, to_mono
+from ..models.encoder import Encoder
 
 log = logging.getLogger(__name__)
 STORE_SIDE = 96
@@ -98,7 +98,7 @@ class PairSet:
 def _load_image(path: str) -> np.ndarray | None:
     from PIL import Image
 
-    from ..image import ImageDecodeError, open_image
+    from ..models.image import ImageDecodeError, open_image
 
     try:
         img = open_image(path)

@@ -19,14 +19,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..audio import AudioPreprocessor
-from ..encoder import average_groups, l2_normalize
-from ..metrics import cross_modal_recall, source_score
-from ..registry import create_model, resolve
-from ..torch_model import XmrModel
+from ..models.audio import AudioPreprocessor
+from ..models.encoder import average_groups, l2_normalize
+from ..models.registry import create_model, resolve
+from ..models.torch_model import XmrModel
 from .augment import TorchLogMel, augment_images, augment_waves, center_images, spec_augment
 from .data import PairSet, load_pairs, manifest_hash, read_manifest, text_embeddings, unique_caption_batches
 from .loss import InfoNCELoss
+from .metrics import cross_modal_recall, source_score
 
 log = logging.getLogger(__name__)
 SELECTIONS = ("pooled", "sources")  # how validation picks best/: pooled mean R@10, or metrics.source_score

@@ -1,11 +1,11 @@
-"""Ship a trained checkpoint as a model's packaged weights (``retrieval/weights/NAME.safetensors``).
+"""Ship a trained checkpoint as a model's packaged weights (``retrieval/models/weights/NAME.safetensors``).
 
 Only the trained towers go in (the text tower ships on its own,
-``retrieval/weights/all-minilm-l6-v2.safetensors``); a sidecar JSON records
+``retrieval/models/weights/all-minilm-l6-v2.safetensors``); a sidecar JSON records
 the checkpoint's step, training config and validation recall. New weights replace old ones
 only when they score higher on validation (the validation splits choose; the test splits never
 do): by mean R@10, or, for a run that chose its checkpoints with ``--select sources``, by the
-per-source score (:func:`retrieval.metrics.source_score`) over every validation source of the
+per-source score (:func:`retrieval.train.metrics.source_score`) over every validation source of the
 merged model.
 
 A run that trained only some towers (``xmr train --modality image``) ships just those: they
@@ -23,9 +23,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ..metrics import source_score
-from ..registry import WEIGHTS_DIR
-from ..spec import file_sha256
+from ..models.registry import WEIGHTS_DIR
+from ..models.spec import file_sha256
+from .metrics import source_score
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 25 * 1024 * 1024

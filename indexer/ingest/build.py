@@ -22,12 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy import delete, update
 
-from . import retype
-from .autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose, default_budget, fixed
-from .decode import Decoded, file_hash
-from .errors import OptionError
-from .faults import crash_point
-from .layout import (
+from ..storage import retype
+from ..storage.autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose, default_budget, fixed
+from ..storage.errors import OptionError
+from ..storage.faults import crash_point
+from ..storage.layout import (
     MANIFEST_VERSION,
     IndexLock,
     IndexMismatchError,
@@ -36,12 +35,13 @@ from .layout import (
     read_manifest,
     write_manifest,
 )
-from .paths import escape_path, unescape_path
+from ..storage.paths import escape_path, unescape_path
+from ..storage.schema import FILE, INDEXED, MODALITIES, TEXT_LINE, VIDEO, Item, Segment, vector_modalities
+from ..storage.shards import ShardSet
+from ..storage.store import Store, StoreError, new_index_uuid
+from .decode import Decoded, file_hash
 from .scan import LINKS, Found, Skipped, walk
-from .schema import FILE, INDEXED, MODALITIES, TEXT_LINE, VIDEO, Item, Segment, vector_modalities
 from .segments import SEGMENTS_KEY, EncodedSegments, SegmentingAudio, Segments, encode_segments
-from .shards import ShardSet
-from .store import Store, StoreError, new_index_uuid
 from .texts import read_texts
 from .video import FRAME_SECONDS, SegmentingVideo
 from .workers import DecodePool, decode_in_process
@@ -95,7 +95,7 @@ class IndexOptions:
     batch_size: int = 64
     workers: int | None = None
     shard_size: int = 250_000
-    index_type: str = AUTO  # a FAISS factory string, or auto: chosen by size and max_memory (indexer.autotype)
+    index_type: str = AUTO  # a FAISS factory string, or auto: chosen by size and max_memory (indexer.storage.autotype)
     rebuild: bool = False
     wait: float = 0.0
     checkpoint_items: int = 4096
@@ -259,7 +259,7 @@ def check_factory(flag: str, factory: str, dim: int) -> None:
     """
     if factory == AUTO:
         return
-    from .shards import faiss_module
+    from ..storage.shards import faiss_module
 
     faiss = faiss_module()
     try:
@@ -1016,7 +1016,7 @@ def _top_id(top: int, id_range: tuple[int, int], shard_sets: Iterable[ShardSet])
 def _segment_factory(factory: str, dim: int) -> str:
     """Segments use the index's type unless it needs training (IVF, PQ): a few segments cannot
     train one, so they are searched exactly (Flat); under auto too."""
-    from .shards import faiss_module
+    from ..storage.shards import faiss_module
 
     if factory == AUTO:
         return SEGMENT_FACTORY

@@ -4,7 +4,7 @@ A query needs only the rows of its hits; reading them through SQLAlchemy costs i
 (a quarter of a cold ``xmr search``). :class:`SqliteRows` serves exactly those reads for the
 common case, a current-schema SQLite database holding the index by its manifest's id, and
 declines (``open`` returns None) for everything else, which then goes through
-:class:`indexer.store.Store` as before (PostgreSQL, an older schema to upgrade, a missing or
+:class:`indexer.storage.store.Store` as before (PostgreSQL, an older schema to upgrade, a missing or
 damaged database, an index to find by folder). It is checked against ``Store`` in the tests.
 """
 
@@ -23,7 +23,7 @@ from urllib.parse import quote
 from .constants import INDEXED, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
-DATETIME_COLUMNS = ("indexed_at",)  # the items table's DateTime columns (indexer.schema.Item)
+DATETIME_COLUMNS = ("indexed_at",)  # the items table's DateTime columns (indexer.storage.schema.Item)
 CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit (as the Store)
 SegmentRow = namedtuple("SegmentRow", ["id", "index_id", "item_id", "modality", "start", "end"])
 

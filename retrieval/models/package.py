@@ -1,4 +1,4 @@
-"""``python -m retrieval.package [NAME]``: (re)write a model's packaged ONNX graphs from its
+"""``python -m retrieval.models.package [NAME]``: (re)write a model's packaged ONNX graphs from its
 shipped config and weights (above both the registry and the exporter)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from .registry import create_model
 def package_graphs(name: str = "xmr-mini") -> Path:
     """(Re)write the packaged graphs of a model from its shipped config and weights files. The
     graphs hold no weights, so a ship of new weights leaves them valid; a change of architecture
-    needs this (``python -m retrieval.package NAME``; ``tests/test_light.py`` notices)."""
+    needs this (``python -m retrieval.models.package NAME``; ``tests/test_light.py`` notices)."""
     return export_packaged(create_model(name, device="cpu", runtime="torch"), graphs_dir(name))
 
 
-if __name__ == "__main__":  # python -m retrieval.package [NAME]: package a model's graphs
+if __name__ == "__main__":  # python -m retrieval.models.package [NAME]: package a model's graphs
     import sys
 
     print(package_graphs(*sys.argv[1:2]))

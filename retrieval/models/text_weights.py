@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Hugging Face BERT parameter names -> the text tower's (``retrieval.towers.BertTextTower``).
+# Hugging Face BERT parameter names -> the text tower's (``retrieval.models.towers.BertTextTower``).
 HF_RENAMES = {
     "attention.self.query": "query",
     "attention.self.key": "key",
@@ -91,7 +91,7 @@ def pack_text_tower(model_dir: str | os.PathLike, out_dir: str | os.PathLike, na
     return target
 
 
-if __name__ == "__main__":  # python -m retrieval.text_weights WHEEL_MODEL_DIR [OUT_DIR]
+if __name__ == "__main__":  # python -m retrieval.models.text_weights WHEEL_MODEL_DIR [OUT_DIR]
     import sys
 
     from .spec import WEIGHTS_DIR

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 from typing import Any
 
-from indexer.paths import escape_path
+from indexer.storage.paths import escape_path
 
 from .query import QueryError
 
@@ -48,8 +48,8 @@ class Filters:
         return any(getattr(self, f.name) not in (None, ()) for f in fields(self))
 
     def conditions(self) -> list:
-        """SQLAlchemy conditions on :class:`indexer.schema.Item`."""
-        from indexer.schema import Item  # SQLAlchemy only when a query filters
+        """SQLAlchemy conditions on :class:`indexer.storage.schema.Item`."""
+        from indexer.storage.schema import Item  # SQLAlchemy only when a query filters
 
         out = []
         if self.path is not None:

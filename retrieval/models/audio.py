@@ -18,7 +18,7 @@ from typing import Union
 
 import numpy as np
 
-from .av_audio import AV_EXTENSIONS, AvAudio
+from .av_audio import AV_EXTENSIONS, AvAudio, scrub_reprs
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,6 @@ def _open_failure(source: str | os.PathLike | bytes, exc: Exception) -> str:
                 return f"not {article} {ext} file libsndfile can read (unrecognised or damaged header)"
             return "not audio in a format libsndfile knows (unrecognised or damaged header)"
     return scrub_reprs(reason)
-
-
-def scrub_reprs(message: str) -> str:
-    """``message`` without Python object reprs (``<_io.BytesIO object at 0x7f...>``), which say
-    nothing to a user and show memory addresses: each becomes "the data"."""
-    import re
-
-    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the data", message)
 
 
 def audio_info(source: str | os.PathLike | bytes) -> AudioInfo:

@@ -4,13 +4,13 @@ holds and the RAM search may use, in the spirit of autofaiss's rules:
 - exact ``Flat`` while small (at most ``FLAT_MAX`` vectors) and its float32 vectors fit;
 - ``IVF{nlist},Flat`` (inverted lists of float32 vectors) while those still fit;
 - ``IVF{nlist},PQ{m}`` once they do not: ``m`` bytes a vector in RAM, the candidates re-scored
-  exactly from the stored vectors (float16, on disk, see :mod:`indexer.vectors`).
+  exactly from the stored vectors (float16, on disk, see :mod:`indexer.storage.vectors`).
 
 ``nlist`` is the power of two nearest ``4 * sqrt(n)``, so that every list gets enough training
 vectors. One IVF serves a whole modality (no shard split). The manifest keeps the choice and why
 (``manifest["types"][modality]``); the indexer re-chooses after each checkpoint and rebuilds
 from the stored vectors when the choice moves up or an IVF has grown ``RETRAIN_GROWTH`` times
-past the vectors its lists were trained for (:mod:`indexer.retype`).
+past the vectors its lists were trained for (:mod:`indexer.storage.retype`).
 """
 
 from __future__ import annotations

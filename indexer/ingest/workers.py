@@ -1,6 +1,6 @@
 """Decode workers that may crash or hang without taking the run with them.
 
-Each worker is a plain ``python -m indexer.workers`` subprocess (not a multiprocessing child:
+Each worker is a plain ``python -m indexer.ingest.workers`` subprocess (not a multiprocessing child:
 it never re-imports the caller's ``__main__``, so the library works from a script without an
 ``if __name__ == "__main__":`` guard) that reads jobs from a pipe and answers each in turn.
 The parent keeps at most ``depth`` jobs in flight per worker, so decoded results never pile
@@ -94,7 +94,7 @@ class DecodePool:
         env.update({k: "1" for k in THREAD_VARS})  # a worker's log-mel must not spread over the encoder's cores
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "indexer.workers", str(job_r), str(res_w)],
+            [sys.executable, "-m", "indexer.ingest.workers", str(job_r), str(res_w)],
             pass_fds=(job_r, res_w),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -290,7 +290,7 @@ def _serve(job_fd: int, result_fd: int) -> None:
 
 if __name__ == "__main__":
     # Run the module's own copy, not this __main__ one, so what it pickles (WorkerFailure) names
-    # indexer.workers, which the parent knows.
-    from indexer.workers import _serve as serve_jobs
+    # indexer.ingest.workers, which the parent knows.
+    from indexer.ingest.workers import _serve as serve_jobs
 
     serve_jobs(int(sys.argv[1]), int(sys.argv[2]))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .encoder import MODALITIES, Encoder, l2_normalize
+from ..models.encoder import MODALITIES, Encoder, l2_normalize
 
 # A part's weight, in size: a weight of 0 or 1e-320 empties the query, 1e308 overflows the sum.
 MIN_WEIGHT = 1e-3

@@ -69,7 +69,7 @@ def connect(address: str) -> Any:
 class EmbedActor:
     """One model on a Ray worker: decodes and embeds batches of files (see the module docstring).
 
-    Files decode in a supervised decode worker (:class:`indexer.workers.DecodePool`), as on the
+    Files decode in a supervised decode worker (:class:`indexer.ingest.workers.DecodePool`), as on the
     local path: a file that crashes or hangs its decoder comes back skipped with the reason (and
     is remembered by the indexing process), and the actor lives on."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.constants import INDEXED
+from indexer.storage.constants import INDEXED
 
 from .query import Hit
 from .selection import OVERFETCH, id_selector

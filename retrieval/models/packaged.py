@@ -1,8 +1,8 @@
 """Shipped ONNX graphs whose weights are read from the shipped safetensors at load time.
 
-A packaged model folder (``retrieval/weights/NAME.graphs/``) holds one graph per tower with
+A packaged model folder (``retrieval/models/weights/NAME.graphs/``) holds one graph per tower with
 every parameter marked external, and a ``manifest.json`` naming, per tower, the weights file
-and key prefix to read them from (:func:`retrieval.export.export_packaged` writes it). This
+and key prefix to read them from (:func:`retrieval.models.export.export_packaged` writes it). This
 module needs numpy, safetensors and ONNX Runtime only: it is how the light install runs.
 """
 

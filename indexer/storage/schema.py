@@ -5,7 +5,7 @@ every item belongs to the index in ``items.index_id``, and each index allocates 
 range of its own (``index_id << ID_BITS`` upwards), so two indexers never collide.
 
 Schema versions: 1 (xmr <= 0.1, one index per database), 2 (``indexes``, ``items.index_id``,
-``failures``), 3 (``segments``: the moments of long files). :mod:`indexer.migrate` upgrades a
+``failures``), 3 (``segments``: the moments of long files). :mod:`indexer.storage.migrate` upgrades a
 database in place.
 """
 

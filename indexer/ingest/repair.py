@@ -1,5 +1,5 @@
 """``xmr doctor --fix``: a damaged index repaired by replaying its build (the ingest side of the
-checks in :mod:`indexer.check`)."""
+checks in :mod:`indexer.storage.check`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..storage.layout import IndexCorruptError, IndexLock, Layout, read_manifest, read_manifest_backup, write_manifest
+from ..storage.paths import unescape_path
+from ..storage.shards import ShardError, read_index
+from ..storage.store import Store, StoreError
 from .build import IndexOptions, index_locked
-from .layout import IndexCorruptError, IndexLock, Layout, read_manifest, read_manifest_backup, write_manifest
-from .paths import unescape_path
-from .shards import ShardError, read_index
-from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 

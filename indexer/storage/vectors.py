@@ -6,7 +6,7 @@ Two append-only files: ``<prefix>-vectors.f16`` (rows of ``dim`` float16) and
 their ids, so an id on disk always has its row; a kill mid-append leaves a partial tail that
 readers ignore and the next writer cuts. Nothing is rewritten in place: a vector replaced (an
 updated file, an id used again) is appended again and the last row of an id wins; the rows of
-removed ids stay until the index is rebuilt (:mod:`indexer.retype` writes only live ones).
+removed ids stay until the index is rebuilt (:mod:`indexer.storage.retype` writes only live ones).
 """
 
 from __future__ import annotations

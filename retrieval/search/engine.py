@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from indexer.constants import INDEXED, TEXT_LINE, VIDEO
-from indexer.layout import IndexMismatchError, IndexNotFoundError, Layout, find_index_dir
-from indexer.paths import unescape_path
-from indexer.reader import IndexReader
-from indexer.shards import ShardSet
+from indexer.storage.constants import INDEXED, TEXT_LINE, VIDEO
+from indexer.storage.layout import IndexMismatchError, IndexNotFoundError, Layout, find_index_dir
+from indexer.storage.paths import unescape_path
+from indexer.storage.reader import IndexReader
+from indexer.storage.shards import ShardSet
 
-from .encoder import Encoder
+from ..models.encoder import Encoder
 from .filters import Filters
 from .query import Hit, QueryError, collect_parts, embed_parts, target_modalities
 from .selection import OVERFETCH, id_selector
@@ -67,7 +67,7 @@ class Engine:
         self.use_gpu = True  # when FAISS sees a GPU; ShardSet.to_gpu falls back to the CPU on any error
 
     @property
-    def layout(self):  # noqa: ANN201 - indexer.layout.Layout
+    def layout(self):  # noqa: ANN201 - indexer.storage.layout.Layout
         return self.index.layout
 
     @property
@@ -75,7 +75,7 @@ class Engine:
         return self.index.manifest
 
     @property
-    def store(self):  # noqa: ANN201 - indexer.store.Store
+    def store(self):  # noqa: ANN201 - indexer.storage.store.Store
         return self.index.store
 
     @classmethod
@@ -107,7 +107,7 @@ class Engine:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            from .registry import create_model, inference_runtime
+            from ..models.registry import create_model, inference_runtime
 
             name, device = self.manifest["model"], getattr(self, "_device", None)
             self._encoder = create_model(name, device=device, runtime=inference_runtime(name, device))
@@ -249,7 +249,7 @@ class Engine:
     def _filtered_ids(self, modality: str, filters: Filters, videos_only: bool = False) -> np.ndarray:
         conditions = filters.conditions()
         if videos_only:
-            from indexer.schema import Item  # SQLAlchemy only when a query filters
+            from indexer.storage.schema import Item  # SQLAlchemy only when a query filters
 
             conditions = [*conditions, Item.modality == VIDEO]
         return self.index.matching_ids(modality, conditions)

@@ -65,7 +65,7 @@ class IndexReader:
         return cls(layout, manifest, Store.of_index(url, manifest))
 
     @property
-    def store(self) -> Any:  # indexer.store.Store, opened on first use (once, whatever the threads)
+    def store(self) -> Any:  # indexer.storage.store.Store, opened on first use (once, whatever the threads)
         with self._store_lock:
             if self._store is None:
                 from .store import Store
@@ -80,7 +80,7 @@ class IndexReader:
         return self._fast.rows_by_ids(ids) if self._fast is not None else self.store.rows_by_ids(ids)
 
     def matching_ids(self, modality: str, conditions: list) -> np.ndarray:
-        """Ids of indexed ``modality`` rows meeting SQL ``conditions`` on :class:`indexer.schema.Item`."""
+        """Ids of indexed ``modality`` rows meeting SQL ``conditions`` on :class:`indexer.storage.schema.Item`."""
         return np.array(self.store.matching_ids(modality, conditions), dtype=np.int64)
 
     def counts(self) -> dict[str, int]:

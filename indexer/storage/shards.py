@@ -710,7 +710,7 @@ class ShardSet:
         """Top-``k`` inner products over every shard, merged (ties broken by smaller id).
 
         Plain ``Flat`` shards without a ``selector`` are searched exactly with numpy's BLAS
-        (:mod:`indexer.exact`); other index types, and id-filtered searches, through FAISS. An
+        (:mod:`indexer.storage.exact`); other index types, and id-filtered searches, through FAISS. An
         index of lossy codes with stored vectors asks its codes for ``max(10 k, 100)``
         candidates and re-scores them exactly.
         """
