@@ -600,3 +600,151 @@ def test_security_headers_are_on_every_answer_the_guard_gives(client) -> None:
     for response in (client.get("/healthz"), client.get("/api/v1/search", params={"q": "d" * 20_000})):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+# --- a second look (review): ranges, odd names, abandoned and slow downloads, held logins -----
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("header", ["bytes=\xb2-", "bytes=0-\xb9", "bytes=" + "9" * 5000 + "-", "bytes=-" + "9" * 30])
+def test_an_odd_range_is_never_a_500_nor_a_leaked_descriptor(index, client, header: str) -> None:
+    _, root, engine = index
+    item = _id_of(engine, root, "share/race.txt")
+    size = (root / "share/race.txt").stat().st_size
+    before = _open_fds()
+    for _ in range(5):
+        response = client.get(f"/api/v1/items/{item}/media", headers={"Range": header.encode("latin-1")})
+        assert response.status_code in (200, 206, 416), response.text
+    assert _open_fds() <= before
+    assert client.get(f"/api/v1/items/{item}/media", headers={"Range": "Bytes=0-1"}).status_code == 206
+    head = client.head(f"/api/v1/items/{item}/media")
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) == size
+    assert head.headers["cross-origin-resource-policy"] == "same-origin"  # another site's <img> learns nothing
+
+
+def test_a_file_name_that_is_not_utf8_is_served_as_json(tmp_path: Path, tiny) -> None:
+    root = make_media(tmp_path / "media", images=2, audio=0, texts=0)
+    odd = os.fsencode(root / "pics") + b"/caf\xe9\xff.png"
+    write_image(Path(os.fsdecode(odd)), seed=9, size=80)
+    indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0))
+    with Engine.open(root, model=tiny) as engine:
+        app = create_app(engine, thumbs=ThumbnailCache(tmp_path / "t"))
+        with TestClient(app, base_url=LOCAL) as c:
+            found = c.get("/api/v1/search", params={"q": "x", "to": "image", "k": 10})
+            assert found.status_code == 200, found.text
+            odd_hit = next(h for h in found.json()["results"]["image"] if "caf" in h["path"])
+            assert odd_hit["path"] == "pics/caf\\xe9\\xff.png"
+            assert c.get(f"/api/v1/items/{odd_hit['id']}").status_code == 200
+            media = c.get(odd_hit["media_url"])
+            assert media.status_code == 200 and media.content == Path(os.fsdecode(odd)).read_bytes()
+
+
+def _big_file_server(tmp_path: Path, megabytes: int) -> tuple[LocalServer, Path]:
+    """A plain app that serves one big file through DescriptorResponse (as /media does)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from retrieval.server.files import DescriptorResponse, OpenFile
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * megabytes)
+
+    def serve(request):
+        st = big.stat()
+        opened = OpenFile(os.open(big, os.O_RDONLY), str(big), st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+        return DescriptorResponse(opened, "application/octet-stream", {}, request.headers.get("range"))
+
+    return LocalServer(Starlette(routes=[Route("/big", serve)])), big
+
+
+def _read_bytes() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_download_the_client_abandons_stops_reading_the_file(tmp_path: Path) -> None:
+    server, _ = _big_file_server(tmp_path, 48)
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        before = _read_bytes()
+        for _ in range(3):  # as a <video> does at each seek
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset, at once
+                sock.sendall(f"GET /big HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                sock.recv(1024)
+        time.sleep(2.0)
+        read = _read_bytes() - before
+    finally:
+        server.stop()
+    assert read < 48 << 20, f"{read >> 20} MB read for three abandoned downloads of a 48 MB file"
+
+
+def test_a_client_that_stops_reading_is_cut_off(tmp_path: Path, monkeypatch) -> None:
+    from retrieval.server import files
+
+    monkeypatch.setattr(files, "SEND_SECONDS", 1.0)
+    server, _ = _big_file_server(tmp_path, 64)
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET /big HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        time.sleep(4.0)  # reads nothing: the server's sends block, then time out
+        sock.settimeout(10)
+        got, ended = 0, False
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(1 << 20)
+            except (ConnectionResetError, TimeoutError):
+                ended = True
+                break
+            if not chunk:
+                ended = True
+                break
+            got += len(chunk)
+        sock.close()
+    finally:
+        server.stop()
+    assert ended and got < 64 << 20, f"{got >> 20} MB came before the end"
+
+
+def test_logins_whose_bodies_arrive_together_are_throttled_all_the_same(index) -> None:
+    base, _, engine = index
+    server = LocalServer(create_app(engine, token="s3cret", thumbs=ThumbnailCache(base / "t10")))
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        socks = []
+        for _ in range(20):
+            s = socket.create_connection((host, int(port)), timeout=30)
+            s.sendall(
+                f"POST /login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                "Content-Length: 11\r\n\r\ntoken=".encode()
+            )
+            socks.append(s)
+        time.sleep(0.5)  # every request waits for the rest of its body
+        for s in socks:
+            s.sendall(b"guess")
+        answers = [_answer(s)[9:12] for s in socks]
+        for s in socks:
+            s.close()
+    finally:
+        server.stop()
+    assert answers.count(b"401") <= 10 and answers.count(b"429") >= 10, answers
+
+
+def test_a_body_with_both_a_length_and_chunks_is_refused(served) -> None:
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"POST /login HTTP/1.1\r\nHost: {host}\r\nContent-Length: 11\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\nb\r\ntoken=guess\r\n0\r\n\r\n".encode()
+        )
+        answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 400") and b"bad_length" in answer, answer[:300]

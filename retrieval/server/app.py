@@ -132,14 +132,16 @@ def create_app(
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         client = request.client.host if request.client else "?"
+        form = await request.form(max_files=0, max_fields=4)
+        given = str(form.get("token", ""))
+        # Checked after the body is read: no await lies between the check, the comparison and
+        # the count, so requests whose bodies arrive together cannot all pass the check first.
         wait = throttle.wait(client)
         if wait > 0:
             return _error(
                 ApiError(429, "too_many_logins", f"too many wrong tokens: try again in {wait:.0f} s", "token"),
                 {"Retry-After": str(int(wait) + 1)},
             )
-        form = await request.form(max_files=0, max_fields=4)
-        given = str(form.get("token", ""))
         if not token:
             return RedirectResponse("/", status_code=303)
         if not hmac.compare_digest(given.encode(), token.encode()):
@@ -252,13 +254,16 @@ def create_app(
         hit = await blocking(_item, engine, item_id)
         return _hit_json(engine, hit)
 
-    @app.get("/api/v1/items/{item_id}/media")
+    @app.api_route("/api/v1/items/{item_id}/media", methods=["GET", "HEAD"])
     async def media(item_id: str, request: Request) -> Response:
         hit = await blocking(_item, engine, item_id)
         opened = await blocking(_open_file, engine, links, hit)
-        return DescriptorResponse(
-            opened, media_type(opened.path), {"Cache-Control": "private, max-age=300"}, request.headers.get("range")
-        )
+        try:
+            headers = {"Cache-Control": "private, max-age=300"}
+            return DescriptorResponse(opened, media_type(opened.path), headers, request.headers.get("range"))
+        except BaseException:
+            opened.close()  # the response that would close it was never made
+            raise
 
     @app.get("/api/v1/items/{item_id}/thumbnail")
     async def thumbnail(item_id: str, size: int = 256) -> Response:
@@ -389,7 +394,22 @@ def _open_file(engine: Engine, links: str, hit: Any) -> OpenFile:
     return open_item_file(engine.root, links, hit, row.mtime_ns if row is not None else -1)
 
 
+def _printable(value: Any) -> Any:
+    """Strings as valid UTF-8 (a file name that is not shows its odd bytes as ``\\xff``)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
 def _hit_json(engine: Engine, hit: Any) -> dict[str, Any]:
+    return _printable(_hit_fields(engine, hit))
+
+
+def _hit_fields(engine: Engine, hit: Any) -> dict[str, Any]:
     out = hit.to_dict()
     if hit.line is None:
         out["path"] = os.path.relpath(hit.path, engine.root)

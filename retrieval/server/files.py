@@ -11,6 +11,7 @@ import io
 import logging
 import mimetypes
 import os
+import re
 import stat
 import threading
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .params import ApiError
 
 log = logging.getLogger(__name__)
 THUMB_SIZES = (64, 1024)
+SEND_SECONDS = 60.0  # for a client to take one chunk of a file
 EXTRA_TYPES = {
     ".flac": "audio/flac",
     ".opus": "audio/ogg",
@@ -148,14 +150,17 @@ def _open_beneath(root_real: str, parts: list[str]) -> int:
         os.close(fd)
 
 
+RANGE = re.compile(r"\s*bytes\s*=\s*(\d{0,18})\s*-\s*(\d{0,18})\s*", re.ASCII | re.IGNORECASE)
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
     """A single ``bytes=`` range as (first, last) inclusive; None to send the whole file (no
-    range, or one this server does not take: several, or malformed); False when unsatisfiable."""
-    if not header or not header.startswith("bytes=") or "," in header:
+    range, or one this server does not take: several, or malformed); False when unsatisfiable.
+    ASCII digits only, at most 18 of them (past any file's end)."""
+    m = RANGE.fullmatch(header or "")
+    if m is None:
         return None
-    first_s, sep, last_s = header[6:].strip().partition("-")
-    if not sep or not (first_s.isdigit() or first_s == "") or not (last_s.isdigit() or last_s == ""):
-        return None
+    first_s, last_s = m.groups()
     if first_s == "":
         if not last_s or int(last_s) == 0:
             return False if last_s else None
@@ -196,23 +201,38 @@ class DescriptorResponse(Response):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            position, end = self.first, self.last + 1
-            if scope.get("method") == "HEAD":
-                position = end
-            while position < end:
-                data = await anyio.to_thread.run_sync(
-                    os.pread, self.opened.fd, min(self.chunk, end - position), position
-                )
-                if not data:  # cut short in place since the check: end the response, no bytes from elsewhere
-                    log.warning("%s shrank while it was served", self.opened.path)
-                    raise ConnectionAbortedError("file shrank while served")
-                position += len(data)
-                await send({"type": "http.response.body", "body": data, "more_body": position < end})
-            if self.first > self.last or scope.get("method") == "HEAD":
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:  # a client that goes (a seek, a closed tab) stops the reads
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await self._send(scope, send)
+                group.cancel_scope.cancel()
         finally:
             self.opened.close()
+
+    async def _send(self, scope: Any, send: Any) -> None:
+        async def bounded(message: dict[str, Any]) -> None:
+            with anyio.fail_after(SEND_SECONDS):  # a client that stops reading holds nothing for long
+                await send(message)
+
+        await bounded({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        position, end = self.first, self.last + 1
+        if scope.get("method") == "HEAD":
+            position = end
+        while position < end:
+            want = min(self.chunk, end - position)
+            data = await anyio.to_thread.run_sync(os.pread, self.opened.fd, want, position)
+            if not data:  # cut short in place since the check: end the response, no bytes from elsewhere
+                log.warning("%s shrank while it was served", self.opened.path)
+                raise ConnectionAbortedError("file shrank while served")
+            position += len(data)
+            await bounded({"type": "http.response.body", "body": data, "more_body": position < end})
+        if self.first > self.last or scope.get("method") == "HEAD":
+            await bounded({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class ThumbnailCache:

@@ -38,6 +38,8 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
+    # Another site's <img> or <video> of an item learns nothing (not even whether it exists).
+    (b"cross-origin-resource-policy", b"same-origin"),
 ]
 
 
@@ -185,6 +187,8 @@ class Guard:
                 414, "query_too_long", f"the query string is longer than {_bytes(self.limits.query_string)}"
             )
         length = headers.get("content-length")
+        if length is not None and "chunked" in headers.get("transfer-encoding", "").lower():
+            return error_response(400, "bad_length", "give Content-Length or Transfer-Encoding: chunked, not both")
         if length is not None:
             limit = self.limits.body_limit(scope["path"])
             if not length.isdigit():
