@@ -128,9 +128,69 @@ def test_every_bad_file_is_skipped_with_its_reason_and_every_good_one_indexed(co
 
 def test_unreadable_files_as_root_are_not_tested(corpus) -> None:
     if os.geteuid() == 0:
-        pytest.skip("running as root: a file without read permission is still readable, so the case means nothing here")
+        pytest.skip("running as root: see test_a_file_it_may_not_read_is_skipped_by_an_unprivileged_user")
     _, bad, _ = corpus
     assert "locked.png" in bad
+
+
+UNPRIVILEGED_CHILD = """
+import json, os, sys
+from pathlib import Path
+import indexer
+from retrieval import create_model
+base = Path(sys.argv[1])
+model = create_model("xmr-tiny", device="cpu")
+# Warm up as root: every module the run needs is imported now (the interpreter's files may be root's alone).
+indexer.index_folder(base / "warm", model, indexer.IndexOptions(workers=0, index_dir=str(base / "warm-index")))
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+summary = indexer.index_folder(base / "media", model, indexer.IndexOptions(workers=0))
+print(json.dumps(summary.to_dict()))
+"""
+
+
+def test_a_file_it_may_not_read_is_skipped_by_an_unprivileged_user() -> None:
+    """As root (CI), a file without read permission is still read: index as nobody instead. The
+    child warms the indexer up as root, then drops to uid/gid 65534 and indexes."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("not root: test_every_bad_file_is_skipped_with_its_reason covers locked.png")
+    base = Path(tempfile.mkdtemp(prefix="xmr-perm-"))  # under /tmp, not pytest's root-only folder
+    try:
+        root = base / "media"
+        write_image(root / "ok.png", seed=1)
+        write_image(root / "locked.png", seed=2).chmod(0)
+        write_audio(root / "locked.wav", seed=5).chmod(0)
+        write_image(root / "private" / "inner.png", seed=3)
+        write_image(base / "warm" / "w.png", seed=4)
+        (base / "warm-index").mkdir()
+        for path in [base, *base.rglob("*")]:
+            os.chown(path, 65534, 65534, follow_symlinks=False)
+        (root / "private").chmod(0)
+        base.chmod(0o755)
+        env = {**os.environ, "XMR_CACHE_DIR": str(base / "cache")}
+        out = subprocess.run(
+            [sys.executable, "-c", UNPRIVILEGED_CHILD, str(base)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        (base / "media" / "private").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+    reasons = {Path(s["path"]).name: s["reason"] for s in summary["skipped"]}
+    assert reasons["locked.png"] == reasons["locked.wav"] == "permission denied", reasons
+    assert summary["counts"] == {"image": 1}, summary  # ok.png alone: private/ could not be listed
 
 
 def test_a_file_deleted_between_scan_and_decode(tmp_path: Path, tiny) -> None:

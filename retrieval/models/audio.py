@@ -109,6 +109,11 @@ def _open(source: str | os.PathLike | bytes):
     try:
         return sf.SoundFile(io.BytesIO(source) if isinstance(source, bytes) else os.fspath(source))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        if not isinstance(source, bytes) and not os.access(source, os.R_OK):
+            # libsndfile says "System error." for a file it may not read: say what it is
+            if not os.path.lexists(source):
+                raise FileNotFoundError(source) from None
+            raise PermissionError(f"permission denied: {os.fspath(source)}") from None
         if isinstance(source, bytes):  # an upload has no name to tell AAC by: FFmpeg tries it
             try:
                 return AvAudio(io.BytesIO(source), AudioDecodeError)

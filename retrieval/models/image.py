@@ -51,6 +51,8 @@ def decode_image(
                 img = Image.open(source)
             else:
                 img = Image.open(os.fspath(source))
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise  # about the file, not its pixels: the caller says so in its own words
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError(f"image too large (decompression bomb guard): {exc}") from exc
         except Image.UnidentifiedImageError as exc:
