@@ -5,7 +5,7 @@ the Engine snippet then searches.
 Each snippet runs as a script in a fresh process whose home holds a small ``media`` folder and
 whose current folder holds the files the snippets name (``labels.txt``, ``query.jpg``,
 ``beach.jpg``, ``dog.jpg``, ``photo.jpg``, ``clip.wav``). The light install is this install with
-the heavy packages made unimportable (as tests/test_light.py does); ``.ci/run`` also runs them
+the heavy packages made unimportable (as tests/test_models_light_install.py does); ``.ci/run`` also runs them
 with a real light install: ``python -m tests.test_readme_snippets --python LIGHT_VENV/bin/python``.
 """
 
@@ -91,7 +91,7 @@ def test_the_readme_python_snippets_run_as_written(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_readme_python_snippets_run_as_written_without_torch(tmp_path: Path) -> None:
-    from tests.test_light import HEAVY, _without
+    from tests.test_models_light_install import HEAVY, _without
 
     env = _without(tmp_path, HEAVY)
     probe = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)

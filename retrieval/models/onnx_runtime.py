@@ -87,7 +87,7 @@ class OnnxEncoder(Encoder):
                     str(self.folder / graph), options, providers=["CPUExecutionProvider"]
                 )
                 # ONNX Runtime copied the external initializers into the session (its
-                # AddExternalInitializers contract; tests/test_light.py checks): ours are not kept.
+                # AddExternalInitializers contract; tests/test_models_light_install.py checks): ours are not kept.
                 del keep
         return self._sessions[modality]
 

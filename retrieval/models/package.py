@@ -13,7 +13,7 @@ from .registry import create_model
 def package_graphs(name: str = "xmr-mini") -> Path:
     """(Re)write the packaged graphs of a model from its shipped config and weights files. The
     graphs hold no weights, so a ship of new weights leaves them valid; a change of architecture
-    needs this (``python -m retrieval.models.package NAME``; ``tests/test_light.py`` notices)."""
+    needs this (``python -m retrieval.models.package NAME``; ``tests/test_models_light_install.py`` notices)."""
     return export_packaged(create_model(name, device="cpu", runtime="torch"), graphs_dir(name))
 
 

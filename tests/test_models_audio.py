@@ -114,7 +114,7 @@ def test_a_bad_upload_s_error_names_no_python_object(tmp_path) -> None:
 
 def test_a_text_file_named_fake_mp3_is_skipped_as_not_an_mp3(tmp_path, tiny) -> None:
     from tests.helpers import write_audio
-    from tests.test_indexer import run
+    from tests.test_ingest_indexer import run
 
     root = tmp_path / "media"
     write_audio(root / "real.wav", seed=3)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from retrieval import Engine
 from tests.helpers import RATE, make_media, write_image
-from tests.test_indexer import run
+from tests.test_ingest_indexer import run
 
 ROOT = Path(__file__).parent.parent
 

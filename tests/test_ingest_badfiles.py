@@ -82,7 +82,7 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str], list[str]]:
         sf.write(root / "tone.mp3", np.sin(np.arange(RATE) / 10).astype(np.float32) * 0.3, RATE, format="MP3")
         good.append("tone.mp3")
     except (sf.LibsndfileError, TypeError, ValueError):
-        pass  # this libsndfile cannot write MP3; reading is covered by test_audio
+        pass  # this libsndfile cannot write MP3; reading is covered by test_models_audio
     (root / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
     (root / "voice.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(64))  # a header and nothing
     bad |= {"photo.heic": "unsupported format", "voice.m4a": "cannot decode audio"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_media
-from tests.test_indexer import run
+from tests.test_ingest_indexer import run
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[dev]')")
 httpx = pytest.importorskip("httpx", reason="httpx is not installed (pip install -e '.[dev]')")

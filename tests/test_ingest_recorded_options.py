@@ -14,7 +14,7 @@ from indexer.storage.layout import Layout, read_manifest
 from indexer.storage.schema import TEXT_LINE
 from indexer.storage.store import Store
 from tests.helpers import make_media, write_text
-from tests.test_indexer import assert_consistent, run
+from tests.test_ingest_indexer import assert_consistent, run
 
 
 def _media(tmp_path: Path) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import make_media
-from tests.test_indexer import run
+from tests.test_ingest_indexer import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

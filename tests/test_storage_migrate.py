@@ -18,7 +18,7 @@ from indexer.storage.layout import Layout, read_manifest
 from indexer.storage.migrate import MigrationError
 from indexer.storage.store import Store
 from retrieval import Engine
-from tests.test_indexer import stored
+from tests.test_ingest_indexer import stored
 
 FIXTURE = Path(__file__).parent / "data" / "v1"
 OLD_ROOT = "/tmp/v1fixture/media"

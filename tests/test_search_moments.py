@@ -223,7 +223,7 @@ def test_kills_while_moments_are_written_end_equal_to_a_clean_run(tmp_path: Path
     import sys
 
     from tests.helpers import touch_later
-    from tests.test_crash import WINDOW_CHILD
+    from tests.test_ingest_crash import WINDOW_CHILD
 
     root = tmp_path / "media"
     clips = [_tone(1.0, 300 + 200 * n, n) for n in range(6)]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from retrieval import Engine
 from retrieval.search.query import QueryError
 from tests.helpers import make_media, write_video
-from tests.test_indexer import run
+from tests.test_ingest_indexer import run
 
 RATE = 16_000
 

@@ -26,7 +26,7 @@ from indexer.storage.shards import ShardSet
 from indexer.storage.store import Store
 from retrieval import Engine
 from tests.helpers import WithFaults, make_media, touch_later, write_image, write_text
-from tests.test_indexer import assert_consistent, run
+from tests.test_ingest_indexer import assert_consistent, run
 
 ROOT = Path(__file__).parent.parent
 

@@ -18,7 +18,7 @@ import pytest
 import indexer
 from indexer.storage.check import check_index
 from tests.helpers import make_media
-from tests.test_indexer import stored
+from tests.test_ingest_indexer import stored
 
 ROOT = Path(__file__).parent.parent
 CHILD = """
@@ -183,7 +183,7 @@ def test_a_database_that_turns_read_only_mid_run_loses_nothing(tmp_path: Path, t
     the run stops with the reason, what was indexed stays searchable, and the next run (the
     database writable again) ends equal to a clean run."""
     if not db_url.startswith("postgresql"):
-        pytest.skip("made read-only through the server; SQLite's write errors are covered in test_failures")
+        pytest.skip("made read-only through the server; SQLite's write errors are covered in test_storage_failures")
     import psycopg
 
     from retrieval import Engine
