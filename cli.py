@@ -556,18 +556,15 @@ def _size(value: str | None, name: str) -> int | None:
 
 
 def _weighted(values: list[str], is_file: bool) -> list:
-    """``VALUE^WEIGHT`` parts (``beach.jpg^0.5``, ``rain^-0.3``) as retrieval.Weighted."""
-    import re
-
+    """``VALUE^WEIGHT`` parts (``beach.jpg^0.5``, ``rain^-0.3``) as retrieval.Weighted, read as
+    the API reads them; a file whose own name ends so stays a file."""
     from retrieval import Weighted
+    from retrieval.search.query import split_weight
 
     out = []
     for value in values:
-        m = re.fullmatch(r"(.*)\^(-?\d+(?:\.\d*)?|-?\.\d+)", value, flags=re.S)
-        if m and not (is_file and Path(value).exists()):
-            out.append(Weighted(m.group(1), float(m.group(2))))
-        else:
-            out.append(value)
+        split = None if is_file and Path(value).exists() else split_weight(value)
+        out.append(value if split is None else Weighted(*split))
     return out
 
 

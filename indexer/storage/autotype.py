@@ -20,6 +20,8 @@ import os
 import re
 from dataclasses import asdict, dataclass
 
+from .sizes import parse_size
+
 AUTO = "auto"
 FLAT_MAX = 200_000  # exact search of 200k x 384 float32 is ~10 ms a query on two cores
 RETRAIN_GROWTH = 10
@@ -64,21 +66,13 @@ def default_budget() -> int:
         return 2 << 30
 
 
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
 def parse_memory(text: str | int) -> int:
-    """``"2G"``, ``"512M"``, ``"1.5GB"`` or a number of bytes.
+    """``"2G"``, ``"512M"``, ``"1.5GB"`` or a number of bytes (above 0).
 
     Raises:
         ValueError: not a size.
     """
-    if isinstance(text, int):
-        return text
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
-    if found is None or float(found.group(1)) <= 0:
-        raise ValueError(f"--max-memory takes a size such as 2G, 512M or 1.5GB, not {text!r}")
-    return int(float(found.group(1)) * _UNITS[found.group(2).upper()])
+    return parse_size(text, "--max-memory", positive=True)
 
 
 def _gib(n: float) -> str:

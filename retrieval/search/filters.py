@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 from typing import Any
 
+from indexer.storage import sizes
 from indexer.storage.paths import escape_path
 
 from .query import QueryError
@@ -80,8 +80,6 @@ class Filters:
         return out
 
 
-SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-MAX_BYTES = 2**63 - 1  # the largest size a database column holds
 # An mtime is stored in ns as a signed 64-bit number: 1677-09-21 to 2262-04-11.
 EARLIEST, LATEST = "1677-09-22", "2262-04-10"
 
@@ -90,19 +88,14 @@ def parse_size(value: str | None, name: str = "size") -> int | None:
     """``500K``, ``2M``, ``1.5G`` or plain bytes as bytes (None stays None).
 
     Raises:
-        QueryError: not a size.
+        QueryError: not a size, or larger than any file can be.
     """
     if value is None:
         return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", str(value).upper())
-    if not m:
-        raise QueryError(
-            f"{name} takes a size in bytes with an optional K, M or G suffix (e.g. 500K, 2M), not {value!r}"
-        )
-    size = float(m.group(1)) * SIZE_UNITS[m.group(2)]
-    if size > MAX_BYTES:
-        raise QueryError(f"{name}: {value!r} is larger than any file can be (at most 8E bytes)")
-    return int(size)
+    try:
+        return sizes.parse_size(value, name)
+    except sizes.SizeError as exc:
+        raise QueryError(str(exc)) from None
 
 
 def glob_to_like(glob: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,32 @@ from ..models.encoder import MODALITIES, Encoder, l2_normalize
 # A part's weight, in size: a weight of 0 or 1e-320 empties the query, 1e308 overflows the sum.
 MIN_WEIGHT = 1e-3
 MAX_WEIGHT = 1e3
+# ``VALUE^WEIGHT``: a number (signed, decimal, exponent; inf and nan too, to be refused) at the end.
+_WEIGHTED = re.compile(r"(.+)\^\s*([+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|inf|nan))\s*", re.S | re.I)
+
+
+def check_weight(weight: float) -> float:
+    """``weight`` if its size lies in [MIN_WEIGHT, MAX_WEIGHT].
+
+    Raises:
+        QueryError: out of range, infinite or not a number.
+    """
+    if not np.isfinite(weight) or not MIN_WEIGHT <= abs(weight) <= MAX_WEIGHT:
+        raise QueryError(f"a weight is a number from {MIN_WEIGHT} to {MAX_WEIGHT:g} (or its negative), not {weight:g}")
+    return float(weight)
+
+
+def split_weight(value: str) -> tuple[str, float] | None:
+    """``rain^0.5`` as ``("rain", 0.5)``; None when ``value`` ends in no ``^NUMBER`` (a caret
+    that is part of the text). The one parser of weights, for the CLI, the HTTP API and Python.
+
+    Raises:
+        QueryError: a weight out of range (``dog^0``, ``a^1e308``).
+    """
+    found = _WEIGHTED.fullmatch(value)
+    if found is None:
+        return None
+    return found.group(1), check_weight(float(found.group(2)))
 
 
 class QueryError(ValueError):
@@ -82,11 +109,10 @@ def collect_parts(text: Any = None, image: Any = None, audio: Any = None, vector
             weight = 1.0
             if isinstance(item, Weighted):
                 item, weight = item.value, float(item.weight)
-            if not np.isfinite(weight) or not MIN_WEIGHT <= abs(weight) <= MAX_WEIGHT:
-                raise QueryError(
-                    f"weight of a {modality} part must be a number from {MIN_WEIGHT} to {MAX_WEIGHT:g} "
-                    f"(or its negative), not {weight}"
-                )
+            try:
+                check_weight(weight)
+            except QueryError as exc:
+                raise QueryError(f"{modality} part: {exc}") from None
             if modality == "text" and (not isinstance(item, str) or not item.strip()):
                 raise QueryError(
                     "empty text query"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..search.filters import parse_size, to_ns
-from ..search.query import MAX_WEIGHT, MIN_WEIGHT, QueryError, Weighted
+from ..search.query import QueryError, Weighted, check_weight, split_weight
 
 MAX_K = 1000
 MAX_OFFSET = 100_000
@@ -74,39 +74,30 @@ def _float(value: Any, name: str) -> float:
 
 
 def parse_weight(text: str, name: str) -> float:
-    """A part's weight: a number whose size lies in the range a query takes.
+    """A part's weight given alone (``image_weight=0.5``).
 
     Raises:
         ApiError: 400 ``bad_weight`` naming ``name``.
     """
     try:
-        weight = float(text)
-    except ValueError:
-        raise ApiError(400, "bad_weight", f"{name}: {text!r} is not a number", name) from None
-    if not math.isfinite(weight) or not MIN_WEIGHT <= abs(weight) <= MAX_WEIGHT:
-        raise ApiError(
-            400,
-            "bad_weight",
-            f"{name}: a weight is a number from {MIN_WEIGHT} to {MAX_WEIGHT:g} (or its negative), not {text!r}",
-            name,
-        )
-    return weight
+        return check_weight(float(text))
+    except ValueError as exc:  # float() or QueryError
+        message = str(exc) if isinstance(exc, QueryError) else f"{text!r} is not a number"
+        raise ApiError(400, "bad_weight", f"{name}: {message}", name) from None
 
 
 def weighted(value: str, name: str) -> Any:
-    """``rain^0.5`` as ``Weighted("rain", 0.5)``; a plain value stays as it is.
+    """``rain^0.5`` as ``Weighted("rain", 0.5)``; a plain value stays as it is
+    (:func:`retrieval.search.query.split_weight`, as the CLI and Python read it).
 
     Raises:
         ApiError: the text after ``^`` is a number out of range (``dog^0``, ``a^1e308``).
     """
-    head, sep, tail = value.rpartition("^")
-    if not sep or not head:
-        return value
     try:
-        float(tail)
-    except ValueError:
-        return value  # a caret that is part of the text
-    return Weighted(head, parse_weight(tail, name))
+        split = split_weight(value)
+    except QueryError as exc:
+        raise ApiError(400, "bad_weight", f"{name}: {exc}", name) from None
+    return value if split is None else Weighted(*split)
 
 
 def parse_search(query: dict[str, list[str]]) -> SearchParams:
