@@ -20,6 +20,8 @@ from indexer.storage.check import check_index
 from tests.helpers import make_media
 from tests.test_ingest_indexer import stored
 
+pytestmark = pytest.mark.slow  # minutes of kills, rebuilds, clusters or training: left out by -m "not slow"
+
 ROOT = Path(__file__).parent.parent
 CHILD = """
 import sys, indexer, retrieval
@@ -108,6 +110,7 @@ def test_ctrl_c_stops_cleanly_with_progress_saved(tmp_path: Path) -> None:
 
 WINDOW_CHILD = """
 import sys, indexer, retrieval
+
 enc = retrieval.create_model("xmr-tiny", device="cpu")
 root, index_dir, db, factory, rebuild = sys.argv[1:6]
 opts = indexer.IndexOptions(workers=1, batch_size=16, checkpoint_items=24, index_dir=index_dir, db_url=db or None,

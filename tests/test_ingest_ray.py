@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # minutes of kills, rebuilds, clusters or training: left out by -m "not slow"
+
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
 from indexer import IndexOptions, index_folder  # noqa: E402
@@ -139,6 +141,7 @@ def _map_workers() -> list[int]:
 
 DRIVER = """
 import functools, sys, indexer, retrieval
+
 enc = retrieval.create_model("xmr-tiny", device="cpu")
 root, index_dir, address = sys.argv[1:4]
 factory = functools.partial(retrieval.create_model, "xmr-tiny", device="cpu")

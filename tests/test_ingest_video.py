@@ -25,6 +25,8 @@ from retrieval.models.image import ImagePreprocessor
 from retrieval.search.query import QueryError
 from tests.helpers import write_video
 
+pytestmark = pytest.mark.slow  # minutes of kills, rebuilds, clusters or training: left out by -m "not slow"
+
 RATE = 16_000
 IMAGE = ImagePreprocessor(64)
 AUDIO = AudioPreprocessor()
@@ -360,6 +362,7 @@ def test_a_new_frame_interval_embeds_the_videos_again_and_is_kept(tiny, videos: 
 
 VIDEO_CHILD = """
 import sys, indexer, retrieval
+
 enc = retrieval.create_model("xmr-tiny", device="cpu")
 root, frame_seconds = sys.argv[1], sys.argv[2]
 every = float(frame_seconds) if frame_seconds else None

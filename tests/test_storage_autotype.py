@@ -21,6 +21,8 @@ from indexer.storage.shards import ShardSet
 from indexer.storage.vectors import StoredVectors, StoredVectorsError
 from retrieval import Engine
 
+pytestmark = pytest.mark.slow  # minutes of kills, rebuilds, clusters or training: left out by -m "not slow"
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -469,6 +471,7 @@ import resource, signal, sys
 from pathlib import Path
 import indexer
 from retrieval import create_model
+
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
 root, index_dir, texts, limit = sys.argv[1:5]
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))

@@ -14,6 +14,8 @@ import pytest
 import indexer.storage.shards as shards_module
 from indexer.storage.shards import MERGE_RATIO, ShardSet, part_of
 
+pytestmark = pytest.mark.slow  # minutes of kills, rebuilds, clusters or training: left out by -m "not slow"
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,6 +105,7 @@ def test_a_removal_rewrites_the_part_that_held_the_vector(tmp_path: Path) -> Non
 MERGE_CHILD = """
 import sys, numpy as np
 from indexer.storage.shards import ShardSet
+
 folder, rounds = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
 for r in range(rounds):

@@ -14,6 +14,9 @@ from retrieval.train import TrainConfig, Trainer
 from retrieval.train.data import unique_caption_batches
 from retrieval.train.loss import InfoNCELoss
 
+pytestmark = pytest.mark.slow  # minutes of kills, rebuilds, clusters or training: left out by -m "not slow"
+
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
 SHAPES = ("square", "circle", "triangle", "cross")
 
