@@ -54,6 +54,7 @@ def test_info_health_and_the_page(served) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/api/v1/info").json()
     assert info["counts"] == {"image": 12, "audio": 3, "text": 4} and info["model"] == "xmr-tiny"
+    assert info["auth"] is False  # no token: nothing to log out of
     assert "root" not in info and "database" not in info  # nothing about where the server keeps things
     page = client.get("/")
     assert page.status_code == 200 and "<title>xmr search</title>" in page.text

@@ -230,6 +230,9 @@ def test_token_login(browser, site, tmp_path: Path) -> None:
             "() => [...document.querySelectorAll('.grid img')].some(i => i.complete && i.naturalWidth > 0)"
         )
         shot(page, site, "9-after-login")
+        page.click("#logout button")  # the cookie dropped: the page asks for the token again
+        page.wait_for_selector("#login:not([hidden])")
+        assert not [c for c in context.cookies() if c["name"] == "xmr_token"]
         context.close()
     finally:
         served.stop()
@@ -417,6 +420,7 @@ def test_the_start_page_says_what_to_type(page, site) -> None:
     hint = page.inner_text("#results .hint")
     counts = engine.info()["counts"]
     assert "e.g." in hint and f"{counts['image']} images" in hint, hint
+    assert page.is_hidden("#logout")  # no token: nothing to log out of
     page.click("#results .hint .example")
     page.wait_for_selector(".group")
     assert page.input_value("#q") != ""

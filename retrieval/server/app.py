@@ -168,7 +168,8 @@ def create_app(
     async def info() -> dict[str, Any]:
         facts = await blocking(engine.info)
         return {k: v for k, v in facts.items() if k not in ("index", "root", "database", "options", "faiss")} | {
-            "modalities": list(engine.modalities)
+            "modalities": list(engine.modalities),
+            "auth": bool(token),  # the page offers to log out
         }
 
     @app.get("/api/v1/search")

@@ -463,7 +463,11 @@ async function start() {
   fromUrl();
   try {
     const info = await fetch("/api/v1/info");
-    if (info.ok) state.counts = (await info.json()).counts || null;
+    if (info.ok) {
+      const facts = await info.json();
+      state.counts = facts.counts || null;
+      $("#logout").hidden = !facts.auth;  // a token server: the cookie can be dropped here
+    }
   } catch (err) { /* the hint goes without the counts */ }
   run();
   if (!hasQuery()) $("#q").focus();
