@@ -376,3 +376,20 @@ def test_a_thumbnail_cache_that_cannot_be_written_still_serves(tmp_path: Path) -
 
     assert max(Image.open(BytesIO(data)).size) <= 64
     assert not list((tmp_path / "thumbs").rglob("*.jpg"))
+
+
+def test_a_hit_carries_its_path_under_the_folder_and_its_mtime(served) -> None:
+    """What the server needs comes with the hit: no second read of the row, no path arithmetic."""
+    client, root, engine = served
+    hits = engine.search(text="x", to="all", k=50)
+    files = [h for h in hits if h.line is None]
+    lines = [h for h in hits if h.line is not None]
+    assert files and lines
+    for hit in files:
+        assert (root / hit.relpath).is_file() and hit.path == str(root / hit.relpath)
+        assert hit.mtime_ns == (root / hit.relpath).stat().st_mtime_ns
+    assert all(h.relpath == "labels.txt" for h in lines)
+    served_hits = client.get("/api/v1/search", params={"q": "x", "k": 50}).json()["results"]
+    for group in served_hits.values():
+        for h in group:
+            assert "relpath" not in h and "mtime_ns" not in h  # the API's path is already relative

@@ -281,6 +281,8 @@ class Engine:
             end=float(segment.end) if segment is not None else None,
             file_id=row.id,
             track=(segment.modality if segment is not None else track) if row.modality == VIDEO else None,
+            relpath=os.path.basename(stored) if row.kind == TEXT_LINE else stored,
+            mtime_ns=row.mtime_ns,
         )
 
     def item(self, item_id: int) -> Hit | None:

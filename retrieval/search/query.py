@@ -81,6 +81,10 @@ class Hit:
     # A video's hit: which of its vectors matched, "image" (its frames) or "audio" (its
     # soundtrack); None for every other item, and for a video fetched by id.
     track: str | None = None
+    # The file as indexed: its path under the indexed folder (for a line of a texts file, the
+    # texts file's name) and its mtime in ns (what a server checks the file against).
+    relpath: str | None = None
+    mtime_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -246,14 +246,14 @@ def create_app(
         results: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             # By what matched: a video's frame among the images, its soundtrack among the audio.
-            results.setdefault(hit.track or hit.modality, []).append(_hit_json(engine, hit))
+            results.setdefault(hit.track or hit.modality, []).append(_hit_json(hit))
         took = (time.perf_counter() - started) * 1000
         return {"query": params.echo() | {k: True for k in parts}, "took_ms": round(took, 2), "results": results}
 
     @app.get("/api/v1/items/{item_id}")
     async def item(item_id: str) -> dict[str, Any]:
         hit = await blocking(_item, engine, item_id)
-        return _hit_json(engine, hit)
+        return _hit_json(hit)
 
     @app.api_route("/api/v1/items/{item_id}/media", methods=["GET", "HEAD"])
     async def media(item_id: str, request: Request) -> Response:
@@ -391,8 +391,7 @@ def _item(engine: Engine, item_id: str) -> Any:
 
 
 def _open_file(engine: Engine, links: str, hit: Any) -> OpenFile:
-    row = engine.index.rows([hit.id]).get(hit.id)
-    return open_item_file(engine.root, links, hit, row.mtime_ns if row is not None else -1)
+    return open_item_file(engine.root, links, hit, hit.mtime_ns)
 
 
 def _printable(value: Any) -> Any:
@@ -406,18 +405,19 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def _hit_json(engine: Engine, hit: Any) -> dict[str, Any]:
-    return _printable(_hit_fields(engine, hit))
+def _hit_json(hit: Any) -> dict[str, Any]:
+    return _printable(_hit_fields(hit))
 
 
-def _hit_fields(engine: Engine, hit: Any) -> dict[str, Any]:
+def _hit_fields(hit: Any) -> dict[str, Any]:
     out = hit.to_dict()
+    del out["mtime_ns"]
+    # The path under the indexed folder (a texts file: its name), never where it lies on the server.
+    out["path"] = out.pop("relpath")
     if hit.line is None:
-        out["path"] = os.path.relpath(hit.path, engine.root)
         item = hit.file_id if hit.file_id is not None else hit.id  # a moment's media is its file's
         out["media_url"] = f"/api/v1/items/{item}/media"
         out["thumbnail_url"] = f"/api/v1/items/{item}/thumbnail" if hit.modality == "image" else None
     else:
-        out["path"] = os.path.basename(hit.path)  # a texts file: its name, not where it lies on the server
         out["media_url"] = out["thumbnail_url"] = None
     return out
