@@ -147,19 +147,10 @@ class Engine:
         Raises:
             QueryError: empty query, bad file, bad option, a modality the model lacks.
         """
-        parts = collect_parts(text, image, audio, vector)
-        asked, videos_only = video_targets(to, self.modalities)
-        targets = target_modalities(asked, parts, self.modalities)
-        k = _check_k(k)
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
             raise QueryError(f"offset must be a whole number >= 0, not {offset!r}")
-        conditions = Filters.from_kwargs(**filters)
-        query = (
-            embed_parts(self.encoder, parts, self.dim)
-            if not all(p.modality == "vector" for p in parts)
-            else embed_parts(_NoEncoder(), parts, self.dim)
-        )
-        hits = self._search_vectors(query[None], targets, k + int(offset), conditions, bool(segments), videos_only)[0]
+        plan = self._plan(text, image, audio, vector, to, k, segments, **filters)
+        hits = self._run([plan.vector], plan, plan.k + int(offset))[0]
         return [h for h in hits if h.rank > offset] if offset else hits
 
     def search_batch(
@@ -168,29 +159,49 @@ class Engine:
         """Answer several queries (dicts of :meth:`search`'s keywords) in one call; queries
         without filters share one FAISS search per target modality."""
         k = _check_k(k)
-        plain: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+        plain: dict[tuple, list[tuple[int, _Plan]]] = {}
         results: list[list[Hit] | None] = [None] * len(queries)
         for n, q in enumerate(queries):
-            q = dict(q)
-            q_to, q_k, q_segments = q.pop("to", to), _check_k(q.pop("k", k)), bool(q.pop("segments", False))
-            parts = collect_parts(
-                q.pop("text", None), q.pop("image", None), q.pop("audio", None), q.pop("vector", None)
-            )
-            conditions = Filters.from_kwargs(**q)
-            q_to, videos_only = video_targets(q_to, self.modalities)
-            targets = tuple(target_modalities(q_to, parts, self.modalities))
-            vec = embed_parts(
-                self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder(), parts, self.dim
-            )
-            if conditions or videos_only:
-                results[n] = self._search_vectors(vec[None], list(targets), q_k, conditions, q_segments, videos_only)[0]
+            plan = self._plan(**{"to": to, "k": k, **q})
+            if plan.conditions or plan.videos_only:
+                results[n] = self._run([plan.vector], plan, plan.k)[0]
             else:
-                plain.setdefault((targets, q_k, q_segments), []).append((n, vec))
-        for (targets, q_k, q_segments), group in plain.items():
-            answers = self._search_vectors(np.stack([v for _, v in group]), list(targets), q_k, Filters(), q_segments)
+                plain.setdefault((plan.targets, plan.k, plan.segments), []).append((n, plan))
+        for group in plain.values():
+            answers = self._run([plan.vector for _, plan in group], group[0][1], group[0][1].k)
             for (n, _), hits in zip(group, answers):
                 results[n] = hits
         return [r or [] for r in results]
+
+    def _plan(
+        self,
+        text: Any = None,
+        image: Any = None,
+        audio: Any = None,
+        vector: Any = None,
+        to: str | list[str] | None = None,
+        k: int = 10,
+        segments: bool = False,
+        **filters: Any,
+    ) -> "_Plan":
+        """One query checked and embedded: what :meth:`search` and :meth:`search_batch` share.
+
+        Raises:
+            QueryError: as :meth:`search`.
+        """
+        parts = collect_parts(text, image, audio, vector)
+        asked, videos_only = video_targets(to, self.modalities)
+        targets = tuple(target_modalities(asked, parts, self.modalities))
+        k = _check_k(k)
+        conditions = Filters.from_kwargs(**filters)
+        encoder = self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder()
+        return _Plan(embed_parts(encoder, parts, self.dim), targets, k, conditions, bool(segments), videos_only)
+
+    def _run(self, vectors: list[np.ndarray], plan: "_Plan", k: int) -> list[list[Hit]]:
+        """``vectors`` (queries alike but for their vectors) searched as ``plan`` says."""
+        return self._search_vectors(
+            np.stack(vectors), list(plan.targets), k, plan.conditions, plan.segments, plan.videos_only
+        )
 
     def _search_vectors(
         self,
@@ -356,6 +367,18 @@ def video_targets(to: str | list[str] | None, available: tuple[str, ...]) -> tup
         raise QueryError("this index's model has no image or audio tower, so it holds no videos")
     direct = set(available) if "all" in rest else set(rest)
     return rest + [m for m in tracks if m not in rest], frozenset(tracks) - direct
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A query checked and embedded, ready for FAISS."""
+
+    vector: np.ndarray  # [D], unit length
+    targets: tuple[str, ...]
+    k: int
+    conditions: Filters
+    segments: bool
+    videos_only: frozenset[str]
 
 
 class _NoEncoder:
