@@ -27,6 +27,7 @@ from ..storage.autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose,
 from ..storage.errors import OptionError
 from ..storage.faults import crash_point
 from ..storage.layout import (
+    INDEX_FOLDER,
     MANIFEST_VERSION,
     IndexLock,
     IndexMismatchError,
@@ -202,7 +203,7 @@ def index_layout(root: str | os.PathLike, options: IndexOptions) -> Layout:
     """Where the index of ``root`` lives: ``options.index_dir``, else ``root/.xmr``."""
     if options.index_dir:
         return Layout(Path(options.index_dir).expanduser().resolve())
-    return Layout(Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / ".xmr")
+    return Layout(Path(os.path.abspath(os.path.expanduser(os.fspath(root)))) / INDEX_FOLDER)
 
 
 def resolve_model_name(root: str | os.PathLike, options: IndexOptions, requested: str | None) -> str:

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # 2: index_uuid, index_id and the recorded options (a version-1 manifest reads as before); 3: index
 # types chosen per modality (--index-type auto, shards under a new prefix after a change of type).
 MANIFEST_VERSION = 3
+INDEX_FOLDER = ".xmr"  # an index's folder inside the folder it indexes (hidden, so the walk skips it)
 
 
 class XmrIndexError(RuntimeError):
@@ -186,8 +187,8 @@ def find_index_dir(start: str | os.PathLike | None = None) -> Path | None:
     """The nearest ``.xmr`` folder at or above ``start`` (default: the current folder)."""
     here = Path(start or os.getcwd()).resolve()
     for folder in (here, *here.parents):
-        if Layout(folder / ".xmr").exists():
-            return folder / ".xmr"
-        if folder.name == ".xmr" and Layout(folder).exists():
+        if Layout(folder / INDEX_FOLDER).exists():
+            return folder / INDEX_FOLDER
+        if folder.name == INDEX_FOLDER and Layout(folder).exists():
             return folder
     return None

@@ -57,6 +57,7 @@ def _p(values: list[float], q: float) -> float:
 def build_index(folder: Path, items: int, photos: int, model: Any) -> Path:
     """A cached index of ``items`` image rows whose files are hard links to ``photos`` real JPEGs."""
     from indexer.ingest.bulk import IndexSpec, build_from_vectors
+    from indexer.storage.layout import INDEX_FOLDER
 
     done = folder / "complete"
     if done.exists():
@@ -81,7 +82,7 @@ def build_index(folder: Path, items: int, photos: int, model: Any) -> Path:
             }
         )
     spec = IndexSpec(model=model.name, weights_hash=model.weights_hash, dim=model.embed_dim, root=str(media))
-    build_from_vectors(media / ".xmr", spec, "image", unit_vectors(items, model.embed_dim, seed=0), rows)
+    build_from_vectors(media / INDEX_FOLDER, spec, "image", unit_vectors(items, model.embed_dim, seed=0), rows)
     done.write_text("ok\n")
     return media
 

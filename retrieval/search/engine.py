@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from indexer.storage.constants import INDEXED, TEXT_LINE, VIDEO
-from indexer.storage.layout import IndexMismatchError, IndexNotFoundError, Layout, find_index_dir
+from indexer.storage.layout import INDEX_FOLDER, IndexMismatchError, IndexNotFoundError, Layout, find_index_dir
 from indexer.storage.paths import unescape_path
 from indexer.storage.reader import IndexReader
 from indexer.storage.shards import ShardSet
@@ -42,10 +42,10 @@ def locate_index(path: str | os.PathLike | None = None) -> Path:
     given = path if path is not None else os.environ.get("XMR_INDEX") or None
     if given is not None:
         folder = Path(given).expanduser().resolve()
-        for candidate in (folder, folder / ".xmr"):
+        for candidate in (folder, folder / INDEX_FOLDER):
             if Layout(candidate).exists():
                 return candidate
-        raise IndexNotFoundError(f"no xmr index at {folder} (no manifest.json there or in {folder / '.xmr'})")
+        raise IndexNotFoundError(f"no xmr index at {folder} (no manifest.json there or in {folder / INDEX_FOLDER})")
     found = find_index_dir()
     if found is None:
         raise IndexNotFoundError(
