@@ -18,12 +18,10 @@ import json
 import os
 import select
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +45,6 @@ def _rss(pid: int) -> tuple[int, int]:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _png_header_only(width: int, height: int, bit_depth: int = 8, colour: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def _costly_uploads() -> dict[str, tuple[str, bytes, str]]:
@@ -133,9 +123,11 @@ class Phase:
                 return type(exc).__name__.encode()
 
     def bombs(self) -> None:
+        from retrieval.bench.media import png_header_only
+
         host = self.url.removeprefix("http://")
         field = b"f=" + b"a" * ((1 << 20) - 200) + b"&"
-        bomb_png = _png_header_only(6245, 6245)
+        bomb_png = png_header_only(6245, 6245)
         boundary = b"b0undary"
         multipart = (
             b"--" + boundary + b'\r\nContent-Disposition: form-data; name="image"; filename="b.png"\r\n'

@@ -4,8 +4,6 @@ skipped with a specific reason, the run finishes, and every good file is indexed
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +16,8 @@ from indexer.storage.layout import Layout
 from indexer.storage.paths import unescape_path
 from indexer.storage.schema import FILE
 from indexer.storage.store import Store
+from retrieval.bench.media import png_header_only
 from tests.helpers import RATE, write_audio, write_image, write_m4a
-
-
-def png_header_only(path: Path, width: int, height: int) -> None:
-    """A PNG that declares ``width x height`` pixels but holds almost no data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +37,7 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str], list[str]]:
     bad |= {"zero.png": "empty file", "zero.wav": "empty file"}
     (root / "words.jpg").write_text("this is a text file with an image extension")
     bad["words.jpg"] = "not an image"
-    png_header_only(root / "huge-header.png", 30000, 30000)
+    (root / "huge-header.png").write_bytes(png_header_only(30000, 30000))
     bad["huge-header.png"] = "too large"
     Image.new("1", (12000, 12000)).save(root / "bomb.png")  # 144M pixels in a few kB
     bad["bomb.png"] = "too large"

@@ -12,7 +12,6 @@ import socket
 import struct
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import indexer  # noqa: E402
 from retrieval import Engine, Weighted  # noqa: E402
+from retrieval.bench.media import png_header_only  # noqa: E402
 from retrieval.search.query import QueryError  # noqa: E402
 from retrieval.server import app as server_app  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
@@ -496,16 +496,6 @@ def test_a_parameter_given_twice_is_refused(client, index) -> None:
 # --- 7. uploads decoded once, within a bound -------------------------------------------------
 
 
-def _png_header_only(width: int, height: int, bit_depth: int = 8, colour: int = 2) -> bytes:
-    """A PNG whose header promises ``width`` x ``height`` pixels, with almost no data."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 def test_an_upload_is_decoded_once(client, index, monkeypatch) -> None:
     from PIL import Image
 
@@ -527,11 +517,11 @@ def test_an_upload_is_decoded_once(client, index, monkeypatch) -> None:
 
 
 def test_a_small_upload_that_promises_many_pixels_is_refused_from_its_header(client) -> None:
-    tiny_bomb = _png_header_only(6245, 6245)  # 39 Mpx in a few hundred bytes
+    tiny_bomb = png_header_only(6245, 6245)  # 39 Mpx in a few hundred bytes
     assert len(tiny_bomb) < 400
     body = _error(client.post("/api/v1/search", files={"image": ("b.png", tiny_bomb)}), 413, "too_large", "image")
     assert "PNG" in body["message"]
-    deep = _png_header_only(6240, 6240, bit_depth=16)
+    deep = png_header_only(6240, 6240, bit_depth=16)
     _error(client.post("/api/v1/search", files={"image": ("d.png", deep)}), 413, "too_large", "image")
 
 

@@ -119,3 +119,16 @@ def write_moving_video(
             for packet in stream.encode(None):
                 out.mux(packet)
     return path
+
+
+def png_header_only(width: int, height: int, bit_depth: int = 8, colour: int = 2) -> bytes:
+    """A PNG that declares ``width x height`` pixels but holds almost no data (a few hundred
+    bytes): what a decoder's pixel limit must refuse from the header alone."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
