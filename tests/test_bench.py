@@ -317,7 +317,7 @@ def test_scale_benchmark_resumes_and_measures_exact_recall(tmp_path: Path) -> No
 
     work = tmp_path / "work"
     cmd = [sys.executable, "-m", "retrieval.bench.scale", "build", str(work), "3000", str(1 << 30), "1000"]
-    env = {**os.environ, "XMR_CRASH_AT": "bulk-vectors-written:2"}
+    env = {**os.environ, "XMR_CRASH_AT": "vectors-written:2"}
     root = Path(__file__).resolve().parent.parent
     assert subprocess.run(cmd, cwd=root, env=env, check=False, capture_output=True).returncode == -9
     result = run_scale(3000, work, 1 << 30, tmp_path / "out", block=1000)

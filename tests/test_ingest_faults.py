@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 import indexer
 from indexer.ingest.decode import decode, decode_text
 from indexer.storage.check import check_index
-from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from indexer.storage.paths import unescape_path
 from indexer.storage.schema import FILE, TEXT_LINE
 from indexer.storage.shards import ShardSet
@@ -271,7 +272,7 @@ def test_doctor_fix_replays_the_options_the_index_was_built_with(tmp_path: Path,
     labels = write_text(tmp_path / "labels.txt", "a dog\na cat\n")
     run(root, tiny, db_url=db_url, exclude=["private/*"], texts=[str(labels)])
     manifest = read_manifest(Layout(root / ".xmr"))
-    assert manifest["options"] == {
+    assert manifest.options == {
         "exclude": ["private/*"],
         "texts": [str(labels)],
         "links": "inside",
@@ -312,7 +313,7 @@ def test_a_rebuild_cut_short_never_leaves_old_vectors_under_the_new_model(tmp_pa
         run(root, other, rebuild=True)
     monkeypatch.undo()
     manifest = read_manifest(Layout(root / ".xmr"))
-    if manifest["weights_hash"] == other.weights_hash:  # the new model's name: no old vector may be left
+    if manifest.weights_hash == other.weights_hash:  # the new model's name: no old vector may be left
         assert check_index(root / ".xmr", check_files=False).counts == {}
     with pytest.raises(indexer.IndexMismatchError):
         run(root, other)  # the half-done rebuild is not silently accepted

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 import indexer
 from indexer.storage.check import check_index
-from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from indexer.storage.paths import escape_path, unescape_path
 from indexer.storage.schema import FILE, TEXT_LINE
 from indexer.storage.shards import ShardSet, part_of
@@ -31,10 +32,10 @@ def stored(root: Path, index_dir: Path | None = None, db_url: str | None = None)
     """{relative path: (id, stored vector)} of every file item, read back from SQL and the shards."""
     layout = Layout(index_dir or root / ".xmr")
     manifest = read_manifest(layout)
-    store = Store(db_url or layout.db_url(manifest))
+    store = Store(db_url or layout.db_url(manifest.db))
     out = {}
     for modality in ("image", "audio", "text"):
-        shards = ShardSet(layout.shards, modality, manifest["dim"]).load()
+        shards = ShardSet(layout.shards, modality, manifest.dim).load()
         rows = [r for r in store.items(FILE) if r.modality == modality]
         vectors = shards.reconstruct(np.array([r.id for r in rows], dtype=np.int64))
         out.update({unescape_path(r.path): (r.id, v) for r, v in zip(rows, vectors)})
@@ -209,7 +210,7 @@ def test_other_model_refused_unless_rebuild(tmp_path: Path, tiny) -> None:
         run(root, image_only)
     summary = run(root, image_only, rebuild=True)
     assert summary.counts == {"image": 2, "text": 1}  # the model has no audio tower
-    assert read_manifest(Layout(root / ".xmr"))["model"] == "xmr-tiny-image"
+    assert read_manifest(Layout(root / ".xmr")).model == "xmr-tiny-image"
 
 
 def test_second_indexer_is_refused(tmp_path: Path, tiny) -> None:
@@ -236,7 +237,7 @@ def test_storage_on_a_real_database(tmp_path: Path, tiny, db_url: str) -> None:
     root = make_media(tmp_path / "media", images=4, audio=2, texts=2)
     first = run(root, tiny, db_url=db_url)
     assert first.counts == {"image": 4, "audio": 2, "text": 2}
-    assert read_manifest(Layout(root / ".xmr"))["db"] == db_url
+    assert read_manifest(Layout(root / ".xmr")).db == db_url
     (root / "notes/note0.txt").unlink()
     second = run(root, tiny)  # the manifest remembers the database
     assert (second.removed, second.unchanged, second.counts["text"]) == (1, 7, 1)

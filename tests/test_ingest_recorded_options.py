@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import indexer
-from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from indexer.storage.schema import TEXT_LINE
 from indexer.storage.store import Store
 from tests.helpers import make_media, write_text
@@ -62,7 +63,7 @@ def test_a_plain_rerun_keeps_the_recorded_exclude_and_texts(tmp_path: Path, monk
     assert again["recorded_options"] == {"exclude": ["raw/*"], "texts": [str(root / "labels.txt")]}
     assert _labels(root) == ["a bird", "a cat", "a dog"]
     assert "raw/b.txt" not in _paths(root)
-    options = read_manifest(Layout(root / ".xmr"))["options"]
+    options = read_manifest(Layout(root / ".xmr")).options
     assert options["exclude"] == ["raw/*"] and options["texts"] == [str(root / "labels.txt")]
     assert_consistent(root / ".xmr")
 
@@ -93,7 +94,7 @@ def test_new_values_replace_the_recorded_ones_and_no_flags_clear_them(tmp_path: 
     cleared = _index(str(root), "--no-texts", "--no-exclude")
     assert cleared["recorded_options"] == {}
     assert _labels(root) == [] and "raw/b.txt" in _paths(root)
-    assert read_manifest(Layout(root / ".xmr"))["options"]["exclude"] == []
+    assert read_manifest(Layout(root / ".xmr")).options["exclude"] == []
     plain = _index(str(root))  # cleared stays cleared
     assert (plain["added"], plain["removed"]) == (0, 0) and "raw/b.txt" in _paths(root)
 

@@ -10,13 +10,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from indexer import IndexOptions, index_folder
-from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from indexer.storage.sqlite_rows import SqliteRows
 from indexer.storage.store import Store
 from retrieval import create_model
@@ -268,14 +270,14 @@ def test_fast_row_reads_equal_the_store_s(tmp_path: Path, tiny) -> None:
 def test_fast_row_reads_decline_what_only_the_store_can_do(tmp_path: Path, tiny) -> None:
     folder = _indexed(tmp_path, tiny, "a")
     manifest = read_manifest(Layout(folder))
-    url = Layout(folder).db_url(manifest)
+    url = Layout(folder).db_url(manifest.db)
     assert SqliteRows.open("postgresql+psycopg:///xmr", manifest) is None
-    assert SqliteRows.open(url, {**manifest, "index_uuid": "not-this-one"}) is None
+    assert SqliteRows.open(url, replace(manifest, index_uuid="not-this-one")) is None
     assert SqliteRows.open(url.replace("items.db", "gone.db"), manifest) is None
     v1 = tmp_path / "v1"
     shutil.copytree(ROOT / "tests" / "data" / "v1" / "sqlite", v1)
     v1_manifest = read_manifest(Layout(v1))
-    assert SqliteRows.open(Layout(v1).db_url(v1_manifest), {**v1_manifest, "index_uuid": "x"}) is None
+    assert SqliteRows.open(Layout(v1).db_url(v1_manifest.db), replace(v1_manifest, index_uuid="x")) is None
 
 
 def test_a_query_s_row_reads_import_no_sqlalchemy(tmp_path: Path, tiny) -> None:
@@ -339,7 +341,7 @@ def test_row_reads_by_id_use_the_primary_key(tmp_path: Path) -> None:
     rows = [{"path": f"p{i}.png", "ext": "png"} for i in range(2000)]
     layout = build_from_vectors(tmp_path / "ix", IndexSpec(model="m", weights_hash="h", dim=16), "image", vectors, rows)
     manifest = read_manifest(layout)
-    url = layout.db_url(manifest)
+    url = layout.db_url(manifest.db)
     ids = list(range(100, 120))
     statements: list[tuple[str, tuple]] = []
     fast, store = SqliteRows.open(url, manifest), Store.of_index(url, manifest)

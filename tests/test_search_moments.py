@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from indexer import IndexOptions, index_folder
-from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from indexer.storage.store import Store
 from retrieval import Engine
 

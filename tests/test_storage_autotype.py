@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -392,18 +393,19 @@ def test_reindex_refuses_an_untrainable_type_first_and_a_killed_one_is_finished(
 
 
 def test_when_a_modality_is_rebuilt() -> None:
+    from indexer.storage.manifest import Manifest
     from indexer.storage.retype import due, share
 
     gib = 1 << 30
-    manifest = {"index_type": "auto", "dim": 384, "types": {}}
+    manifest = Manifest(root="", model="m", dim=384, index_type="auto")
     assert due(manifest, "image", 150_000, gib) is None  # Flat and small: nothing to do
     assert due(manifest, "image", 300_000, gib).factory == "IVF2048,Flat"  # past FLAT_MAX: up a kind
-    manifest["types"]["image"] = choose(300_000, 384, gib).to_json() | {"prefix": "image.e1"}
+    manifest.types["image"] = replace(choose(300_000, 384, gib), prefix="image.e1")
     assert due(manifest, "image", 2_000_000, 4 * gib) is None  # grown less than 10x
     assert "re-trained" in due(manifest, "image", 3_000_000, 8 * gib).reason  # 10x: lists trained again
     assert due(manifest, "image", 1_000_000, gib).rerank  # float32 over the budget: codes
-    manifest["types"]["image"] = choose(1_000_000, 384, gib // 4).to_json() | {"prefix": "image.e2"}
-    assert manifest["types"]["image"]["factory"] == "IVF4096,PQ64"
+    manifest.types["image"] = replace(choose(1_000_000, 384, gib // 4), prefix="image.e2")
+    assert manifest.types["image"].factory == "IVF4096,PQ64"
     smaller = due(manifest, "image", 2_500_000, gib // 4)  # its codes outgrew the budget: smaller ones
     assert smaller.factory == "IVF8192,PQ32" and "outgrew" in smaller.reason
     assert due(manifest, "image", 1_200_000, gib // 4) is None
@@ -411,7 +413,7 @@ def test_when_a_modality_is_rebuilt() -> None:
     assert compact.factory == "IVF4096,PQ64" and "compacted" in compact.reason
     shrunk = due(manifest, "image", 500, gib // 4, stored_rows=65_000)  # chosen again: 500 cannot train 4096 lists
     assert shrunk.factory == "Flat" and "compacted" in shrunk.reason
-    assert due({**manifest, "index_type": "Flat"}, "image", 10**7, gib) is None  # a fixed type stays
+    assert due(replace(manifest, index_type="Flat"), "image", 10**7, gib) is None  # a fixed type stays
     assert share(gib, 250, 1000) == gib // 4 and share(gib, 0, 0) == gib
 
 

@@ -14,7 +14,8 @@ import pytest
 import indexer
 from indexer.storage.check import check_index
 from indexer.storage.constants import SCHEMA_VERSION
-from indexer.storage.layout import Layout, read_manifest
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from indexer.storage.migrate import MigrationError
 from indexer.storage.store import Store
 from retrieval import Engine
@@ -77,7 +78,7 @@ def _schema_version(url: str) -> int:
 
 def test_a_v1_index_upgrades_in_place_with_nothing_lost(tmp_path: Path, tiny, db_url: str) -> None:
     media, index = _v1_index(tmp_path, db_url)
-    url = Layout(index).db_url(read_manifest(Layout(index)))
+    url = Layout(index).db_url(read_manifest(Layout(index)).db)
     assert _schema_version(url) == 1
     before = stored(media, index, url)  # read through today's code: the rows of the only index
     assert len(before) == 10
@@ -94,7 +95,7 @@ def test_a_v1_index_upgrades_in_place_with_nothing_lost(tmp_path: Path, tiny, db
     assert (summary.added, summary.updated, summary.removed, summary.unchanged) == (0, 0, 0, 12)
     assert summary.counts == COUNTS
     manifest = read_manifest(Layout(index))
-    assert manifest["index_id"] == 0 and manifest["index_uuid"]  # it claimed the rows it made
+    assert manifest.index_id == 0 and manifest.index_uuid  # it claimed the rows it made
     after = stored(media, index, url)
     assert {p: i for p, (i, _) in after.items()} == {p: i for p, (i, _) in before.items()}
     for p, (_, v) in before.items():

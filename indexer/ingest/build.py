@@ -20,26 +20,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import delete, update
 
 from ..storage import retype
-from ..storage.autotype import AUTO, SEGMENT_FACTORY, Choice, choice_of, choose, default_budget, fixed
+from ..storage.autotype import AUTO, SEGMENT_FACTORY, Choice, choose, default_budget, fixed
 from ..storage.errors import OptionError
-from ..storage.faults import crash_point
-from ..storage.layout import (
-    INDEX_FOLDER,
-    MANIFEST_VERSION,
-    IndexLock,
-    IndexMismatchError,
-    Layout,
-    MassRemovalError,
-    read_manifest,
-    write_manifest,
-)
+from ..storage.layout import INDEX_FOLDER, IndexLock, IndexMismatchError, Layout, MassRemovalError
+from ..storage.manifest import Manifest, Reindexing, read_manifest, write_manifest
 from ..storage.paths import escape_path, unescape_path
-from ..storage.schema import FILE, INDEXED, MODALITIES, TEXT_LINE, VIDEO, Item, Segment, vector_modalities
+from ..storage.schema import FILE, INDEXED, MODALITIES, TEXT_LINE, VIDEO, Item, vector_modalities
 from ..storage.shards import ShardSet
 from ..storage.store import Store, StoreError, new_index_uuid
+from ..storage.writer import IndexWriter, RowChange, VectorChange
 from .decode import Decoded, file_hash
 from .scan import LINKS, Found, Skipped, walk
 from .segments import SEGMENTS_KEY, EncodedSegments, SegmentingAudio, Segments, encode_segments
@@ -212,7 +203,7 @@ def resolve_model_name(root: str | os.PathLike, options: IndexOptions, requested
     if requested:
         return requested
     manifest = read_manifest(index_layout(root, options))
-    return manifest["model"] if manifest else DEFAULT_MODEL
+    return manifest.model if manifest else DEFAULT_MODEL
 
 
 def index_folder(
@@ -292,45 +283,22 @@ class _Run:
         self.summary = Summary(index=str(layout.dir))
         self.manifest = self._check_manifest()
         # Options not given are the ones the index recorded (a new index records what it was given).
-        self.options, self.summary.recorded_options = options.with_recorded(self.manifest["options"])
+        self.options, self.summary.recorded_options = options.with_recorded(self.manifest.recorded)
         options = self.options
-        self.store = Store(options.db_url or layout.db_url(self.manifest))
-        self.manifest["index_id"] = self.store.register_index(
-            self.manifest["index_uuid"], self.manifest["root"], escape_path(str(layout.dir))
-        )
-        # A rebuild drops the old vectors *before* the manifest names the new model: killed in
-        # between, the index still says which model its (fewer) vectors came from.
-        crash_point("index-registered")
-        if options.rebuild:
-            self._wipe()
-        # The manifest goes down only once its database exists: a reader that finds the
-        # manifest can always open the database.
-        write_manifest(self.layout, self.manifest)
-        # The database's copy too, before files the manifest does not name are removed below: a
-        # copy left naming an older type (a run killed mid-switch) must not bring it back later.
-        self.store.save_manifest_copy(self.manifest)
-        self.budget = int(options.max_memory or self.manifest.get("max_memory") or default_budget())
-        if not options.max_memory and self.manifest.get("max_memory"):
-            self.summary.recorded_options["max_memory"] = int(self.manifest["max_memory"])
-        self.shards = {}
-        for m in MODALITIES:
-            shards = retype.shard_set(layout.shards, self.manifest, m, encoder.embed_dim)
-            retype.remove_others(layout.shards, m, keep=shards.modality)  # what a cut-short type change left
-            self.shards[m] = shards.load(mmap=True, tidy=True)  # mapped: a part is read whole only when changed
+        self.store = Store(options.db_url or layout.db_url(self.manifest.db))
+        self.writer = IndexWriter.open(layout, self.manifest, self.store, rebuild=options.rebuild)
+        self.budget = int(options.max_memory or self.manifest.max_memory or default_budget())
+        if not options.max_memory and self.manifest.max_memory:
+            self.summary.recorded_options["max_memory"] = self.manifest.max_memory
+        # Mapped: a part is read whole only when changed.
+        self.shards = {m: self.writer.shards(m, mmap=True) for m in MODALITIES}
         self.pending_vectors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in MODALITIES}
         self.pending_rows: list[Work] = []
         # Moments of long audio and of videos: their own shards (``audio-segments-NNNNN.faiss``,
         # ``image-segments-...`` for video frames) and rows.
+        factory = _segment_factory(self.manifest.index_type, encoder.embed_dim)
         self.segment_shards = {
-            m: ShardSet(
-                layout.shards,
-                f"{m}-segments",
-                encoder.embed_dim,
-                _segment_factory(self.manifest["index_type"], encoder.embed_dim),
-                self.manifest["shard_size"],
-            ).load(mmap=True, tidy=True)
-            for m in ("image", "audio")
-            if m in encoder.modalities
+            m: self.writer.segment_shards(m, factory, mmap=True) for m in ("image", "audio") if m in encoder.modalities
         }
         self.pending_segments: list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = []
         # Segment vectors of files decoded but not yet embedded (their rows not yet pending).
@@ -341,59 +309,63 @@ class _Run:
         # A video's frame interval: as asked, else as the index was built. Asked anew, the videos
         # indexed at another interval are embedded again, also by later runs if this one stops
         # before it is done ("reframing" stays in the manifest until a run completes).
-        before = (self.manifest.get("options") or {}).get("frame_seconds")
+        before = self.manifest.recorded.get("frame_seconds")
         self.frame_seconds = float(options.frame_seconds or before or FRAME_SECONDS)
         if not options.frame_seconds and before and before != FRAME_SECONDS:
             self.summary.recorded_options["frame_seconds"] = before
-        self.reframe = (before is not None and self.frame_seconds != before) or bool(self.manifest.get("reframing"))
+        self.reframe = (before is not None and self.frame_seconds != before) or self.manifest.reframing
         self.scratch = layout.dir / "scratch"
         shutil.rmtree(self.scratch, ignore_errors=True)  # what a killed run left
         self.last_checkpoint = time.monotonic()
 
     # --- manifest ------------------------------------------------------------------------
-    def _check_manifest(self) -> dict:
+    def _check_manifest(self) -> Manifest:
         manifest = read_manifest(self.layout) or self._manifest_from_database()
         enc, opt = self.encoder, self.options
-        if manifest is not None:
-            owner = unescape_path(manifest.get("root", ""))
+        if manifest is None:
+            manifest = Manifest(
+                root="",
+                model=enc.name,
+                dim=enc.embed_dim,
+                index_type=opt.index_type,
+                shard_size=opt.shard_size,
+                index_uuid=new_index_uuid(),
+                created=_now(),
+            )
+        else:
+            owner = unescape_path(manifest.root)
             # The same folder reached through a link is the same folder.
             if owner and os.path.realpath(owner) != os.path.realpath(self.root):
                 raise IndexMismatchError(
                     f"the index at {self.layout.dir} belongs to {owner}, not {self.root}; use another --index"
                 )
-            if manifest.get("weights_hash") != enc.weights_hash and not opt.rebuild:
+            if manifest.weights_hash != enc.weights_hash and not opt.rebuild:
                 raise IndexMismatchError(
-                    f"the index at {self.layout.dir} was built with model {manifest.get('model')!r} "
-                    f"(weights {str(manifest.get('weights_hash'))[:12]}), not {enc.name!r} ({enc.weights_hash[:12]}); "
+                    f"the index at {self.layout.dir} was built with model {manifest.model!r} "
+                    f"(weights {str(manifest.weights_hash)[:12]}), not {enc.name!r} ({enc.weights_hash[:12]}); "
                     "pass --rebuild to re-embed everything with the new model"
                 )
-        manifest = {
-            **(manifest or {}),
-            "version": MANIFEST_VERSION,
-            "root": escape_path(str(self.root)),
-            "model": enc.name,
-            "weights_hash": enc.weights_hash,
-            "dim": enc.embed_dim,
-            "metric": "inner_product",
-            "index_type": (manifest or {}).get("index_type", opt.index_type) if not opt.rebuild else opt.index_type,
-            "shard_size": (manifest or {}).get("shard_size", opt.shard_size) if not opt.rebuild else opt.shard_size,
-            "modalities": list(enc.modalities),
-        }
-        if self.options.db_url:
-            manifest["db"] = self.options.db_url
+        manifest.root = escape_path(str(self.root))
+        manifest.model, manifest.weights_hash, manifest.dim = enc.name, enc.weights_hash, enc.embed_dim
+        manifest.metric = "inner_product"
+        manifest.modalities = list(enc.modalities)
         if opt.rebuild:
-            manifest.pop("types", None)  # every shard goes: auto chooses again
-            manifest.pop("reindexing", None)
+            manifest.index_type, manifest.shard_size = opt.index_type, opt.shard_size
+            manifest.types = {}  # every shard goes: auto chooses again
+            manifest.reindexing = None
+        if self.options.db_url:
+            manifest.db = self.options.db_url
         if opt.max_memory:
-            manifest["max_memory"] = int(opt.max_memory)
-        manifest.setdefault("index_uuid", new_index_uuid())
-        manifest.setdefault("created", _now())
+            manifest.max_memory = int(opt.max_memory)
+        manifest.index_uuid = manifest.index_uuid or new_index_uuid()
+        manifest.created = manifest.created or _now()
         # The options are recorded once the run has planned without a refusal (see execute):
         # a run refused (a mass removal) leaves the options doctor --fix replays as they were.
-        manifest.setdefault("options", opt.recorded())
+        if manifest.options is None:
+            manifest.options = opt.recorded()
         return manifest
 
-    def _manifest_from_database(self) -> dict | None:
+    def _manifest_from_database(self) -> Manifest | None:
         """A lost manifest (no backup either) from the copy in the index's own SQLite database."""
         if self.options.db_url or not self.layout.database.exists():
             return None
@@ -409,25 +381,18 @@ class _Run:
             log.warning("the manifest of %s was lost: restored from the copy in its database", self.layout.dir)
         return copy
 
-    def _wipe(self) -> None:
-        log.info("rebuilding: dropping every stored vector and row of this index")
-        self.store.delete_all()  # rows first: vectors without a row are dropped by the next run
-        crash_point("rebuild-rows-deleted")
-        shutil.rmtree(self.layout.shards, ignore_errors=True)
-        crash_point("rebuild-wiped")
-
     # --- the run -------------------------------------------------------------------------
     def execute(self) -> Summary:
         self._reconcile()
         self._reconcile_segments()
-        if reindex := self.options.reindex_type or (self.manifest.get("reindexing") or {}).get("type"):
+        if reindex := self.options.reindex_type or (self.manifest.reindexing and self.manifest.reindexing.type):
             self._reindex(reindex)
         self.next_id = self._max_id() + 1
         self.next_segment_id = self._max_segment_id() + 1
         work = self._plan_files() + self._plan_texts()
-        self.manifest["options"] = self.options.recorded() | {"frame_seconds": self.frame_seconds}
+        self.manifest.options = self.options.recorded() | {"frame_seconds": self.frame_seconds}
         if self.reframe:
-            self.manifest["reframing"] = True
+            self.manifest.reframing = True
             write_manifest(self.layout, self.manifest)
         with _StopOnSigint() as stop:
             self.stop = stop
@@ -442,17 +407,16 @@ class _Run:
                 self._checkpoint()
                 shutil.rmtree(self.scratch, ignore_errors=True)
         if not self.summary.interrupted:
-            self.manifest.pop("reframing", None)
+            self.manifest.reframing = False
             self._retype_if_due()  # also when nothing was added: a smaller --max-memory
         self.summary.counts = self.store.counts()
         self.summary.segments = self.store.segment_count()
         self.summary.seconds = round(time.monotonic() - self.started, 3)
-        self.manifest["last_run"] = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
+        self.manifest.last_run = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
             "skipped": len(self.summary.skipped),
             "finished": _now(),
         }
-        write_manifest(self.layout, self.manifest)
-        self.store.save_manifest_copy(self.manifest)
+        self.writer.publish()
         return self.summary
 
     def _reconcile(self) -> None:
@@ -478,11 +442,7 @@ class _Run:
                 shards.flush()
                 self.store.mark_pending(unstored.tolist())
                 in_shards = np.setdiff1d(in_shards, unstored, assume_unique=True)
-            orphans = np.setdiff1d(in_shards, indexed, assume_unique=True)
-            if len(orphans):
-                log.info("dropping %d %s vectors with no committed row (interrupted run)", len(orphans), modality)
-                shards.remove(orphans)
-                shards.flush()
+            self.writer.drop_orphans(shards, indexed, f"{modality} vectors", present=in_shards)
 
     def _reconcile_segments(self) -> None:
         """Segment vectors and rows as items are: a vector without a row goes; a row without a
@@ -895,58 +855,45 @@ class _Run:
         return encode_batch(self.encoder, modality, [d.features for _, d in batch])
 
     def _checkpoint(self) -> None:
-        """Shards first (atomic files), then the rows that point at their vectors."""
+        """What is embedded so far, through the index's one write path: the vectors (updated
+        items' old ones removed, both of a stale video's; old segments of replaced files), then
+        the rows that point at them."""
         if not self.pending_rows:
             return
         stale = np.array(self.stale_videos, dtype=np.int64)
+        vectors = {}
         for modality, parts in self.pending_vectors.items():
             also = [stale] if len(stale) and modality in vector_modalities(VIDEO) else []
-            if not parts and not also:
-                continue
-            ids = np.concatenate([i for _, i in parts] + also)
-            self.shards[modality].remove(ids)  # updated items: their old vector goes (both of a video's)
-            if parts:
-                self.shards[modality].add(np.concatenate([v for v, _ in parts]), np.concatenate([i for _, i in parts]))
-            self.shards[modality].flush()
+            if parts or also:
+                added = np.concatenate([i for _, i in parts]) if parts else np.zeros(0, np.int64)
+                change = VectorChange(
+                    remove=np.concatenate([added, *also]),
+                    vectors=np.concatenate([v for v, _ in parts]) if parts else None,
+                    ids=added,
+                )
+                vectors[modality] = (self.shards[modality], change)
             self.pending_vectors[modality] = []
-        old_segments = self.store.segment_ids(sorted(self.replaced)) if self.replaced else {}
+        old_segments = sorted(self.store.segment_ids(sorted(self.replaced))) if self.replaced else []
         new_segments = [row for _, rows in self.pending_segments for row in rows]
         for modality, shards in self.segment_shards.items():
-            if old_segments:
-                shards.remove(np.array(sorted(old_segments), dtype=np.int64))
             parts = [(v, rows) for v, rows in self.pending_segments if rows and rows[0][2] == modality]
-            if parts:
-                shards.add(
-                    np.concatenate([v for v, _ in parts]),
-                    np.array([r[0] for _, rows in parts for r in rows], dtype=np.int64),
-                )
-            if old_segments or parts:
-                shards.flush()
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        new = [
-            Item(id=w.item_id, **w.values, status=INDEXED, model=self.encoder.name, indexed_at=now)
-            for w in self.pending_rows
-            if w.new
-        ]
-        changed = [
-            (w.item_id, {**w.values, "status": INDEXED, "model": self.encoder.name, "indexed_at": now})
-            for w in self.pending_rows
-            if not w.new
-        ]
-        with self.store.writing("save the new items") as s:
-            s.add_all(new)
-            for item_id, values in changed:
-                s.execute(update(Item).where(Item.id == item_id).values(**values))
-            old_ids = sorted(old_segments)
-            for a in range(0, len(old_ids), 900):
-                s.execute(delete(Segment).where(Segment.id.in_(old_ids[a : a + 900])))
-            s.add_all(
-                Segment(id=i, index_id=self.store.index_id, item_id=item, modality=m, start=a, end=b)
-                for i, item, m, a, b in new_segments
+            change = VectorChange(
+                remove=np.array(old_segments, dtype=np.int64),
+                vectors=np.concatenate([v for v, _ in parts]) if parts else None,
+                ids=np.array([r[0] for _, rows in parts for r in rows], dtype=np.int64),
             )
-        crash_point("rows-committed")
-        self.summary.added += len(new)
-        self.summary.updated += len(changed)
+            vectors[f"{modality}-segments"] = (shards, change)
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        done = {"status": INDEXED, "model": self.encoder.name, "indexed_at": now}
+        rows = RowChange(
+            new=[{**w.values, "id": w.item_id, **done} for w in self.pending_rows if w.new],
+            changed=[(w.item_id, {**w.values, **done}) for w in self.pending_rows if not w.new],
+            drop_segments=old_segments,
+            new_segments=new_segments,
+        )
+        self.writer.checkpoint(vectors, rows)
+        self.summary.added += len(rows.new)
+        self.summary.updated += len(rows.changed)
         self.pending_rows = []
         self.pending_segments = []
         self.replaced = set()
@@ -958,7 +905,7 @@ class _Run:
     def _retype_if_due(self) -> None:
         """Under auto: a modality whose size (or the budget) calls for another type, or whose
         IVF has grown 10x, is rebuilt as it should be now."""
-        retype.follow(self.layout, self.manifest, self.shards, self.budget, self.store)
+        self.writer.follow(self.shards, self.budget)
 
     # --- index types ---------------------------------------------------------------------
     def _reindex(self, factory: str) -> None:
@@ -970,36 +917,35 @@ class _Run:
         Raises:
             ValueError: a modality holds too few vectors to train ``factory`` (nothing changed).
         """
-        pending = self.manifest.get("reindexing") or {}
-        if pending.get("type") != factory:
+        manifest = self.manifest
+        if manifest.reindexing is None or manifest.reindexing.type != factory:
             for m, shards in self.shards.items():
                 if factory != AUTO and 0 < shards.ntotal < (need := retype.training_minimum(factory)):
                     raise OptionError(
                         f"--reindex-type {factory}: the {m} shards hold {shards.ntotal} vectors, too few to "
                         f"train it (at least {need}); use auto, or Flat"
                     )
-            types = self.manifest.setdefault("types", {})
             for m in self.shards:  # as they are until each one's switch (empty ones too: a new prefix)
-                types.setdefault(m, choice_of(self.manifest, m).to_json())
-            self.manifest["index_type"] = factory
-            self.manifest["reindexing"] = {"type": factory, "left": list(self.shards)}
-            write_manifest(self.layout, self.manifest)
+                manifest.types.setdefault(m, manifest.choice(m))
+            manifest.index_type = factory
+            manifest.reindexing = Reindexing(factory, list(self.shards))
+            write_manifest(self.layout, manifest)
         total = sum(s.ntotal for s in self.shards.values())
-        for m in list(self.manifest["reindexing"]["left"]):
+        for m in list(manifest.reindexing.left):
             shards = self.shards[m]
             if factory == AUTO:
                 choice = choose(shards.ntotal, self.encoder.embed_dim, retype.share(self.budget, shards.ntotal, total))
             else:
                 choice = fixed(factory, m)
-            self.manifest["reindexing"]["left"].remove(m)  # on disk with the switch, not before
+            manifest.reindexing.left.remove(m)  # on disk with the switch, not before
             self._retype(m, choice)
-        self.manifest.pop("reindexing")
-        write_manifest(self.layout, self.manifest)
+        manifest.reindexing = None
+        write_manifest(self.layout, manifest)
 
     def _retype(self, modality: str, choice: Choice) -> None:
         """Rebuild ``modality``'s shards as ``choice``; the manifest naming them is the switch."""
         self.shards[modality] = retype.switch(
-            self.layout, self.manifest, modality, self.shards[modality], choice, self.store
+            self.layout.shards, self.manifest, modality, self.shards[modality], choice, self.writer.publish
         )
 
 

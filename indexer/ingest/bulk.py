@@ -23,18 +23,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert
 
-from ..storage import retype
-from ..storage.autotype import Choice, choice_of, default_budget
-from ..storage.faults import crash_point
-from ..storage.layout import MANIFEST_VERSION, IndexLock, IndexMismatchError, Layout, read_manifest, write_manifest
+from ..storage.autotype import Choice, default_budget
+from ..storage.layout import IndexLock, IndexMismatchError, Layout
+from ..storage.manifest import Manifest, read_manifest
 from ..storage.paths import escape_path
-from ..storage.schema import FILE, INDEXED, MODALITIES, Item
+from ..storage.schema import FILE, INDEXED, MODALITIES
 from ..storage.store import Store, new_index_uuid
+from ..storage.writer import IndexWriter, RowChange, VectorChange
 
 log = logging.getLogger(__name__)
-ROWS_PER_INSERT = 50_000
 
 
 @dataclass
@@ -71,53 +69,44 @@ class BulkIndex:
         try:
             self.store = Store(self.layout.db_url())
             self.manifest = self._manifest(max_memory)
-            self.manifest["index_id"] = self.store.register_index(
-                self.manifest["index_uuid"], self.manifest["root"], escape_path(str(self.layout.dir))
-            )
-            write_manifest(self.layout, self.manifest)  # once the database exists, as xmr index
-            self.store.save_manifest_copy(self.manifest)
-            self.budget = int(max_memory or self.manifest.get("max_memory") or default_budget())
-            shards = retype.shard_set(self.layout.shards, self.manifest, modality, spec.dim)
-            retype.remove_others(self.layout.shards, modality, keep=shards.modality)
-            self.shards = shards.load(tidy=True)
+            self.writer = IndexWriter.open(self.layout, self.manifest, self.store)
+            self.budget = max_memory or self.manifest.max_memory or default_budget()
+            self.shards = self.writer.shards(modality)
             rows = self.store.id_array(modality, INDEXED)
-            orphans = np.setdiff1d(np.unique(self.shards.ids()), rows, assume_unique=True)
-            if len(orphans):
-                log.info("dropping %d vectors of a cut-short chunk (no rows)", len(orphans))
-                self.shards.remove(orphans)
-                self.shards.flush()
+            self.writer.drop_orphans(self.shards, rows, "vectors of a cut-short chunk")
             self.count = len(rows)
         except BaseException:
             self._lock.__exit__()
             raise
 
-    def _manifest(self, max_memory: int | None) -> dict:
+    def _manifest(self, max_memory: int | None) -> Manifest:
         spec = self.spec
         manifest = read_manifest(self.layout)
         if manifest is not None:
-            if (manifest.get("weights_hash"), int(manifest["dim"])) != (spec.weights_hash, spec.dim):
+            if (manifest.weights_hash, manifest.dim) != (spec.weights_hash, spec.dim):
                 raise IndexMismatchError(
-                    f"{self.layout.dir} holds an index of {manifest.get('model')!r} ({manifest['dim']}-d), "
+                    f"{self.layout.dir} holds an index of {manifest.model!r} ({manifest.dim}-d), "
                     f"not {spec.model!r} ({spec.dim}-d)"
                 )
-            return manifest | ({"max_memory": int(max_memory)} if max_memory else {})
-        return {
-            "version": MANIFEST_VERSION,
-            "root": escape_path(spec.root or str(self.layout.dir / "root")),
-            "model": spec.model,
-            "weights_hash": spec.weights_hash,
-            "dim": spec.dim,
-            "metric": "inner_product",
-            "index_type": spec.index_type,
-            "shard_size": spec.shard_size,
-            "modalities": list(spec.modalities),
-            "index_uuid": new_index_uuid(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        } | ({"max_memory": int(max_memory)} if max_memory else {})
+        else:
+            manifest = Manifest(
+                root=escape_path(spec.root or str(self.layout.dir / "root")),
+                model=spec.model,
+                weights_hash=spec.weights_hash,
+                dim=spec.dim,
+                index_type=spec.index_type,
+                shard_size=spec.shard_size,
+                modalities=list(spec.modalities),
+                index_uuid=new_index_uuid(),
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+        if max_memory:
+            manifest.max_memory = int(max_memory)
+        return manifest
 
     def choice(self) -> Choice:
         """How the modality's shards are made now."""
-        return choice_of(self.manifest, self.modality)
+        return self.manifest.choice(self.modality)
 
     def add(self, vectors: np.ndarray, rows: Sequence[dict]) -> np.ndarray:
         """One checkpoint: ``vectors`` (unit rows) and their ``rows``; returns their new ids.
@@ -129,43 +118,20 @@ class BulkIndex:
             raise ValueError(f"{len(rows)} rows for {len(vectors)} vectors")
         start = self.store.max_id() + 1
         ids = np.arange(start, start + len(rows), dtype=np.int64)
-        self.shards.add(vectors, ids)
-        self.shards.flush()  # vectors first, then their rows, as every indexing run
-        crash_point("bulk-vectors-written")
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        with self.store.writing("bulk-load rows") as s:
-            for a in range(0, len(rows), ROWS_PER_INSERT):
-                s.execute(
-                    insert(Item),
-                    [
-                        {
-                            "kind": FILE,
-                            "line": 0,
-                            "ext": "",
-                            "size": 0,
-                            "mtime_ns": 0,
-                            "content_hash": "",
-                            **row,
-                            "id": int(i),
-                            "index_id": self.store.index_id,
-                            "modality": self.modality,
-                            "model": self.spec.model,
-                            "indexed_at": now,
-                            "status": INDEXED,
-                        }
-                        for i, row in zip(ids[a : a + ROWS_PER_INSERT], rows[a : a + ROWS_PER_INSERT])
-                    ],
-                )
+        mine = {"modality": self.modality, "model": self.spec.model, "indexed_at": now, "status": INDEXED}
+        new = [{"kind": FILE, **row, "id": int(i), **mine} for i, row in zip(ids, rows)]
+        change = VectorChange(vectors=vectors, ids=ids)
+        self.writer.checkpoint({self.modality: (self.shards, change)}, RowChange(new=new))
         self.count += len(rows)
         shard_sets = {self.modality: self.shards}
-        retype.follow(self.layout, self.manifest, shard_sets, self.budget, self.store)
+        self.writer.follow(shard_sets, self.budget)
         self.shards = shard_sets[self.modality]
         return ids
 
     def close(self) -> None:
         try:
-            write_manifest(self.layout, self.manifest)
-            self.store.save_manifest_copy(self.manifest)
+            self.writer.publish()
             self.store.close()
         finally:
             self._lock.__exit__()

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..storage.layout import IndexCorruptError, IndexLock, Layout, read_manifest, read_manifest_backup, write_manifest
-from ..storage.paths import unescape_path
+from ..storage.layout import IndexCorruptError, IndexLock, Layout
+from ..storage.manifest import Manifest, read_manifest, read_manifest_backup, write_manifest
 from ..storage.shards import ShardError, read_index
 from ..storage.store import Store, StoreError
 from .build import IndexOptions, index_locked
@@ -37,7 +37,7 @@ def repair_index(
     layout = Layout(Path(index_dir))
     with IndexLock(layout):
         manifest = _manifest_or_copy(layout)
-        root = unescape_path(manifest["root"])
+        root = str(manifest.root_path)
         if not os.path.isdir(root):
             raise IndexCorruptError(f"the indexed folder {root} is gone; nothing to rebuild from")
         if layout.shards.exists():
@@ -50,13 +50,11 @@ def repair_index(
                     os.replace(path, aside)
         # --exclude, --texts and --links left unset: the run takes the recorded ones (a recorded
         # texts file that is gone is dropped with a warning, its items removed).
-        options = IndexOptions(
-            index_dir=str(layout.dir), db_url=manifest.get("db"), allow_mass_removal=allow_mass_removal
-        )
-        return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest["model"]), options)
+        options = IndexOptions(index_dir=str(layout.dir), db_url=manifest.db, allow_mass_removal=allow_mass_removal)
+        return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest.model), options)
 
 
-def _manifest_or_copy(layout: Layout) -> dict:
+def _manifest_or_copy(layout: Layout) -> Manifest:
     """The manifest; else its backup file; else the copy in the database the backup names (or
     the default SQLite database). A copy found is written back as the manifest."""
     try:

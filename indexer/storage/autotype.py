@@ -8,7 +8,7 @@ holds and the RAM search may use, in the spirit of autofaiss's rules:
 
 ``nlist`` is the power of two nearest ``4 * sqrt(n)``, so that every list gets enough training
 vectors. One IVF serves a whole modality (no shard split). The manifest keeps the choice and why
-(``manifest["types"][modality]``); the indexer re-chooses after each checkpoint and rebuilds
+(``Manifest.types``); the indexer re-chooses after each checkpoint and rebuilds
 from the stored vectors when the choice moves up or an IVF has grown ``RETRAIN_GROWTH`` times
 past the vectors its lists were trained for (:mod:`indexer.storage.retype`).
 """
@@ -148,15 +148,3 @@ def fixed(factory: str, prefix: str) -> Choice:
     """A type given by name (not auto): how the shards of an index built before auto, or with
     ``--index-type FACTORY``, are read."""
     return Choice(factory, reason="given (--index-type)", prefix=prefix)
-
-
-def choice_of(manifest: dict, modality: str) -> Choice:
-    """How ``modality``'s shards are made, from the manifest: the recorded choice of an auto
-    index (a modality auto has not chosen for yet: Flat), else the index's one fixed type."""
-    recorded = (manifest.get("types") or {}).get(modality)
-    if recorded:
-        return Choice.from_json(recorded)
-    factory = manifest.get("index_type") or "Flat"
-    if factory == AUTO:
-        return Choice("Flat", reason="exact search: no vectors yet", prefix=modality)
-    return fixed(factory, modality)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .layout import Layout
+from .manifest import Manifest
 from .paths import unescape_path
 from .reader import IndexReader
 from .schema import FILE, INDEXED, MODALITIES, PENDING
@@ -146,10 +147,10 @@ def _compare(report: CheckReport, ids: np.ndarray, expected: set[int], twice: st
         report.add("orphan-vector", orphan.format(n=len(strays)), strays)
 
 
-def _check_files(manifest: dict, store: Store, report: CheckReport) -> None:
-    root = Path(unescape_path(manifest.get("root", "")))
+def _check_files(manifest: Manifest, store: Store, report: CheckReport) -> None:
+    root = manifest.root_path
     root_real = os.path.realpath(root)
-    links = (manifest.get("options") or {}).get("links", "inside")
+    links = manifest.recorded.get("links", "inside")
     gone, outside = [], []
     for item in store.items(FILE):
         path = root / unescape_path(item.path)

@@ -11,12 +11,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
-# 2: index_uuid, index_id and the recorded options (a version-1 manifest reads as before); 3: index
-# types chosen per modality (--index-type auto, shards under a new prefix after a change of type).
-MANIFEST_VERSION = 3
 INDEX_FOLDER = ".xmr"  # an index's folder inside the folder it indexes (hidden, so the walk skips it)
 
 
@@ -74,57 +70,9 @@ class Layout:
         """Whether this folder holds an index (its manifest, or the backup of it)."""
         return self.manifest.is_file() or self.manifest_backup.is_file()
 
-    def db_url(self, manifest: dict | None = None) -> str:
-        return (manifest or {}).get("db") or f"sqlite:///{self.database}"
-
-
-def read_manifest(layout: Layout) -> dict[str, Any] | None:
-    """The manifest (its backup when the manifest file is gone), or None when there is neither;
-    :class:`IndexCorruptError` when unreadable."""
-    try:
-        text = layout.manifest.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        backup = read_manifest_backup(layout)
-        if backup is not None:
-            log.warning("%s is missing: reading the backup beside it", layout.manifest)
-        return backup
-    try:
-        manifest = json.loads(text)
-        if not isinstance(manifest, dict) or "model" not in manifest or "dim" not in manifest:
-            raise ValueError("required fields missing")
-    except ValueError as exc:
-        raise IndexCorruptError(
-            f"manifest {layout.manifest} is damaged ({exc}); `xmr doctor --fix` rebuilds it"
-        ) from exc
-    if int(manifest.get("version", 1)) > MANIFEST_VERSION:
-        raise IndexMismatchError(
-            f"the index at {layout.dir} was written by a newer xmr (manifest version {manifest['version']}, "
-            f"this xmr reads up to {MANIFEST_VERSION}): upgrade xmr"
-        )
-    return manifest
-
-
-def read_manifest_backup(layout: Layout) -> dict[str, Any] | None:
-    """The copy :func:`write_manifest` keeps beside the manifest, or None when it is missing or damaged."""
-    try:
-        manifest = json.loads(layout.manifest_backup.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and "model" in manifest and "dim" in manifest else None
-
-
-def write_manifest(layout: Layout, manifest: dict[str, Any]) -> None:
-    """The one writer of an index's manifest: the manifest and a backup copy beside it (which
-    also names the database, so a damaged manifest of a PostgreSQL index can be restored)."""
-    manifest["version"] = manifest_version(manifest)
-    write_json_atomic(layout.manifest, manifest)
-    write_json_atomic(layout.manifest_backup, manifest)
-
-
-def manifest_version(manifest: dict[str, Any]) -> int:
-    """3 when the manifest says what an xmr before version 3 would misread (auto, or a type per
-    modality: shard files under another prefix), so that it refuses the index; else 2."""
-    return 3 if manifest.get("index_type") == "auto" or manifest.get("types") else 2
+    def db_url(self, db: str | None = None) -> str:
+        """``db`` (the database a manifest names), else the SQLite database inside the folder."""
+        return db or f"sqlite:///{self.database}"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .autotype import AUTO, Choice, choice_of, choose, default_budget
+from .autotype import Choice, choose, default_budget
 from .constants import MODALITIES, VIDEO
-from .layout import IndexNotFoundError, Layout, read_manifest
-from .paths import unescape_path
+from .layout import IndexNotFoundError, Layout
+from .manifest import Manifest, read_manifest
 from .retype import shard_set
 from .shards import ShardSet, faiss_build, part_of
 from .sqlite_rows import SqliteRows
@@ -29,15 +29,13 @@ log = logging.getLogger(__name__)
 class IndexReader:
     """One index, open for reading. Build with :meth:`open`; close when done."""
 
-    def __init__(
-        self, layout: Layout, manifest: dict[str, Any], store: Any = None, fast: SqliteRows | None = None
-    ) -> None:
+    def __init__(self, layout: Layout, manifest: Manifest, store: Any = None, fast: SqliteRows | None = None) -> None:
         self.layout, self.manifest = layout, manifest
         self._store, self._fast = store, fast
         self._store_lock = threading.Lock()
-        self.root = Path(unescape_path(manifest["root"]))
-        self.dim = int(manifest["dim"])
-        self.modalities = tuple(m for m in MODALITIES if m in manifest.get("modalities", MODALITIES))
+        self.root = manifest.root_path
+        self.dim = manifest.dim
+        self.modalities = tuple(m for m in MODALITIES if m in (manifest.modalities or MODALITIES))
         self.use_gpu = False
         self._shards: dict[str, tuple[tuple, ShardSet]] = {}
         self._manifest_stamp = self._stamp()
@@ -54,7 +52,7 @@ class IndexReader:
         manifest = read_manifest(layout)
         if manifest is None:
             raise IndexNotFoundError(f"no manifest in {layout.dir}")
-        url = layout.db_url(manifest)
+        url = layout.db_url(manifest.db)
         # Plain row reads of a current SQLite database skip SQLAlchemy (a quarter of a cold
         # query); everything else, and every other database, goes through the Store.
         fast = SqliteRows.open(url, manifest)
@@ -70,7 +68,7 @@ class IndexReader:
             if self._store is None:
                 from .store import Store
 
-                self._store = Store.of_index(self.layout.db_url(self.manifest), self.manifest)
+                self._store = Store.of_index(self.layout.db_url(self.manifest.db), self.manifest)
         return self._store
 
     # --- rows ----------------------------------------------------------------------------
@@ -164,22 +162,18 @@ class IndexReader:
         return {
             "index": str(self.layout.dir),
             "root": str(self.root),
-            "model": self.manifest["model"],
-            "weights_hash": self.manifest.get("weights_hash"),
+            "model": self.manifest.model,
+            "weights_hash": self.manifest.weights_hash,
             "dim": self.dim,
-            "metric": self.manifest.get("metric"),
-            "index_type": self.manifest.get("index_type"),
-            "shard_size": self.manifest.get("shard_size"),
+            "metric": self.manifest.metric,
+            "index_type": self.manifest.index_type,
+            "shard_size": self.manifest.shard_size,
             # Per modality: the type its shards are (auto: chosen, and why), its files' prefix.
             "types": {m: self._choice(m).to_json() for m in self.modalities},
-            "max_memory": (
-                int(self.manifest.get("max_memory") or default_budget())
-                if self.manifest.get("index_type") == AUTO
-                else None
-            ),
+            "max_memory": (self.manifest.max_memory or default_budget()) if self.manifest.auto else None,
             "counts": self.counts(),
             "shards": {
-                m: _shards_of([p.name for p in shard_files], choice_of(self.manifest, m).prefix or m)
+                m: _shards_of([p.name for p in shard_files], self.manifest.choice(m).prefix or m)
                 for m in self.modalities
             },
             "segments": self.segment_counts(),
@@ -191,17 +185,17 @@ class IndexReader:
             "database": self.store.safe_url,
             "index_id": self.store.index_id,
             "indexes_in_database": len(self.store.indexes()),
-            "options": self.manifest.get("options"),
+            "options": self.manifest.options,
             "faiss": faiss_build(),
-            "last_run": self.manifest.get("last_run"),
+            "last_run": self.manifest.last_run,
         }
 
     def _choice(self, modality: str) -> Choice:
         """How ``modality``'s shards are made; under auto before any change of type, why Flat."""
-        choice = choice_of(self.manifest, modality)
-        if self.manifest.get("index_type") == AUTO and modality not in (self.manifest.get("types") or {}):
+        choice = self.manifest.choice(modality)
+        if self.manifest.auto and modality not in self.manifest.types:
             shards = self.shards(modality)
-            budget = int(self.manifest.get("max_memory") or default_budget())
+            budget = self.manifest.max_memory or default_budget()
             now = choose(shards.ntotal if shards is not None else 0, self.dim, budget)
             choice = now if now.kind == 0 else choice
         return choice

@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .autotype import AUTO, RETRAIN_GROWTH, Choice, choice_of, choose, estimate
+from .autotype import RETRAIN_GROWTH, Choice, choose, estimate
 from .faults import crash_point
-from .layout import Layout, write_manifest
+from .manifest import Manifest
 from .shards import TRAIN_SAMPLE, ShardError, ShardSet, faiss_module, flat_vectors, shard_ids
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,10 @@ ONE_SHARD = 1 << 40  # auto's IVF: one index a modality, never split
 BATCH = 100_000
 
 
-def shard_set(folder: Path, manifest: dict, modality: str, dim: int, choice: Choice | None = None) -> ShardSet:
+def shard_set(folder: Path, manifest: Manifest, modality: str, dim: int, choice: Choice | None = None) -> ShardSet:
     """``modality``'s shards (not loaded) as ``choice`` (default: the manifest's) makes them."""
-    choice = choice or choice_of(manifest, modality)
-    size = ONE_SHARD if manifest.get("index_type") == AUTO and choice.kind else int(manifest.get("shard_size", 250_000))
+    choice = choice or manifest.choice(modality)
+    size = ONE_SHARD if manifest.auto and choice.kind else manifest.shard_size
     return ShardSet(folder, choice.prefix or modality, dim, choice.factory, size, choice.nprobe, choice.rerank)
 
 
@@ -60,17 +60,17 @@ def share(budget: int, n: int, total: int) -> int:
     return budget if total <= 0 else max(1, budget * n // max(total, n))
 
 
-def due(manifest: dict, modality: str, n: int, budget: int, stored_rows: int = 0) -> Choice | None:
+def due(manifest: Manifest, modality: str, n: int, budget: int, stored_rows: int = 0) -> Choice | None:
     """The type ``modality`` should move to now that it holds ``n`` vectors under ``budget``
     (its share; auto only), or None: up a kind (Flat -> IVF -> IVF-PQ); the same kind trained
     again once the IVF has grown ``RETRAIN_GROWTH`` times past the vectors its lists were
     trained for; smaller codes when its codes outgrew the budget (or the budget shrank); rebuilt
     as chosen for its size when its stored vectors hold more than twice as many rows as it has
     vectors (updated and removed files leave their rows behind)."""
-    if manifest.get("index_type") != AUTO:
+    if not manifest.auto:
         return None
-    dim = int(manifest["dim"])
-    current = choice_of(manifest, modality)
+    dim = manifest.dim
+    current = manifest.choice(modality)
     want = choose(n, dim, budget)
     if want.kind > current.kind:
         return want
@@ -132,15 +132,15 @@ def iter_vectors(shards: ShardSet, batch: int = BATCH) -> Iterator[tuple[np.ndar
             yield vectors, chunk
 
 
-def rebuild(folder: Path, manifest: dict, modality: str, old: ShardSet, choice: Choice) -> ShardSet:
+def rebuild(folder: Path, manifest: Manifest, modality: str, old: ShardSet, choice: Choice) -> ShardSet:
     """New shards of ``modality`` made as ``choice`` says, from ``old``'s vectors, under a new
     prefix; written and flushed, but not yet named by the manifest (the caller's switch).
     Memory: the new index, a training sample and one batch (stored vectors are appended and
     flushed batch by batch)."""
-    dim = int(manifest["dim"])
+    dim = manifest.dim
     choice = replace(choice, prefix=next_prefix(folder, modality))
     remove_others(folder, modality, keep=old.modality)  # a killed rebuild's half-built files
-    new = shard_set(folder, {**manifest, "types": {modality: choice.to_json()}}, modality, dim, choice)
+    new = shard_set(folder, manifest, modality, dim, choice)
     n = old.ntotal
     log.info("rebuilding %d %s vectors as %s (%s): %s", n, modality, choice.factory, choice.prefix, choice.reason)
     if new.needs_training() and n:
@@ -180,21 +180,24 @@ def _sample(shards: ShardSet, n: int, size: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, shards.dim), np.float32)
 
 
-def switch(layout: Layout, manifest: dict, modality: str, old: ShardSet, choice: Choice, store) -> ShardSet:  # noqa: ANN001 - a Store
-    """Rebuild ``modality``'s shards as ``choice``, make ``manifest`` (updated in place, written,
-    and copied into ``store``) name them: the switch; then remove the old files."""
+def switch(
+    folder: Path, manifest: Manifest, modality: str, old: ShardSet, choice: Choice, publish: Callable[[], None]
+) -> ShardSet:
+    """Rebuild ``modality``'s shards as ``choice``, make ``manifest`` (updated in place, then
+    written everywhere by ``publish``) name them: the switch; then remove the old files."""
     started = time.monotonic()
-    new = rebuild(layout.shards, manifest, modality, old, choice)
-    manifest.setdefault("types", {})[modality] = replace(choice, prefix=new.modality).to_json()
-    write_manifest(layout, manifest)
-    store.save_manifest_copy(manifest)
+    new = rebuild(folder, manifest, modality, old, choice)
+    manifest.types[modality] = replace(choice, prefix=new.modality)
+    publish()
     crash_point("retype-switched")
-    remove_others(layout.shards, modality, keep=new.modality)
+    remove_others(folder, modality, keep=new.modality)
     log.info("%s: %d vectors now %s (%.1f s)", modality, new.ntotal, choice.factory, time.monotonic() - started)
     return new
 
 
-def follow(layout: Layout, manifest: dict, shard_sets: dict[str, ShardSet], budget: int, store) -> list[str]:  # noqa: ANN001 - a Store
+def follow(
+    folder: Path, manifest: Manifest, shard_sets: dict[str, ShardSet], budget: int, publish: Callable[[], None]
+) -> list[str]:
     """Under auto, rebuild each modality of ``shard_sets`` (replaced in it) that :func:`due` says
     should change now, its budget its share of ``budget``; returns the modalities rebuilt."""
     total = sum(s.ntotal for s in shard_sets.values())
@@ -203,6 +206,6 @@ def follow(layout: Layout, manifest: dict, shard_sets: dict[str, ShardSet], budg
         rows = shards.stored.count() if shards.stored is not None else 0
         choice = due(manifest, modality, shards.ntotal, share(budget, shards.ntotal, total), rows)
         if choice is not None:
-            shard_sets[modality] = switch(layout, manifest, modality, shards, choice, store)
+            shard_sets[modality] = switch(folder, manifest, modality, shards, choice, publish)
             rebuilt.append(modality)
     return rebuilt

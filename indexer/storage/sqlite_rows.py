@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .constants import INDEXED, SCHEMA_VERSION
+from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 DATETIME_COLUMNS = ("indexed_at",)  # the items table's DateTime columns (indexer.storage.schema.Item)
@@ -45,10 +46,10 @@ class SqliteRows:
         self._lock = threading.Lock()  # one connection, shared by the server's threads
 
     @classmethod
-    def open(cls, url: str, manifest: dict[str, Any]) -> SqliteRows | None:
+    def open(cls, url: str, manifest: Manifest) -> SqliteRows | None:
         """The rows of the manifest's index, or None when this fast path does not apply."""
         path = sqlite_file(url)
-        uuid = manifest.get("index_uuid")
+        uuid = manifest.index_uuid
         if path is None or url[len("sqlite:///") :].startswith("file:") or not uuid or not os.path.isfile(path):
             return None
         try:  # mode=rw: a database that vanished since the check is not created anew

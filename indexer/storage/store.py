@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 from sqlalchemy.orm import Session
 
 from .errors import StoreError
+from .manifest import Manifest, manifest_of_text
 from .schema import (
     FILE,
     ID_BITS,
@@ -40,6 +41,25 @@ from .sqlite_rows import sqlite_file as _sqlite_file
 
 log = logging.getLogger(__name__)
 CHUNK = 900  # ids per IN (...) list: under SQLite's bound-parameter limit
+INSERT_CHUNK = 50_000  # rows per INSERT statement (executemany) of a checkpoint
+# An item's columns as a new row has them when not given (as the schema's defaults): every row
+# of one INSERT names the same columns.
+ITEM_DEFAULTS: dict[str, Any] = {
+    "kind": FILE,
+    "line": 0,
+    "ext": "",
+    "size": 0,
+    "mtime_ns": 0,
+    "content_hash": "",
+    "width": None,
+    "height": None,
+    "duration": None,
+    "sample_rate": None,
+    "text": None,
+    "model": "",
+    "indexed_at": None,
+    "status": PENDING,
+}
 
 
 def _make_engine(url: str) -> Engine:
@@ -112,7 +132,7 @@ class Store:
             ) from exc
 
     @classmethod
-    def of_index(cls, url: str, manifest: dict[str, Any]) -> "Store":
+    def of_index(cls, url: str, manifest: Manifest) -> "Store":
         """Open an existing index's database, bound to that index's rows (read side).
 
         Raises:
@@ -120,10 +140,10 @@ class Store:
         """
         store = cls(url, create=False)
         try:
-            found = store.find_index(manifest.get("index_uuid"), manifest.get("root", ""))
-            if found is None and manifest.get("index_uuid"):
+            found = store.find_index(manifest.index_uuid, manifest.root)
+            if found is None and manifest.index_uuid:
                 raise StoreError(
-                    f"database {store.safe_url} holds no index with this manifest's id ({manifest['index_uuid']}); "
+                    f"database {store.safe_url} holds no index with this manifest's id ({manifest.index_uuid}); "
                     "`xmr doctor --fix` re-embeds it from the files"
                 )
             if found is not None:
@@ -357,18 +377,18 @@ class Store:
                 q = q.where(Item.status == status)
             return set(s.scalars(q))
 
-    def manifest_copy_of_folder(self, folder: str) -> dict | None:
+    def manifest_copy_of_folder(self, folder: str) -> Manifest | None:
         """The manifest copy of the index registered for ``folder`` (escaped), if any."""
         with self.session() as s:
             found = s.scalar(select(IndexRow.id).where(IndexRow.dir == folder).order_by(IndexRow.id))
             row = s.get(Meta, f"manifest:{found}") if found is not None else None
-            return json.loads(row.value) if row else None
+            return manifest_of_text(row.value) if row else None
 
-    def manifest_copy(self) -> dict | None:
+    def manifest_copy(self) -> Manifest | None:
         """The copy of the index manifest kept in the database (see :meth:`save_manifest_copy`)."""
         with self.session() as s:
             row = s.get(Meta, f"manifest:{self.index_id}")
-            return json.loads(row.value) if row else None
+            return manifest_of_text(row.value) if row else None
 
     def failures(self) -> dict[str, Failure]:
         """Files whose decoder crashed or hung, by stored path."""
@@ -385,6 +405,31 @@ class Store:
         with self.writing("update items") as s:
             for item_id, values in changes:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
+
+    def save_items(
+        self,
+        new: Sequence[dict[str, Any]],
+        changed: Sequence[tuple[int, dict[str, Any]]] = (),
+        drop_segments: Sequence[int] = (),
+        new_segments: Sequence[tuple[int, int, str, float, float]] = (),
+    ) -> None:
+        """One checkpoint's rows in one transaction: ``new`` items inserted (dicts of
+        :class:`Item` columns with their ``id``; the columns left out take their defaults),
+        ``changed`` ones updated, segments replaced (``drop_segments`` ids deleted; each new one
+        ``(id, item id, modality, start, end)``). Committed whole or not at all."""
+        rows = [{**ITEM_DEFAULTS, **row, "index_id": self.index_id} for row in new]
+        drop = [int(i) for i in drop_segments]
+        with self.writing("save the new items") as s:
+            for start in range(0, len(rows), INSERT_CHUNK):
+                s.execute(insert(Item), rows[start : start + INSERT_CHUNK])
+            for item_id, values in changed:
+                s.execute(update(Item).where(Item.id == item_id).values(**values))
+            for start in range(0, len(drop), CHUNK):
+                s.execute(delete(Segment).where(Segment.id.in_(drop[start : start + CHUNK])))
+            s.add_all(
+                Segment(id=i, index_id=self.index_id, item_id=item, modality=m, start=a, end=b)
+                for i, item, m, a, b in new_segments
+            )
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete items and their segments (rows only: the caller removes the vectors)."""
@@ -450,10 +495,10 @@ class Store:
             for start in range(0, len(ids), CHUNK):
                 s.execute(delete(Segment).where(Segment.id.in_(ids[start : start + CHUNK])))
 
-    def save_manifest_copy(self, manifest: dict) -> None:
+    def save_manifest_copy(self, manifest: Manifest) -> None:
         """Keep a copy of the manifest, so a damaged manifest file can be restored."""
         with self.writing("save the manifest copy") as s:
-            s.merge(Meta(key=f"manifest:{self.index_id}", value=json.dumps(manifest)))
+            s.merge(Meta(key=f"manifest:{self.index_id}", value=json.dumps(manifest.to_json())))
 
     def record_failures(self, failures: Sequence[tuple[str, int, int, str]]) -> None:
         """Remember files (path, size, mtime_ns, reason) whose decoder crashed or hung."""

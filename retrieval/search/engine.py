@@ -20,6 +20,7 @@ import numpy as np
 
 from indexer.storage.constants import INDEXED, TEXT_LINE, VIDEO
 from indexer.storage.layout import INDEX_FOLDER, IndexMismatchError, IndexNotFoundError, Layout, find_index_dir
+from indexer.storage.manifest import Manifest
 from indexer.storage.paths import unescape_path
 from indexer.storage.reader import IndexReader
 from indexer.storage.shards import ShardSet
@@ -71,7 +72,7 @@ class Engine:
         return self.index.layout
 
     @property
-    def manifest(self) -> dict:
+    def manifest(self) -> Manifest:
         return self.index.manifest
 
     @property
@@ -109,17 +110,17 @@ class Engine:
         if self._encoder is None:
             from ..models.registry import create_model, inference_runtime
 
-            name, device = self.manifest["model"], getattr(self, "_device", None)
+            name, device = self.manifest.model, getattr(self, "_device", None)
             self._encoder = create_model(name, device=device, runtime=inference_runtime(name, device))
             self._check_model(self._encoder)
         return self._encoder
 
     def _check_model(self, model: Encoder) -> None:
-        if model.weights_hash != self.manifest.get("weights_hash"):
+        if model.weights_hash != self.manifest.weights_hash:
             raise IndexMismatchError(
                 f"model {model.name!r} (weights {model.weights_hash[:12]}) is not the one the index "
                 f"at {self.layout.dir} "
-                f"was built with ({self.manifest['model']!r}, weights {str(self.manifest.get('weights_hash'))[:12]}); "
+                f"was built with ({self.manifest.model!r}, weights {str(self.manifest.weights_hash)[:12]}); "
                 "re-index with `xmr index --rebuild`"
             )
 

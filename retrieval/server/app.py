@@ -70,12 +70,10 @@ def create_app(
 
     upload_slots = anyio.Semaphore(UPLOADS_IN_FLIGHT)
     throttle = LoginThrottle()
-    links = (engine.manifest.get("options") or {}).get("links", "inside")
+    links = engine.manifest.recorded.get("links", "inside")
     if thumbs is None:
         base = Path(os.environ.get("XMR_CACHE_DIR") or Path.home() / ".cache" / "xmr")
-        thumbs = ThumbnailCache(
-            base / "thumbs" / str(engine.manifest.get("index_uuid") or engine.manifest.get("created", "index"))
-        )
+        thumbs = ThumbnailCache(base / "thumbs" / str(engine.manifest.index_uuid or engine.manifest.created or "index"))
 
     async def blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=limiter)
