@@ -476,8 +476,29 @@ class _Run:
 
     # --- change detection ----------------------------------------------------------------
     def _plan_files(self) -> list[Work]:
+        """The files to embed (new, changed, or lacking their moments); moves and touched files
+        updated in place, the missing ones removed (refused when they are most of the index)."""
+        found, unseen = self._walk()
+        rows = {r.path: r for r in self.store.file_rows()}
+        plan = _FilePlan(self._missing(rows, found, unseen), self._failures())
+        plan.lacking = self._lacking_segments(rows) | self._reframed(rows)
+        for path, f in found.items():
+            self._plan_file(plan, path, f, rows.get(path))
+        # After moves are found: a renamed folder removes nothing.
+        self._check_mass_removal(len(plan.missing), len(rows))
+        if plan.changed_failures:
+            self.store.forget_failures(plan.changed_failures)
+        if plan.moves:
+            self.store.update_many(plan.moves)
+        self._remove([r.id for r in plan.missing.values()], {r.id: r.modality for r in plan.missing.values()})
+        return plan.work
+
+    def _walk(self) -> tuple[dict[str, Found], set[str]]:
+        """The files of the folder this model embeds, by stored path; and the folders whose rows
+        stay though nothing was found there (failed to list, links not followed)."""
         found: dict[str, Found] = {}
-        unseen: set[str] = set()  # folders that failed to list, links not followed: their rows stay
+        unseen: set[str] = set()
+        towers = set(self.encoder.modalities)
         for entry in walk(
             self.root, skip_dirs=[str(self.layout.dir)], exclude=self.options.exclude, links=self.options.links
         ):
@@ -485,15 +506,12 @@ class _Run:
                 self._skip(entry.rel, entry.reason)
                 if entry.keep:
                     unseen.add(escape_path(entry.rel))
-            elif entry.modality in self.encoder.modalities or (
-                entry.modality == VIDEO and {"image", "audio"} & set(self.encoder.modalities)
-            ):
+            elif entry.modality in towers or (entry.modality == VIDEO and {"image", "audio"} & towers):
                 found[escape_path(entry.rel)] = entry
-        rows = {r.path: r for r in self.store.file_rows()}
-        failures = self.store.failures()
-        if self.options.retry_failed and failures:
-            self.store.forget_failures()
-            failures = {}
+        return found, unseen
+
+    def _missing(self, rows: dict[str, Any], found: dict[str, Found], unseen: set[str]) -> dict[str, Any]:
+        """Rows of files no longer found (moved or removed), but those under ``unseen`` folders."""
         if self.options.prune_unseen:
             unseen = set()
         gone = {p: r for p, r in rows.items() if p not in found}
@@ -505,78 +523,53 @@ class _Run:
                 "(--prune-unseen removes them)",
                 self.summary.kept,
             )
-        by_hash: dict[str, list[Any]] = {}
-        for r in missing.values():
-            by_hash.setdefault(r.content_hash, []).append(r)
-        missing_sizes = {r.size for r in missing.values()}
-        work: list[Work] = []
-        moves: list[tuple[int, dict]] = []
-        changed_failures: list[str] = []
-        lacking = self._lacking_segments(rows) | self._reframed(rows)
-        for path, f in found.items():
-            row = rows.get(path)
-            values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
-            if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
-                if row.id in lacking:  # long audio indexed before segments, a video at another frame interval
-                    work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
-                    continue
+        return missing
+
+    def _failures(self) -> dict[str, Any]:
+        """Files whose decoder crashed or hung in an earlier run (none with ``--retry-failed``)."""
+        failures = self.store.failures()
+        if self.options.retry_failed and failures:
+            self.store.forget_failures()
+            return {}
+        return failures
+
+    def _plan_file(self, plan: _FilePlan, path: str, f: Found, row: Any) -> None:
+        values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
+        if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
+            if row.id in plan.lacking:  # long audio indexed before segments, a video at another frame interval
+                plan.work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
+            else:
                 self.summary.unchanged += 1
-                continue
-            failure = failures.get(path)
-            if failure is not None:
-                if (failure.size, failure.mtime_ns) == (f.size, f.mtime_ns):
-                    self._skip(
-                        f.rel,
-                        f"{failure.reason} in an earlier run; not tried again until the file changes "
-                        "(or --retry-failed)",
-                    )
-                    continue
-                changed_failures.append(path)
-            if row is not None:
-                digest = self._hash(f)
-                if digest is None:
-                    continue
-                if row.status == INDEXED and digest == row.content_hash:
-                    moves.append((row.id, values))  # touched, same content: keep the vector
-                    self.summary.unchanged += 1
-                    continue
-                work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
-                continue
-            if f.size in missing_sizes:
-                digest = self._hash(f)
-                if digest is None:
-                    continue
-                twins = by_hash.get(digest)
-                if twins:
-                    old = twins.pop()
-                    missing.pop(old.path)
-                    moves.append((old.id, {**values, "path": path}))
-                    self.summary.moved += 1
-                    continue
-            work.append(
-                Work(
-                    self._new_id(),
-                    f.modality,
-                    True,
-                    {
-                        **values,
-                        "path": path,
-                        "kind": FILE,
-                        "line": 0,
-                        "modality": f.modality,
-                        "index_id": self.store.index_id,
-                    },
-                    path=f.abs,
-                    rel=path,
-                )
-            )
-        self._check_mass_removal(len(missing), len(rows))  # after moves are found: a renamed folder removes nothing
-        if changed_failures:
-            self.store.forget_failures(changed_failures)
-        if moves:
-            self.store.update_many(moves)
-        self._remove([r.id for r in missing.values()], {r.id: r.modality for r in missing.values()})
-        return work
+            return
+        failure = plan.failures.get(path)
+        if failure is not None:
+            if (failure.size, failure.mtime_ns) == (f.size, f.mtime_ns):
+                again = "not tried again until the file changes (or --retry-failed)"
+                self._skip(f.rel, f"{failure.reason} in an earlier run; {again}")
+                return
+            plan.changed_failures.append(path)
+        if row is not None:
+            digest = self._hash(f)
+            if digest is None:
+                return
+            if row.status == INDEXED and digest == row.content_hash:
+                plan.moves.append((row.id, values))  # touched, same content: keep the vector
+                self.summary.unchanged += 1
+            else:
+                plan.work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
+            return
+        if f.size in plan.missing_sizes:  # perhaps a missing file, moved here
+            digest = self._hash(f)
+            if digest is None:
+                return
+            if twins := plan.by_hash.get(digest):
+                old = twins.pop()
+                plan.missing.pop(old.path)
+                plan.moves.append((old.id, {**values, "path": path}))
+                self.summary.moved += 1
+                return
+        new = {"path": path, "kind": FILE, "line": 0, "modality": f.modality, "index_id": self.store.index_id}
+        plan.work.append(Work(self._new_id(), f.modality, True, values | new, path=f.abs, rel=path))
 
     def _reframed(self, rows: dict[str, Any]) -> set[int]:
         """Videos whose frames were taken at another interval than this run's (only looked up
@@ -947,6 +940,27 @@ class _Run:
         self.shards[modality] = retype.switch(
             self.layout.shards, self.manifest, modality, self.shards[modality], choice, self.writer.publish
         )
+
+
+@dataclass
+class _FilePlan:
+    """What :meth:`_Run._plan_files` gathers: the rows of files not found (a moved file's row
+    leaves them when its content turns up under another path), and what the run will do."""
+
+    missing: dict[str, Any]
+    failures: dict[str, Any]
+    lacking: set[int] = field(default_factory=set)
+    work: list[Work] = field(default_factory=list)
+    moves: list[tuple[int, dict]] = field(default_factory=list)
+    changed_failures: list[str] = field(default_factory=list)
+    by_hash: dict[str, list[Any]] = field(init=False)
+    missing_sizes: set[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_hash = {}
+        for r in self.missing.values():
+            self.by_hash.setdefault(r.content_hash, []).append(r)
+        self.missing_sizes = {r.size for r in self.missing.values()}
 
 
 def _top_id(top: int, id_range: tuple[int, int], shard_sets: Iterable[ShardSet]) -> int:
