@@ -156,6 +156,7 @@ def _same_as_clean(root: Path, index_dir: Path, clean_dir: Path, tiny) -> None:
     "crash, rebuild",
     [
         ("shard-written:2", False),  # between two shard renames of one checkpoint, rows not committed
+        ("vectors-written:1", False),  # a checkpoint's vectors all flushed, its rows not committed
         ("rows-committed:1", False),  # just after a checkpoint's commit
         ("rebuild-rows-deleted", True),  # a rebuild: rows gone, shards not yet
         ("rebuild-wiped", True),  # a rebuild: rows and shards gone, manifest not yet rewritten
