@@ -1,6 +1,8 @@
 """Schema upgrades of an index database, in place and in one transaction each.
 
-2 -> 3: the ``segments`` table (moments of long files) appears; nothing else changes.
+From version 2 on, a version that only adds tables is one line of :data:`TABLES_ADDED` (its
+tables and their indexes created, the version raised): 2 -> 3, the ``segments`` table (moments
+of long files). A new kind of row (spans of words, hashes) takes the next version there.
 
 1 -> 2: one database may serve several indexes. Items get ``index_id`` (the rows already
 there belong to index 0, whose root is taken from the manifest copy the database holds), the
@@ -47,6 +49,8 @@ V1_COLUMNS = (
     "status",
 )
 LOCK_KEY = 7_100_325  # pg_advisory_xact_lock key of xmr's schema upgrades
+# The tables each schema version from 3 on adds (nothing else changes in those versions).
+TABLES_ADDED: dict[int, tuple[type, ...]] = {3: (Segment,)}
 
 
 class MigrationError(StoreError):
@@ -59,7 +63,7 @@ def upgrade(engine: Engine, version: int) -> None:
     Raises:
         MigrationError: the upgrade failed (nothing was changed: it runs in one transaction).
     """
-    if version not in (1, 2):
+    if not 1 <= version < SCHEMA_VERSION:
         raise MigrationError(f"cannot upgrade schema version {version} (this xmr knows 1 -> {SCHEMA_VERSION})")
     log.warning("upgrading the index database from schema %d to %d", version, SCHEMA_VERSION)
     try:
@@ -68,7 +72,8 @@ def upgrade(engine: Engine, version: int) -> None:
                 _sqlite_1_to_2(engine)
             else:
                 _generic_1_to_2(engine)
-        _2_to_3(engine)
+        for to in range(max(version, 2) + 1, SCHEMA_VERSION + 1):
+            _add_tables(engine, to)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         words = ("readonly", "read-only", "permission", "denied")
@@ -126,8 +131,9 @@ def _generic_1_to_2(engine: Engine) -> None:
         _finish(conn)
 
 
-def _2_to_3(engine: Engine) -> None:
-    """Add the segments table, once even when two processes upgrade at the same moment."""
+def _add_tables(engine: Engine, to: int) -> None:
+    """Add the tables of version ``to`` (:data:`TABLES_ADDED`) and raise the version to it,
+    once even when two processes upgrade at the same moment."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -135,11 +141,12 @@ def _2_to_3(engine: Engine) -> None:
             conn.begin()
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         try:
-            if _current_version(conn) < 3:
-                conn.execute(CreateTable(Segment.__table__, if_not_exists=True))
-                for index in Segment.__table__.indexes:
-                    conn.execute(CreateIndex(index, if_not_exists=True))
-                conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+            if _current_version(conn) < to:
+                for table in TABLES_ADDED[to]:
+                    conn.execute(CreateTable(table.__table__, if_not_exists=True))
+                    for index in table.__table__.indexes:
+                        conn.execute(CreateIndex(index, if_not_exists=True))
+                conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(to)})
             if engine.dialect.name == "sqlite":
                 conn.exec_driver_sql("COMMIT")
             else:
