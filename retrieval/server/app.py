@@ -30,17 +30,14 @@ from starlette.middleware.cors import CORSMiddleware
 from ..extras import MissingExtraError
 from ..search.engine import Engine
 from ..search.query import QueryError
+from . import uploads
 from .files import THUMB_SIZES, DescriptorResponse, OpenFile, ThumbnailCache, media_type, open_item_file
 from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, LoginThrottle, TokenGuard, error_response
 from .params import MAX_PARAMETERS, ApiError, SearchParams, parse_search, parse_weight
+from .uploads import UPLOADS_IN_FLIGHT, check_upload, read_upload
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 32 << 20
-MAX_UPLOAD_PIXELS = 40_000_000  # a JPEG: decoded at a reduced scale, so a fraction of this is held
-MAX_UPLOAD_FULL_PIXELS = 16_000_000  # other formats are decoded whole: 64 MB of RGBA at most
-MAX_UPLOAD_SECONDS = 600.0
-UPLOADS_IN_FLIGHT = 2  # uploads decoded and embedded at once; more wait (memory: twice one upload's bound)
 LOGIN_BYTES = 4 << 10
 HEAVY_TEXT_CHARS = 200  # a search whose texts are longer runs with the uploads, one at a time
 
@@ -91,7 +88,7 @@ def create_app(
     hosts = None
     if not token:
         hosts = set(LOOPBACK_NAMES) | set(allow_hosts or ()) | ({listen} if listen not in ("0.0.0.0", "::") else set())
-    body = {"/login": LOGIN_BYTES, "/logout": LOGIN_BYTES, "/api/v1/search": 2 * MAX_UPLOAD_BYTES + (256 << 10)}
+    body = {"/login": LOGIN_BYTES, "/logout": LOGIN_BYTES, "/api/v1/search": 2 * uploads.MAX_UPLOAD_BYTES + (256 << 10)}
     app.add_middleware(
         Guard, limits=Limits(body=body), hosts=hosts, ip_literals=listen not in LOOPBACK_NAMES and not token
     )
@@ -183,14 +180,14 @@ def create_app(
     async def search_post(request: Request) -> dict[str, Any]:
         form = await request.form(max_files=2, max_fields=MAX_PARAMETERS)
         fields: dict[str, list[str]] = _multi(request.query_params.multi_items())
-        uploads: dict[str, StarletteUpload] = {}
+        files: dict[str, StarletteUpload] = {}
         for name, value in form.multi_items():
             if isinstance(value, StarletteUpload):
                 if name not in ("image", "audio"):
                     raise ApiError(400, "unknown_parameter", f"upload field {name!r}: use image or audio", name)
-                if name in uploads:
+                if name in files:
                     raise ApiError(400, "bad_parameter", f"{name}: upload one {name}, not several", name)
-                uploads[name] = value
+                files[name] = value
             else:
                 fields.setdefault(name, []).append(str(value))
         weights = {m: _one(fields.pop(f"{m}_weight", []), f"{m}_weight") for m in ("image", "audio", "like")}
@@ -209,15 +206,15 @@ def create_app(
             if vector is None:
                 raise ApiError(404, "unknown_item", f"like: no indexed item with id {like}", "like")
             parts["vector"] = _with_weight(vector, weights["like"], "like")
-        if not params.text and not parts and not uploads:
+        if not params.text and not parts and not files:
             raise ApiError(400, "empty_query", "give q=TEXT, an image or audio upload, or like=ID", "q")
-        if not uploads:
+        if not files:
             return await _search(params, parts)
         async with upload_slots:
-            for modality, upload in uploads.items():
-                data = await _read_upload(upload, modality)
+            for modality, upload in files.items():
+                data = await read_upload(upload, modality)
                 side = getattr(getattr(engine.encoder, "preprocess_image", None), "image_size", 224)
-                check = partial(_check_upload, data, modality, side)
+                check = partial(check_upload, data, modality, side)
                 decoded = await heavy(check)
                 parts[modality] = _with_weight(decoded, weights[modality], modality)
             return await _search(params, parts, costly=True)
@@ -310,66 +307,6 @@ def _with_weight(value: Any, weight: str | None, name: str) -> Any:
     from ..search.query import Weighted
 
     return Weighted(value, parse_weight(weight, f"{name}_weight"))
-
-
-async def _read_upload(upload: StarletteUpload, modality: str) -> bytes:
-    data = await upload.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise ApiError(413, "too_large", f"{modality}: uploads are limited to {MAX_UPLOAD_BYTES >> 20} MB", modality)
-    if not data:
-        raise ApiError(422, "empty_upload", f"{modality}: the uploaded file is empty", modality)
-    return data
-
-
-def _check_upload(data: bytes, modality: str, min_side: int = 224) -> Any:
-    """An upload as the model will take it, or refused: an image decoded once (a JPEG at the
-    smallest scale that keeps ``min_side``, other formats whole and so held to fewer pixels),
-    audio checked by its header (decoded once, by the model).
-
-    Raises:
-        ApiError: 413 past a limit, 415 when it cannot be decoded.
-    """
-    if modality == "image":
-        import io
-
-        from PIL import Image
-
-        from ..models.image import ImageDecodeError, decode_image
-
-        try:
-            header = Image.open(io.BytesIO(data))
-            limit = MAX_UPLOAD_PIXELS if header.format == "JPEG" else min(MAX_UPLOAD_PIXELS, MAX_UPLOAD_FULL_PIXELS)
-            if header.format != "JPEG" and header.size[0] * header.size[1] > limit:
-                width, height = header.size
-                raise ApiError(
-                    413,
-                    "too_large",
-                    f"image: {width}x{height} pixels is more than the {limit:,} a {header.format} upload may have "
-                    f"(a JPEG may have {MAX_UPLOAD_PIXELS:,})",
-                    "image",
-                )
-            return decode_image(header, max_pixels=limit, min_side=min_side)[0]
-        except ImageDecodeError as exc:
-            status = 413 if "too large" in str(exc) else 415
-            raise ApiError(status, "bad_image" if status == 415 else "too_large", f"image: {exc}", "image") from None
-        except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-            if isinstance(exc, Image.DecompressionBombError):
-                raise ApiError(413, "too_large", "image: too many pixels (decompression bomb guard)", "image") from None
-            raise ApiError(415, "bad_image", "image: not an image in a known format", "image") from None
-    from ..models.audio import AudioDecodeError, audio_info
-
-    try:
-        info = audio_info(data)
-    except AudioDecodeError as exc:
-        raise ApiError(415, "bad_audio", f"audio: {exc}", "audio") from None
-    if info.duration > MAX_UPLOAD_SECONDS:
-        raise ApiError(
-            413,
-            "too_long",
-            f"audio: {info.duration:.0f} s is longer than the {MAX_UPLOAD_SECONDS:.0f} s a query may be",
-            "audio",
-        )
-    return data
 
 
 def _vector(engine: Engine, item_id: int, track: str | None = None) -> Any:
