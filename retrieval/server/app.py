@@ -20,19 +20,18 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ..extras import MissingExtraError
 from ..search.engine import Engine
 from ..search.query import QueryError
 from . import uploads
+from .errors import add_error_handlers, error_json
 from .files import THUMB_SIZES, DescriptorResponse, OpenFile, ThumbnailCache, media_type, open_item_file
-from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, LoginThrottle, TokenGuard, error_response
+from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, LoginThrottle, TokenGuard
+from .hits import find_item, hit_json
 from .params import MAX_PARAMETERS, ApiError, SearchParams, parse_search, parse_weight
 from .uploads import UPLOADS_IN_FLIGHT, check_upload, read_upload
 
@@ -93,29 +92,7 @@ def create_app(
         Guard, limits=Limits(body=body), hosts=hosts, ip_literals=listen not in LOOPBACK_NAMES and not token
     )
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc)
-
-    @app.exception_handler(QueryError)
-    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
-        return _error(ApiError(400, "bad_query", str(exc)))
-
-    @app.exception_handler(MissingExtraError)
-    async def missing_extra(_: Request, exc: MissingExtraError) -> JSONResponse:
-        return _error(ApiError(503, "missing_extra", str(exc)))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = f"no such page: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-        return _error(ApiError(exc.status_code, code, message))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = first.get("loc", ["", ""])[-1]
-        return _error(ApiError(422, "bad_parameter", f"{where}: {first.get('msg', 'invalid')}", str(where)))
+    add_error_handlers(app)
 
     # --- health, login, the page ---------------------------------------------------------
     @app.get("/healthz", include_in_schema=False)
@@ -135,7 +112,7 @@ def create_app(
         # the count, so requests whose bodies arrive together cannot all pass the check first.
         wait = throttle.wait(client)
         if wait > 0:
-            return _error(
+            return error_json(
                 ApiError(429, "too_many_logins", f"too many wrong tokens: try again in {wait:.0f} s", "token"),
                 {"Retry-After": str(int(wait) + 1)},
             )
@@ -143,7 +120,7 @@ def create_app(
             return RedirectResponse("/", status_code=303)
         if not hmac.compare_digest(given.encode(), token.encode()):
             throttle.failed(client)
-            return _error(ApiError(401, "bad_token", "wrong token", "token"))
+            return error_json(ApiError(401, "bad_token", "wrong token", "token"))
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
         return response
@@ -243,18 +220,18 @@ def create_app(
         results: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             # By what matched: a video's frame among the images, its soundtrack among the audio.
-            results.setdefault(hit.track or hit.modality, []).append(_hit_json(hit))
+            results.setdefault(hit.track or hit.modality, []).append(hit_json(hit))
         took = (time.perf_counter() - started) * 1000
         return {"query": params.echo() | {k: True for k in parts}, "took_ms": round(took, 2), "results": results}
 
     @app.get("/api/v1/items/{item_id}")
     async def item(item_id: str) -> dict[str, Any]:
-        hit = await blocking(_item, engine, item_id)
-        return _hit_json(hit)
+        hit = await blocking(find_item, engine, item_id)
+        return hit_json(hit)
 
     @app.api_route("/api/v1/items/{item_id}/media", methods=["GET", "HEAD"])
     async def media(item_id: str, request: Request) -> Response:
-        hit = await blocking(_item, engine, item_id)
+        hit = await blocking(find_item, engine, item_id)
         opened = await blocking(_open_file, engine, links, hit)
         try:
             headers = {"Cache-Control": "private, max-age=300"}
@@ -269,7 +246,7 @@ def create_app(
             raise ApiError(
                 422, "bad_parameter", f"size: {size} is out of range ({THUMB_SIZES[0]}..{THUMB_SIZES[1]})", "size"
             )
-        hit = await blocking(_item, engine, item_id)
+        hit = await blocking(find_item, engine, item_id)
         if hit.modality != "image":
             raise ApiError(404, "no_thumbnail", f"item {hit.id} is {hit.modality}: only images have thumbnails", "id")
         opened = await blocking(_open_file, engine, links, hit)
@@ -278,12 +255,6 @@ def create_app(
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     return app
-
-
-def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    response = error_response(exc.status, exc.code, exc.message, exc.field)
-    response.headers.update(headers or {})
-    return response
 
 
 def _one(values: list[str], name: str) -> str | None:
@@ -316,45 +287,5 @@ def _vector(engine: Engine, item_id: int, track: str | None = None) -> Any:
         return None
 
 
-def _item(engine: Engine, item_id: str) -> Any:
-    try:
-        number = int(item_id)
-    except ValueError:
-        raise ApiError(404, "unknown_item", f"no item with id {item_id!r} (ids are whole numbers)", "id") from None
-    hit = engine.item(number) if 0 <= number < 2**63 else None
-    if hit is None:
-        raise ApiError(404, "unknown_item", f"no indexed item with id {number}", "id")
-    return hit
-
-
 def _open_file(engine: Engine, links: str, hit: Any) -> OpenFile:
     return open_item_file(engine.root, links, hit, hit.mtime_ns)
-
-
-def _printable(value: Any) -> Any:
-    """Strings as valid UTF-8 (a file name that is not shows its odd bytes as ``\\xff``)."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if isinstance(value, dict):
-        return {k: _printable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_printable(v) for v in value]
-    return value
-
-
-def _hit_json(hit: Any) -> dict[str, Any]:
-    return _printable(_hit_fields(hit))
-
-
-def _hit_fields(hit: Any) -> dict[str, Any]:
-    out = hit.to_dict()
-    del out["mtime_ns"]
-    # The path under the indexed folder (a texts file: its name), never where it lies on the server.
-    out["path"] = out.pop("relpath")
-    if hit.line is None:
-        item = hit.file_id if hit.file_id is not None else hit.id  # a moment's media is its file's
-        out["media_url"] = f"/api/v1/items/{item}/media"
-        out["thumbnail_url"] = f"/api/v1/items/{item}/thumbnail" if hit.modality == "image" else None
-    else:
-        out["media_url"] = out["thumbnail_url"] = None
-    return out
