@@ -8,17 +8,13 @@ from the descriptor they were checked by (:mod:`.files`).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,12 +24,13 @@ from starlette.middleware.cors import CORSMiddleware
 from ..search.engine import Engine
 from ..search.query import QueryError
 from . import uploads
+from .context import build_context
 from .errors import add_error_handlers, error_json
 from .files import THUMB_SIZES, DescriptorResponse, OpenFile, ThumbnailCache, media_type, open_item_file
-from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, LoginThrottle, TokenGuard
+from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, TokenGuard
 from .hits import find_item, hit_json
 from .params import MAX_PARAMETERS, ApiError, SearchParams, parse_search, parse_weight
-from .uploads import UPLOADS_IN_FLIGHT, check_upload, read_upload
+from .uploads import check_upload, read_upload
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -55,26 +52,7 @@ def create_app(
     network address, an IP literal) are answered: a page whose name is rebound to this machine
     by DNS cannot read the index."""
     app = FastAPI(title="xmr", version="1", docs_url="/docs", redoc_url=None)
-    cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
-    limiter = anyio.CapacityLimiter(cores)
-    # Uploads' decoding and embedding, and long texts: one at a time on a thread of their own, so
-    # they never hold every thread, and their large buffers stay in one thread's malloc arena.
-    heavy_pool = ThreadPoolExecutor(1, thread_name_prefix="xmr-heavy")
-
-    async def heavy(fn: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(heavy_pool, fn)
-
-    upload_slots = anyio.Semaphore(UPLOADS_IN_FLIGHT)
-    throttle = LoginThrottle()
-    links = (engine.manifest.get("options") or {}).get("links", "inside")
-    if thumbs is None:
-        base = Path(os.environ.get("XMR_CACHE_DIR") or Path.home() / ".cache" / "xmr")
-        thumbs = ThumbnailCache(
-            base / "thumbs" / str(engine.manifest.get("index_uuid") or engine.manifest.get("created", "index"))
-        )
-
-    async def blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=limiter)
+    ctx = build_context(engine, token, thumbs)
 
     # Added innermost first: the Guard is outermost, then CORS (a preflight is answered there,
     # before the token is asked for), then the token.
@@ -110,7 +88,7 @@ def create_app(
         given = str(form.get("token", ""))
         # Checked after the body is read: no await lies between the check, the comparison and
         # the count, so requests whose bodies arrive together cannot all pass the check first.
-        wait = throttle.wait(client)
+        wait = ctx.throttle.wait(client)
         if wait > 0:
             return error_json(
                 ApiError(429, "too_many_logins", f"too many wrong tokens: try again in {wait:.0f} s", "token"),
@@ -119,7 +97,7 @@ def create_app(
         if not token:
             return RedirectResponse("/", status_code=303)
         if not hmac.compare_digest(given.encode(), token.encode()):
-            throttle.failed(client)
+            ctx.throttle.failed(client)
             return error_json(ApiError(401, "bad_token", "wrong token", "token"))
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
@@ -140,7 +118,7 @@ def create_app(
     # --- the API -------------------------------------------------------------------------
     @app.get("/api/v1/info")
     async def info() -> dict[str, Any]:
-        facts = await blocking(engine.info)
+        facts = await ctx.blocking(engine.info)
         return {k: v for k, v in facts.items() if k not in ("index", "root", "database", "options", "faiss")} | {
             "modalities": list(engine.modalities),
             "auth": bool(token),  # the page offers to log out
@@ -179,7 +157,7 @@ def create_app(
                 item_id = int(like)
             except ValueError:
                 raise ApiError(400, "bad_parameter", f"like: {like!r} is not an item id", "like") from None
-            vector = await blocking(_vector, engine, item_id, like_track)
+            vector = await ctx.blocking(_vector, engine, item_id, like_track)
             if vector is None:
                 raise ApiError(404, "unknown_item", f"like: no indexed item with id {like}", "like")
             parts["vector"] = _with_weight(vector, weights["like"], "like")
@@ -187,12 +165,12 @@ def create_app(
             raise ApiError(400, "empty_query", "give q=TEXT, an image or audio upload, or like=ID", "q")
         if not files:
             return await _search(params, parts)
-        async with upload_slots:
+        async with ctx.upload_slots:
             for modality, upload in files.items():
                 data = await read_upload(upload, modality)
                 side = getattr(getattr(engine.encoder, "preprocess_image", None), "image_size", 224)
                 check = partial(check_upload, data, modality, side)
-                decoded = await heavy(check)
+                decoded = await ctx.heavy(check)
                 parts[modality] = _with_weight(decoded, weights[modality], modality)
             return await _search(params, parts, costly=True)
 
@@ -214,9 +192,9 @@ def create_app(
         )
         # A long text costs its length (1,000 characters: 15x a short query): it goes with the uploads.
         if costly or sum(len(getattr(t, "value", t)) for t in params.text) > HEAVY_TEXT_CHARS:
-            hits = await heavy(run)
+            hits = await ctx.heavy(run)
         else:
-            hits = await anyio.to_thread.run_sync(run, limiter=limiter)
+            hits = await ctx.blocking(run)
         results: dict[str, list[dict[str, Any]]] = {}
         for hit in hits:
             # By what matched: a video's frame among the images, its soundtrack among the audio.
@@ -226,13 +204,13 @@ def create_app(
 
     @app.get("/api/v1/items/{item_id}")
     async def item(item_id: str) -> dict[str, Any]:
-        hit = await blocking(find_item, engine, item_id)
+        hit = await ctx.blocking(find_item, engine, item_id)
         return hit_json(hit)
 
     @app.api_route("/api/v1/items/{item_id}/media", methods=["GET", "HEAD"])
     async def media(item_id: str, request: Request) -> Response:
-        hit = await blocking(find_item, engine, item_id)
-        opened = await blocking(_open_file, engine, links, hit)
+        hit = await ctx.blocking(find_item, engine, item_id)
+        opened = await ctx.blocking(_open_file, ctx.engine, ctx.links, hit)
         try:
             headers = {"Cache-Control": "private, max-age=300"}
             return DescriptorResponse(opened, media_type(opened.path), headers, request.headers.get("range"))
@@ -246,12 +224,12 @@ def create_app(
             raise ApiError(
                 422, "bad_parameter", f"size: {size} is out of range ({THUMB_SIZES[0]}..{THUMB_SIZES[1]})", "size"
             )
-        hit = await blocking(find_item, engine, item_id)
+        hit = await ctx.blocking(find_item, engine, item_id)
         if hit.modality != "image":
             raise ApiError(404, "no_thumbnail", f"item {hit.id} is {hit.modality}: only images have thumbnails", "id")
-        opened = await blocking(_open_file, engine, links, hit)
+        opened = await ctx.blocking(_open_file, ctx.engine, ctx.links, hit)
         with opened:
-            data = await blocking(thumbs.read, opened, size, hit.id)
+            data = await ctx.blocking(ctx.thumbs.read, opened, size, hit.id)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     return app
