@@ -8,33 +8,29 @@ from the descriptor they were checked by (:mod:`.files`).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.middleware.cors import CORSMiddleware
 
 from ..search.engine import Engine
 from ..search.query import QueryError
-from . import uploads
+from . import routes_auth, routes_page, uploads
 from .context import build_context
-from .errors import add_error_handlers, error_json
+from .errors import add_error_handlers
 from .files import THUMB_SIZES, DescriptorResponse, OpenFile, ThumbnailCache, media_type, open_item_file
-from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, TokenGuard
+from .guards import LOOPBACK_NAMES, Guard, Limits, TokenGuard
 from .hits import find_item, hit_json
 from .params import MAX_PARAMETERS, ApiError, SearchParams, parse_search, parse_weight
 from .uploads import check_upload, read_upload
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).parent / "static"
-LOGIN_BYTES = 4 << 10
 HEAVY_TEXT_CHARS = 200  # a search whose texts are longer runs with the uploads, one at a time
 
 
@@ -65,64 +61,17 @@ def create_app(
     hosts = None
     if not token:
         hosts = set(LOOPBACK_NAMES) | set(allow_hosts or ()) | ({listen} if listen not in ("0.0.0.0", "::") else set())
-    body = {"/login": LOGIN_BYTES, "/logout": LOGIN_BYTES, "/api/v1/search": 2 * uploads.MAX_UPLOAD_BYTES + (256 << 10)}
+    body = routes_auth.body_limits() | {"/api/v1/search": 2 * uploads.MAX_UPLOAD_BYTES + (256 << 10)}
     app.add_middleware(
         Guard, limits=Limits(body=body), hosts=hosts, ip_literals=listen not in LOOPBACK_NAMES and not token
     )
 
     add_error_handlers(app)
 
-    # --- health, login, the page ---------------------------------------------------------
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
-
-    @app.post("/login", include_in_schema=False)
-    async def login(request: Request) -> Response:
-        client = request.client.host if request.client else "?"
-        form = await request.form(max_files=0, max_fields=4)
-        given = str(form.get("token", ""))
-        # Checked after the body is read: no await lies between the check, the comparison and
-        # the count, so requests whose bodies arrive together cannot all pass the check first.
-        wait = ctx.throttle.wait(client)
-        if wait > 0:
-            return error_json(
-                ApiError(429, "too_many_logins", f"too many wrong tokens: try again in {wait:.0f} s", "token"),
-                {"Retry-After": str(int(wait) + 1)},
-            )
-        if not token:
-            return RedirectResponse("/", status_code=303)
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            ctx.throttle.failed(client)
-            return error_json(ApiError(401, "bad_token", "wrong token", "token"))
-        response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    @app.post("/logout", include_in_schema=False)
-    async def logout(request: Request) -> Response:
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    @app.get("/api/v1/session", include_in_schema=False)
-    async def session() -> dict[str, bool]:
-        return {"ok": True}  # reached only past the guard: the page asks whether it must log in
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    # --- the API -------------------------------------------------------------------------
-    @app.get("/api/v1/info")
-    async def info() -> dict[str, Any]:
-        facts = await ctx.blocking(engine.info)
-        return {k: v for k, v in facts.items() if k not in ("index", "root", "database", "options", "faiss")} | {
-            "modalities": list(engine.modalities),
-            "auth": bool(token),  # the page offers to log out
-        }
+    app.include_router(routes_page.router(ctx))
+    app.include_router(routes_auth.router(ctx))
+    # On the app, not in a router: include_router drops a router's mounts in FastAPI versions we allow (fastapi#10180).
+    app.mount("/static", StaticFiles(directory=routes_page.STATIC), name="static")
 
     @app.get("/api/v1/search")
     async def search_get(request: Request) -> dict[str, Any]:
