@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import indexer  # noqa: E402
 from retrieval import Engine  # noqa: E402
-from retrieval.server import app as server_app  # noqa: E402
+from retrieval.server import uploads  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import OpenFile, ThumbnailCache  # noqa: E402
 from tests.helpers import make_media, write_image, write_text  # noqa: E402
@@ -165,14 +165,14 @@ def test_bad_uploads(served, monkeypatch: pytest.MonkeyPatch) -> None:
     _error(client.post("/api/v1/search", data={"like": "banana"}), 400, "bad_parameter", "like")
     _error(client.post("/api/v1/search", data={"like": "123456789"}), 404, "unknown_item", "like")
     _error(client.post("/api/v1/search", data={"to": "image"}), 400, "empty_query", "q")
-    monkeypatch.setattr(server_app, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 1000)
     image = sorted((root / "photos").iterdir())[0].read_bytes()
     _error(client.post("/api/v1/search", files={"image": ("big.png", image + bytes(2000))}), 413, "too_large", "image")
-    monkeypatch.setattr(server_app, "MAX_UPLOAD_BYTES", 32 << 20)
-    monkeypatch.setattr(server_app, "MAX_UPLOAD_SECONDS", 0.5)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 32 << 20)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_SECONDS", 0.5)
     sound = sorted((root / "sounds").iterdir())[0].read_bytes()  # 1 s
     _error(client.post("/api/v1/search", files={"audio": ("long.wav", sound)}), 413, "too_long", "audio")
-    monkeypatch.setattr(server_app, "MAX_UPLOAD_PIXELS", 100)
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_PIXELS", 100)
     _error(client.post("/api/v1/search", files={"image": ("many.png", image)}), 413, "too_large", "image")
 
 

@@ -24,7 +24,7 @@ import indexer  # noqa: E402
 from retrieval import Engine, Weighted  # noqa: E402
 from retrieval.bench.media import png_header_only  # noqa: E402
 from retrieval.search.query import QueryError  # noqa: E402
-from retrieval.server import app as server_app  # noqa: E402
+from retrieval.server import uploads  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import ThumbnailCache  # noqa: E402
 from retrieval.server.local import CHROMIUM_FLAGS, LocalServer  # noqa: E402
@@ -291,7 +291,7 @@ def test_a_declared_length_past_the_limit_is_refused_before_reading(served) -> N
 
 def test_an_upload_streamed_past_the_limit_is_refused_before_it_is_spooled(index, monkeypatch) -> None:
     base, _, engine = index
-    monkeypatch.setattr(server_app, "MAX_UPLOAD_BYTES", 1 << 20)  # the body limit: 2 uploads + 256 kB
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 1 << 20)  # the body limit: 2 uploads + 256 kB
     server = LocalServer(create_app(engine, thumbs=ThumbnailCache(base / "thumbs-up")))
     try:
         head = b"Content-Type: multipart/form-data; boundary=xyz\r\n"

@@ -4,45 +4,28 @@ Routes parse and check the request (:mod:`.params`), run the blocking work (enco
 SQL, thumbnails) in thread pools sized to the cores, and shape the answer. Every request first
 meets the bounds of :mod:`.guards` (Host, sizes, time, token). Files are served by item id only,
 from the descriptor they were checked by (:mod:`.files`).
+
+:func:`create_app` only wires: the state the routes share, built once (:mod:`.context`), the
+guards, how errors are answered (:mod:`.errors`), and one router a room:
+
+- :mod:`.routes_page`: ``/healthz``, the page (``/``, ``/static``), ``/api/v1/info``;
+- :mod:`.routes_auth`: ``/login``, ``/logout``, ``/api/v1/session``;
+- :mod:`.routes_search`: ``/api/v1/search`` by GET (texts) and POST (uploads, ``like``);
+- :mod:`.routes_items`: ``/api/v1/items/{id}``, its file and its thumbnail.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import logging
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from pathlib import Path
-from typing import Any
-
-import anyio
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile as StarletteUpload
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from ..extras import MissingExtraError
 from ..search.engine import Engine
-from ..search.query import QueryError
-from .files import THUMB_SIZES, DescriptorResponse, OpenFile, ThumbnailCache, media_type, open_item_file
-from .guards import COOKIE, LOOPBACK_NAMES, Guard, Limits, LoginThrottle, TokenGuard, error_response
-from .params import MAX_PARAMETERS, ApiError, SearchParams, parse_search, parse_weight
-
-log = logging.getLogger(__name__)
-STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 32 << 20
-MAX_UPLOAD_PIXELS = 40_000_000  # a JPEG: decoded at a reduced scale, so a fraction of this is held
-MAX_UPLOAD_FULL_PIXELS = 16_000_000  # other formats are decoded whole: 64 MB of RGBA at most
-MAX_UPLOAD_SECONDS = 600.0
-UPLOADS_IN_FLIGHT = 2  # uploads decoded and embedded at once; more wait (memory: twice one upload's bound)
-LOGIN_BYTES = 4 << 10
-HEAVY_TEXT_CHARS = 200  # a search whose texts are longer runs with the uploads, one at a time
+from . import routes_auth, routes_items, routes_page, routes_search
+from .context import build_context
+from .errors import add_error_handlers
+from .files import ThumbnailCache
+from .guards import LOOPBACK_NAMES, Guard, Limits, TokenGuard
 
 
 def create_app(
@@ -59,25 +42,22 @@ def create_app(
     network address, an IP literal) are answered: a page whose name is rebound to this machine
     by DNS cannot read the index."""
     app = FastAPI(title="xmr", version="1", docs_url="/docs", redoc_url=None)
-    cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
-    limiter = anyio.CapacityLimiter(cores)
-    # Uploads' decoding and embedding, and long texts: one at a time on a thread of their own, so
-    # they never hold every thread, and their large buffers stay in one thread's malloc arena.
-    heavy_pool = ThreadPoolExecutor(1, thread_name_prefix="xmr-heavy")
+    ctx = build_context(engine, token, thumbs)
+    _add_guards(app, token, cors, allow_hosts, listen)
+    add_error_handlers(app)
+    app.include_router(routes_page.router(ctx))
+    app.include_router(routes_auth.router(ctx))
+    app.include_router(routes_search.router(ctx))
+    app.include_router(routes_items.router(ctx))
+    # On the app, not in a router: include_router drops a router's mounts in FastAPI versions we allow (fastapi#10180).
+    app.mount("/static", StaticFiles(directory=routes_page.STATIC), name="static")
+    return app
 
-    async def heavy(fn: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(heavy_pool, fn)
 
-    upload_slots = anyio.Semaphore(UPLOADS_IN_FLIGHT)
-    throttle = LoginThrottle()
-    links = engine.manifest.recorded.get("links", "inside")
-    if thumbs is None:
-        base = Path(os.environ.get("XMR_CACHE_DIR") or Path.home() / ".cache" / "xmr")
-        thumbs = ThumbnailCache(base / "thumbs" / str(engine.manifest.index_uuid or engine.manifest.created or "index"))
-
-    async def blocking(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=limiter)
-
+def _add_guards(
+    app: FastAPI, token: str | None, cors: list[str] | None, allow_hosts: list[str] | None, listen: str
+) -> None:
+    """The middleware every request meets before a route, with the body bound each route declares."""
     # Added innermost first: the Guard is outermost, then CORS (a preflight is answered there,
     # before the token is asked for), then the token.
     if token:
@@ -89,333 +69,7 @@ def create_app(
     hosts = None
     if not token:
         hosts = set(LOOPBACK_NAMES) | set(allow_hosts or ()) | ({listen} if listen not in ("0.0.0.0", "::") else set())
-    body = {"/login": LOGIN_BYTES, "/logout": LOGIN_BYTES, "/api/v1/search": 2 * MAX_UPLOAD_BYTES + (256 << 10)}
+    body = routes_auth.body_limits() | routes_search.body_limits()
     app.add_middleware(
         Guard, limits=Limits(body=body), hosts=hosts, ip_literals=listen not in LOOPBACK_NAMES and not token
     )
-
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc)
-
-    @app.exception_handler(QueryError)
-    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
-        return _error(ApiError(400, "bad_query", str(exc)))
-
-    @app.exception_handler(MissingExtraError)
-    async def missing_extra(_: Request, exc: MissingExtraError) -> JSONResponse:
-        return _error(ApiError(503, "missing_extra", str(exc)))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = f"no such page: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-        return _error(ApiError(exc.status_code, code, message))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = first.get("loc", ["", ""])[-1]
-        return _error(ApiError(422, "bad_parameter", f"{where}: {first.get('msg', 'invalid')}", str(where)))
-
-    # --- health, login, the page ---------------------------------------------------------
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
-
-    @app.post("/login", include_in_schema=False)
-    async def login(request: Request) -> Response:
-        client = request.client.host if request.client else "?"
-        form = await request.form(max_files=0, max_fields=4)
-        given = str(form.get("token", ""))
-        # Checked after the body is read: no await lies between the check, the comparison and
-        # the count, so requests whose bodies arrive together cannot all pass the check first.
-        wait = throttle.wait(client)
-        if wait > 0:
-            return _error(
-                ApiError(429, "too_many_logins", f"too many wrong tokens: try again in {wait:.0f} s", "token"),
-                {"Retry-After": str(int(wait) + 1)},
-            )
-        if not token:
-            return RedirectResponse("/", status_code=303)
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            throttle.failed(client)
-            return _error(ApiError(401, "bad_token", "wrong token", "token"))
-        response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    @app.post("/logout", include_in_schema=False)
-    async def logout(request: Request) -> Response:
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    @app.get("/api/v1/session", include_in_schema=False)
-    async def session() -> dict[str, bool]:
-        return {"ok": True}  # reached only past the guard: the page asks whether it must log in
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    # --- the API -------------------------------------------------------------------------
-    @app.get("/api/v1/info")
-    async def info() -> dict[str, Any]:
-        facts = await blocking(engine.info)
-        return {k: v for k, v in facts.items() if k not in ("index", "root", "database", "options", "faiss")} | {
-            "modalities": list(engine.modalities),
-            "auth": bool(token),  # the page offers to log out
-        }
-
-    @app.get("/api/v1/search")
-    async def search_get(request: Request) -> dict[str, Any]:
-        params = parse_search(_multi(request.query_params.multi_items()))
-        if not params.text:
-            raise ApiError(400, "empty_query", "give q=TEXT (GET), or POST an image, an audio file or like=ID", "q")
-        return await _search(params, {})
-
-    @app.post("/api/v1/search")
-    async def search_post(request: Request) -> dict[str, Any]:
-        form = await request.form(max_files=2, max_fields=MAX_PARAMETERS)
-        fields: dict[str, list[str]] = _multi(request.query_params.multi_items())
-        uploads: dict[str, StarletteUpload] = {}
-        for name, value in form.multi_items():
-            if isinstance(value, StarletteUpload):
-                if name not in ("image", "audio"):
-                    raise ApiError(400, "unknown_parameter", f"upload field {name!r}: use image or audio", name)
-                if name in uploads:
-                    raise ApiError(400, "bad_parameter", f"{name}: upload one {name}, not several", name)
-                uploads[name] = value
-            else:
-                fields.setdefault(name, []).append(str(value))
-        weights = {m: _one(fields.pop(f"{m}_weight", []), f"{m}_weight") for m in ("image", "audio", "like")}
-        like = _one(fields.pop("like", []), "like")
-        like_track = _one(fields.pop("like_track", []), "like_track")
-        if like_track not in (None, "image", "audio"):
-            raise ApiError(400, "bad_parameter", f"like_track: {like_track!r} is not image or audio", "like_track")
-        params = parse_search(fields)
-        parts: dict[str, Any] = {}
-        if like is not None:
-            try:
-                item_id = int(like)
-            except ValueError:
-                raise ApiError(400, "bad_parameter", f"like: {like!r} is not an item id", "like") from None
-            vector = await blocking(_vector, engine, item_id, like_track)
-            if vector is None:
-                raise ApiError(404, "unknown_item", f"like: no indexed item with id {like}", "like")
-            parts["vector"] = _with_weight(vector, weights["like"], "like")
-        if not params.text and not parts and not uploads:
-            raise ApiError(400, "empty_query", "give q=TEXT, an image or audio upload, or like=ID", "q")
-        if not uploads:
-            return await _search(params, parts)
-        async with upload_slots:
-            for modality, upload in uploads.items():
-                data = await _read_upload(upload, modality)
-                side = getattr(getattr(engine.encoder, "preprocess_image", None), "image_size", 224)
-                check = partial(_check_upload, data, modality, side)
-                decoded = await heavy(check)
-                parts[modality] = _with_weight(decoded, weights[modality], modality)
-            return await _search(params, parts, costly=True)
-
-    async def _search(params: SearchParams, parts: dict[str, Any], costly: bool = False) -> dict[str, Any]:
-        started = time.perf_counter()
-        text = params.text if params.text else None
-        to = params.to
-        if to is None and "vector" in parts and len(parts) == 1:
-            to = ["all"]  # "more like this": every modality, the item's own included
-        run = partial(
-            engine.search,
-            text=text,
-            to=to,
-            k=params.k,
-            offset=params.offset,
-            segments=params.segments,
-            **parts,
-            **params.filters,
-        )
-        # A long text costs its length (1,000 characters: 15x a short query): it goes with the uploads.
-        if costly or sum(len(getattr(t, "value", t)) for t in params.text) > HEAVY_TEXT_CHARS:
-            hits = await heavy(run)
-        else:
-            hits = await anyio.to_thread.run_sync(run, limiter=limiter)
-        results: dict[str, list[dict[str, Any]]] = {}
-        for hit in hits:
-            # By what matched: a video's frame among the images, its soundtrack among the audio.
-            results.setdefault(hit.track or hit.modality, []).append(_hit_json(hit))
-        took = (time.perf_counter() - started) * 1000
-        return {"query": params.echo() | {k: True for k in parts}, "took_ms": round(took, 2), "results": results}
-
-    @app.get("/api/v1/items/{item_id}")
-    async def item(item_id: str) -> dict[str, Any]:
-        hit = await blocking(_item, engine, item_id)
-        return _hit_json(hit)
-
-    @app.api_route("/api/v1/items/{item_id}/media", methods=["GET", "HEAD"])
-    async def media(item_id: str, request: Request) -> Response:
-        hit = await blocking(_item, engine, item_id)
-        opened = await blocking(_open_file, engine, links, hit)
-        try:
-            headers = {"Cache-Control": "private, max-age=300"}
-            return DescriptorResponse(opened, media_type(opened.path), headers, request.headers.get("range"))
-        except BaseException:
-            opened.close()  # the response that would close it was never made
-            raise
-
-    @app.get("/api/v1/items/{item_id}/thumbnail")
-    async def thumbnail(item_id: str, size: int = 256) -> Response:
-        if not THUMB_SIZES[0] <= size <= THUMB_SIZES[1]:
-            raise ApiError(
-                422, "bad_parameter", f"size: {size} is out of range ({THUMB_SIZES[0]}..{THUMB_SIZES[1]})", "size"
-            )
-        hit = await blocking(_item, engine, item_id)
-        if hit.modality != "image":
-            raise ApiError(404, "no_thumbnail", f"item {hit.id} is {hit.modality}: only images have thumbnails", "id")
-        opened = await blocking(_open_file, engine, links, hit)
-        with opened:
-            data = await blocking(thumbs.read, opened, size, hit.id)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
-
-    return app
-
-
-def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
-    response = error_response(exc.status, exc.code, exc.message, exc.field)
-    response.headers.update(headers or {})
-    return response
-
-
-def _one(values: list[str], name: str) -> str | None:
-    if len(values) > 1:
-        raise ApiError(400, "bad_parameter", f"{name}: give it once, not {len(values)} times", name)
-    return values[0] if values else None
-
-
-def _multi(items: list[tuple[str, str]]) -> dict[str, list[str]]:
-    if len(items) > MAX_PARAMETERS:
-        raise ApiError(400, "too_many_parameters", f"a search takes at most {MAX_PARAMETERS} parameters")
-    out: dict[str, list[str]] = {}
-    for name, value in items:
-        out.setdefault(name, []).append(value)
-    return out
-
-
-def _with_weight(value: Any, weight: str | None, name: str) -> Any:
-    if weight is None:
-        return value
-    from ..search.query import Weighted
-
-    return Weighted(value, parse_weight(weight, f"{name}_weight"))
-
-
-async def _read_upload(upload: StarletteUpload, modality: str) -> bytes:
-    data = await upload.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise ApiError(413, "too_large", f"{modality}: uploads are limited to {MAX_UPLOAD_BYTES >> 20} MB", modality)
-    if not data:
-        raise ApiError(422, "empty_upload", f"{modality}: the uploaded file is empty", modality)
-    return data
-
-
-def _check_upload(data: bytes, modality: str, min_side: int = 224) -> Any:
-    """An upload as the model will take it, or refused: an image decoded once (a JPEG at the
-    smallest scale that keeps ``min_side``, other formats whole and so held to fewer pixels),
-    audio checked by its header (decoded once, by the model).
-
-    Raises:
-        ApiError: 413 past a limit, 415 when it cannot be decoded.
-    """
-    if modality == "image":
-        import io
-
-        from PIL import Image
-
-        from ..models.image import ImageDecodeError, decode_image
-
-        try:
-            header = Image.open(io.BytesIO(data))
-            limit = MAX_UPLOAD_PIXELS if header.format == "JPEG" else min(MAX_UPLOAD_PIXELS, MAX_UPLOAD_FULL_PIXELS)
-            if header.format != "JPEG" and header.size[0] * header.size[1] > limit:
-                width, height = header.size
-                raise ApiError(
-                    413,
-                    "too_large",
-                    f"image: {width}x{height} pixels is more than the {limit:,} a {header.format} upload may have "
-                    f"(a JPEG may have {MAX_UPLOAD_PIXELS:,})",
-                    "image",
-                )
-            return decode_image(header, max_pixels=limit, min_side=min_side)[0]
-        except ImageDecodeError as exc:
-            status = 413 if "too large" in str(exc) else 415
-            raise ApiError(status, "bad_image" if status == 415 else "too_large", f"image: {exc}", "image") from None
-        except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-            if isinstance(exc, Image.DecompressionBombError):
-                raise ApiError(413, "too_large", "image: too many pixels (decompression bomb guard)", "image") from None
-            raise ApiError(415, "bad_image", "image: not an image in a known format", "image") from None
-    from ..models.audio import AudioDecodeError, audio_info
-
-    try:
-        info = audio_info(data)
-    except AudioDecodeError as exc:
-        raise ApiError(415, "bad_audio", f"audio: {exc}", "audio") from None
-    if info.duration > MAX_UPLOAD_SECONDS:
-        raise ApiError(
-            413,
-            "too_long",
-            f"audio: {info.duration:.0f} s is longer than the {MAX_UPLOAD_SECONDS:.0f} s a query may be",
-            "audio",
-        )
-    return data
-
-
-def _vector(engine: Engine, item_id: int, track: str | None = None) -> Any:
-    try:
-        return engine.vector(item_id, track) if 0 <= item_id < 2**63 else None
-    except QueryError:
-        return None
-
-
-def _item(engine: Engine, item_id: str) -> Any:
-    try:
-        number = int(item_id)
-    except ValueError:
-        raise ApiError(404, "unknown_item", f"no item with id {item_id!r} (ids are whole numbers)", "id") from None
-    hit = engine.item(number) if 0 <= number < 2**63 else None
-    if hit is None:
-        raise ApiError(404, "unknown_item", f"no indexed item with id {number}", "id")
-    return hit
-
-
-def _open_file(engine: Engine, links: str, hit: Any) -> OpenFile:
-    return open_item_file(engine.root, links, hit, hit.mtime_ns)
-
-
-def _printable(value: Any) -> Any:
-    """Strings as valid UTF-8 (a file name that is not shows its odd bytes as ``\\xff``)."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if isinstance(value, dict):
-        return {k: _printable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_printable(v) for v in value]
-    return value
-
-
-def _hit_json(hit: Any) -> dict[str, Any]:
-    return _printable(_hit_fields(hit))
-
-
-def _hit_fields(hit: Any) -> dict[str, Any]:
-    out = hit.to_dict()
-    del out["mtime_ns"]
-    # The path under the indexed folder (a texts file: its name), never where it lies on the server.
-    out["path"] = out.pop("relpath")
-    if hit.line is None:
-        item = hit.file_id if hit.file_id is not None else hit.id  # a moment's media is its file's
-        out["media_url"] = f"/api/v1/items/{item}/media"
-        out["thumbnail_url"] = f"/api/v1/items/{item}/thumbnail" if hit.modality == "image" else None
-    else:
-        out["media_url"] = out["thumbnail_url"] = None
-    return out
