@@ -100,48 +100,60 @@ def weighted(value: str, name: str) -> Any:
     return value if split is None else Weighted(*split)
 
 
+KNOWN_SEARCH = (
+    "q",
+    "to",
+    "k",
+    "offset",
+    "segments",
+    "path",
+    "ext",
+    "min_size",
+    "max_size",
+    "after",
+    "before",
+    "min_duration",
+    "max_duration",
+    "like",
+    "like_track",
+    "image_weight",
+    "audio_weight",
+    "like_weight",
+)
+
+
 def parse_search(query: dict[str, list[str]]) -> SearchParams:
     """Parse the query string of a search (each name maps to its values, in order).
 
     Raises:
         ApiError: an unknown parameter, a bad filter, ``k`` or ``offset`` out of range.
     """
-    known = {
-        "q",
-        "to",
-        "k",
-        "offset",
-        "segments",
-        "path",
-        "ext",
-        "min_size",
-        "max_size",
-        "after",
-        "before",
-        "min_duration",
-        "max_duration",
-        "like",
-        "like_track",
-        "image_weight",
-        "audio_weight",
-        "like_weight",
-    }
-    unknown = sorted(set(query) - known)
-    if unknown:
+    if unknown := sorted(set(query) - set(KNOWN_SEARCH)):
+        known = ", ".join(sorted(KNOWN_SEARCH))
         raise ApiError(
-            400,
-            "unknown_parameter",
-            f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
-            unknown[0],
+            400, "unknown_parameter", f"unknown parameter(s) {', '.join(unknown)}; known: {known}", unknown[0]
         )
-
-    def one(name: str) -> str | None:
-        values = query.get(name) or []
-        if len(values) > 1:
-            raise ApiError(400, "bad_parameter", f"{name}: give it once, not {len(values)} times", name)
-        return values[0] if values else None
-
     params = SearchParams()
+    params.text = _texts(query)
+    params.to = _targets(query)
+    params.k = _int(_one(query, "k") or 20, "k", 1, MAX_K)
+    params.offset = _int(_one(query, "offset") or 0, "offset", 0, MAX_OFFSET)
+    segments = (_one(query, "segments") or "false").lower()
+    if segments not in ("true", "false", "1", "0"):
+        raise ApiError(400, "bad_parameter", f"segments: {segments!r}: give true or false", "segments")
+    params.segments = segments in ("true", "1")
+    params.filters = _filters(query)
+    return params
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name) or []
+    if len(values) > 1:
+        raise ApiError(400, "bad_parameter", f"{name}: give it once, not {len(values)} times", name)
+    return values[0] if values else None
+
+
+def _texts(query: dict[str, list[str]]) -> list:
     texts = [q for q in query.get("q", []) if q.strip()]
     if len(texts) > MAX_TEXT_PARTS:
         raise ApiError(
@@ -152,7 +164,10 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
             raise ApiError(
                 400, "query_too_long", f"q: a text is at most {MAX_TEXT_CHARS} characters, not {len(q)}", "q"
             )
-    params.text = [weighted(q, "q") for q in texts]
+    return [weighted(q, "q") for q in texts]
+
+
+def _targets(query: dict[str, list[str]]) -> list[str] | None:
     to = [t for t in query.get("to", []) if t]
     if len(to) > len(TARGETS):
         raise ApiError(400, "bad_modality", f"to: give each of {', '.join(TARGETS)} at most once", "to")
@@ -160,15 +175,12 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
         if t not in TARGETS:
             message = f"to: {t!r} is not a modality; use image, audio, video, text or all"
             raise ApiError(400, "bad_modality", message, "to")
-    params.to = to or None
-    params.k = _int(one("k") or 20, "k", 1, MAX_K)
-    params.offset = _int(one("offset") or 0, "offset", 0, MAX_OFFSET)
-    segments = (one("segments") or "false").lower()
-    if segments not in ("true", "false", "1", "0"):
-        raise ApiError(400, "bad_parameter", f"segments: {segments!r}: give true or false", "segments")
-    params.segments = segments in ("true", "1")
+    return to or None
+
+
+def _filters(query: dict[str, list[str]]) -> dict[str, Any]:
     filters: dict[str, Any] = {}
-    if (path := one("path")) is not None:
+    if (path := _one(query, "path")) is not None:
         if not path:
             raise ApiError(400, "bad_filter", "path: give a glob such as 2024/*", "path")
         filters["path"] = path
@@ -177,20 +189,19 @@ def parse_search(query: dict[str, list[str]]) -> SearchParams:
     if ext := [e for e in query.get("ext", []) if e]:
         filters["ext"] = ext
     for name in ("min_size", "max_size"):
-        if (value := one(name)) is not None:
+        if (value := _one(query, name)) is not None:
             try:
                 filters[name] = parse_size(value, name)
             except QueryError:
                 raise ApiError(400, "bad_filter", f"{name}: {value!r} is not a size (bytes or K/M/G)", name) from None
     for name in ("after", "before"):
-        if (value := one(name)) is not None:
+        if (value := _one(query, name)) is not None:
             try:
                 to_ns(value, name)
             except QueryError as exc:
                 raise ApiError(400, "bad_filter", str(exc), name) from None
             filters[name] = value
     for name in ("min_duration", "max_duration"):
-        if (value := one(name)) is not None:
+        if (value := _one(query, name)) is not None:
             filters[name] = _float(value, name)
-    params.filters = filters
-    return params
+    return filters
