@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from retrieval.console import fail, memory_bytes, need_train_extra, say, setup_logging
+
 
 class _progress:
     """A rich progress bar on a terminal, else a plain log line every 10 s; yields a callback."""
@@ -70,22 +72,6 @@ app = typer.Typer(
 )
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is now (a progress bar swaps it to print above the bar)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-def _setup_logging(verbose: bool, quiet: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-
-
 def _offline(flag: bool) -> None:
     """``--offline``: open_clip's pretrained weights only from the Hugging Face cache, no network
     (as ``HF_HUB_OFFLINE=1``). Without it they download on first use, with progress."""
@@ -94,33 +80,6 @@ def _offline(flag: bool) -> None:
 
 
 OFFLINE_HELP = "Load pretrained weights only from the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1)."
-
-
-def _shown(text: str, stream: object = None) -> str:
-    """``text`` as the stream can print it: a file name's undecodable bytes (surrogate escapes)
-    as ``\\xNN``, characters the stream's encoding lacks as ``\\uNNNN``."""
-    encoding = getattr(stream or sys.stdout, "encoding", None) or "utf-8"
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
-
-
-def _say(text: str, err: bool = False) -> None:
-    typer.echo(_shown(text, sys.stderr if err else sys.stdout), err=err)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    _say(f"xmr: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _need_train_extra(what: str) -> None:
-    from retrieval.extras import MissingExtraError, require_extra
-
-    try:
-        for module in ("torch", "open_clip"):
-            require_extra(module, "train", what)
-    except MissingExtraError as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -218,20 +177,20 @@ def train(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Train towers into the frozen text space with symmetric InfoNCE."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     _offline(offline)
-    _need_train_extra("xmr train")
+    need_train_extra("xmr train")
     from retrieval.train import TrainConfig, Trainer
 
     for path in [*data, *val]:
         if not path.is_file():
-            _fail(f"manifest not found: {path}")
+            fail(f"manifest not found: {path}")
     if (out / "last").exists() and not resume:
-        _fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+        fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
     if init not in ("packaged", "scratch"):
-        _fail(f"--init takes packaged or scratch, not {init!r}")
+        fail(f"--init takes packaged or scratch, not {init!r}")
     if into and not into.startswith("openclip:"):
-        _fail("--into takes an open_clip model name, openclip:ARCH/TAG")
+        fail("--into takes an open_clip model name, openclip:ARCH/TAG")
     pass_counts = _counts(
         passes, f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1", modality
     )
@@ -278,7 +237,7 @@ def train(
                 ),
             )
         except (ValueError, FileNotFoundError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         task = bar.add_task("train", total=trainer.total_steps, info="")
         if resume and not trainer.resume():
             typer.echo(f"no checkpoint in {out}/last: starting a new run", err=True)
@@ -292,7 +251,7 @@ def _counts(items: list[str], usage: str, names: list[str] | None = None) -> dic
     for item in items:
         name, _, count = item.partition("=")
         if not name or (names is not None and name not in names) or not count.isdigit() or int(count) < 1:
-            _fail(f"{usage}, not {item!r}")
+            fail(f"{usage}, not {item!r}")
         counts[name] = int(count)
     return counts
 
@@ -304,14 +263,14 @@ def ship_weights(
     force: Annotated[bool, typer.Option(help="Ship even when validation recall is not higher.")] = False,
 ) -> None:
     """Make a checkpoint the packaged weights of a model (only when it beats them on validation)."""
-    _setup_logging(False)
-    _need_train_extra("xmr ship")
+    setup_logging(False)
+    need_train_extra("xmr ship")
     from retrieval.train.ship import ShipError, ship
 
     try:
         target = ship(checkpoint, model, force=force)
     except ShipError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     typer.echo(f"shipped {checkpoint} as {target}")
 
 
@@ -435,24 +394,24 @@ def index(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Index a media folder (images, audio, video, text); run again to bring the index up to date."""
-    _setup_logging(verbose, quiet=as_json)
+    setup_logging(verbose, quiet=as_json)
     _offline(offline)
     import indexer
     from indexer.ingest.build import resolve_model_name
     from retrieval.models.registry import UnknownModelError
 
     if not folder.is_dir():
-        _fail(f"not a folder: {folder}")
+        fail(f"not a folder: {folder}")
     for path in texts:
         if not path.is_file():
-            _fail(f"texts file not found: {path}")
+            fail(f"texts file not found: {path}")
     if device not in ("auto", "cpu", "cuda"):
-        _fail(f"--device must be auto, cpu or cuda, not {device!r}")
+        fail(f"--device must be auto, cpu or cuda, not {device!r}")
     if links is not None and links not in ("inside", "follow", "none"):
-        _fail(f"--links takes inside, follow or none, not {links!r}")
+        fail(f"--links takes inside, follow or none, not {links!r}")
     for flag, given, clear in (("--exclude", exclude, no_exclude), ("--texts", texts, no_texts)):
         if given and clear:
-            _fail(f"{flag} and --no-{flag[2:]} contradict each other: give one")
+            fail(f"{flag} and --no-{flag[2:]} contradict each other: give one")
     options = indexer.IndexOptions(
         index_dir=str(index_dir) if index_dir else None,
         db_url=db,
@@ -463,7 +422,7 @@ def index(
         workers=workers,
         shard_size=shard_size,
         index_type=index_type,
-        max_memory=_memory(max_memory),
+        max_memory=memory_bytes(max_memory),
         reindex_type=reindex_type,
         rebuild=rebuild,
         wait=wait,
@@ -489,16 +448,16 @@ def index(
         with _progress("index", "items") as progress:
             summary = indexer.index_folder(folder, encoder, options, progress=progress)
     except (indexer.OptionError, UnknownModelError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (indexer.XmrIndexError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     except OSError as exc:
         import errno
 
         full = "; is the disk full?" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
-        _fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}){full}", code=1)
+        fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}){full}", code=1)
     except KeyboardInterrupt:
-        _fail("interrupted before indexing began; nothing was changed", code=130)
+        fail("interrupted before indexing began; nothing was changed", code=130)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), ensure_ascii=True))
     else:
@@ -518,7 +477,7 @@ def _create_model(name: str, device: str):
 def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported lazily
     counts = ", ".join(f"{n} {m}" for m, n in sorted(summary.counts.items())) or "empty"
     state = "interrupted, progress saved" if summary.interrupted else "done"
-    _say(
+    say(
         f"{state} in {summary.seconds:.1f}s: {summary.added} added, {summary.updated} updated, {summary.moved} moved, "
         f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} "
         f"skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
@@ -527,7 +486,7 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
         f"({summary.index})"
     )
     if summary.recorded_options:
-        _say(
+        say(
             f"recorded options used: {_recorded(summary.recorded_options)} (give new values to change them, "
             "or --no-exclude / --no-texts to clear those)"
         )
@@ -552,7 +511,7 @@ def _size(value: str | None, name: str) -> int | None:
     try:
         return parse_size(value, name)
     except QueryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _weighted(values: list[str], is_file: bool) -> list:
@@ -633,7 +592,7 @@ def search(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Search the index by text, image or audio, in any direction."""
-    _setup_logging(verbose, quiet=not verbose)
+    setup_logging(verbose, quiet=not verbose)
     _offline(offline)
     from indexer import XmrIndexError
     from indexer.storage.errors import StoreError
@@ -643,7 +602,7 @@ def search(
 
     texts = ([query] if query is not None else []) + list(text)
     if not texts and not image and not audio:
-        _fail('give a query: TEXT (or --text TEXT), --image FILE or --audio FILE; e.g. xmr search "a dog on a beach"')
+        fail('give a query: TEXT (or --text TEXT), --image FILE or --audio FILE; e.g. xmr search "a dog on a beach"')
     filters = {
         "path": path,
         "ext": ext or None,
@@ -666,9 +625,9 @@ def search(
             **{name: v for name, v in filters.items() if v is not None},
         )
     except QueryError as exc:  # what the user asked for: a bad option, file or modality
-        _fail(str(exc))
+        fail(str(exc))
     except (XmrIndexError, StoreError, ShardError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=True))
     elif paths or print0:
@@ -715,7 +674,7 @@ def _print_hits(hits: list) -> None:
         if h.start is not None:
             where += f"  {_clock(h.start)}-{_clock(h.end)}"
         shown = f"{where}  {h.text[:80]!r}" if h.text is not None and h.modality == "text" else where
-        _say(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
+        say(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
 
 
 @app.command()
@@ -726,7 +685,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Show an index: model, counts per modality, sizes, index type, last run."""
-    _setup_logging(False, quiet=True)
+    setup_logging(False, quiet=True)
     from indexer import XmrIndexError
     from indexer.storage.errors import StoreError
     from retrieval.search.engine import Engine
@@ -735,13 +694,13 @@ def info(
         with Engine.open(index_dir) as engine:
             facts = engine.info()
     except (XmrIndexError, StoreError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     if as_json:
         typer.echo(json.dumps(facts, ensure_ascii=True))
         return
     counts = ", ".join(f"{n} {m}" for m, n in facts["counts"].items())
     last = facts.get("last_run") or {}
-    _say(
+    say(
         f"index     {facts['index']}\nfolder    {facts['root']}\nmodel     {facts['model']} "
         f"({facts['dim']}-d, weights {str(facts['weights_hash'])[:12]})"
     )
@@ -771,7 +730,7 @@ def info(
         f"{build['gpus']} GPU(s) seen{'' if build['gpu_support'] else ', a CPU-only build'}"
     )
     if build.get("conflict"):
-        _say(
+        say(
             "warning: more than one FAISS package is installed; they overwrite one another's `faiss` module: "
             "keep one (README, GPU: pip uninstall -y faiss-cpu faiss-gpu, then install the one you want)",
             err=True,
@@ -819,7 +778,7 @@ def doctor(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Check that SQL rows and FAISS ids agree and the files still exist (exit 0 only if all is well)."""
-    _setup_logging(verbose, quiet=as_json)
+    setup_logging(verbose, quiet=as_json)
     _offline(offline)
     from indexer import XmrIndexError
     from indexer.ingest.repair import repair_index
@@ -829,18 +788,18 @@ def doctor(
     try:
         folder = locate_index(index_dir)
     except XmrIndexError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     report = check_index(folder)
     repaired = None
     if fix and not report.ok:
         for p in report.problems:
-            _say(f"found [{p.kind}]: {p.message}", err=True)
+            say(f"found [{p.kind}]: {p.message}", err=True)
         try:
             repaired = repair_index(
                 folder, lambda name: _create_model(name, "auto"), allow_mass_removal=allow_mass_removal
             )
         except (XmrIndexError, ValueError, RuntimeError, OSError) as exc:
-            _fail(f"repair failed: {exc}", code=1)
+            fail(f"repair failed: {exc}", code=1)
         report = check_index(folder)
     if as_json:
         typer.echo(
@@ -848,17 +807,17 @@ def doctor(
         )
     else:
         if repaired is not None:
-            _say(
+            say(
                 f"repaired: {repaired.updated} re-embedded, {repaired.added} added, "
                 f"{repaired.removed} removed (stray or gone), "
                 f"{repaired.moved} moved, {len(repaired.skipped)} skipped"
             )
         for p in report.problems:
-            _say(
+            say(
                 f"problem [{p.kind}]: {p.message}"
                 + (f" (e.g. {', '.join(map(str, p.sample[:3]))})" if p.sample else "")
             )
-        _say(
+        say(
             f"{'ok' if report.ok else 'NOT OK'}: {report.index}, "
             + ", ".join(f"{n} {m}" for m, n in report.counts.items())
         )
@@ -897,7 +856,7 @@ def serve(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Serve the index: a JSON API under /api/v1 (docs at /docs) and a search page at /."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     _offline(offline)
     from indexer import XmrIndexError
     from indexer.storage.errors import StoreError
@@ -915,11 +874,11 @@ def serve(
             allow_hosts=list(allow_host) or None,
         )
     except ServeError as exc:
-        _fail(str(exc), code=2)  # an open address without a token: a bad option
+        fail(str(exc), code=2)  # an open address without a token: a bad option
     except (XmrIndexError, StoreError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
 
 
 bench_app = typer.Typer(
@@ -932,9 +891,9 @@ def _int_list(value: str, name: str) -> list[int]:
     try:
         out = [int(float(v)) for v in value.split(",") if v.strip()]
     except ValueError:
-        _fail(f"{name} takes comma-separated whole numbers, e.g. 10000,100000, not {value!r}")
+        fail(f"{name} takes comma-separated whole numbers, e.g. 10000,100000, not {value!r}")
     if not out or min(out) <= 0:
-        _fail(f"{name} needs at least one positive number")
+        fail(f"{name} needs at least one positive number")
     return out
 
 
@@ -970,7 +929,7 @@ def bench_speed(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Search latency and QPS of the Engine against a numpy top-k, at several sizes and index types."""
-    _setup_logging(verbose, quiet=as_json)
+    setup_logging(verbose, quiet=as_json)
     from retrieval.bench.speed import SpeedConfig, run_speed
 
     cfg = SpeedConfig(
@@ -989,13 +948,13 @@ def bench_speed(
         typer.echo(Path(result["files"]["md"]).read_text())
         cache_used = result["cache"]
         if cache_used["kept"]:
-            _say(
+            say(
                 f"the benchmark's {len(cache_used['folders'])} indexes take {cache_used['bytes'] / 1e6:,.1f} MB "
                 f"under {cache_used['path']}, kept for the next run; remove them with "
                 f"rm -rf {cache_used['path']}/*-c (or run with --no-keep)"
             )
         else:
-            _say(f"the benchmark's indexes were removed from {cache_used['path']} (--no-keep)")
+            say(f"the benchmark's indexes were removed from {cache_used['path']} (--no-keep)")
 
 
 @bench_app.command("recall")
@@ -1018,12 +977,12 @@ def bench_recall(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Recall@1/5/10, median and mean rank per direction, with chance level."""
-    _setup_logging(verbose, quiet=as_json)
+    setup_logging(verbose, quiet=as_json)
     from retrieval.bench.recall import missing_manifest_hint, run_recall
 
     for path in manifests:
         if not path.is_file():
-            _fail(f"not found: {path}; {missing_manifest_hint(path)}")
+            fail(f"not found: {path}; {missing_manifest_hint(path)}")
     try:
         result = run_recall(
             [str(p) for p in manifests],
@@ -1034,7 +993,7 @@ def bench_recall(
             out_dir=str(out),
         )
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     if as_json:
         sets = result["sets"]
         typer.echo(json.dumps(next(iter(sets.values())) if len(sets) == 1 else sets))
@@ -1058,11 +1017,11 @@ def bench_index(
 ) -> None:
     """Indexing throughput end to end against the encoder alone (encoder-busy ratio); with
     --ray, through a local Ray cluster against the local path."""
-    _setup_logging(False, quiet=True)
+    setup_logging(False, quiet=True)
     from retrieval.bench.indexing import run_indexing
 
     if not folder.is_dir():
-        _fail(f"not a folder: {folder}")
+        fail(f"not a folder: {folder}")
     if ray:
         from retrieval.bench.ray_index import run_ray_indexing
         from retrieval.extras import require_extra
@@ -1099,7 +1058,7 @@ def bench_moments(
 ) -> None:
     """Find the moment: clips hidden in long recordings, and pictures with spoken captions in
     videos (--images), searched by their captions."""
-    _setup_logging(False, quiet=True)
+    setup_logging(False, quiet=True)
     from retrieval.bench.moments import run_moments
 
     try:
@@ -1117,7 +1076,7 @@ def bench_moments(
             video_minutes=video_minutes,
         )
     except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
@@ -1134,18 +1093,18 @@ def bench_scale(
 ) -> None:
     """An index of N synthetic vectors through xmr's own storage (--index-type auto): build time,
     memory, bytes, query times, recall@10 against exact. Run again to resume a cut-short build."""
-    _setup_logging(False, quiet=as_json)
+    setup_logging(False, quiet=as_json)
     from retrieval.bench.scale import budget_label, run_scale
     from retrieval.models.encoder import cache_dir
 
-    budget = _memory(max_memory)
+    budget = memory_bytes(max_memory)
     folder = work or Path(cache_dir()) / "bench" / (
         f"scale-{vectors}-{budget_label(budget)}" + (f"-b{block}" if block != 100_000 else "")
     )
     try:
         result = run_scale(vectors, folder, budget, out, block)
     except RuntimeError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     files = result.pop("files")
     typer.echo(json.dumps(result) if as_json else Path(files["md"]).read_text())
 
@@ -1165,7 +1124,7 @@ def bench_memory(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Peak memory (RSS of the indexer and its workers) while indexing N photos, for several N."""
-    _setup_logging(False, quiet=as_json)
+    setup_logging(False, quiet=as_json)
     from retrieval.bench.memory import run_memory
 
     result = run_memory(
@@ -1189,7 +1148,7 @@ def bench_serve(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Serving speed: HTTP search against Engine.search, cached thumbnails, concurrent clients, the page."""
-    _setup_logging(False, quiet=as_json)
+    setup_logging(False, quiet=as_json)
     from retrieval.bench.serve import run_serve
 
     result = run_serve(items=items, clients=clients, seconds=seconds, repeat=repeat, cache=cache, out_dir=str(out))
@@ -1206,7 +1165,7 @@ def bench_embed(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Embedding speed: images/s, five-second audio windows/s and texts/s per model and runtime."""
-    _setup_logging(False, quiet=True)
+    setup_logging(False, quiet=True)
     from retrieval.bench.embedding import run_embedding
 
     result = run_embedding(list(model), list(runtime), n=items, batch=batch_size, out_dir=str(out))
@@ -1226,14 +1185,14 @@ def bench_train(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Training speed: seconds per optimizer step of each trainable tower, NCHW against channels-last."""
-    _setup_logging(False, quiet=True)
-    _need_train_extra("xmr bench train")
+    setup_logging(False, quiet=True)
+    need_train_extra("xmr bench train")
     from retrieval.bench.training import run_train_speed
 
     try:
         result = run_train_speed(model, image_batch, audio_batch, reps, threads, out_dir=str(out))
     except (KeyError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
@@ -1255,18 +1214,6 @@ def _split_factories(value: str | None) -> list[str] | None:
     return out
 
 
-def _memory(value: str | None) -> int | None:
-    """``--max-memory``: a size such as 2G, in bytes (None when not given)."""
-    if value is None:
-        return None
-    from indexer.storage.autotype import parse_memory
-
-    try:
-        return parse_memory(value)
-    except ValueError as exc:
-        _fail(str(exc))
-
-
 def main() -> None:
     """The ``xmr`` command: the app, with a missing optional part reported as one line."""
     from retrieval.extras import MissingExtraError
@@ -1274,7 +1221,7 @@ def main() -> None:
     try:
         app()
     except MissingExtraError as exc:
-        _say(f"xmr: error: {exc}", err=True)
+        say(f"xmr: error: {exc}", err=True)
         sys.exit(2)
 
 
