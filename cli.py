@@ -8,12 +8,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from retrieval.bench.commands import bench_app
 from retrieval.console import fail, memory_bytes, need_train_extra, say, setup_logging
+
+if TYPE_CHECKING:  # loaded by the commands that use them: xmr --help stays light
+    from indexer import IndexOptions, Summary
+    from retrieval.train import TrainConfig
 
 
 class _progress:
@@ -181,17 +185,9 @@ def train(
     setup_logging(verbose)
     _offline(offline)
     need_train_extra("xmr train")
-    from retrieval.train import TrainConfig, Trainer
+    from retrieval.train import TrainConfig
 
-    for path in [*data, *val]:
-        if not path.is_file():
-            fail(f"manifest not found: {path}")
-    if (out / "last").exists() and not resume:
-        fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    if init not in ("packaged", "scratch"):
-        fail(f"--init takes packaged or scratch, not {init!r}")
-    if into and not into.startswith("openclip:"):
-        fail("--into takes an open_clip model name, openclip:ARCH/TAG")
+    _check_train_options([*data, *val], out, resume, init, into)
     pass_counts = _counts(
         passes, f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1", modality
     )
@@ -219,7 +215,28 @@ def train(
         source_passes=source_counts,
         select=select,
     )
+    typer.echo(json.dumps(_run_training(cfg, resume)))
+
+
+def _check_train_options(manifests: list[Path], out: Path, resume: bool, init: str, into: str | None) -> None:
+    """Exit 2 on an option ``xmr train`` cannot use, before anything is loaded."""
+    for path in manifests:
+        if not path.is_file():
+            fail(f"manifest not found: {path}")
+    if (out / "last").exists() and not resume:
+        fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if init not in ("packaged", "scratch"):
+        fail(f"--init takes packaged or scratch, not {init!r}")
+    if into and not into.startswith("openclip:"):
+        fail("--into takes an open_clip model name, openclip:ARCH/TAG")
+
+
+def _run_training(cfg: TrainConfig, resume: bool) -> dict:
+    """Train (from ``cfg.out``/last with ``resume``) under a progress bar on a terminal: steps,
+    epoch, loss and rate. Returns the trainer's result; exits 2 on a config the trainer refuses."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from retrieval.train import Trainer
 
     with Progress(
         TextColumn("[bold]train"),
@@ -241,9 +258,8 @@ def train(
             fail(str(exc))
         task = bar.add_task("train", total=trainer.total_steps, info="")
         if resume and not trainer.resume():
-            typer.echo(f"no checkpoint in {out}/last: starting a new run", err=True)
-        result = trainer.run()
-    typer.echo(json.dumps(result))
+            typer.echo(f"no checkpoint in {cfg.out}/last: starting a new run", err=True)
+        return trainer.run()
 
 
 def _counts(items: list[str], usage: str, names: list[str] | None = None) -> dict[str, int]:
@@ -398,21 +414,8 @@ def index(
     setup_logging(verbose, quiet=as_json)
     _offline(offline)
     import indexer
-    from indexer.ingest.build import resolve_model_name
-    from retrieval.models.registry import UnknownModelError
 
-    if not folder.is_dir():
-        fail(f"not a folder: {folder}")
-    for path in texts:
-        if not path.is_file():
-            fail(f"texts file not found: {path}")
-    if device not in ("auto", "cpu", "cuda"):
-        fail(f"--device must be auto, cpu or cuda, not {device!r}")
-    if links is not None and links not in ("inside", "follow", "none"):
-        fail(f"--links takes inside, follow or none, not {links!r}")
-    for flag, given, clear in (("--exclude", exclude, no_exclude), ("--texts", texts, no_texts)):
-        if given and clear:
-            fail(f"{flag} and --no-{flag[2:]} contradict each other: give one")
+    _check_index_options(folder, texts, device, links, exclude, no_exclude, no_texts)
     options = indexer.IndexOptions(
         index_dir=str(index_dir) if index_dir else None,
         db_url=db,
@@ -435,10 +438,51 @@ def index(
         frame_seconds=frame_seconds,
         ray=ray,
     )
+    summary = _run_index(folder, model, device, options)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=True))
+    else:
+        _print_summary(summary)
+    if summary.interrupted:
+        raise typer.Exit(130)  # stopped by Ctrl-C: what was embedded is saved, the rest waits for the next run
+
+
+def _check_index_options(
+    folder: Path,
+    texts: list[Path],
+    device: str,
+    links: str | None,
+    exclude: list[str],
+    no_exclude: bool,
+    no_texts: bool,
+) -> None:
+    """Exit 2 on an option ``xmr index`` cannot use, before the index is opened."""
+    if not folder.is_dir():
+        fail(f"not a folder: {folder}")
+    for path in texts:
+        if not path.is_file():
+            fail(f"texts file not found: {path}")
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"--device must be auto, cpu or cuda, not {device!r}")
+    if links is not None and links not in ("inside", "follow", "none"):
+        fail(f"--links takes inside, follow or none, not {links!r}")
+    for flag, given, clear in (("--exclude", exclude, no_exclude), ("--texts", texts, no_texts)):
+        if given and clear:
+            fail(f"{flag} and --no-{flag[2:]} contradict each other: give one")
+
+
+def _run_index(folder: Path, model: str | None, device: str, options: IndexOptions) -> Summary:
+    """Bring the index of ``folder`` up to date under a progress display. Exits 2 on a bad option
+    or model, 1 when the index cannot be updated (busy, damaged, another folder's, a full disk),
+    130 on Ctrl-C before indexing began."""
+    import indexer
+    from indexer.ingest.build import resolve_model_name
+    from retrieval.models.registry import UnknownModelError
+
     try:
         name = resolve_model_name(folder, options, model)
         encoder = _create_model(name, device)
-        if ray:
+        if options.ray:
             import functools
 
             from retrieval.extras import require_extra
@@ -459,12 +503,7 @@ def index(
         fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}){full}", code=1)
     except KeyboardInterrupt:
         fail("interrupted before indexing began; nothing was changed", code=130)
-    if as_json:
-        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=True))
-    else:
-        _print_summary(summary)
-    if summary.interrupted:
-        raise typer.Exit(130)  # stopped by Ctrl-C: what was embedded is saved, the rest waits for the next run
+    return summary
 
 
 def _create_model(name: str, device: str):
@@ -475,7 +514,7 @@ def _create_model(name: str, device: str):
     return create_model(name, device=device, runtime=inference_runtime(name, device))
 
 
-def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported lazily
+def _print_summary(summary: Summary) -> None:
     counts = ", ".join(f"{n} {m}" for m, n in sorted(summary.counts.items())) or "empty"
     state = "interrupted, progress saved" if summary.interrupted else "done"
     say(
