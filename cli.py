@@ -17,6 +17,7 @@ from retrieval.console import fail, memory_bytes, need_train_extra, say, setup_l
 
 if TYPE_CHECKING:  # loaded by the commands that use them: xmr --help stays light
     from indexer import IndexOptions, Summary
+    from retrieval import Hit
     from retrieval.train import TrainConfig
 
 
@@ -668,6 +669,11 @@ def search(
         fail(str(exc))
     except (XmrIndexError, StoreError, ShardError) as exc:
         fail(str(exc), code=1)
+    _print_search(hits, as_json=as_json, paths=paths, print0=print0, urls=urls)
+
+
+def _print_search(hits: list[Hit], as_json: bool, paths: bool, print0: bool, urls: bool) -> None:
+    """Hits as ``xmr search`` prints them: JSON, raw paths (one a file), URLs, or a table."""
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=True))
     elif paths or print0:
@@ -737,7 +743,12 @@ def info(
         fail(str(exc), code=1)
     if as_json:
         typer.echo(json.dumps(facts, ensure_ascii=True))
-        return
+    else:
+        _print_info(facts)
+
+
+def _print_info(facts: dict) -> None:
+    """``xmr info``'s report of ``Engine.info()``: one labelled line (or block) a fact."""
     counts = ", ".join(f"{n} {m}" for m, n in facts["counts"].items())
     last = facts.get("last_run") or {}
     say(
@@ -750,20 +761,7 @@ def info(
     )
     if facts["bytes"].get("stored_vectors"):
         typer.echo(f"vectors   {facts['bytes']['stored_vectors'] / 1e6:.1f} MB stored (float16, for re-ranking)")
-    if facts["index_type"] == "auto":
-        from indexer.storage.autotype import RETRAIN_GROWTH
-
-        typer.echo(f"types     chosen by size within a search-memory budget of {facts['max_memory'] / 2**30:.2f} GiB:")
-        for modality, choice in facts["types"].items():
-            trained = (
-                f" (lists trained for {choice['trained_for']:,} vectors; "
-                f"again past {RETRAIN_GROWTH * choice['trained_for']:,})"
-                if choice["factory"].startswith("IVF")
-                else ""
-            )
-            typer.echo(f"  {modality:<6}  {choice['factory']}: {choice['reason']}{trained}")
-    elif any(c.get("prefix", m) != m for m, c in facts["types"].items()):
-        typer.echo("types     " + ", ".join(f"{m} {c['factory']}" for m, c in facts["types"].items()))
+    _print_index_types(facts)
     build = facts["faiss"]
     typer.echo(
         f"faiss     {build['version']} ({', '.join(build['packages']) or 'package unknown'}); "
@@ -796,6 +794,24 @@ def info(
         typer.echo(
             f"last run  {last.get('finished')}: {counts}" + (" (interrupted)" if last.get("interrupted") else "")
         )
+
+
+def _print_index_types(facts: dict) -> None:
+    """The index types: under auto, each modality's choice and why; else those that differ by modality."""
+    if facts["index_type"] == "auto":
+        from indexer.storage.autotype import RETRAIN_GROWTH
+
+        typer.echo(f"types     chosen by size within a search-memory budget of {facts['max_memory'] / 2**30:.2f} GiB:")
+        for modality, choice in facts["types"].items():
+            trained = (
+                f" (lists trained for {choice['trained_for']:,} vectors; "
+                f"again past {RETRAIN_GROWTH * choice['trained_for']:,})"
+                if choice["factory"].startswith("IVF")
+                else ""
+            )
+            typer.echo(f"  {modality:<6}  {choice['factory']}: {choice['reason']}{trained}")
+    elif any(c.get("prefix", m) != m for m, c in facts["types"].items()):
+        typer.echo("types     " + ", ".join(f"{m} {c['factory']}" for m, c in facts["types"].items()))
 
 
 @app.command()
