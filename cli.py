@@ -8,9 +8,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+from retrieval.bench.commands import bench_app
+from retrieval.console import fail, memory_bytes, need_train_extra, say, setup_logging
+
+if TYPE_CHECKING:  # loaded by the commands that use them: xmr --help stays light
+    from indexer import IndexOptions, Summary
+    from retrieval import Hit
+    from retrieval.train import TrainConfig
 
 
 class _progress:
@@ -70,22 +78,6 @@ app = typer.Typer(
 )
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is now (a progress bar swaps it to print above the bar)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-def _setup_logging(verbose: bool, quiet: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler])
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-
-
 def _offline(flag: bool) -> None:
     """``--offline``: open_clip's pretrained weights only from the Hugging Face cache, no network
     (as ``HF_HUB_OFFLINE=1``). Without it they download on first use, with progress."""
@@ -94,33 +86,6 @@ def _offline(flag: bool) -> None:
 
 
 OFFLINE_HELP = "Load pretrained weights only from the Hugging Face cache, never the network (as HF_HUB_OFFLINE=1)."
-
-
-def _shown(text: str, stream: object = None) -> str:
-    """``text`` as the stream can print it: a file name's undecodable bytes (surrogate escapes)
-    as ``\\xNN``, characters the stream's encoding lacks as ``\\uNNNN``."""
-    encoding = getattr(stream or sys.stdout, "encoding", None) or "utf-8"
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text.encode(encoding, "backslashreplace").decode(encoding, "replace")
-
-
-def _say(text: str, err: bool = False) -> None:
-    typer.echo(_shown(text, sys.stderr if err else sys.stdout), err=err)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    _say(f"xmr: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _need_train_extra(what: str) -> None:
-    from retrieval.extras import MissingExtraError, require_extra
-
-    try:
-        for module in ("torch", "open_clip"):
-            require_extra(module, "train", what)
-    except MissingExtraError as exc:
-        _fail(str(exc))
 
 
 @app.command()
@@ -218,20 +183,12 @@ def train(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Train towers into the frozen text space with symmetric InfoNCE."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     _offline(offline)
-    _need_train_extra("xmr train")
-    from retrieval.train import TrainConfig, Trainer
+    need_train_extra("xmr train")
+    from retrieval.train import TrainConfig
 
-    for path in [*data, *val]:
-        if not path.is_file():
-            _fail(f"manifest not found: {path}")
-    if (out / "last").exists() and not resume:
-        _fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    if init not in ("packaged", "scratch"):
-        _fail(f"--init takes packaged or scratch, not {init!r}")
-    if into and not into.startswith("openclip:"):
-        _fail("--into takes an open_clip model name, openclip:ARCH/TAG")
+    _check_train_options([*data, *val], out, resume, init, into)
     pass_counts = _counts(
         passes, f"--passes takes MODALITY=K with a trained modality ({', '.join(modality)}) and K >= 1", modality
     )
@@ -259,7 +216,28 @@ def train(
         source_passes=source_counts,
         select=select,
     )
+    typer.echo(json.dumps(_run_training(cfg, resume)))
+
+
+def _check_train_options(manifests: list[Path], out: Path, resume: bool, init: str, into: str | None) -> None:
+    """Exit 2 on an option ``xmr train`` cannot use, before anything is loaded."""
+    for path in manifests:
+        if not path.is_file():
+            fail(f"manifest not found: {path}")
+    if (out / "last").exists() and not resume:
+        fail(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
+    if init not in ("packaged", "scratch"):
+        fail(f"--init takes packaged or scratch, not {init!r}")
+    if into and not into.startswith("openclip:"):
+        fail("--into takes an open_clip model name, openclip:ARCH/TAG")
+
+
+def _run_training(cfg: TrainConfig, resume: bool) -> dict:
+    """Train (from ``cfg.out``/last with ``resume``) under a progress bar on a terminal: steps,
+    epoch, loss and rate. Returns the trainer's result; exits 2 on a config the trainer refuses."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from retrieval.train import Trainer
 
     with Progress(
         TextColumn("[bold]train"),
@@ -278,12 +256,11 @@ def train(
                 ),
             )
         except (ValueError, FileNotFoundError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
         task = bar.add_task("train", total=trainer.total_steps, info="")
         if resume and not trainer.resume():
-            typer.echo(f"no checkpoint in {out}/last: starting a new run", err=True)
-        result = trainer.run()
-    typer.echo(json.dumps(result))
+            typer.echo(f"no checkpoint in {cfg.out}/last: starting a new run", err=True)
+        return trainer.run()
 
 
 def _counts(items: list[str], usage: str, names: list[str] | None = None) -> dict[str, int]:
@@ -292,7 +269,7 @@ def _counts(items: list[str], usage: str, names: list[str] | None = None) -> dic
     for item in items:
         name, _, count = item.partition("=")
         if not name or (names is not None and name not in names) or not count.isdigit() or int(count) < 1:
-            _fail(f"{usage}, not {item!r}")
+            fail(f"{usage}, not {item!r}")
         counts[name] = int(count)
     return counts
 
@@ -304,14 +281,14 @@ def ship_weights(
     force: Annotated[bool, typer.Option(help="Ship even when validation recall is not higher.")] = False,
 ) -> None:
     """Make a checkpoint the packaged weights of a model (only when it beats them on validation)."""
-    _setup_logging(False)
-    _need_train_extra("xmr ship")
+    setup_logging(False)
+    need_train_extra("xmr ship")
     from retrieval.train.ship import ShipError, ship
 
     try:
         target = ship(checkpoint, model, force=force)
     except ShipError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     typer.echo(f"shipped {checkpoint} as {target}")
 
 
@@ -435,24 +412,11 @@ def index(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Index a media folder (images, audio, video, text); run again to bring the index up to date."""
-    _setup_logging(verbose, quiet=as_json)
+    setup_logging(verbose, quiet=as_json)
     _offline(offline)
     import indexer
-    from indexer.ingest.build import resolve_model_name
-    from retrieval.models.registry import UnknownModelError
 
-    if not folder.is_dir():
-        _fail(f"not a folder: {folder}")
-    for path in texts:
-        if not path.is_file():
-            _fail(f"texts file not found: {path}")
-    if device not in ("auto", "cpu", "cuda"):
-        _fail(f"--device must be auto, cpu or cuda, not {device!r}")
-    if links is not None and links not in ("inside", "follow", "none"):
-        _fail(f"--links takes inside, follow or none, not {links!r}")
-    for flag, given, clear in (("--exclude", exclude, no_exclude), ("--texts", texts, no_texts)):
-        if given and clear:
-            _fail(f"{flag} and --no-{flag[2:]} contradict each other: give one")
+    _check_index_options(folder, texts, device, links, exclude, no_exclude, no_texts)
     options = indexer.IndexOptions(
         index_dir=str(index_dir) if index_dir else None,
         db_url=db,
@@ -463,7 +427,7 @@ def index(
         workers=workers,
         shard_size=shard_size,
         index_type=index_type,
-        max_memory=_memory(max_memory),
+        max_memory=memory_bytes(max_memory),
         reindex_type=reindex_type,
         rebuild=rebuild,
         wait=wait,
@@ -475,10 +439,51 @@ def index(
         frame_seconds=frame_seconds,
         ray=ray,
     )
+    summary = _run_index(folder, model, device, options)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=True))
+    else:
+        _print_summary(summary)
+    if summary.interrupted:
+        raise typer.Exit(130)  # stopped by Ctrl-C: what was embedded is saved, the rest waits for the next run
+
+
+def _check_index_options(
+    folder: Path,
+    texts: list[Path],
+    device: str,
+    links: str | None,
+    exclude: list[str],
+    no_exclude: bool,
+    no_texts: bool,
+) -> None:
+    """Exit 2 on an option ``xmr index`` cannot use, before the index is opened."""
+    if not folder.is_dir():
+        fail(f"not a folder: {folder}")
+    for path in texts:
+        if not path.is_file():
+            fail(f"texts file not found: {path}")
+    if device not in ("auto", "cpu", "cuda"):
+        fail(f"--device must be auto, cpu or cuda, not {device!r}")
+    if links is not None and links not in ("inside", "follow", "none"):
+        fail(f"--links takes inside, follow or none, not {links!r}")
+    for flag, given, clear in (("--exclude", exclude, no_exclude), ("--texts", texts, no_texts)):
+        if given and clear:
+            fail(f"{flag} and --no-{flag[2:]} contradict each other: give one")
+
+
+def _run_index(folder: Path, model: str | None, device: str, options: IndexOptions) -> Summary:
+    """Bring the index of ``folder`` up to date under a progress display. Exits 2 on a bad option
+    or model, 1 when the index cannot be updated (busy, damaged, another folder's, a full disk),
+    130 on Ctrl-C before indexing began."""
+    import indexer
+    from indexer.ingest.build import resolve_model_name
+    from retrieval.models.registry import UnknownModelError
+
     try:
         name = resolve_model_name(folder, options, model)
         encoder = _create_model(name, device)
-        if ray:
+        if options.ray:
             import functools
 
             from retrieval.extras import require_extra
@@ -489,22 +494,17 @@ def index(
         with _progress("index", "items") as progress:
             summary = indexer.index_folder(folder, encoder, options, progress=progress)
     except (indexer.OptionError, UnknownModelError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (indexer.XmrIndexError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     except OSError as exc:
         import errno
 
         full = "; is the disk full?" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
-        _fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}){full}", code=1)
+        fail(f"cannot update the index: {exc.strerror or exc} ({exc.filename or ''}){full}", code=1)
     except KeyboardInterrupt:
-        _fail("interrupted before indexing began; nothing was changed", code=130)
-    if as_json:
-        typer.echo(json.dumps(summary.to_dict(), ensure_ascii=True))
-    else:
-        _print_summary(summary)
-    if summary.interrupted:
-        raise typer.Exit(130)  # stopped by Ctrl-C: what was embedded is saved, the rest waits for the next run
+        fail("interrupted before indexing began; nothing was changed", code=130)
+    return summary
 
 
 def _create_model(name: str, device: str):
@@ -515,10 +515,10 @@ def _create_model(name: str, device: str):
     return create_model(name, device=device, runtime=inference_runtime(name, device))
 
 
-def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported lazily
+def _print_summary(summary: Summary) -> None:
     counts = ", ".join(f"{n} {m}" for m, n in sorted(summary.counts.items())) or "empty"
     state = "interrupted, progress saved" if summary.interrupted else "done"
-    _say(
+    say(
         f"{state} in {summary.seconds:.1f}s: {summary.added} added, {summary.updated} updated, {summary.moved} moved, "
         f"{summary.removed} removed, {summary.unchanged} unchanged, {len(summary.skipped)} "
         f"skipped{' (listed above; --json lists them too)' if summary.skipped else ''}"
@@ -527,7 +527,7 @@ def _print_summary(summary) -> None:  # noqa: ANN001 - indexer.Summary, imported
         f"({summary.index})"
     )
     if summary.recorded_options:
-        _say(
+        say(
             f"recorded options used: {_recorded(summary.recorded_options)} (give new values to change them, "
             "or --no-exclude / --no-texts to clear those)"
         )
@@ -552,7 +552,7 @@ def _size(value: str | None, name: str) -> int | None:
     try:
         return parse_size(value, name)
     except QueryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _weighted(values: list[str], is_file: bool) -> list:
@@ -633,7 +633,7 @@ def search(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Search the index by text, image or audio, in any direction."""
-    _setup_logging(verbose, quiet=not verbose)
+    setup_logging(verbose, quiet=not verbose)
     _offline(offline)
     from indexer import XmrIndexError
     from indexer.storage.errors import StoreError
@@ -643,7 +643,7 @@ def search(
 
     texts = ([query] if query is not None else []) + list(text)
     if not texts and not image and not audio:
-        _fail('give a query: TEXT (or --text TEXT), --image FILE or --audio FILE; e.g. xmr search "a dog on a beach"')
+        fail('give a query: TEXT (or --text TEXT), --image FILE or --audio FILE; e.g. xmr search "a dog on a beach"')
     filters = {
         "path": path,
         "ext": ext or None,
@@ -666,9 +666,14 @@ def search(
             **{name: v for name, v in filters.items() if v is not None},
         )
     except QueryError as exc:  # what the user asked for: a bad option, file or modality
-        _fail(str(exc))
+        fail(str(exc))
     except (XmrIndexError, StoreError, ShardError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
+    _print_search(hits, as_json=as_json, paths=paths, print0=print0, urls=urls)
+
+
+def _print_search(hits: list[Hit], as_json: bool, paths: bool, print0: bool, urls: bool) -> None:
+    """Hits as ``xmr search`` prints them: JSON, raw paths (one a file), URLs, or a table."""
     if as_json:
         typer.echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=True))
     elif paths or print0:
@@ -715,7 +720,7 @@ def _print_hits(hits: list) -> None:
         if h.start is not None:
             where += f"  {_clock(h.start)}-{_clock(h.end)}"
         shown = f"{where}  {h.text[:80]!r}" if h.text is not None and h.modality == "text" else where
-        _say(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
+        say(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
 
 
 @app.command()
@@ -726,7 +731,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
 ) -> None:
     """Show an index: model, counts per modality, sizes, index type, last run."""
-    _setup_logging(False, quiet=True)
+    setup_logging(False, quiet=True)
     from indexer import XmrIndexError
     from indexer.storage.errors import StoreError
     from retrieval.search.engine import Engine
@@ -735,13 +740,18 @@ def info(
         with Engine.open(index_dir) as engine:
             facts = engine.info()
     except (XmrIndexError, StoreError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     if as_json:
         typer.echo(json.dumps(facts, ensure_ascii=True))
-        return
+    else:
+        _print_info(facts)
+
+
+def _print_info(facts: dict) -> None:
+    """``xmr info``'s report of ``Engine.info()``: one labelled line (or block) a fact."""
     counts = ", ".join(f"{n} {m}" for m, n in facts["counts"].items())
     last = facts.get("last_run") or {}
-    _say(
+    say(
         f"index     {facts['index']}\nfolder    {facts['root']}\nmodel     {facts['model']} "
         f"({facts['dim']}-d, weights {str(facts['weights_hash'])[:12]})"
     )
@@ -751,27 +761,14 @@ def info(
     )
     if facts["bytes"].get("stored_vectors"):
         typer.echo(f"vectors   {facts['bytes']['stored_vectors'] / 1e6:.1f} MB stored (float16, for re-ranking)")
-    if facts["index_type"] == "auto":
-        from indexer.storage.autotype import RETRAIN_GROWTH
-
-        typer.echo(f"types     chosen by size within a search-memory budget of {facts['max_memory'] / 2**30:.2f} GiB:")
-        for modality, choice in facts["types"].items():
-            trained = (
-                f" (lists trained for {choice['trained_for']:,} vectors; "
-                f"again past {RETRAIN_GROWTH * choice['trained_for']:,})"
-                if choice["factory"].startswith("IVF")
-                else ""
-            )
-            typer.echo(f"  {modality:<6}  {choice['factory']}: {choice['reason']}{trained}")
-    elif any(c.get("prefix", m) != m for m, c in facts["types"].items()):
-        typer.echo("types     " + ", ".join(f"{m} {c['factory']}" for m, c in facts["types"].items()))
+    _print_index_types(facts)
     build = facts["faiss"]
     typer.echo(
         f"faiss     {build['version']} ({', '.join(build['packages']) or 'package unknown'}); "
         f"{build['gpus']} GPU(s) seen{'' if build['gpu_support'] else ', a CPU-only build'}"
     )
     if build.get("conflict"):
-        _say(
+        say(
             "warning: more than one FAISS package is installed; they overwrite one another's `faiss` module: "
             "keep one (README, GPU: pip uninstall -y faiss-cpu faiss-gpu, then install the one you want)",
             err=True,
@@ -799,6 +796,24 @@ def info(
         )
 
 
+def _print_index_types(facts: dict) -> None:
+    """The index types: under auto, each modality's choice and why; else those that differ by modality."""
+    if facts["index_type"] == "auto":
+        from indexer.storage.autotype import RETRAIN_GROWTH
+
+        typer.echo(f"types     chosen by size within a search-memory budget of {facts['max_memory'] / 2**30:.2f} GiB:")
+        for modality, choice in facts["types"].items():
+            trained = (
+                f" (lists trained for {choice['trained_for']:,} vectors; "
+                f"again past {RETRAIN_GROWTH * choice['trained_for']:,})"
+                if choice["factory"].startswith("IVF")
+                else ""
+            )
+            typer.echo(f"  {modality:<6}  {choice['factory']}: {choice['reason']}{trained}")
+    elif any(c.get("prefix", m) != m for m, c in facts["types"].items()):
+        typer.echo("types     " + ", ".join(f"{m} {c['factory']}" for m, c in facts["types"].items()))
+
+
 @app.command()
 def doctor(
     index_dir: Annotated[
@@ -819,7 +834,7 @@ def doctor(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Check that SQL rows and FAISS ids agree and the files still exist (exit 0 only if all is well)."""
-    _setup_logging(verbose, quiet=as_json)
+    setup_logging(verbose, quiet=as_json)
     _offline(offline)
     from indexer import XmrIndexError
     from indexer.ingest.repair import repair_index
@@ -829,18 +844,18 @@ def doctor(
     try:
         folder = locate_index(index_dir)
     except XmrIndexError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     report = check_index(folder)
     repaired = None
     if fix and not report.ok:
         for p in report.problems:
-            _say(f"found [{p.kind}]: {p.message}", err=True)
+            say(f"found [{p.kind}]: {p.message}", err=True)
         try:
             repaired = repair_index(
                 folder, lambda name: _create_model(name, "auto"), allow_mass_removal=allow_mass_removal
             )
         except (XmrIndexError, ValueError, RuntimeError, OSError) as exc:
-            _fail(f"repair failed: {exc}", code=1)
+            fail(f"repair failed: {exc}", code=1)
         report = check_index(folder)
     if as_json:
         typer.echo(
@@ -848,17 +863,17 @@ def doctor(
         )
     else:
         if repaired is not None:
-            _say(
+            say(
                 f"repaired: {repaired.updated} re-embedded, {repaired.added} added, "
                 f"{repaired.removed} removed (stray or gone), "
                 f"{repaired.moved} moved, {len(repaired.skipped)} skipped"
             )
         for p in report.problems:
-            _say(
+            say(
                 f"problem [{p.kind}]: {p.message}"
                 + (f" (e.g. {', '.join(map(str, p.sample[:3]))})" if p.sample else "")
             )
-        _say(
+        say(
             f"{'ok' if report.ok else 'NOT OK'}: {report.index}, "
             + ", ".join(f"{n} {m}" for m, n in report.counts.items())
         )
@@ -897,7 +912,7 @@ def serve(
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Serve the index: a JSON API under /api/v1 (docs at /docs) and a search page at /."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     _offline(offline)
     from indexer import XmrIndexError
     from indexer.storage.errors import StoreError
@@ -915,356 +930,14 @@ def serve(
             allow_hosts=list(allow_host) or None,
         )
     except ServeError as exc:
-        _fail(str(exc), code=2)  # an open address without a token: a bad option
+        fail(str(exc), code=2)  # an open address without a token: a bad option
     except (XmrIndexError, StoreError) as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", code=1)
 
 
-bench_app = typer.Typer(
-    help="Benchmarks: recall@k on real data, search, embedding and training speed.", no_args_is_help=True
-)
 app.add_typer(bench_app, name="bench")
-
-
-def _int_list(value: str, name: str) -> list[int]:
-    try:
-        out = [int(float(v)) for v in value.split(",") if v.strip()]
-    except ValueError:
-        _fail(f"{name} takes comma-separated whole numbers, e.g. 10000,100000, not {value!r}")
-    if not out or min(out) <= 0:
-        _fail(f"{name} needs at least one positive number")
-    return out
-
-
-@bench_app.command("speed")
-def bench_speed(
-    sizes: Annotated[str, typer.Option(help="Collection sizes, comma-separated.")] = "10000,100000,1000000",
-    index_types: Annotated[
-        Optional[str],
-        typer.Option(
-            "--index-types",
-            help="FAISS factory strings, comma-separated (default: Flat at every size, "
-            "HNSW32/IVF1024,Flat/SQ8/Flat-fp16 at 100k).",
-        ),
-    ] = None,
-    batches: Annotated[str, typer.Option(help="Query batch sizes.")] = "1,64",
-    model: Annotated[
-        str, typer.Option(help="Model whose index the cold query opens (its size sets the dimension).")
-    ] = "xmr-mini",
-    cold_runs: Annotated[int, typer.Option(min=0, help="Cold CLI queries to time (0: skip).")] = 5,
-    cache: Annotated[
-        Optional[str],
-        typer.Option(
-            help="Where built indexes are kept between runs (default: $XMR_CACHE_DIR/bench, ~/.cache/xmr/bench); "
-            "the run ends saying how much they take."
-        ),
-    ] = None,
-    keep: Annotated[
-        bool,
-        typer.Option("--keep/--no-keep", help="Keep the built indexes for the next run, or remove them at the end."),
-    ] = True,
-    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results object as JSON.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
-) -> None:
-    """Search latency and QPS of the Engine against a numpy top-k, at several sizes and index types."""
-    _setup_logging(verbose, quiet=as_json)
-    from retrieval.bench.speed import SpeedConfig, run_speed
-
-    cfg = SpeedConfig(
-        sizes=_int_list(sizes, "--sizes"),
-        batches=_int_list(batches, "--batches"),
-        cold_runs=cold_runs,
-        cache=cache,
-        model=model,
-        index_types=_split_factories(index_types),
-        keep=keep,
-    )
-    result = run_speed(cfg, out_dir=str(out))
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        typer.echo(Path(result["files"]["md"]).read_text())
-        cache_used = result["cache"]
-        if cache_used["kept"]:
-            _say(
-                f"the benchmark's {len(cache_used['folders'])} indexes take {cache_used['bytes'] / 1e6:,.1f} MB "
-                f"under {cache_used['path']}, kept for the next run; remove them with "
-                f"rm -rf {cache_used['path']}/*-c (or run with --no-keep)"
-            )
-        else:
-            _say(f"the benchmark's indexes were removed from {cache_used['path']} (--no-keep)")
-
-
-@bench_app.command("recall")
-def bench_recall(
-    manifests: Annotated[
-        list[Path], typer.Argument(help="Pairs manifests (JSONL), Karpathy JSON or AudioCaps/Clotho CSV.")
-    ],
-    model: Annotated[str, typer.Option(help="Any registered model (see `xmr models`).")] = "xmr-mini",
-    via_index: Annotated[
-        bool, typer.Option("--via-index", help="Build a real index and score through Engine searches.")
-    ] = False,
-    split: Annotated[str, typer.Option(help="Split of a Karpathy JSON.")] = "test",
-    media_dir: Annotated[
-        Optional[Path], typer.Option(help="Folder of the media files (default: the manifest's folder).")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for JSON, Markdown and PNG results.")] = Path("xmr-results"),
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print an object keyed by direction (one manifest) or by manifest.")
-    ] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
-) -> None:
-    """Recall@1/5/10, median and mean rank per direction, with chance level."""
-    _setup_logging(verbose, quiet=as_json)
-    from retrieval.bench.recall import missing_manifest_hint, run_recall
-
-    for path in manifests:
-        if not path.is_file():
-            _fail(f"not found: {path}; {missing_manifest_hint(path)}")
-    try:
-        result = run_recall(
-            [str(p) for p in manifests],
-            model,
-            via_index=via_index,
-            split=split,
-            media_dir=str(media_dir) if media_dir else None,
-            out_dir=str(out),
-        )
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        _fail(str(exc), code=1)
-    if as_json:
-        sets = result["sets"]
-        typer.echo(json.dumps(next(iter(sets.values())) if len(sets) == 1 else sets))
-    else:
-        typer.echo(Path(result["files"]["md"]).read_text())
-
-
-@bench_app.command("index")
-def bench_index(
-    folder: Annotated[Path, typer.Argument(help="A media folder (read only; the index goes to a temporary folder).")],
-    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
-    repeat: Annotated[int, typer.Option(min=1, help="Runs of each measurement; medians are reported.")] = 3,
-    ray: Annotated[
-        bool, typer.Option("--ray", help="Against a local Ray cluster of --nodes one-CPU nodes (xmr[ray]).")
-    ] = False,
-    nodes: Annotated[int, typer.Option(min=1, help="Nodes of the local Ray cluster (--ray).")] = 2,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Indexing throughput end to end against the encoder alone (encoder-busy ratio); with
-    --ray, through a local Ray cluster against the local path."""
-    _setup_logging(False, quiet=True)
-    from retrieval.bench.indexing import run_indexing
-
-    if not folder.is_dir():
-        _fail(f"not a folder: {folder}")
-    if ray:
-        from retrieval.bench.ray_index import run_ray_indexing
-        from retrieval.extras import require_extra
-
-        require_extra("ray", "ray", "xmr bench index --ray")
-        result = run_ray_indexing(str(folder), model, nodes=nodes, repeat=repeat, out_dir=str(out))
-        typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
-        return
-    result = run_indexing(folder, model, batch_size=batch_size, workers=workers, out_dir=str(out), repeat=repeat)
-    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
-
-
-@bench_app.command("moments")
-def bench_moments(
-    manifests: Annotated[
-        Optional[list[Path]], typer.Argument(help="Captioned audio manifests (test splits) to hide clips from.")
-    ] = None,
-    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
-    files: Annotated[int, typer.Option(min=1, help="Long recordings to make.")] = 10,
-    clips: Annotated[int, typer.Option(min=1, help="Clips in each recording.")] = 20,
-    seed: Annotated[int, typer.Option(help="Seed of the clips chosen and the gaps between them.")] = 0,
-    hour: Annotated[bool, typer.Option("--hour/--no-hour", help="Also time indexing a one-hour recording.")] = True,
-    images: Annotated[
-        Optional[list[Path]],
-        typer.Option("--images", help="Captioned image manifest (test split) to make videos from; repeatable."),
-    ] = None,
-    video_files: Annotated[int, typer.Option(min=1, help="Videos to make.")] = 5,
-    pictures: Annotated[int, typer.Option(min=1, help="Pictures in each video (captions spoken over them).")] = 20,
-    video_minutes: Annotated[
-        float, typer.Option(min=0, help="Length of the 720p video timed alone, minutes (0: not timed).")
-    ] = 10.0,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Find the moment: clips hidden in long recordings, and pictures with spoken captions in
-    videos (--images), searched by their captions."""
-    _setup_logging(False, quiet=True)
-    from retrieval.bench.moments import run_moments
-
-    try:
-        result = run_moments(
-            [str(m) for m in manifests or []],
-            model,
-            files,
-            clips,
-            seed,
-            hour,
-            out_dir=str(out),
-            images=[str(m) for m in images or []],
-            video_files=video_files,
-            pictures=pictures,
-            video_minutes=video_minutes,
-        )
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc), code=1)
-    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
-
-
-@bench_app.command("scale")
-def bench_scale(
-    vectors: Annotated[int, typer.Option(min=1_000, help="Synthetic 384-d vectors to index.")] = 1_000_000,
-    max_memory: Annotated[str, typer.Option("--max-memory", help="Search-memory budget for auto.")] = "2G",
-    block: Annotated[int, typer.Option(min=100, help="Vectors a checkpoint (and a generated block).")] = 100_000,
-    work: Annotated[
-        Optional[Path], typer.Option(help="Where the index is built and kept (resumable; default in the cache).")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """An index of N synthetic vectors through xmr's own storage (--index-type auto): build time,
-    memory, bytes, query times, recall@10 against exact. Run again to resume a cut-short build."""
-    _setup_logging(False, quiet=as_json)
-    from retrieval.bench.scale import budget_label, run_scale
-    from retrieval.models.encoder import cache_dir
-
-    budget = _memory(max_memory)
-    folder = work or Path(cache_dir()) / "bench" / (
-        f"scale-{vectors}-{budget_label(budget)}" + (f"-b{block}" if block != 100_000 else "")
-    )
-    try:
-        result = run_scale(vectors, folder, budget, out, block)
-    except RuntimeError as exc:
-        _fail(str(exc), code=1)
-    files = result.pop("files")
-    typer.echo(json.dumps(result) if as_json else Path(files["md"]).read_text())
-
-
-@bench_app.command("memory")
-def bench_memory(
-    sizes: Annotated[
-        str, typer.Option(help="Photo counts, comma-separated (each indexed into a fresh index).")
-    ] = "500,5000",
-    width: Annotated[int, typer.Option(min=64, help="Width of the generated 4:3 photos, pixels.")] = 1600,
-    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
-    workers: Annotated[Optional[int], typer.Option(min=0, help="Decode workers (default as `xmr index`).")] = None,
-    cache: Annotated[
-        str, typer.Option(help="Where the generated photos are kept between runs.")
-    ] = "~/.cache/xmr/bench",
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Peak memory (RSS of the indexer and its workers) while indexing N photos, for several N."""
-    _setup_logging(False, quiet=as_json)
-    from retrieval.bench.memory import run_memory
-
-    result = run_memory(
-        _int_list(sizes, "--sizes"), width=width, model=model, workers=workers, cache=cache, out_dir=str(out)
-    )
-    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
-
-
-@bench_app.command("serve")
-def bench_serve(
-    items: Annotated[
-        int, typer.Option(min=100, help="Image items in the index (rows over ~500 real JPEGs).")
-    ] = 100_000,
-    clients: Annotated[int, typer.Option(min=1, help="Concurrent clients of the load test.")] = 16,
-    seconds: Annotated[float, typer.Option(min=1, help="Length of the load test.")] = 60.0,
-    repeat: Annotated[int, typer.Option(min=3, help="Timed requests per measurement.")] = 50,
-    cache: Annotated[
-        str, typer.Option(help="Where the index and photos are kept between runs.")
-    ] = "~/.cache/xmr/bench",
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Serving speed: HTTP search against Engine.search, cached thumbnails, concurrent clients, the page."""
-    _setup_logging(False, quiet=as_json)
-    from retrieval.bench.serve import run_serve
-
-    result = run_serve(items=items, clients=clients, seconds=seconds, repeat=repeat, cache=cache, out_dir=str(out))
-    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
-
-
-@bench_app.command("embed")
-def bench_embed(
-    model: Annotated[list[str], typer.Option("--model", help="Model(s) to time; repeatable.")] = ["xmr-mini"],  # noqa: B006
-    runtime: Annotated[list[str], typer.Option("--runtime", help="torch and/or onnx; repeatable.")] = ["torch", "onnx"],  # noqa: B006
-    items: Annotated[int, typer.Option(min=1, help="Items per modality.")] = 256,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Embedding speed: images/s, five-second audio windows/s and texts/s per model and runtime."""
-    _setup_logging(False, quiet=True)
-    from retrieval.bench.embedding import run_embedding
-
-    result = run_embedding(list(model), list(runtime), n=items, batch=batch_size, out_dir=str(out))
-    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
-
-
-@bench_app.command("train")
-def bench_train(
-    model: Annotated[str, typer.Option(help="Model whose trainable towers are timed.")] = "xmr-mini",
-    image_batch: Annotated[int, typer.Option(min=2, help="Image-text batch size (as `xmr train --batch-size`).")] = 256,
-    audio_batch: Annotated[
-        int, typer.Option(min=2, help="Audio-text batch size (as `xmr train --audio-batch-size`).")
-    ] = 128,
-    reps: Annotated[int, typer.Option(min=1, help="Timed steps per tower and layout (the median is reported).")] = 5,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="Torch CPU threads.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Training speed: seconds per optimizer step of each trainable tower, NCHW against channels-last."""
-    _setup_logging(False, quiet=True)
-    _need_train_extra("xmr bench train")
-    from retrieval.bench.training import run_train_speed
-
-    try:
-        result = run_train_speed(model, image_batch, audio_batch, reps, threads, out_dir=str(out))
-    except (KeyError, ValueError) as exc:
-        _fail(str(exc))
-    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
-
-
-def _split_factories(value: str | None) -> list[str] | None:
-    """Comma-separated factory strings; a comma inside one (IVF1024,Flat) stays when the next
-    piece is not an index type of its own."""
-    if not value:
-        return None
-    out: list[str] = []
-    for piece in (p.strip() for p in value.split(",")):
-        if (
-            out
-            and piece.split("x")[0] in ("Flat", "PQ8", "PQ16", "PQ32", "SQ8", "SQ4", "SQfp16", "RFlat")
-            and out[-1].startswith(("IVF", "OPQ", "PCA"))
-        ):
-            out[-1] += "," + piece
-        elif piece:
-            out.append(piece)
-    return out
-
-
-def _memory(value: str | None) -> int | None:
-    """``--max-memory``: a size such as 2G, in bytes (None when not given)."""
-    if value is None:
-        return None
-    from indexer.storage.autotype import parse_memory
-
-    try:
-        return parse_memory(value)
-    except ValueError as exc:
-        _fail(str(exc))
 
 
 def main() -> None:
@@ -1274,7 +947,7 @@ def main() -> None:
     try:
         app()
     except MissingExtraError as exc:
-        _say(f"xmr: error: {exc}", err=True)
+        say(f"xmr: error: {exc}", err=True)
         sys.exit(2)
 
 

@@ -1,15 +1,19 @@
 """xmr's models and query layer: one vector space for images, audio and text.
 
-Heavy modules (torch, faiss, SQLAlchemy) load only when used, so importing ``retrieval`` stays cheap.
+Every name here loads its module on first use (numpy with the models, SQLAlchemy and faiss with
+the ``Engine``), so importing ``retrieval`` or one of its light modules stays cheap: the ``xmr``
+command loads ``retrieval.console`` and the ``xmr bench`` commands on every start, ``--help`` too.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .models.encoder import MODALITIES, Encoder, ModalityError
-from .models.registry import UnknownModelError, create_model, list_models, resolve
-from .search.query import Hit, QueryError, Weighted
+if TYPE_CHECKING:
+    from .models.encoder import MODALITIES, Encoder, ModalityError
+    from .models.registry import UnknownModelError, create_model, list_models, resolve
+    from .search.engine import Engine
+    from .search.query import Hit, QueryError, Weighted
 
 __all__ = [
     "MODALITIES",
@@ -27,8 +31,18 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Engine":  # the query layer pulls in SQLAlchemy and the index storage
-        from .search.engine import Engine
+    if name in ("MODALITIES", "Encoder", "ModalityError"):
+        from .models import encoder as home
+    elif name in ("UnknownModelError", "create_model", "list_models", "resolve"):
+        from .models import registry as home
+    elif name in ("Hit", "QueryError", "Weighted"):
+        from .search import query as home
+    elif name == "Engine":
+        from .search import engine as home
+    else:
+        raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+    return getattr(home, name)
 
-        return Engine
-    raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
