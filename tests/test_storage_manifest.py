@@ -60,9 +60,26 @@ def test_a_damaged_or_newer_manifest_is_refused_with_the_reason(tmp_path: Path) 
     layout.manifest.write_text(json.dumps({"model": "m"}))
     with pytest.raises(IndexCorruptError, match="required fields missing"):
         read_manifest(layout)
-    layout.manifest.write_text(json.dumps({"version": MANIFEST_VERSION + 1, "model": "m", "dim": 8, "root": ""}))
+    for bad in ({"version": 0}, {"version": "x"}, {"types": ["image"]}, {"reindexing": {"type": "auto"}}):
+        layout.manifest.write_text(json.dumps({"model": "m", "dim": 8} | bad))
+        with pytest.raises(IndexCorruptError, match="damaged"):
+            read_manifest(layout)
+    newer = json.dumps({"version": MANIFEST_VERSION + 1, "model": "m", "dim": 8, "root": ""})
+    layout.manifest.write_text(newer)
     with pytest.raises(IndexMismatchError, match="newer xmr .*upgrade xmr"):
         read_manifest(layout)
+    layout.manifest.unlink()
+    layout.manifest_backup.write_text(newer)  # a newer backup is refused too, not read as this version
+    with pytest.raises(IndexMismatchError, match="backup.*newer xmr"):
+        read_manifest(layout)
+
+
+def test_scripts_that_read_the_manifest_as_a_dict_still_can(tmp_path: Path) -> None:
+    manifest = Manifest(root="/x", model="m", dim=8, db="sqlite:////tmp/x.db")
+    assert manifest["model"] == "m" and manifest.get("db") == "sqlite:////tmp/x.db" and manifest.get("types") is None
+    layout = Layout(tmp_path)
+    assert layout.db_url(manifest) == layout.db_url(manifest.to_json()) == layout.db_url(manifest.db)
+    assert layout.db_url(Manifest(model="m", dim=8)) == f"sqlite:///{layout.database}"
 
 
 def test_an_indexing_run_writes_the_fields_it_always_wrote(tmp_path: Path, tiny) -> None:

@@ -117,3 +117,17 @@ def test_an_upgrade_that_cannot_write_refuses_and_changes_nothing(tmp_path: Path
     assert _schema_version(f"sqlite:///{index / 'items.db'}") == 1
     with sqlite3.connect(index / "items.db") as conn:
         assert conn.execute("SELECT count(*) FROM items").fetchone() == (12,)
+
+
+def test_a_checkpoint_writes_rows_whole_and_refuses_a_column_items_do_not_have(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'items.db'}")
+    store.register_index("u", "/root", "/root/.xmr")
+    row = {"id": store.max_id() + 1, "kind": "file", "path": "a.png", "modality": "image", "status": "indexed"}
+    with pytest.raises(ValueError, match="no column colour"):
+        store.save_items([row | {"colour": "red"}])
+    assert store.counts() == {}  # nothing half-written
+    store.save_items([row], new_segments=[(row["id"] + (1 << 39), row["id"], "image", 0.0, 1.0)])
+    saved = store.rows_by_ids([row["id"]])[row["id"]]
+    assert (saved.ext, saved.size, saved.width, saved.index_id) == ("", 0, None, store.index_id)
+    assert store.segment_ids([row["id"]]) == {row["id"] + (1 << 39): row["id"]}
+    store.close()

@@ -70,7 +70,7 @@ class BulkIndex:
             self.store = Store(self.layout.db_url())
             self.manifest = self._manifest(max_memory)
             self.writer = IndexWriter.open(self.layout, self.manifest, self.store)
-            self.budget = max_memory or self.manifest.max_memory or default_budget()
+            self.budget = int(max_memory or self.manifest.max_memory or default_budget())
             self.shards = self.writer.shards(modality)
             rows = self.store.id_array(modality, INDEXED)
             self.writer.drop_orphans(self.shards, rows, "vectors of a cut-short chunk")
@@ -102,6 +102,7 @@ class BulkIndex:
             )
         if max_memory:
             manifest.max_memory = int(max_memory)
+        manifest.index_uuid = manifest.index_uuid or new_index_uuid()  # a version-1 index claims its rows
         return manifest
 
     def choice(self) -> Choice:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..storage.layout import IndexCorruptError, IndexLock, Layout
 from ..storage.manifest import Manifest, read_manifest, read_manifest_backup, write_manifest
+from ..storage.paths import unescape_path
 from ..storage.shards import ShardError, read_index
 from ..storage.store import Store, StoreError
 from .build import IndexOptions, index_locked
@@ -37,8 +38,8 @@ def repair_index(
     layout = Layout(Path(index_dir))
     with IndexLock(layout):
         manifest = _manifest_or_copy(layout)
-        root = str(manifest.root_path)
-        if not os.path.isdir(root):
+        root = unescape_path(manifest.root)
+        if not root or not os.path.isdir(root):
             raise IndexCorruptError(f"the indexed folder {root} is gone; nothing to rebuild from")
         if layout.shards.exists():
             for path in sorted(layout.shards.glob("*.faiss")):

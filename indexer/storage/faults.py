@@ -6,7 +6,8 @@ Points: ``index-registered`` (the index's row claimed in the database, the manif
 written), ``shard-written`` (a shard file renamed into place; its SQL rows not yet committed,
 other shards of the same checkpoint maybe not yet written), ``shard-merged`` (a shard's next
 base written, holding its deltas; the base and deltas it replaces not yet removed),
-``vectors-written`` (a checkpoint's vectors flushed, its rows not yet committed),
+``vectors-written`` (a checkpoint's vectors flushed, its rows not yet committed; bulk loads
+too),
 ``rows-committed`` (a checkpoint's rows committed), ``rebuild-rows-deleted`` (a rebuild's rows
 gone, its shards not yet), ``rebuild-wiped`` (rows and shards gone, the new manifest not yet written), ``retype-built``
 (a modality's shards rebuilt as another type under a new prefix, the manifest not yet naming

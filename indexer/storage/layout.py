@@ -11,6 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 INDEX_FOLDER = ".xmr"  # an index's folder inside the folder it indexes (hidden, so the walk skips it)
@@ -70,8 +71,11 @@ class Layout:
         """Whether this folder holds an index (its manifest, or the backup of it)."""
         return self.manifest.is_file() or self.manifest_backup.is_file()
 
-    def db_url(self, db: str | None = None) -> str:
-        """``db`` (the database a manifest names), else the SQLite database inside the folder."""
+    def db_url(self, db: Any = None) -> str:
+        """The database a manifest names (``db``: its URL, or the manifest itself), else the
+        SQLite database inside the folder."""
+        if db is not None and not isinstance(db, str):
+            db = db.get("db")  # a Manifest, or a manifest as a dict
         return db or f"sqlite:///{self.database}"
 
 

@@ -51,9 +51,9 @@ class Manifest:
     :mod:`indexer.storage.paths`); ``types`` the index type chosen per modality (auto, or after
     ``--reindex-type``); ``extra`` keeps fields this xmr does not know, written back as read."""
 
-    root: str
     model: str
     dim: int
+    root: str = ""
     weights_hash: str | None = None
     metric: str = "inner_product"
     index_type: str = "Flat"
@@ -99,6 +99,14 @@ class Manifest:
             return Choice("Flat", reason="exact search: no vectors yet", prefix=modality)
         return fixed(self.index_type or "Flat", modality)
 
+    def __getitem__(self, key: str) -> Any:
+        """A field as the JSON has it (``engine.manifest["model"]``, as when the manifest was a
+        dict); KeyError when the JSON has no such field."""
+        return self.to_json()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_json().get(key, default)
+
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
         """The manifest in ``data`` (as read from JSON), migrated to this version.
@@ -109,9 +117,17 @@ class Manifest:
         """
         if not isinstance(data, dict) or "model" not in data or "dim" not in data:
             raise ValueError("required fields missing")
-        version = int(data.get("version", 1))
+        try:
+            version = int(data.get("version", 1))
+        except (TypeError, ValueError):
+            raise ValueError(f"version {data.get('version')!r} is not a number") from None
         if version > MANIFEST_VERSION:
-            raise IndexMismatchError(f"manifest version {version}, this xmr reads up to {MANIFEST_VERSION}")
+            raise IndexMismatchError(
+                f"written by a newer xmr (manifest version {version}, this xmr reads up to {MANIFEST_VERSION}): "
+                "upgrade xmr"
+            )
+        if version < 1:
+            raise ValueError(f"version {version} is not a manifest version")
         while version < MANIFEST_VERSION:
             data = MIGRATIONS[version](data)
             version = int(data["version"])
@@ -128,7 +144,7 @@ class Manifest:
                 manifest.reindexing = Reindexing(str(manifest.reindexing["type"]), list(manifest.reindexing["left"]))
             manifest.types = {m: Choice.from_json(c) for m, c in (manifest.types or {}).items() if c}
             manifest.reframing = bool(manifest.reframing)
-        except (TypeError, KeyError) as exc:
+        except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"a field is of the wrong type ({exc})") from exc
         return manifest
 
@@ -167,7 +183,7 @@ def read_manifest(layout: Layout) -> Manifest | None:
     try:
         return Manifest.from_json(json.loads(text))
     except IndexMismatchError as exc:
-        raise IndexMismatchError(f"the index at {layout.dir} was written by a newer xmr ({exc}): upgrade xmr") from None
+        raise IndexMismatchError(f"the index at {layout.dir} was {exc}") from None
     except ValueError as exc:
         raise IndexCorruptError(
             f"manifest {layout.manifest} is damaged ({exc}); `xmr doctor --fix` rebuilds it"
@@ -180,6 +196,8 @@ def read_manifest_backup(layout: Layout) -> Manifest | None:
         return manifest_of_text(layout.manifest_backup.read_text(encoding="utf-8"))
     except OSError:
         return None
+    except IndexMismatchError as exc:
+        raise IndexMismatchError(f"the index at {layout.dir} (its manifest's backup) was {exc}") from None
 
 
 def manifest_of_text(text: str | None) -> Manifest | None:

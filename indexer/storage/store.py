@@ -45,7 +45,6 @@ INSERT_CHUNK = 50_000  # rows per INSERT statement (executemany) of a checkpoint
 # An item's columns as a new row has them when not given (as the schema's defaults): every row
 # of one INSERT names the same columns.
 ITEM_DEFAULTS: dict[str, Any] = {
-    "kind": FILE,
     "line": 0,
     "ext": "",
     "size": 0,
@@ -417,6 +416,10 @@ class Store:
         :class:`Item` columns with their ``id``; the columns left out take their defaults),
         ``changed`` ones updated, segments replaced (``drop_segments`` ids deleted; each new one
         ``(id, item id, modality, start, end)``). Committed whole or not at all."""
+        columns = set(Item.__table__.columns.keys())
+        for row in (*new, *(values for _, values in changed)):
+            if unknown := set(row) - columns:
+                raise ValueError(f"items have no column {', '.join(sorted(unknown))}")
         rows = [{**ITEM_DEFAULTS, **row, "index_id": self.index_id} for row in new]
         drop = [int(i) for i in drop_segments]
         with self.writing("save the new items") as s:
