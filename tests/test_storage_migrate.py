@@ -87,7 +87,7 @@ def test_a_v1_index_upgrades_in_place_with_nothing_lost(tmp_path: Path, tiny, db
         path, (item_id, vector) = next(iter(sorted(before.items())))
         hit = engine.search(vector=vector, to=engine.store.rows_by_ids([item_id])[item_id].modality, k=1)[0]
         assert (hit.id, hit.path) == (item_id, str(media / path))
-    assert _schema_version(url) == SCHEMA_VERSION == 3
+    assert _schema_version(url) == SCHEMA_VERSION == 4
     labels = str(tmp_path / "media-labels.txt")
     summary = indexer.index_folder(
         media, Fixed(tiny), indexer.IndexOptions(workers=0, index_dir=str(index), texts=[labels])
@@ -130,4 +130,34 @@ def test_a_checkpoint_writes_rows_whole_and_refuses_a_column_items_do_not_have(t
     saved = store.rows_by_ids([row["id"]])[row["id"]]
     assert (saved.ext, saved.size, saved.width, saved.index_id) == ("", 0, None, store.index_id)
     assert store.segment_ids([row["id"]]) == {row["id"] + (1 << 39): row["id"]}
+    store.close()
+
+
+def test_a_version_3_database_gains_the_words_tables_and_their_full_text_index(tmp_path: Path, db_url: str) -> None:
+    """Today's schema before words found in media (3), made by dropping what 4 adds from a new
+    database: opened, it is upgraded in place and full-text search works on both backends."""
+    from sqlalchemy import text
+
+    from indexer.storage.fulltext import parse_terms
+
+    store = Store(db_url)
+    store.register_index("u", "/root", "/root/.xmr")
+    with store.engine.begin() as conn:
+        for table in ("spans_fts", "spans", "readings"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+    store.close()
+    store = Store(db_url, create=False)
+    assert store._version() == SCHEMA_VERSION == 4
+    item = store.max_id() + 1
+    store.save_items(
+        [{"id": item, "kind": "file", "path": "a.wav", "modality": "audio", "status": "indexed"}],
+        new_segments=[(item + (1 << 39), item, "text", 1.0, 2.0)],
+        spans=[{"id": item + (1 << 39), "item_id": item, "source": "speech", "start": 1.0, "end": 2.0, "text": "Hi"}],
+        readings=[{"item_id": item, "source": "speech", "model": "m", "spans": 1}],
+    )
+    assert [s for s, _, _ in store.search_spans(parse_terms("hi"), 5)] == [item + (1 << 39)]
+    assert not any(store.span_problems().values())
+    store.delete([item])
+    assert store.search_spans(parse_terms("hi"), 5) == [] and store.readings("speech")["files"] == 0
     store.close()

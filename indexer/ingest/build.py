@@ -8,6 +8,7 @@ allocated here (max id + 1) and are both the SQL primary key and the FAISS id.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -102,14 +103,26 @@ class IndexOptions:
     encoder_factory: Callable[[], Any] | None = None  # builds the same encoder on each Ray worker (picklable)
     max_memory: int | None = None  # bytes of RAM search may use, for auto (None: as recorded, else a quarter of RAM)
     reindex_type: str | None = None  # rebuild the shards as this type (or auto) from their vectors first
+    # Speech in audio and video transcribed (None: as recorded, else on) by ``transcriber`` (a
+    # retrieval.models.speech.SpeechRecognizer, or anything with its ``source``, ``model_id`` and
+    # ``transcribe(path)``); without one nothing is transcribed. ``speech_model``: the model
+    # folder the transcriber was made from, recorded so later runs make the same one.
+    speech: bool | None = None
+    transcriber: Any = None
+    speech_model: str | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
-        return {
-            "exclude": list(self.exclude or []),
-            "texts": [os.path.abspath(os.path.expanduser(t)) for t in self.texts or []],
-            "links": self.links or RECORDED_DEFAULTS["links"],
-        } | ({"frame_seconds": self.frame_seconds} if self.frame_seconds else {})
+        return (
+            {
+                "exclude": list(self.exclude or []),
+                "texts": [os.path.abspath(os.path.expanduser(t)) for t in self.texts or []],
+                "links": self.links or RECORDED_DEFAULTS["links"],
+            }
+            | ({"frame_seconds": self.frame_seconds} if self.frame_seconds else {})
+            | ({"speech": False} if self.speech is False else {})
+            | ({"speech_model": self.speech_model} if self.speech_model else {})
+        )
 
     def with_recorded(self, recorded: dict[str, Any]) -> tuple[IndexOptions, dict[str, Any]]:
         """These options with each recorded one left unset taken from ``recorded`` (the
@@ -134,7 +147,13 @@ class IndexOptions:
 MASS_REMOVAL_MIN_ITEMS = 20
 # The options an index records that a later run takes when it is not given them (besides
 # max_memory and frame_seconds, kept beside them), with the value of an index that never had them.
-RECORDED_DEFAULTS: dict[str, Any] = {"exclude": [], "texts": [], "links": "inside"}
+RECORDED_DEFAULTS: dict[str, Any] = {
+    "exclude": [],
+    "texts": [],
+    "links": "inside",
+    "speech": True,
+    "speech_model": None,
+}
 
 
 @dataclass
@@ -150,6 +169,8 @@ class Summary:
     skipped: list[dict] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     segments: int = 0  # moments of long files the index holds (each with its own vector)
+    transcribed: int = 0  # files whose speech this run transcribed (with or without words found)
+    speech_seconds: float = 0.0  # seconds of audio those files held
     recorded_options: dict[str, Any] = field(default_factory=dict)  # options not given, taken from the index
     interrupted: bool = False
     seconds: float = 0.0
@@ -204,6 +225,17 @@ def resolve_model_name(root: str | os.PathLike, options: IndexOptions, requested
         return requested
     manifest = read_manifest(index_layout(root, options))
     return manifest.model if manifest else DEFAULT_MODEL
+
+
+def resolve_speech(root: str | os.PathLike, options: IndexOptions) -> tuple[bool, str | None]:
+    """Whether this run transcribes speech, and the model folder to do it with (None: the
+    default model): as given, else as the index recorded, else on with the default."""
+    recorded = {}
+    manifest = read_manifest(index_layout(root, options))
+    if manifest is not None:
+        recorded = manifest.recorded
+    speech = options.speech if options.speech is not None else recorded.get("speech", True)
+    return bool(speech), options.speech_model or recorded.get("speech_model")
 
 
 def index_folder(
@@ -300,6 +332,13 @@ class _Run:
         self.segment_shards = {
             m: self.writer.segment_shards(m, factory, mmap=True) for m in ("image", "audio") if m in encoder.modalities
         }
+        # Words found in media: each span's text a segment of its file (``text-segments``),
+        # while speech is read, and while an index holds any.
+        self.reading = bool(options.speech and options.transcriber is not None and "text" in encoder.modalities)
+        if self.reading or any(layout.shards.glob("text-segments-*")):
+            self.segment_shards["text"] = self.writer.segment_shards("text", factory, mmap=True)
+        self.pending_spans: list[dict] = []
+        self.pending_readings: list[dict] = []
         self.pending_segments: list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = []
         # Segment vectors of files decoded but not yet embedded (their rows not yet pending).
         self.segment_results: dict[int, list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]]] = {}
@@ -398,6 +437,8 @@ class _Run:
             self.stop = stop
             try:
                 self._embed(work)
+                if self.reading and not stop.requested:
+                    self._read_speech()
             except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
                 stop.requested = True
             finally:
@@ -769,6 +810,70 @@ class _Run:
             self.video_vectors[w.item_id] = means
         return True
 
+    # --- words found in media ----------------------------------------------------------
+    def _read_speech(self) -> None:
+        """Transcribe the audio and video files not yet read (new, changed, or indexed before
+        speech was on): each transcript's utterances become spans, their texts embedded as
+        segments of the file, committed with a reading of the file (also when no word was
+        heard, or the file could not be read: not read again until it changes)."""
+        self._checkpoint()  # this run's new files first: read below like the rest
+        transcriber = self.transcriber = self.options.transcriber
+        ids = self.store.unread(transcriber.source, ("audio", VIDEO))
+        if not ids:
+            return
+        log.info("transcribing speech in %d files", len(ids))
+        rows = self.store.rows_by_ids(ids)
+        self.total, self.done = self.total + len(ids), self.done
+        for item_id in ids:
+            if self.stop.requested:
+                break
+            row = rows.get(item_id)
+            if row is not None:
+                self._read_one(row)
+            self._report(1)
+            if (
+                len(self.pending_readings) >= self.options.checkpoint_items
+                or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds
+            ):
+                self._checkpoint()
+
+    def _read_one(self, row: Any) -> None:
+        transcriber, rel = self.transcriber, unescape_path(row.path)
+        reading = {"item_id": row.id, "source": transcriber.source, "model": transcriber.model_id}
+        try:
+            transcript = transcriber.transcribe(self.root / rel)
+        except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this file only
+            log.warning("no transcript of %s: %s", rel, exc)
+            self.pending_readings.append(reading | {"reason": str(exc)[:500]})
+            return
+        utterances = transcript.utterances
+        texts = [u.text for u in utterances]
+        bs = self.options.batch_size
+        vectors = [encode_batch(self.encoder, "text", texts[a : a + bs]) for a in range(0, len(texts), bs)]
+        segments = []
+        for u in utterances:
+            segments.append((self.next_segment_id, row.id, "text", float(u.start), float(u.end)))
+            words = [[round(w.start, 3), round(w.end, 3), w.text, round(w.probability, 3)] for w in u.words]
+            self.pending_spans.append(
+                {
+                    "id": self.next_segment_id,
+                    "item_id": row.id,
+                    "source": transcriber.source,
+                    "start": float(u.start),
+                    "end": float(u.end),
+                    "text": u.text,
+                    "confidence": float(u.confidence),
+                    "words": json.dumps(words) if words else None,
+                }
+            )
+            self.next_segment_id += 1
+        if segments:
+            self.pending_segments.append((np.concatenate(vectors).astype(np.float32), segments))
+        found = {"spans": len(segments), "seconds": transcript.seconds, "found_seconds": transcript.speech_seconds}
+        self.pending_readings.append(reading | found)
+        self.summary.transcribed += 1
+        self.summary.speech_seconds = round(self.summary.speech_seconds + transcript.seconds, 3)
+
     def _report(self, more: int) -> None:
         self.done += more
         if self.progress:
@@ -851,7 +956,7 @@ class _Run:
         """What is embedded so far, through the index's one write path: the vectors (updated
         items' old ones removed, both of a stale video's; old segments of replaced files), then
         the rows that point at them."""
-        if not self.pending_rows:
+        if not self.pending_rows and not self.pending_readings:
             return
         stale = np.array(self.stale_videos, dtype=np.int64)
         vectors = {}
@@ -883,12 +988,15 @@ class _Run:
             changed=[(w.item_id, {**w.values, **done}) for w in self.pending_rows if not w.new],
             drop_segments=old_segments,
             new_segments=new_segments,
+            spans=self.pending_spans,
+            readings=self.pending_readings,
         )
         self.writer.checkpoint(vectors, rows)
         self.summary.added += len(rows.new)
         self.summary.updated += len(rows.changed)
         self.pending_rows = []
         self.pending_segments = []
+        self.pending_spans, self.pending_readings = [], []
         self.replaced = set()
         self.stale_videos = []
         self.last_checkpoint = time.monotonic()

@@ -49,10 +49,25 @@ def repair_index(
                     aside = path.with_name(path.name + ".corrupt")
                     log.warning("%s; moving it aside to %s, its vectors will be re-embedded", exc, aside.name)
                     os.replace(path, aside)
+        _repair_fulltext(layout, manifest)
         # --exclude, --texts and --links left unset: the run takes the recorded ones (a recorded
         # texts file that is gone is dropped with a warning, its items removed).
         options = IndexOptions(index_dir=str(layout.dir), db_url=manifest.db, allow_mass_removal=allow_mass_removal)
         return index_locked(Path(os.path.abspath(root)), layout, make_encoder(manifest.model), options)
+
+
+def _repair_fulltext(layout: Layout, manifest: Manifest) -> None:
+    """The full-text index of the words found in media made again when it disagrees with them."""
+    try:
+        store = Store.of_index(layout.db_url(manifest.db), manifest)
+    except StoreError:
+        return  # the run below reports (or re-creates) the database
+    try:
+        if store.span_problems()["fulltext"]:
+            log.warning("rebuilding the full-text index of the words found in media")
+            store.rebuild_fulltext()
+    finally:
+        store.close()
 
 
 def _manifest_or_copy(layout: Layout) -> Manifest:

@@ -122,6 +122,22 @@ def _check_segments(reader: IndexReader, report: CheckReport) -> None:
         )
         if strays := sorted({s for s, item in rows.items() if item not in items}):
             report.add("orphan-segment", f"{len(strays)} {modality} segments belong to no indexed file", strays)
+    _check_spans(reader, report)
+
+
+def _check_spans(reader: IndexReader, report: CheckReport) -> None:
+    """Words found in media: each span is a text segment of its file and each text segment a
+    span; the full-text index agrees with the spans."""
+    problems = reader.store.span_problems()
+    if unplaced := problems["unplaced"]:
+        report.add("orphan-span", f"{len(unplaced)} spans of words have no segment: run `xmr index` again", unplaced)
+    if wordless := problems["wordless"]:
+        report.add("missing-span", f"{len(wordless)} text segments have no words: run `xmr index` again", wordless)
+    if problems["fulltext"]:
+        report.add(
+            "fulltext",
+            "the full-text index disagrees with the words found in media: `xmr doctor --fix` rebuilds it",
+        )
 
 
 def _vector_ids(report: CheckReport, load: Callable[[], Any]) -> np.ndarray | None:

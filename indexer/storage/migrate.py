@@ -2,7 +2,8 @@
 
 From version 2 on, a version that only adds tables is one line of :data:`TABLES_ADDED` (its
 tables and their indexes created, the version raised): 2 -> 3, the ``segments`` table (moments
-of long files). A new kind of row (spans of words, hashes) takes the next version there.
+of long files); 3 -> 4, ``spans`` and ``readings`` (words found in media) with the full-text
+index over them (:mod:`indexer.storage.fulltext`). A new kind of row takes the next version.
 
 1 -> 2: one database may serve several indexes. Items get ``index_id`` (the rows already
 there belong to index 0, whose root is taken from the manifest copy the database holds), the
@@ -26,7 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .errors import StoreError
-from .schema import SCHEMA_VERSION, Failure, IndexRow, Item, Segment
+from .fulltext import create_fulltext
+from .schema import SCHEMA_VERSION, Failure, IndexRow, Item, Reading, Segment, Span
 
 log = logging.getLogger(__name__)
 V1_COLUMNS = (
@@ -50,7 +52,7 @@ V1_COLUMNS = (
 )
 LOCK_KEY = 7_100_325  # pg_advisory_xact_lock key of xmr's schema upgrades
 # The tables each schema version from 3 on adds (nothing else changes in those versions).
-TABLES_ADDED: dict[int, tuple[type, ...]] = {3: (Segment,)}
+TABLES_ADDED: dict[int, tuple[type, ...]] = {3: (Segment,), 4: (Span, Reading)}
 
 
 class MigrationError(StoreError):
@@ -146,6 +148,8 @@ def _add_tables(engine: Engine, to: int) -> None:
                     conn.execute(CreateTable(table.__table__, if_not_exists=True))
                     for index in table.__table__.indexes:
                         conn.execute(CreateIndex(index, if_not_exists=True))
+                if Span in TABLES_ADDED[to]:
+                    create_fulltext(conn)
                 conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(to)})
             if engine.dialect.name == "sqlite":
                 conn.exec_driver_sql("COMMIT")

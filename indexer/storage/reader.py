@@ -177,6 +177,7 @@ class IndexReader:
                 for m in self.modalities
             },
             "segments": self.segment_counts(),
+            "speech": self.speech_facts(),
             "bytes": {
                 "shards": sum(_size(p) for p in shard_files),
                 "stored_vectors": sum(_size(p) for p in stored),
@@ -200,10 +201,25 @@ class IndexReader:
             choice = now if now.kind == 0 else choice
         return choice
 
+    def speech_facts(self) -> dict[str, Any] | None:
+        """What transcription read (files, seconds, with words, failures, utterances), None
+        before any."""
+        if self.segment_shards("text") is None and not self.layout.database.exists():
+            return None
+        from .constants import SPEECH
+
+        facts = self.store.readings(SPEECH)
+        if not facts["files"]:
+            return None
+        shards = self.segment_shards("text")
+        return facts | {"spans": int(shards.ntotal) if shards is not None else 0}
+
     def segment_counts(self) -> dict[str, int]:
-        """Segments (moments of long files) per modality that has any."""
+        """Segments (moments of long files) per modality that has any (spans: :meth:`speech_facts`)."""
         out = {}
         for m in self.modalities:
+            if m == "text":
+                continue
             shards = self.segment_shards(m)
             if shards is not None and shards.ntotal:
                 out[m] = int(shards.ntotal)

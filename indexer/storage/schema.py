@@ -5,8 +5,9 @@ every item belongs to the index in ``items.index_id``, and each index allocates 
 range of its own (``index_id << ID_BITS`` upwards), so two indexers never collide.
 
 Schema versions: 1 (xmr <= 0.1, one index per database), 2 (``indexes``, ``items.index_id``,
-``failures``), 3 (``segments``: the moments of long files). :mod:`indexer.storage.migrate` upgrades a
-database in place.
+``failures``), 3 (``segments``: the moments of long files), 4 (``spans`` and ``readings``: words
+found in media, with a full-text index). :mod:`indexer.storage.migrate` upgrades a database in
+place.
 """
 
 from __future__ import annotations
@@ -118,6 +119,45 @@ class Segment(Base):
     modality: Mapped[str] = mapped_column(String(8))
     start: Mapped[float] = mapped_column(Float)  # seconds
     end: Mapped[float] = mapped_column(Float)
+
+
+class Span(Base):
+    """Words found in a file (heard: ``source`` speech; read: later sources), with their times
+    in seconds (0 and 0 for a picture) and how sure the model was (0..1). A span is also a
+    segment of its file: ``id`` is the segment's, its text's vector in the ``text-segments``
+    shards. ``words`` holds ``[[start, end, word, probability], ...]`` as JSON when the model
+    gives each word's times. A full-text index covers ``text`` (:mod:`indexer.storage.fulltext`)."""
+
+    __tablename__ = "spans"
+    __table_args__ = (Index("ix_spans_item", "item_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    index_id: Mapped[int] = mapped_column(Integer, default=0)
+    item_id: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float, default=1.0)
+    words: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Reading(Base):
+    """A file read for words by one source (speech, ...) with one model: kept when nothing was
+    found too (``spans`` 0), and when reading failed (``reason``), so that it is not read again
+    until the file changes."""
+
+    __tablename__ = "readings"
+
+    index_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    item_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), default="")
+    spans: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # media read
+    found_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # of it, where words were looked for
+    reason: Mapped[str] = mapped_column(Text, default="")  # why reading failed; "" when it did not
+    read_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Meta(Base):

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 from sqlalchemy.orm import Session
 
 from .errors import StoreError
+from .fulltext import Terms, create_fulltext, search_spans
 from .manifest import Manifest, manifest_of_text
 from .schema import (
     FILE,
@@ -34,7 +35,9 @@ from .schema import (
     IndexRow,
     Item,
     Meta,
+    Reading,
     Segment,
+    Span,
     holds_vector,
 )
 from .sqlite_rows import sqlite_file as _sqlite_file
@@ -170,6 +173,7 @@ class Store:
                     if self.engine.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
                     Base.metadata.create_all(conn)
+                    create_fulltext(conn)
                     if conn.execute(select(Meta.value).where(Meta.key == "schema_version")).first() is None:
                         conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
                 return
@@ -331,8 +335,17 @@ class Store:
         return out
 
     def segment_count(self) -> int:
+        """Moments of long audio and video (the spans of words found in media not counted)."""
         with self.session() as s:
-            return int(s.scalar(select(func.count()).select_from(Segment).where(Segment.index_id == self.index_id)))
+            q = select(func.count()).select_from(Segment).where(Segment.index_id == self.index_id)
+            return int(s.scalar(q.where(Segment.modality != "text")))
+
+    def file_id(self, path: str) -> int | None:
+        """The id of this index's file stored under ``path`` (escaped, relative), if any."""
+        with self.session() as s:
+            q = self._mine(select(Item.id)).where(Item.kind == FILE, Item.path == path)
+            found = s.scalar(q)
+            return int(found) if found is not None else None
 
     def rows_by_ids(self, ids: Sequence[int]) -> dict[int, Any]:
         """Rows of ``ids`` as plain rows (attribute access, no ORM objects): several times faster
@@ -411,11 +424,15 @@ class Store:
         changed: Sequence[tuple[int, dict[str, Any]]] = (),
         drop_segments: Sequence[int] = (),
         new_segments: Sequence[tuple[int, int, str, float, float]] = (),
+        spans: Sequence[dict[str, Any]] = (),
+        readings: Sequence[dict[str, Any]] = (),
     ) -> None:
         """One checkpoint's rows in one transaction: ``new`` items inserted (dicts of
         :class:`Item` columns with their ``id``; the columns left out take their defaults),
-        ``changed`` ones updated, segments replaced (``drop_segments`` ids deleted; each new one
-        ``(id, item id, modality, start, end)``). Committed whole or not at all."""
+        ``changed`` ones updated (what was read from them goes: they are read again), segments
+        replaced (``drop_segments`` ids deleted, with the spans under those ids; each new one
+        ``(id, item id, modality, start, end)``), ``spans`` and ``readings`` (dicts of
+        :class:`Span` and :class:`Reading` columns) added. Committed whole or not at all."""
         columns = set(Item.__table__.columns.keys())
         for row in (*new, *(values for _, values in changed)):
             if unknown := set(row) - columns:
@@ -427,19 +444,34 @@ class Store:
                 s.execute(insert(Item), rows[start : start + INSERT_CHUNK])
             for item_id, values in changed:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
+            changed_ids = [int(i) for i, _ in changed]
+            for start in range(0, len(changed_ids), CHUNK):
+                part = changed_ids[start : start + CHUNK]
+                s.execute(delete(Reading).where(Reading.item_id.in_(part), Reading.index_id == self.index_id))
             for start in range(0, len(drop), CHUNK):
+                s.execute(delete(Span).where(Span.id.in_(drop[start : start + CHUNK])))
                 s.execute(delete(Segment).where(Segment.id.in_(drop[start : start + CHUNK])))
             s.add_all(
                 Segment(id=i, index_id=self.index_id, item_id=item, modality=m, start=a, end=b)
                 for i, item, m, a, b in new_segments
             )
+            s.flush()
+            if spans:
+                s.execute(
+                    insert(Span), [{"words": None, "confidence": 1.0, **r, "index_id": self.index_id} for r in spans]
+                )
+            for r in readings:
+                s.merge(Reading(**{**r, "index_id": self.index_id, "read_at": _now()}))
 
     def delete(self, ids: Sequence[int]) -> None:
-        """Delete items and their segments (rows only: the caller removes the vectors)."""
+        """Delete items, their segments and what was read from them (rows only: the caller
+        removes the vectors)."""
         ids = [int(i) for i in ids]
         with self.writing("delete items") as s:
             for start in range(0, len(ids), CHUNK):
                 part = ids[start : start + CHUNK]
+                s.execute(delete(Span).where(Span.item_id.in_(part), Span.index_id == self.index_id))
+                s.execute(delete(Reading).where(Reading.item_id.in_(part), Reading.index_id == self.index_id))
                 s.execute(delete(Segment).where(Segment.item_id.in_(part), Segment.index_id == self.index_id))
                 s.execute(delete(Item).where(Item.id.in_(part), Item.index_id == self.index_id))
 
@@ -493,10 +525,89 @@ class Store:
         return out
 
     def delete_segments(self, ids: Sequence[int]) -> None:
+        """Delete segments (and the spans under their ids)."""
         ids = [int(i) for i in ids]
         with self.writing("delete segments") as s:
             for start in range(0, len(ids), CHUNK):
+                s.execute(delete(Span).where(Span.id.in_(ids[start : start + CHUNK])))
                 s.execute(delete(Segment).where(Segment.id.in_(ids[start : start + CHUNK])))
+
+    # --- words found in media (spans) and the readings that found them --------------------
+    def unread(self, source: str, modalities: Sequence[str]) -> list[int]:
+        """Ids of this index's indexed files of ``modalities`` not yet read by ``source``."""
+        with self.session() as s:
+            read = select(Reading.item_id).where(Reading.index_id == self.index_id, Reading.source == source)
+            q = self._mine(select(Item.id)).where(
+                Item.kind == FILE, Item.status == INDEXED, Item.modality.in_(list(modalities)), Item.id.not_in(read)
+            )
+            return sorted(int(i) for i in s.scalars(q))
+
+    def spans_of(self, item_ids: Sequence[int], source: str | None = None) -> list[Span]:
+        """The spans of these items, in order of item and time."""
+        ids = [int(i) for i in item_ids]
+        out: list[Span] = []
+        with self.session() as s:
+            for start in range(0, len(ids), CHUNK):
+                q = select(Span).where(Span.item_id.in_(ids[start : start + CHUNK]), Span.index_id == self.index_id)
+                if source:
+                    q = q.where(Span.source == source)
+                out.extend(s.scalars(q))
+        return sorted(out, key=lambda r: (r.item_id, r.start, r.id))
+
+    def spans_by_id(self, span_ids: Sequence[int]) -> dict[int, Span]:
+        ids = [int(i) for i in span_ids]
+        out: dict[int, Span] = {}
+        with self.session() as s:
+            for start in range(0, len(ids), CHUNK):
+                q = select(Span).where(Span.id.in_(ids[start : start + CHUNK]), Span.index_id == self.index_id)
+                out.update({r.id: r for r in s.scalars(q)})
+        return out
+
+    def search_spans(self, terms: Terms, limit: int, source: str | None = None) -> list[tuple[int, int, float]]:
+        """``(span id, item id, score)`` of the spans matching ``terms`` (full text), best first."""
+        with self.engine.connect() as conn:
+            return search_spans(conn, self.index_id, terms, limit, source)
+
+    def span_problems(self) -> dict[str, list[int]]:
+        """Disagreements of the words found in media: spans without their segment (``unplaced``),
+        text segments without their span (``wordless``), and (SQLite) whether the full-text
+        index agrees with the spans (``fulltext``: [1] when it does not)."""
+        with self.session() as s:
+            spans = set(s.scalars(select(Span.id).where(Span.index_id == self.index_id)))
+            q = select(Segment.id).where(Segment.index_id == self.index_id, Segment.modality == "text")
+            segments = set(s.scalars(q))
+        out = {"unplaced": sorted(spans - segments), "wordless": sorted(segments - spans), "fulltext": []}
+        if self.engine.dialect.name == "sqlite":
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql("INSERT INTO spans_fts(spans_fts, rank) VALUES ('integrity-check', 1)")
+            except SQLAlchemyError:
+                out["fulltext"] = [1]
+        return out
+
+    def rebuild_fulltext(self) -> None:
+        """Make the full-text index again from the spans (SQLite; PostgreSQL's index is kept by
+        the database itself)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO spans_fts(spans_fts) VALUES ('rebuild')")
+
+    def readings(self, source: str) -> dict[str, float]:
+        """What ``source`` read in this index: files, files with words, seconds of media, failures."""
+        with self.session() as s:
+            q = select(
+                func.count(),
+                func.sum(Reading.seconds),
+                func.count().filter(Reading.spans > 0),
+                func.count().filter(Reading.reason != ""),
+            ).where(Reading.index_id == self.index_id, Reading.source == source)
+            files, seconds, with_words, failed = s.execute(q).one()
+        return {
+            "files": int(files or 0),
+            "with_words": int(with_words or 0),
+            "seconds": float(seconds or 0.0),
+            "failed": int(failed or 0),
+        }
 
     def save_manifest_copy(self, manifest: Manifest) -> None:
         """Keep a copy of the manifest, so a damaged manifest file can be restored."""
@@ -530,5 +641,7 @@ class Store:
         """Every item row of this index (other indexes in the database keep theirs; the files
         whose decoder crashed or hung stay remembered)."""
         with self.writing("delete every item") as s:
+            s.execute(delete(Span).where(Span.index_id == self.index_id))
+            s.execute(delete(Reading).where(Reading.index_id == self.index_id))
             s.execute(delete(Segment).where(Segment.index_id == self.index_id))
             s.execute(delete(Item).where(Item.index_id == self.index_id))

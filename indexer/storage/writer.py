@@ -44,13 +44,18 @@ class VectorChange:
 
 @dataclass
 class RowChange:
-    """One checkpoint's rows: items inserted (with their ids) and updated, segments replaced
-    (see :meth:`indexer.storage.store.Store.save_items`)."""
+    """One checkpoint's rows: items inserted (with their ids) and updated, segments replaced,
+    words found in media (see :meth:`indexer.storage.store.Store.save_items`)."""
 
     new: Sequence[dict] = ()
     changed: Sequence[tuple[int, dict]] = ()
     drop_segments: Sequence[int] = ()
     new_segments: Sequence[tuple[int, int, str, float, float]] = ()
+    spans: Sequence[dict] = ()  # words found in media (Span columns)
+    readings: Sequence[dict] = ()  # the files they were read from (Reading columns)
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.changed or self.drop_segments or self.new_segments or self.readings)
 
 
 class IndexWriter:
@@ -131,7 +136,7 @@ class IndexWriter:
                 shards.add(change.vectors, change.ids)
             shards.flush()
         crash_point("vectors-written")
-        self.store.save_items(rows.new, rows.changed, rows.drop_segments, rows.new_segments)
+        self.store.save_items(rows.new, rows.changed, rows.drop_segments, rows.new_segments, rows.spans, rows.readings)
         crash_point("rows-committed")
 
     def follow(self, shard_sets: dict[str, ShardSet], budget: int) -> list[str]:

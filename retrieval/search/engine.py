@@ -151,7 +151,7 @@ class Engine:
         if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
             raise QueryError(f"offset must be a whole number >= 0, not {offset!r}")
         plan = self._plan(text, image, audio, vector, to, k, segments, **filters)
-        hits = self._run([plan.vector], plan, plan.k + int(offset))[0]
+        hits = self._run([plan], plan.k + int(offset))[0]
         return [h for h in hits if h.rank > offset] if offset else hits
 
     def search_batch(
@@ -165,11 +165,11 @@ class Engine:
         for n, q in enumerate(queries):
             plan = self._plan(**{"to": to, "k": k, **q})
             if plan.conditions or plan.videos_only:
-                results[n] = self._run([plan.vector], plan, plan.k)[0]
+                results[n] = self._run([plan], plan.k)[0]
             else:
                 plain.setdefault((plan.targets, plan.k, plan.segments), []).append((n, plan))
         for group in plain.values():
-            answers = self._run([plan.vector for _, plan in group], group[0][1], group[0][1].k)
+            answers = self._run([plan for _, plan in group], group[0][1].k)
             for (n, _), hits in zip(group, answers):
                 results[n] = hits
         return [r or [] for r in results]
@@ -196,12 +196,21 @@ class Engine:
         k = _check_k(k)
         conditions = Filters.from_kwargs(**filters)
         encoder = self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder()
-        return _Plan(embed_parts(encoder, parts, self.dim), targets, k, conditions, bool(segments), videos_only)
+        words = " ".join(p.value for p in parts if p.modality == "text")
+        vector = embed_parts(encoder, parts, self.dim)
+        return _Plan(vector, targets, k, conditions, bool(segments), videos_only, words)
 
-    def _run(self, vectors: list[np.ndarray], plan: "_Plan", k: int) -> list[list[Hit]]:
-        """``vectors`` (queries alike but for their vectors) searched as ``plan`` says."""
+    def _run(self, plans: list["_Plan"], k: int) -> list[list[Hit]]:
+        """``plans`` (queries alike but for their vectors and words) searched as the first says."""
+        plan = plans[0]
         return self._search_vectors(
-            np.stack(vectors), list(plan.targets), k, plan.conditions, plan.segments, plan.videos_only
+            np.stack([p.vector for p in plans]),
+            list(plan.targets),
+            k,
+            plan.conditions,
+            plan.segments,
+            plan.videos_only,
+            [p.words for p in plans],
         )
 
     def _search_vectors(
@@ -212,6 +221,7 @@ class Engine:
         filters: Filters,
         segments: bool = False,
         videos_only: frozenset[str] = frozenset(),
+        words: list[str] | None = None,
     ) -> list[list[Hit]]:
         out: list[list[Hit]] = [[] for _ in range(len(queries))]
         for modality in targets:
@@ -254,6 +264,10 @@ class Engine:
             from .moments import with_moments
 
             found = with_moments(self, modality, queries, found, k, allowed, segments)
+            if modality == "audio" and not segments and self.index.segment_shards("text") is not None:
+                from .words import with_words
+
+                found = with_words(self, queries, words or [""] * len(queries), found, k, allowed)
             for q in range(len(queries)):
                 out[q].extend(found[q])
         return out
@@ -308,6 +322,19 @@ class Engine:
             row = self.index.rows([segment.item_id]).get(segment.item_id) if segment is not None else None
             return self.hit_of(0, 0.0, row, segment=segment) if row is not None and row.status == INDEXED else None
         return self.hit_of(0, 0.0, row) if row is not None and row.status == INDEXED else None
+
+    def transcript(self, item: int | str | os.PathLike) -> tuple[Hit, list[dict[str, Any]]]:
+        """What is said in an indexed file (its id, or its path): the file as a hit, and its
+        utterances in order, each ``{start, end, text, confidence, words}`` (``words``: a list
+        of ``[start, end, word, probability]``); empty when nothing was heard or it was not
+        transcribed.
+
+        Raises:
+            QueryError: no such indexed file.
+        """
+        from .words import transcript
+
+        return transcript(self, item)
 
     def vector(self, item_id: int, track: str | None = None) -> np.ndarray:
         """The stored vector of an indexed item ("more like this"). A video has two: its frames'
@@ -380,6 +407,7 @@ class _Plan:
     conditions: Filters
     segments: bool
     videos_only: frozenset[str]
+    words: str = ""  # the query's text parts, for the full-text search of words found in media
 
 
 class _NoEncoder:

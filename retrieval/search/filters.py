@@ -6,6 +6,8 @@
 - ``min_size`` / ``max_size``: bytes. ``after`` / ``before``: ISO dates or datetimes (local
   time when no zone is given), or ``datetime`` / ``date`` objects, on the file's mtime.
 - ``min_duration`` / ``max_duration``: seconds of audio (items without a duration never match).
+- ``has_speech``: True, only files in which speech was heard (transcribed, with words); False,
+  only files without (not transcribed, or nothing heard).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Filters:
     before: Any = None
     min_duration: float | None = None
     max_duration: float | None = None
+    has_speech: bool | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "Filters":
@@ -77,6 +80,16 @@ class Filters:
             out.append(Item.mtime_ns >= to_ns(self.after, "after"))
         if self.before is not None:
             out.append(Item.mtime_ns < to_ns(self.before, "before"))
+        if self.has_speech is not None:
+            if not isinstance(self.has_speech, bool):
+                raise QueryError(f"has_speech must be True or False, not {self.has_speech!r}")
+            from sqlalchemy import select
+
+            from indexer.storage.constants import SPEECH
+            from indexer.storage.schema import Reading
+
+            heard = select(Reading.item_id).where(Reading.source == SPEECH, Reading.spans > 0)
+            out.append(Item.id.in_(heard) if self.has_speech else Item.id.not_in(heard))
         return out
 
 

@@ -85,6 +85,9 @@ class Hit:
     # texts file's name) and its mtime in ns (what a server checks the file against).
     relpath: str | None = None
     mtime_ns: int | None = None
+    # Words found in the file that matched (a hit found by what is said in it: ``track`` is
+    # "speech"), with a little context; None otherwise.
+    snippet: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -114,6 +114,7 @@ KNOWN_SEARCH = (
     "before",
     "min_duration",
     "max_duration",
+    "has_speech",
     "like",
     "like_track",
     "image_weight",
@@ -204,4 +205,8 @@ def _filters(query: dict[str, list[str]]) -> dict[str, Any]:
     for name in ("min_duration", "max_duration"):
         if (value := _one(query, name)) is not None:
             filters[name] = _float(value, name)
+    if (value := _one(query, "has_speech")) is not None:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ApiError(400, "bad_filter", f"has_speech: {value!r}: give true or false", "has_speech")
+        filters["has_speech"] = value.lower() in ("true", "1")
     return filters

@@ -94,8 +94,10 @@ async def _search(
         hits = await ctx.blocking(run)
     results: dict[str, list[dict[str, Any]]] = {}
     for hit in hits:
-        # By what matched: a video's frame among the images, its soundtrack among the audio.
-        results.setdefault(hit.track or hit.modality, []).append(hit_json(hit))
+        # By what matched: a video's frame among the images, its soundtrack among the audio (and
+        # what is said in a file among the audio, ranked with them).
+        group = "audio" if hit.track == "speech" else hit.track or hit.modality
+        results.setdefault(group, []).append(hit_json(hit))
     took = (time.perf_counter() - started) * 1000
     return {"query": params.echo() | {k: True for k in parts}, "took_ms": round(took, 2), "results": results}
 

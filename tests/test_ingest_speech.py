@@ -1,0 +1,204 @@
+"""Speech in the index (indexer/ingest/build.py's reading phase, the spans and readings of
+indexer/storage): transcribed with the file, incremental, crash-safe, on SQLite and PostgreSQL.
+Real Whisper forward passes on espeak-ng speech."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import indexer
+from indexer.storage.check import check_index
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
+from indexer.storage.store import Store
+from retrieval.models.speech import SpeechRecognizer
+from tests.helpers import speak, touch_later, write_audio, write_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def recognizer() -> SpeechRecognizer:
+    return SpeechRecognizer()
+
+
+def _folder(root: Path) -> Path:
+    speak(root / "talks/budget.wav", "the budget meeting starts at nine", before=1.0)
+    speak(root / "talks/party.wav", "happy birthday dear grandmother", voice="en-gb")
+    write_audio(root / "music/tone.wav", seed=3, seconds=2.0)
+    write_image(root / "pics/a.png", seed=1)
+    return root
+
+
+def _run(root: Path, tiny, recognizer, db_url: str | None = None, **kw) -> indexer.Summary:
+    options = indexer.IndexOptions(workers=0, db_url=db_url, transcriber=recognizer, **kw)
+    return indexer.index_folder(root, tiny, options)
+
+
+def _store(root: Path, db_url: str | None = None) -> Store:
+    layout = Layout(root / ".xmr")
+    manifest = read_manifest(layout)
+    return Store.of_index(db_url or layout.db_url(manifest.db), manifest)
+
+
+def _spans(root: Path, db_url: str | None = None) -> dict[str, list[str]]:
+    """{file name: its spans' texts} of every file with spans."""
+    store = _store(root, db_url)
+    try:
+        names = {r.id: Path(r.path).name for r in store.file_rows()}
+        out: dict[str, list[str]] = {}
+        for sp in store.spans_of(list(names)):
+            out.setdefault(names[sp.item_id], []).append(sp.text)
+        return out
+    finally:
+        store.close()
+
+
+def test_speech_is_transcribed_with_its_file_and_kept_in_step_with_the_folder(
+    tmp_path: Path, tiny, recognizer, db_url: str
+) -> None:
+    root = _folder(tmp_path / "media")
+    first = _run(root, tiny, recognizer, db_url)
+    assert first.transcribed == 3 and first.speech_seconds > 4  # the tone too: read, nothing heard
+    spans = _spans(root, db_url)
+    assert set(spans) == {"budget.wav", "party.wav"} and "budget" in spans["budget.wav"][0].lower()
+    assert check_index(root / ".xmr").ok, check_index(root / ".xmr").problems
+    store = _store(root, db_url)
+    assert store.readings("speech") | {"seconds": 0} == {"files": 3, "with_words": 2, "seconds": 0, "failed": 0}
+    store.close()
+
+    again = _run(root, tiny, recognizer, db_url)
+    assert (again.transcribed, again.added, again.updated) == (0, 0, 0)  # nothing read twice
+    assert _spans(root, db_url) == spans
+
+    speak(root / "talks/party.wav", "the train leaves from platform four")  # changed: heard anew
+    touch_later(root / "talks/party.wav")
+    os.rename(root / "talks/budget.wav", root / "talks/moved.wav")  # moved: keeps its transcript
+    (root / "music/tone.wav").unlink()  # removed: its reading goes with it
+    third = _run(root, tiny, recognizer, db_url)
+    assert (third.transcribed, third.updated, third.moved, third.removed) == (1, 1, 1, 1)
+    now = _spans(root, db_url)
+    assert set(now) == {"moved.wav", "party.wav"} and now["moved.wav"] == spans["budget.wav"]
+    assert "platform" in " ".join(now["party.wav"]).lower() and "birthday" not in " ".join(now["party.wav"]).lower()
+    store = _store(root, db_url)
+    assert store.readings("speech")["files"] == 2
+    assert not any(store.span_problems().values())
+    store.close()
+    assert check_index(root / ".xmr").ok, check_index(root / ".xmr").problems
+
+
+def test_speech_turned_on_later_transcribes_what_is_indexed_and_embeds_nothing_again(
+    tmp_path: Path, tiny, recognizer
+) -> None:
+    root = _folder(tmp_path / "media")
+    off = _run(root, tiny, recognizer, speech=False)
+    assert off.transcribed == 0 and _spans(root) == {}
+    assert read_manifest(Layout(root / ".xmr")).options["speech"] is False
+    still_off = _run(root, tiny, recognizer)  # a plain re-run keeps what was recorded
+    assert still_off.transcribed == 0 and still_off.recorded_options == {"speech": False}
+    on = _run(root, tiny, recognizer, speech=True)
+    assert (on.transcribed, on.added, on.updated, on.unchanged) == (3, 0, 0, 4)
+    assert set(_spans(root)) == {"budget.wav", "party.wav"}
+    assert "speech" not in read_manifest(Layout(root / ".xmr")).options  # on is the default again
+    no_model = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0))  # Python, no transcriber
+    assert no_model.transcribed == 0 and set(_spans(root)) == {"budget.wav", "party.wav"}
+
+
+def test_a_file_that_cannot_be_heard_costs_its_transcript_only(tmp_path: Path, tiny, recognizer) -> None:
+    class Deaf:
+        source, model_id = "speech", "deaf:1"
+
+        def transcribe(self, path: Path):  # noqa: ANN201
+            if path.name == "party.wav":
+                raise ValueError("cannot decode audio: a broken stream")
+            return recognizer.transcribe(path)
+
+    root = _folder(tmp_path / "media")
+    summary = _run(root, tiny, Deaf())
+    assert summary.transcribed == 2 and summary.counts == {"audio": 3, "image": 1}
+    assert set(_spans(root)) == {"budget.wav"}
+    store = _store(root)
+    assert store.readings("speech")["failed"] == 1
+    store.close()
+    assert _run(root, tiny, Deaf()).transcribed == 0  # not tried again until the file changes
+
+
+CHILD = """
+import sys
+import indexer, retrieval
+from retrieval.models.speech import SpeechRecognizer
+enc = retrieval.create_model("xmr-tiny", device="cpu")
+options = indexer.IndexOptions(workers=0, transcriber=SpeechRecognizer(), checkpoint_items=1)
+indexer.index_folder(sys.argv[1], enc, options)
+"""
+
+
+@pytest.mark.parametrize("crash", ["vectors-written:4", "rows-committed:4"])
+def test_a_kill_while_spans_are_written_loses_and_duplicates_nothing(
+    tmp_path: Path, tiny, recognizer, crash: str
+) -> None:
+    """Killed between a transcript's vectors and its rows, or just after, the next run finishes
+    the transcripts: each file read once, each span one vector, the full-text index whole."""
+    root = _folder(tmp_path / "media")
+    speak(root / "talks/third.wav", "please leave a message after the tone")
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(root)],
+        cwd=ROOT,
+        env={**os.environ, "XMR_CRASH_AT": crash},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr
+    store = _store(root)
+    assert 0 < store.readings("speech")["files"] < 4  # killed amid the transcripts
+    store.close()
+    _run(root, tiny, recognizer)
+    report = check_index(root / ".xmr")
+    assert report.ok, report.problems
+    assert set(_spans(root)) == {"budget.wav", "party.wav", "third.wav"}
+    store = _store(root)
+    assert store.readings("speech")["files"] == 4
+    spans = store.spans_of(sorted(store.ids()))
+    assert len({sp.item_id for sp in spans}) == len(spans) == 3  # one utterance each, none twice
+    store.close()
+
+
+def test_a_shared_database_keeps_two_indexes_words_apart(tmp_path: Path, tiny, recognizer, db_url: str) -> None:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    speak(a / "one.wav", "the budget meeting starts at nine")
+    speak(b / "two.wav", "happy birthday dear grandmother")
+    _run(a, tiny, recognizer, db_url)
+    _run(b, tiny, recognizer, db_url)
+    from indexer.storage.fulltext import parse_terms
+
+    for root, word, other in ((a, "budget", "birthday"), (b, "birthday", "budget")):
+        store = _store(root, db_url)
+        assert len(store.search_spans(parse_terms(word), 10)) == 1
+        assert store.search_spans(parse_terms(other), 10) == []
+        store.close()
+
+
+def test_speech_in_videos_and_the_summary_json(tmp_path: Path, tiny, recognizer) -> None:
+    import soundfile as sf
+
+    from tests.helpers import write_video
+
+    root = tmp_path / "media"
+    talk, _ = sf.read(speak(tmp_path / "talk.wav", "happy birthday to you", before=0.5), dtype="float32")
+    pictures = [np.full((32, 32, 3), 80 * n, np.uint8) for n in range(2)]
+    write_video(root / "party.mp4", pictures, seconds_each=len(talk) / 32000, wave=talk)
+    write_video(root / "quiet.mp4", pictures, seconds_each=1.0)
+    summary = _run(root, tiny, recognizer)
+    assert summary.transcribed == 2 and set(_spans(root)) == {"party.mp4"}
+    assert json.loads(json.dumps(summary.to_dict()))["transcribed"] == 2
+    shutil.rmtree(root / ".xmr")
