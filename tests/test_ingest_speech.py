@@ -202,3 +202,65 @@ def test_speech_in_videos_and_the_summary_json(tmp_path: Path, tiny, recognizer)
     assert summary.transcribed == 2 and set(_spans(root)) == {"party.mp4"}
     assert json.loads(json.dumps(summary.to_dict()))["transcribed"] == 2
     shutil.rmtree(root / ".xmr")
+
+
+def test_a_model_that_cannot_load_fails_no_file_and_another_model_reads_again(tmp_path: Path, tiny, recognizer) -> None:
+    from retrieval.models.speech import SpeechUnavailable
+
+    class Broken:
+        source, model_id = "speech", "broken:1"
+
+        def load(self) -> None:
+            raise SpeechUnavailable("cannot load the speech model in /nowhere: bad file")
+
+        def transcribe(self, path: Path):  # noqa: ANN201
+            raise AssertionError("never called")
+
+    class Other:  # the same words under another model's name
+        source, model_id = "speech", "other:2"
+
+        def transcribe(self, path: Path):  # noqa: ANN201
+            return recognizer.transcribe(path)
+
+    root = _folder(tmp_path / "media")
+    assert _run(root, tiny, Broken()).transcribed == 0
+    store = _store(root)
+    assert store.readings("speech")["files"] == 0  # nothing marked as failed
+    store.close()
+    assert _run(root, tiny, recognizer).transcribed == 3
+    before = _spans(root)
+    again = _run(root, tiny, Other())
+    assert (again.transcribed, again.updated) == (3, 0)  # another model: read again, nothing re-embedded
+    assert _spans(root) == before  # replaced, not doubled
+    assert check_index(root / ".xmr").ok, check_index(root / ".xmr").problems
+
+
+def test_a_video_embedded_again_at_another_frame_interval_keeps_its_words(tmp_path: Path, tiny, recognizer) -> None:
+    import soundfile as sf
+
+    from tests.helpers import write_video
+
+    root = tmp_path / "media"
+    talk, _ = sf.read(speak(tmp_path / "talk.wav", "happy birthday to you", before=0.5), dtype="float32")
+    pictures = [np.full((32, 32, 3), 80 * n, np.uint8) for n in range(2)]
+    write_video(root / "party.mp4", pictures, seconds_each=len(talk) / 32000, wave=talk)
+    assert _run(root, tiny, recognizer).transcribed == 1
+    words = _spans(root)
+    reframed = _run(root, tiny, recognizer, frame_seconds=0.5)
+    assert (reframed.updated, reframed.transcribed) == (1, 0) and _spans(root) == words
+    assert check_index(root / ".xmr").ok, check_index(root / ".xmr").problems
+
+
+def test_words_whose_rows_or_vectors_were_lost_are_read_again(tmp_path: Path, tiny, recognizer) -> None:
+    from sqlalchemy import text
+
+    root = _folder(tmp_path / "media")
+    _run(root, tiny, recognizer)
+    store = _store(root)
+    with store.engine.begin() as conn:  # a span's segment row gone (a damaged database)
+        conn.execute(text("DELETE FROM segments WHERE modality = 'text' AND id = (SELECT min(id) FROM spans)"))
+    store.close()
+    assert not check_index(root / ".xmr").ok
+    again = _run(root, tiny, recognizer)
+    assert again.transcribed == 1 and set(_spans(root)) == {"budget.wav", "party.wav"}
+    assert check_index(root / ".xmr").ok, check_index(root / ".xmr").problems

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import indexer
 from indexer.storage.fulltext import STOP, Terms, parse_terms
-from retrieval import Engine, create_model
+from retrieval import Engine, Weighted, create_model
 from retrieval.models.speech import SpeechRecognizer
 from retrieval.search.words import matched_times, snippet
 from tests.helpers import speak, write_audio
@@ -30,7 +30,9 @@ def spoken(tmp_path_factory: pytest.TempPathFactory, mini) -> Path:
     speak(root / "party.wav", "happy birthday dear grandmother", voice="en-gb", before=1.0)
     speak(root / "later.wav", "a birthday that was happy")
     write_audio(root / "tone.wav", seed=4, seconds=2.0)
-    options = indexer.IndexOptions(workers=0, transcriber=SpeechRecognizer())
+    labels = tmp_path_factory.mktemp("labels") / "labels.txt"
+    labels.write_text("a grandmother at a party\nthe budget\n")
+    options = indexer.IndexOptions(workers=0, transcriber=SpeechRecognizer(), texts=[str(labels)])
     summary = indexer.index_folder(root, mini, options)
     assert summary.transcribed == 4
     return root
@@ -154,3 +156,42 @@ def test_matched_times_and_snippets_from_a_span() -> None:
     long = "word " * 100 + "needle " + "word " * 100
     cut = snippet(long, parse_terms("needle"))
     assert "needle" in cut and cut.startswith("…") and cut.endswith("…") and len(cut) <= 202
+
+
+def test_words_stay_with_audio_queries_of_words_only(spoken: Path, mini) -> None:
+    """Text targets never list audio by its words; a query with no words (a sound, a text part
+    steering away) is ranked by the vectors alone; every moment still listed with segments=True;
+    full text honours the filters."""
+    with Engine.open(spoken / ".xmr", model=mini) as engine:
+        as_text = engine.search("grandmother", to="text", k=10)
+        assert as_text and all(h.modality == "text" for h in as_text)
+        for hits in (
+            engine.search(audio=str(spoken / "party.wav"), to="audio", k=4),
+            engine.search(text=Weighted("grandmother", -1.0), to="audio", k=4),
+        ):
+            assert hits and all(h.track is None and h.snippet is None for h in hits)
+        listed = engine.search("grandmother", to="audio", k=10, segments=True)
+        assert {Path(h.path).name for h in listed} == {"budget.wav", "party.wav", "later.wav", "tone.wav"}
+        (only,) = engine.search("happy", to="audio", k=1, path="later*")  # party.wav says it too
+        assert Path(only.path).name == "later.wav" and only.track == "speech"
+
+
+def test_fusion_ranks_by_reciprocal_rank_and_takes_files_the_tower_missed(spoken: Path, mini) -> None:
+    """The tower may return fewer hits than the words find (IVF probes, rows not yet committed):
+    a file found by words alone is a hit of its own, and scores are sums of 1/(60 + rank)."""
+    from retrieval.search.words import RRF_K, _fuse
+
+    with Engine.open(spoken / ".xmr", model=mini) as engine:
+        store = engine.index.store
+        spans = {Path(r.path).name: None for r in store.file_rows()}
+        names = {r.id: Path(r.path).name for r in store.file_rows()}
+        for sp in store.spans_of(list(names)):
+            spans[names[sp.item_id]] = sp.id
+        tone = next(h for h in engine.search("x", to="audio", k=10) if Path(h.path).name == "tone.wav")
+        vector = [(spans["later.wav"], 0.9), (spans["budget.wav"], 0.8), (spans["party.wav"], 0.7)]
+        text = [(spans["party.wav"], 3.0)]
+        fused = _fuse(engine, store, [tone], vector, text, parse_terms("grandmother"), 4, None)
+    assert [Path(h.path).name for h in fused] == ["party.wav", "tone.wav", "later.wav", "budget.wav"]
+    assert fused[0].score == pytest.approx(1 / (RRF_K + 3) + 1 / (RRF_K + 1))
+    assert fused[2].score == pytest.approx(1 / (RRF_K + 1)) and fused[2].track == "speech"
+    assert [h.rank for h in fused] == [1, 2, 3, 4] and fused[1].track is None

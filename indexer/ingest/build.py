@@ -191,6 +191,7 @@ class Work:
     path: str | None = None  # file to decode; None for text lines
     text: str | None = None
     rel: str = ""  # the stored (escaped, relative) path of a file
+    old_hash: str | None = None  # an indexed file's content hash before this run (same: its words stay)
 
 
 ProgressFn = Callable[[int, int], None]
@@ -337,8 +338,10 @@ class _Run:
         self.reading = bool(options.speech and options.transcriber is not None and "text" in encoder.modalities)
         if self.reading or any(layout.shards.glob("text-segments-*")):
             self.segment_shards["text"] = self.writer.segment_shards("text", factory, mmap=True)
-        self.pending_spans: list[dict] = []
-        self.pending_readings: list[dict] = []
+        # Transcripts read, each (its text segments' vectors, segment rows, spans, reading), one
+        # tuple a file: appended whole, so a Ctrl-C never leaves a file's part pending.
+        self.pending_reads: list[tuple[np.ndarray | None, list, list[dict], dict]] = []
+        self.reread: set[int] = set()  # files read before (another model, a failure retried): old words go
         self.pending_segments: list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = []
         # Segment vectors of files decoded but not yet embedded (their rows not yet pending).
         self.segment_results: dict[int, list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]]] = {}
@@ -423,6 +426,7 @@ class _Run:
     # --- the run -------------------------------------------------------------------------
     def execute(self) -> Summary:
         self._reconcile()
+        self._reconcile_words()
         self._reconcile_segments()
         if reindex := self.options.reindex_type or (self.manifest.reindexing and self.manifest.reindexing.type):
             self._reindex(reindex)
@@ -484,6 +488,23 @@ class _Run:
                 self.store.mark_pending(unstored.tolist())
                 in_shards = np.setdiff1d(in_shards, unstored, assume_unique=True)
             self.writer.drop_orphans(shards, indexed, f"{modality} vectors", present=in_shards)
+
+    def _reconcile_words(self) -> None:
+        """Words found in media as their vectors and rows are: a file with a span but no text
+        segment (or the reverse), or a text segment without its vector (an interrupted run),
+        loses its words and is read again; the vectors left without a row go below."""
+        shards = self.segment_shards.get("text")
+        if shards is None:
+            return
+        problems = self.store.span_problems(fulltext=False)
+        rows = self.store.segment_ids(modality="text")
+        present = set(np.unique(shards.ids()).tolist())
+        wordless = set(problems["wordless"])
+        items = {item for seg, item in rows.items() if seg not in present or seg in wordless}
+        items |= {sp.item_id for sp in self.store.spans_by_id(problems["unplaced"]).values()}
+        if items:
+            log.warning("%d files had words without their vectors (interrupted run?): reading them again", len(items))
+            self.store.forget_words(sorted(items))
 
     def _reconcile_segments(self) -> None:
         """Segment vectors and rows as items are: a vector without a row goes; a row without a
@@ -578,7 +599,9 @@ class _Run:
         values = {"size": f.size, "mtime_ns": f.mtime_ns, "ext": f.ext}
         if row is not None and row.status == INDEXED and row.size == f.size and row.mtime_ns == f.mtime_ns:
             if row.id in plan.lacking:  # long audio indexed before segments, a video at another frame interval
-                plan.work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
+                plan.work.append(
+                    Work(row.id, f.modality, False, values, path=f.abs, rel=path, old_hash=row.content_hash)
+                )
             else:
                 self.summary.unchanged += 1
             return
@@ -597,7 +620,9 @@ class _Run:
                 plan.moves.append((row.id, values))  # touched, same content: keep the vector
                 self.summary.unchanged += 1
             else:
-                plan.work.append(Work(row.id, f.modality, False, values, path=f.abs, rel=path))
+                plan.work.append(
+                    Work(row.id, f.modality, False, values, path=f.abs, rel=path, old_hash=row.content_hash)
+                )
             return
         if f.size in plan.missing_sizes:  # perhaps a missing file, moved here
             digest = self._hash(f)
@@ -637,7 +662,7 @@ class _Run:
         }
         if not long:
             return set()
-        return long - set(self.store.segment_ids(sorted(long)).values())
+        return long - set(self.store.segment_ids(sorted(long), modality="audio").values())
 
     def _check_mass_removal(self, removing: int, indexed: int) -> None:
         if self.options.allow_mass_removal or indexed < MASS_REMOVAL_MIN_ITEMS or removing <= indexed / 2:
@@ -812,49 +837,56 @@ class _Run:
 
     # --- words found in media ----------------------------------------------------------
     def _read_speech(self) -> None:
-        """Transcribe the audio and video files not yet read (new, changed, or indexed before
-        speech was on): each transcript's utterances become spans, their texts embedded as
-        segments of the file, committed with a reading of the file (also when no word was
-        heard, or the file could not be read: not read again until it changes)."""
+        """Transcribe the audio and video files not yet read (new, changed, indexed before
+        speech was on, read by another model, or failed with ``--retry-failed``): each
+        transcript's utterances become spans, their texts embedded as segments of the file,
+        committed with a reading of the file (also when no word was heard, or the file could not
+        be read: not read again until it changes)."""
         self._checkpoint()  # this run's new files first: read below like the rest
         transcriber = self.transcriber = self.options.transcriber
-        ids = self.store.unread(transcriber.source, ("audio", VIDEO))
-        if not ids:
+        todo = self.store.unread(transcriber.source, ("audio", VIDEO), transcriber.model_id, self.options.retry_failed)
+        if not todo:
             return
-        log.info("transcribing speech in %d files", len(ids))
-        rows = self.store.rows_by_ids(ids)
-        self.total, self.done = self.total + len(ids), self.done
-        for item_id in ids:
+        try:
+            getattr(transcriber, "load", lambda: None)()  # a model that cannot load fails no file
+        except (RuntimeError, OSError, ValueError) as exc:
+            log.warning("speech is not transcribed: %s", exc)
+            return
+        log.info("transcribing speech in %d files", len(todo))
+        rows = self.store.rows_by_ids([i for i, _ in todo])
+        self.total += len(todo)
+        for item_id, read_before in todo:
             if self.stop.requested:
                 break
             row = rows.get(item_id)
             if row is not None:
-                self._read_one(row)
+                self.pending_reads.append(self._read_one(row))
+                if read_before:
+                    self.reread.add(item_id)
             self._report(1)
             if (
-                len(self.pending_readings) >= self.options.checkpoint_items
+                len(self.pending_reads) >= self.options.checkpoint_items
                 or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds
             ):
                 self._checkpoint()
 
-    def _read_one(self, row: Any) -> None:
+    def _read_one(self, row: Any) -> tuple[np.ndarray | None, list, list[dict], dict]:
+        """One file's transcript, ready for a checkpoint (see ``pending_reads``)."""
         transcriber, rel = self.transcriber, unescape_path(row.path)
         reading = {"item_id": row.id, "source": transcriber.source, "model": transcriber.model_id}
         try:
             transcript = transcriber.transcribe(self.root / rel)
         except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this file only
             log.warning("no transcript of %s: %s", rel, exc)
-            self.pending_readings.append(reading | {"reason": str(exc)[:500]})
-            return
-        utterances = transcript.utterances
-        texts = [u.text for u in utterances]
+            return None, [], [], reading | {"reason": str(exc)[:500]}
+        texts = [u.text for u in transcript.utterances]
         bs = self.options.batch_size
         vectors = [encode_batch(self.encoder, "text", texts[a : a + bs]) for a in range(0, len(texts), bs)]
-        segments = []
-        for u in utterances:
+        segments, spans = [], []
+        for u in transcript.utterances:
             segments.append((self.next_segment_id, row.id, "text", float(u.start), float(u.end)))
             words = [[round(w.start, 3), round(w.end, 3), w.text, round(w.probability, 3)] for w in u.words]
-            self.pending_spans.append(
+            spans.append(
                 {
                     "id": self.next_segment_id,
                     "item_id": row.id,
@@ -867,12 +899,10 @@ class _Run:
                 }
             )
             self.next_segment_id += 1
-        if segments:
-            self.pending_segments.append((np.concatenate(vectors).astype(np.float32), segments))
-        found = {"spans": len(segments), "seconds": transcript.seconds, "found_seconds": transcript.speech_seconds}
-        self.pending_readings.append(reading | found)
         self.summary.transcribed += 1
         self.summary.speech_seconds = round(self.summary.speech_seconds + transcript.seconds, 3)
+        found = {"spans": len(segments), "seconds": transcript.seconds, "found_seconds": transcript.speech_seconds}
+        return (np.concatenate(vectors).astype(np.float32) if vectors else None), segments, spans, reading | found
 
     def _report(self, more: int) -> None:
         self.done += more
@@ -952,11 +982,26 @@ class _Run:
             return encode_batch(self.encoder, modality, [w.text if w.text is not None else d.text for w, d in batch])
         return encode_batch(self.encoder, modality, [d.features for _, d in batch])
 
+    def _old_segments(self) -> tuple[list[int], list[int]]:
+        """The segments this checkpoint drops, and the files whose words go with them: the
+        moments of files embedded again (a file's words stay when its content did not change:
+        moments made anew, a video's frames at another interval), and the words of files whose
+        content changed or that are read again."""
+        unheard = {w.item_id for w in self.pending_rows if not w.new and w.values.get("content_hash") != w.old_hash}
+        unheard |= self.reread
+        old: dict[int, int] = {}
+        if self.replaced:
+            for modality in ("image", "audio"):
+                old |= self.store.segment_ids(sorted(self.replaced), modality=modality)
+        if unheard:
+            old |= self.store.segment_ids(sorted(unheard), modality="text")
+        return sorted(old), sorted(unheard)
+
     def _checkpoint(self) -> None:
         """What is embedded so far, through the index's one write path: the vectors (updated
         items' old ones removed, both of a stale video's; old segments of replaced files), then
         the rows that point at them."""
-        if not self.pending_rows and not self.pending_readings:
+        if not self.pending_rows and not self.pending_reads:
             return
         stale = np.array(self.stale_videos, dtype=np.int64)
         vectors = {}
@@ -971,7 +1016,10 @@ class _Run:
                 )
                 vectors[modality] = (self.shards[modality], change)
             self.pending_vectors[modality] = []
-        old_segments = sorted(self.store.segment_ids(sorted(self.replaced))) if self.replaced else []
+        old_segments, unheard = self._old_segments()
+        for vectors_of, segments, _, _ in self.pending_reads:
+            if segments:
+                self.pending_segments.append((vectors_of, segments))
         new_segments = [row for _, rows in self.pending_segments for row in rows]
         for modality, shards in self.segment_shards.items():
             parts = [(v, rows) for v, rows in self.pending_segments if rows and rows[0][2] == modality]
@@ -988,15 +1036,16 @@ class _Run:
             changed=[(w.item_id, {**w.values, **done}) for w in self.pending_rows if not w.new],
             drop_segments=old_segments,
             new_segments=new_segments,
-            spans=self.pending_spans,
-            readings=self.pending_readings,
+            spans=[span for _, _, spans, _ in self.pending_reads for span in spans],
+            readings=[reading for _, _, _, reading in self.pending_reads],
+            drop_readings=unheard,
         )
         self.writer.checkpoint(vectors, rows)
         self.summary.added += len(rows.new)
         self.summary.updated += len(rows.changed)
         self.pending_rows = []
         self.pending_segments = []
-        self.pending_spans, self.pending_readings = [], []
+        self.pending_reads, self.reread = [], set()
         self.replaced = set()
         self.stale_videos = []
         self.last_checkpoint = time.monotonic()

@@ -14,6 +14,7 @@ words in a phrase count).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -80,14 +81,21 @@ def create_fulltext(conn: Connection) -> None:
 
 
 def search_spans(
-    conn: Connection, index_id: int, terms: Terms, limit: int, source: str | None = None
+    conn: Connection,
+    index_id: int,
+    terms: Terms,
+    limit: int,
+    source: str | None = None,
+    item_ids: Sequence[int] | None = None,
 ) -> list[tuple[int, int, float]]:
-    """``(span id, item id, score)`` of the spans of index ``index_id`` that match ``terms``,
-    best first (a larger score is better)."""
-    if not terms or limit <= 0:
+    """``(span id, item id, score)`` of the spans of index ``index_id`` that match ``terms``
+    (of the files ``item_ids`` only, when given), best first (a larger score is better)."""
+    if not terms or limit <= 0 or (item_ids is not None and not len(item_ids)):
         return []
     source_clause = " AND s.source = :source" if source else ""
-    params = {"ix": index_id, "n": int(limit), "source": source}
+    if item_ids is not None:
+        source_clause += " AND s.item_id IN :items"
+    params = {"ix": index_id, "n": int(limit), "source": source, "items": [int(i) for i in item_ids or ()]}
     if conn.dialect.name == "sqlite":
         quoted = [" ".join(p) for p in terms.phrases] if terms.phrases else list(terms.words)
         params["q"] = (" AND " if terms.phrases else " OR ").join(f'"{t}"' for t in quoted)
@@ -105,9 +113,14 @@ def search_spans(
         )
     else:
         return []
-    from sqlalchemy import text
+    from sqlalchemy import bindparam, text
 
-    return [(int(a), int(b), float(c)) for a, b, c in conn.execute(text(sql), params)]
+    statement = text(sql)
+    if item_ids is not None:
+        statement = statement.bindparams(bindparam("items", expanding=True))
+    else:
+        params.pop("items")
+    return [(int(a), int(b), float(c)) for a, b, c in conn.execute(statement, params)]
 
 
 def _is_pg(conn: Connection) -> bool:

@@ -92,10 +92,12 @@ class IndexReader:
         ids = [int(i) for i in ids]
         return self._fast.segment_rows(ids) if self._fast is not None else self.store.segment_rows(ids)
 
-    def segment_ids_of(self, item_ids: Any) -> dict[int, int]:
-        """``{segment id: item id}`` of the segments of ``item_ids``."""
+    def segment_ids_of(self, item_ids: Any, modality: str | None = None) -> dict[int, int]:
+        """``{segment id: item id}`` of the segments of ``item_ids`` (of ``modality`` only, when given)."""
         ids = [int(i) for i in item_ids]
-        return self._fast.segment_ids_of(ids) if self._fast is not None else self.store.segment_ids(ids)
+        if self._fast is not None:
+            return self._fast.segment_ids_of(ids, modality)
+        return self.store.segment_ids(ids, modality=modality)
 
     # --- vectors -------------------------------------------------------------------------
     def segment_shards(self, modality: str) -> ShardSet | None:

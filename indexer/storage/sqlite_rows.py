@@ -113,10 +113,11 @@ class SqliteRows:
         rows = self._select_in(sql, ids, lambda cursor: [SegmentRow(*r) for r in cursor.fetchall()])
         return {r.id: r for r in rows}
 
-    def segment_ids_of(self, item_ids: Sequence[int]) -> dict[int, int]:
-        """``{segment id: item id}`` of the segments of ``item_ids``, as :meth:`Store.segment_ids`."""
-        sql = "SELECT id, item_id FROM segments WHERE item_id IN ({marks}) AND index_id = ?"
-        return {int(a): int(b) for a, b in self._select_in(sql, item_ids, lambda cursor: cursor.fetchall())}
+    def segment_ids_of(self, item_ids: Sequence[int], modality: str | None = None) -> dict[int, int]:
+        """``{segment id: item id}`` of the segments of ``item_ids`` (of ``modality``), as :meth:`Store.segment_ids`."""
+        sql = "SELECT id, item_id, modality FROM segments WHERE item_id IN ({marks}) AND index_id = ?"
+        found = self._select_in(sql, item_ids, lambda cursor: cursor.fetchall())
+        return {int(a): int(b) for a, b, m in found if modality is None or m == modality}
 
     def counts(self) -> dict[str, int]:
         """Indexed items per modality, as :meth:`Store.counts`."""

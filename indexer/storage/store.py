@@ -426,10 +426,11 @@ class Store:
         new_segments: Sequence[tuple[int, int, str, float, float]] = (),
         spans: Sequence[dict[str, Any]] = (),
         readings: Sequence[dict[str, Any]] = (),
+        drop_readings: Sequence[int] = (),
     ) -> None:
         """One checkpoint's rows in one transaction: ``new`` items inserted (dicts of
         :class:`Item` columns with their ``id``; the columns left out take their defaults),
-        ``changed`` ones updated (what was read from them goes: they are read again), segments
+        ``changed`` ones updated, the readings of ``drop_readings`` files deleted, segments
         replaced (``drop_segments`` ids deleted, with the spans under those ids; each new one
         ``(id, item id, modality, start, end)``), ``spans`` and ``readings`` (dicts of
         :class:`Span` and :class:`Reading` columns) added. Committed whole or not at all."""
@@ -444,9 +445,9 @@ class Store:
                 s.execute(insert(Item), rows[start : start + INSERT_CHUNK])
             for item_id, values in changed:
                 s.execute(update(Item).where(Item.id == item_id).values(**values))
-            changed_ids = [int(i) for i, _ in changed]
-            for start in range(0, len(changed_ids), CHUNK):
-                part = changed_ids[start : start + CHUNK]
+            unread = [int(i) for i in drop_readings]
+            for start in range(0, len(unread), CHUNK):
+                part = unread[start : start + CHUNK]
                 s.execute(delete(Reading).where(Reading.item_id.in_(part), Reading.index_id == self.index_id))
             for start in range(0, len(drop), CHUNK):
                 s.execute(delete(Span).where(Span.id.in_(drop[start : start + CHUNK])))
@@ -533,14 +534,23 @@ class Store:
                 s.execute(delete(Segment).where(Segment.id.in_(ids[start : start + CHUNK])))
 
     # --- words found in media (spans) and the readings that found them --------------------
-    def unread(self, source: str, modalities: Sequence[str]) -> list[int]:
-        """Ids of this index's indexed files of ``modalities`` not yet read by ``source``."""
+    def unread(
+        self, source: str, modalities: Sequence[str], model: str, retry_failed: bool = False
+    ) -> list[tuple[int, bool]]:
+        """``(id, read before)`` of this index's indexed files of ``modalities`` that ``source``
+        has not read with ``model``: never read, read by another model, or (``retry_failed``)
+        whose reading failed."""
         with self.session() as s:
-            read = select(Reading.item_id).where(Reading.index_id == self.index_id, Reading.source == source)
+            mine = (Reading.index_id == self.index_id, Reading.source == source)
+            done = select(Reading.item_id).where(*mine, Reading.model == model)
+            if retry_failed:
+                done = done.where(Reading.reason == "")
             q = self._mine(select(Item.id)).where(
-                Item.kind == FILE, Item.status == INDEXED, Item.modality.in_(list(modalities)), Item.id.not_in(read)
+                Item.kind == FILE, Item.status == INDEXED, Item.modality.in_(list(modalities)), Item.id.not_in(done)
             )
-            return sorted(int(i) for i in s.scalars(q))
+            todo = sorted(int(i) for i in s.scalars(q))
+            read = set(s.scalars(select(Reading.item_id).where(*mine))) if todo else set()
+        return [(i, i in read) for i in todo]
 
     def spans_of(self, item_ids: Sequence[int], source: str | None = None) -> list[Span]:
         """The spans of these items, in order of item and time."""
@@ -563,12 +573,15 @@ class Store:
                 out.update({r.id: r for r in s.scalars(q)})
         return out
 
-    def search_spans(self, terms: Terms, limit: int, source: str | None = None) -> list[tuple[int, int, float]]:
-        """``(span id, item id, score)`` of the spans matching ``terms`` (full text), best first."""
+    def search_spans(
+        self, terms: Terms, limit: int, source: str | None = None, item_ids: Sequence[int] | None = None
+    ) -> list[tuple[int, int, float]]:
+        """``(span id, item id, score)`` of the spans matching ``terms`` (full text; of the files
+        ``item_ids`` only, when given), best first."""
         with self.engine.connect() as conn:
-            return search_spans(conn, self.index_id, terms, limit, source)
+            return search_spans(conn, self.index_id, terms, limit, source, item_ids)
 
-    def span_problems(self) -> dict[str, list[int]]:
+    def span_problems(self, fulltext: bool = True) -> dict[str, list[int]]:
         """Disagreements of the words found in media: spans without their segment (``unplaced``),
         text segments without their span (``wordless``), and (SQLite) whether the full-text
         index agrees with the spans (``fulltext``: [1] when it does not)."""
@@ -577,13 +590,29 @@ class Store:
             q = select(Segment.id).where(Segment.index_id == self.index_id, Segment.modality == "text")
             segments = set(s.scalars(q))
         out = {"unplaced": sorted(spans - segments), "wordless": sorted(segments - spans), "fulltext": []}
-        if self.engine.dialect.name == "sqlite":
+        if fulltext and self.engine.dialect.name == "sqlite":
             try:
                 with self.engine.begin() as conn:
                     conn.exec_driver_sql("INSERT INTO spans_fts(spans_fts, rank) VALUES ('integrity-check', 1)")
             except SQLAlchemyError:
                 out["fulltext"] = [1]
         return out
+
+    def forget_words(self, item_ids: Sequence[int]) -> None:
+        """Delete the words found in these files (spans, their text segments, the readings), so
+        that they are read again (the caller drops the segments' vectors)."""
+        ids = [int(i) for i in item_ids]
+        with self.writing("forget words found in media") as s:
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start : start + CHUNK]
+                s.execute(delete(Span).where(Span.item_id.in_(part), Span.index_id == self.index_id))
+                s.execute(delete(Reading).where(Reading.item_id.in_(part), Reading.index_id == self.index_id))
+                text_segments = (
+                    Segment.item_id.in_(part),
+                    Segment.index_id == self.index_id,
+                    Segment.modality == "text",
+                )
+                s.execute(delete(Segment).where(*text_segments))
 
     def rebuild_fulltext(self) -> None:
         """Make the full-text index again from the spans (SQLite; PostgreSQL's index is kept by

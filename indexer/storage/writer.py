@@ -53,6 +53,7 @@ class RowChange:
     new_segments: Sequence[tuple[int, int, str, float, float]] = ()
     spans: Sequence[dict] = ()  # words found in media (Span columns)
     readings: Sequence[dict] = ()  # the files they were read from (Reading columns)
+    drop_readings: Sequence[int] = ()  # files whose words go (changed, or read again)
 
     def __bool__(self) -> bool:
         return bool(self.new or self.changed or self.drop_segments or self.new_segments or self.readings)
@@ -136,7 +137,15 @@ class IndexWriter:
                 shards.add(change.vectors, change.ids)
             shards.flush()
         crash_point("vectors-written")
-        self.store.save_items(rows.new, rows.changed, rows.drop_segments, rows.new_segments, rows.spans, rows.readings)
+        self.store.save_items(
+            rows.new,
+            rows.changed,
+            drop_segments=rows.drop_segments,
+            new_segments=rows.new_segments,
+            spans=rows.spans,
+            readings=rows.readings,
+            drop_readings=rows.drop_readings,
+        )
         crash_point("rows-committed")
 
     def follow(self, shard_sets: dict[str, ShardSet], budget: int) -> list[str]:

@@ -93,11 +93,10 @@ class SpeechRecognizer:
         folder = Path(path) if path else default_model_path()
         if not (folder / "model.bin").is_file() or not (folder / "config.json").is_file():
             raise SpeechUnavailable(f"{folder} is not a CTranslate2 Whisper model (model.bin and config.json)")
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError:
-            raise SpeechUnavailable("speech needs faster-whisper: pip install faster-whisper") from None
-        del WhisperModel  # checked here; loaded on the first transcription (a folder without speech pays nothing)
+        import importlib.util
+
+        if importlib.util.find_spec("faster_whisper") is None:  # imported on the first transcription
+            raise SpeechUnavailable("speech needs faster-whisper: pip install faster-whisper")
         self.path = folder
         self.name = "whisper-tiny.en" if path is None else folder.name
         self.model_id = f"{self.name}:{_fingerprint(folder)}"

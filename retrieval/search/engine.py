@@ -196,7 +196,7 @@ class Engine:
         k = _check_k(k)
         conditions = Filters.from_kwargs(**filters)
         encoder = self.encoder if any(p.modality != "vector" for p in parts) else _NoEncoder()
-        words = " ".join(p.value for p in parts if p.modality == "text")
+        words = " ".join(p.value for p in parts if p.modality == "text" and p.weight > 0)  # steering away: no words
         vector = embed_parts(encoder, parts, self.dim)
         return _Plan(vector, targets, k, conditions, bool(segments), videos_only, words)
 
@@ -261,10 +261,12 @@ class Engine:
                     hits.append(self.hit_of(rank, float(score), row, track=modality))
                     if rank == k:
                         break
-            from .moments import with_moments
+            if modality != "text":  # the text-segments shards hold words found in media, not moments
+                from .moments import with_moments
 
-            found = with_moments(self, modality, queries, found, k, allowed, segments)
-            if modality == "audio" and not segments and self.index.segment_shards("text") is not None:
+                found = with_moments(self, modality, queries, found, k, allowed, segments)
+            has_words = any(words or []) and self.index.segment_shards("text") is not None
+            if modality == "audio" and not segments and has_words:
                 from .words import with_words
 
                 found = with_words(self, queries, words or [""] * len(queries), found, k, allowed)

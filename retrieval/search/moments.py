@@ -33,7 +33,7 @@ def with_moments(
         return hits
     selector = None
     if allowed is not None:  # filters apply to the file: its segments pass when it does
-        chosen = np.array(sorted(engine.index.segment_ids_of(allowed)), dtype=np.int64)
+        chosen = np.array(sorted(engine.index.segment_ids_of(allowed, modality)), dtype=np.int64)
         if not len(chosen):
             return hits
         selector = id_selector(chosen)
@@ -43,7 +43,7 @@ def with_moments(
     with_segments: set[int] = set()
     if segments:
         listed = sorted({h.id for q in hits for h in q})
-        with_segments = set(engine.index.segment_ids_of(listed).values()) if listed else set()
+        with_segments = set(engine.index.segment_ids_of(listed, modality).values()) if listed else set()
     out = []
     for q in range(len(queries)):
         found: list[tuple[float, Any, Any]] = []  # (score, item row, segment row), best first

@@ -39,6 +39,7 @@ RRF_K = 60
 VECTOR_FLOOR = 0.25
 FETCH = 8  # span candidates per hit asked for (many spans of one file must not crowd out others)
 SNIPPET_CHARS = 200
+MAX_IN = 20_000  # filtered files passed to full-text search (more: its answers filtered after)
 
 
 def with_words(
@@ -50,7 +51,7 @@ def with_words(
     fetch = (k + OVERFETCH) * FETCH
     selector = None
     if allowed is not None:
-        chosen = np.array(sorted(engine.index.segment_ids_of(allowed)), dtype=np.int64)
+        chosen = np.array(sorted(engine.index.segment_ids_of(allowed, "text")), dtype=np.int64)
         selector = id_selector(chosen) if len(chosen) else None
         if selector is None:
             return hits
@@ -58,8 +59,13 @@ def with_words(
     allowed_set = set(int(i) for i in allowed) if allowed is not None else None
     out = []
     for q in range(len(queries)):
-        terms = parse_terms(words[q]) if words[q] else Terms((), ())
-        by_text = [(span, score) for span, _, score in store.search_spans(terms, fetch, SPEECH)] if terms else []
+        if not words[q]:  # a query without words (an image, a sound): as the vectors ranked it
+            out.append(hits[q])
+            continue
+        terms = parse_terms(words[q])
+        within = sorted(allowed_set) if allowed_set is not None and len(allowed_set) <= MAX_IN else None
+        found = store.search_spans(terms, fetch, SPEECH, within) if terms else []
+        by_text = [(span, score) for span, _, score in found]
         by_vector = (
             [(int(i), float(s)) for s, i in zip(scores[q], ids[q]) if i >= 0 and s >= VECTOR_FLOOR]
             if scores is not None
@@ -113,7 +119,9 @@ def _fuse(
         score = fused[item_id]
         if item_id in text_span:
             hit = _span_hit(engine, items[item_id], text_span[item_id], score, terms)
-        elif item_id in vector_span and vector_rank[item_id] < tower_rank.get(item_id, len(tower)):
+        elif item_id in vector_span and (
+            item_id not in by_tower or vector_rank[item_id] < tower_rank.get(item_id, len(tower))
+        ):
             hit = _span_hit(engine, items[item_id], vector_span[item_id], score, None)
         else:
             hit = dataclasses.replace(by_tower[item_id], score=score)
