@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from indexer import IndexOptions, index_folder
+from indexer.storage.constants import SCHEMA_VERSION
 from indexer.storage.layout import Layout
 from indexer.storage.manifest import read_manifest
 from indexer.storage.store import Store
@@ -151,7 +152,7 @@ def test_an_index_made_before_segments_upgrades_in_place(media: dict, tiny) -> N
     store = Store.of_index(f"sqlite:///{index / 'items.db'}", read_manifest(Layout(index)))
     store.close()
     with sqlite3.connect(index / "items.db") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     _long(root / "long" / "rec.wav", media["clips"]["b"], 6.0)
     assert index_folder(root, tiny, IndexOptions(workers=0)).segments == 23
 

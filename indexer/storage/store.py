@@ -86,6 +86,16 @@ def _make_engine(url: str) -> Engine:
         ) from None
 
 
+def _end(conn: Any, sqlite: bool, how: str) -> None:
+    """End a transaction begun by hand (SQLite's BEGIN IMMEDIATE) or by SQLAlchemy."""
+    if sqlite:
+        conn.exec_driver_sql(how)
+    elif how == "COMMIT":
+        conn.commit()
+    else:
+        conn.rollback()
+
+
 def new_index_uuid() -> str:
     return str(uuidlib.uuid4())
 
@@ -167,15 +177,26 @@ class Store:
 
         from .migrate import LOCK_KEY
 
+        sqlite = self.engine.dialect.name == "sqlite"
         for attempt in range(10):
             try:
-                with self.engine.begin() as conn:
-                    if self.engine.dialect.name == "postgresql":
+                with self.engine.connect() as conn:
+                    # SQLite: the write lock first (BEGIN IMMEDIATE waits for it), never a read lock
+                    # upgraded mid-way, which a second creator makes fail at once.
+                    if sqlite:
+                        conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    else:
+                        conn.begin()
                         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-                    Base.metadata.create_all(conn)
-                    create_fulltext(conn)
-                    if conn.execute(select(Meta.value).where(Meta.key == "schema_version")).first() is None:
-                        conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    try:
+                        Base.metadata.create_all(conn)
+                        create_fulltext(conn)
+                        if conn.execute(select(Meta.value).where(Meta.key == "schema_version")).first() is None:
+                            conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    except BaseException:
+                        _end(conn, sqlite, "ROLLBACK")
+                        raise
+                    _end(conn, sqlite, "COMMIT")
                 return
             except (OperationalError, IntegrityError, ProgrammingError):
                 if attempt == 9:
