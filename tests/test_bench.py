@@ -420,3 +420,27 @@ def test_the_speed_plot_labels_neither_overlap_nor_leave_the_figure(tmp_path: Pa
     for i, (a, box_a) in enumerate(boxes):
         for b, box_b in boxes[i + 1 :]:
             assert not box_a.overlaps(box_b), (a, b)
+
+
+@pytest.mark.slow  # xmr-mini and Whisper over three small sets: left out by -m "not slow"
+def test_speech_benchmark_finds_what_was_said_and_measures_it(tmp_path: Path) -> None:
+    """Prompts of the person's voice and Flite's rms between music and noise: with transcripts
+    every set's words are found; the report holds both signals, the word error rate and speeds."""
+    import os
+    import shutil
+
+    from retrieval.bench.speech import ASTERISK, ASTERISK_TEXT, run_speech
+
+    if not (ASTERISK.is_dir() and ASTERISK_TEXT.is_file() and shutil.which("flite")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but flite or the Asterisk prompts are not installed (see .ci/run)")
+        pytest.skip("apt-get install flite asterisk-core-sounds-en-wav asterisk-core-sounds-en")
+    result = run_speech(str(tmp_path), files=2, clips=3, wer_prompts=4, quiet_minutes=0.2)
+    for name in ("person", "sentences", "words"):
+        by = result["sets"][name]
+        assert by["queries"] == 6 and set(by) == {"queries", "fused", "audio_tower"}
+        assert by["fused"]["file_R@1"] >= 50 and 0 <= by["audio_tower"]["moment_accuracy"] <= 1
+    assert 0 <= result["wer"]["wer"] < 0.5 and result["wer"]["words"] > 0
+    speed = result["speed"]
+    assert speed["music_words"] == speed["silence_words"] == 0 and speed["speech_x_real_time"] > 1
+    assert (tmp_path / "speech.md").read_text().count("| person |") == 2

