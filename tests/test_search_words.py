@@ -191,7 +191,7 @@ def test_fusion_ranks_by_reciprocal_rank_and_takes_files_the_tower_missed(spoken
         tone = next(h for h in engine.search("x", to="audio", k=10) if Path(h.path).name == "tone.wav")
         vector = [(spans["later.wav"], 0.9), (spans["budget.wav"], 0.8), (spans["party.wav"], 0.7)]
         text = [(spans["party.wav"], 3.0)]
-        fused = _fuse(engine, store, [tone], vector, text, parse_terms("grandmother"), 4, None)
+        fused = _fuse(engine, [tone], vector, text, parse_terms("grandmother"), 4, None)
     assert [Path(h.path).name for h in fused] == ["party.wav", "tone.wav", "later.wav", "budget.wav"]
     assert fused[0].score == pytest.approx(2 / (RRF_K + 1))  # full text, every word held
     assert fused[1].score == fused[2].score == pytest.approx(1 / (RRF_K + 1)) and fused[2].track == "speech"
@@ -212,3 +212,25 @@ def test_full_text_matches_count_by_the_share_of_the_words_they_hold() -> None:
     found = [(0, 9.0), (1, 8.0), (2, 7.0)]  # as BM25 might rank them
     assert by_coverage(found, spans, parse_terms("conference is now locked")) == [(2, 1.0, 7.0), (1, 2 / 3, 8.0)]
     assert by_coverage(found, spans, parse_terms('"now locked"')) == [(0, 1.0, 9.0), (1, 1.0, 8.0), (2, 1.0, 7.0)]
+
+
+def test_a_query_of_an_index_with_speech_reads_words_without_sqlalchemy(spoken: Path) -> None:
+    """Spans and their full-text matches are read through the plain sqlite3 path, as rows are."""
+    import subprocess
+    import sys
+    import textwrap
+
+    child = textwrap.dedent(
+        f"""
+        import sys
+        from retrieval import Engine
+        with Engine.open({str(spoken / ".xmr")!r}) as engine:
+            top = engine.search("grandmother", to="audio", k=1)[0]
+        assert top.track == "speech" and "grandmother" in top.snippet.lower(), top
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "sqlalchemy"))
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=root, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -97,8 +97,7 @@ def search_spans(
         source_clause += " AND s.item_id IN :items"
     params = {"ix": index_id, "n": int(limit), "source": source, "items": [int(i) for i in item_ids or ()]}
     if conn.dialect.name == "sqlite":
-        quoted = [" ".join(p) for p in terms.phrases] if terms.phrases else list(terms.words)
-        params["q"] = (" AND " if terms.phrases else " OR ").join(f'"{t}"' for t in quoted)
+        params["q"] = fts5_match(terms)
         sql = (
             "SELECT s.id, s.item_id, -bm25(spans_fts) FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid "
             f"WHERE spans_fts MATCH :q AND s.index_id = :ix{source_clause} ORDER BY bm25(spans_fts) LIMIT :n"
@@ -121,6 +120,13 @@ def search_spans(
     else:
         params.pop("items")
     return [(int(a), int(b), float(c)) for a, b, c in conn.execute(statement, params)]
+
+
+def fts5_match(terms: Terms) -> str:
+    """The FTS5 MATCH expression of ``terms``: each word or phrase in double quotes (they hold
+    letters and digits only), phrases joined by AND, words by OR."""
+    quoted = [" ".join(p) for p in terms.phrases] if terms.phrases else list(terms.words)
+    return (" AND " if terms.phrases else " OR ").join(f'"{t}"' for t in quoted)
 
 
 def _is_pg(conn: Connection) -> bool:

@@ -99,6 +99,18 @@ class IndexReader:
             return self._fast.segment_ids_of(ids, modality)
         return self.store.segment_ids(ids, modality=modality)
 
+    def spans_by_id(self, span_ids: Any) -> dict[int, Any]:
+        """Spans (words found in media) of ``span_ids`` that belong to this index."""
+        ids = [int(i) for i in span_ids]
+        return self._fast.spans_by_id(ids) if self._fast is not None else self.store.spans_by_id(ids)
+
+    def search_spans(
+        self, terms: Any, limit: int, source: str | None = None, item_ids: Any = None
+    ) -> list[tuple[int, int, float]]:
+        """``(span id, item id, score)`` of the spans matching ``terms`` (full text), best first."""
+        reader = self._fast if self._fast is not None else self.store
+        return reader.search_spans(terms, limit, source, item_ids)
+
     # --- vectors -------------------------------------------------------------------------
     def segment_shards(self, modality: str) -> ShardSet | None:
         """The shards of ``modality``'s segments (moments of long files), None when it has none."""

@@ -21,12 +21,14 @@ from typing import Any
 from urllib.parse import quote
 
 from .constants import INDEXED, SCHEMA_VERSION
+from .fulltext import Terms, fts5_match
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 DATETIME_COLUMNS = ("indexed_at",)  # the items table's DateTime columns (indexer.storage.schema.Item)
 CHUNK = 900  # ids per IN (...) list, under SQLite's bound-parameter limit (as the Store)
 SegmentRow = namedtuple("SegmentRow", ["id", "index_id", "item_id", "modality", "start", "end"])
+SpanRow = namedtuple("SpanRow", ["id", "item_id", "source", "start", "end", "text", "confidence", "words"])
 
 
 def sqlite_file(url: str) -> str | None:
@@ -112,6 +114,36 @@ class SqliteRows:
         )
         rows = self._select_in(sql, ids, lambda cursor: [SegmentRow(*r) for r in cursor.fetchall()])
         return {r.id: r for r in rows}
+
+    def spans_by_id(self, ids: Sequence[int]) -> dict[int, Any]:
+        """Spans of ``ids`` (this index's only), as :meth:`Store.spans_by_id` (plain rows)."""
+        sql = (
+            'SELECT id, item_id, source, "start", "end", text, confidence, words FROM spans '
+            "WHERE id IN ({marks}) AND +index_id = ?"
+        )
+        rows = self._select_in(sql, ids, lambda cursor: [SpanRow(*r) for r in cursor.fetchall()])
+        return {r.id: r for r in rows}
+
+    def search_spans(
+        self, terms: Terms, limit: int, source: str | None = None, item_ids: Sequence[int] | None = None
+    ) -> list[tuple[int, int, float]]:
+        """Full-text search of the spans, as :meth:`Store.search_spans` (SQLite's FTS5)."""
+        if not terms or limit <= 0 or (item_ids is not None and not len(item_ids)):
+            return []
+        where, params = "", [fts5_match(terms), self.index_id]
+        if source:
+            where += " AND s.source = ?"
+            params.append(source)
+        if item_ids is not None:
+            where += f" AND s.item_id IN ({','.join('?' * len(item_ids))})"
+            params += [int(i) for i in item_ids]
+        sql = (
+            "SELECT s.id, s.item_id, -bm25(spans_fts) FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid "
+            f"WHERE spans_fts MATCH ? AND s.index_id = ?{where} ORDER BY bm25(spans_fts) LIMIT ?"
+        )
+        with self._lock:
+            found = self.conn.execute(sql, (*params, int(limit))).fetchall()
+        return [(int(a), int(b), float(c)) for a, b, c in found]
 
     def segment_ids_of(self, item_ids: Sequence[int], modality: str | None = None) -> dict[int, int]:
         """``{segment id: item id}`` of the segments of ``item_ids`` (of ``modality``), as :meth:`Store.segment_ids`."""

@@ -54,7 +54,6 @@ def with_words(
 ) -> list[list[Hit]]:
     """``hits`` (the audio tower's, per query) fused with what the words found in media match."""
     shards = engine.index.segment_shards("text")
-    store = engine.index.store
     fetch = (k + OVERFETCH) * FETCH
     selector = None
     if allowed is not None:
@@ -71,20 +70,19 @@ def with_words(
             continue
         terms = parse_terms(words[q])
         within = sorted(allowed_set) if allowed_set is not None and len(allowed_set) <= MAX_IN else None
-        found = store.search_spans(terms, fetch, SPEECH, within) if terms else []
+        found = engine.index.search_spans(terms, fetch, SPEECH, within) if terms else []
         by_text = [(span, score) for span, _, score in found]
         by_vector = (
             [(int(i), float(s)) for s, i in zip(scores[q], ids[q]) if i >= 0 and s >= VECTOR_FLOOR]
             if scores is not None
             else []
         )
-        out.append(_fuse(engine, store, hits[q], by_vector, by_text, terms, k, allowed_set))
+        out.append(_fuse(engine, hits[q], by_vector, by_text, terms, k, allowed_set))
     return out
 
 
 def _fuse(
     engine: Any,
-    store: Any,
     hits: list[Hit],
     by_vector: list[tuple[int, float]],
     by_text: list[tuple[int, float]],
@@ -92,7 +90,7 @@ def _fuse(
     k: int,
     allowed: set[int] | None,
 ) -> list[Hit]:
-    spans = store.spans_by_id([s for s, _ in by_vector] + [s for s, _ in by_text])
+    spans = engine.index.spans_by_id([s for s, _ in by_vector] + [s for s, _ in by_text])
     items = engine.index.rows(sorted({sp.item_id for sp in spans.values()}))
 
     def ranked(found: list[tuple[int, float]]) -> list[tuple[int, Any]]:
