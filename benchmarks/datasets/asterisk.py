@@ -3,36 +3,21 @@
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
-import re
 from pathlib import Path
+
+from retrieval.bench.speech import asterisk_transcripts
 
 from .common import caption_key, fetch_deb, run_script, split_of, write_manifests
 
 log = logging.getLogger(__name__)
 
 
-def transcripts(doc: Path) -> dict[str, str]:
-    """``name: transcript`` lines of core-sounds-en.txt(.gz)."""
-    opener = gzip.open if doc.suffix == ".gz" else open
-    out = {}
-    with opener(doc, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith(";") or ":" not in line:
-                continue
-            name, text = line.split(":", 1)
-            text = " ".join(text.split())
-            if text and not re.fullmatch(r"\[.*\]", text):
-                out[name.strip()] = text
-    return out
-
-
 def build(out: Path, cache: Path) -> dict[str, int]:
     wavs = fetch_deb("asterisk-core-sounds-en-wav", cache) / "usr/share/asterisk/sounds/en_US_f_Allison"
     doc = fetch_deb("asterisk-core-sounds-en", cache) / "usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz"
-    texts = transcripts(doc)
+    texts = asterisk_transcripts(doc)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for wav in sorted(wavs.rglob("*.wav")):

@@ -496,12 +496,10 @@ class _Run:
         shards = self.segment_shards.get("text")
         if shards is None:
             return
-        problems = self.store.span_problems(fulltext=False)
-        rows = self.store.segment_ids(modality="text")
+        rows, spans = self.store.segment_ids(modality="text"), self.store.span_ids()
         present = set(np.unique(shards.ids()).tolist())
-        wordless = set(problems["wordless"])
-        items = {item for seg, item in rows.items() if seg not in present or seg in wordless}
-        items |= {sp.item_id for sp in self.store.spans_by_id(problems["unplaced"]).values()}
+        items = {item for seg, item in rows.items() if seg not in present or seg not in spans}
+        items |= {item for span, item in spans.items() if span not in rows}
         if items:
             log.warning("%d files had words without their vectors (interrupted run?): reading them again", len(items))
             self.store.forget_words(sorted(items))

@@ -492,8 +492,7 @@ class Store:
         with self.writing("delete items") as s:
             for start in range(0, len(ids), CHUNK):
                 part = ids[start : start + CHUNK]
-                s.execute(delete(Span).where(Span.item_id.in_(part), Span.index_id == self.index_id))
-                s.execute(delete(Reading).where(Reading.item_id.in_(part), Reading.index_id == self.index_id))
+                self._delete_words(s, part)
                 s.execute(delete(Segment).where(Segment.item_id.in_(part), Segment.index_id == self.index_id))
                 s.execute(delete(Item).where(Item.id.in_(part), Item.index_id == self.index_id))
 
@@ -602,16 +601,19 @@ class Store:
         with self.engine.connect() as conn:
             return search_spans(conn, self.index_id, terms, limit, source, item_ids)
 
-    def span_problems(self, fulltext: bool = True) -> dict[str, list[int]]:
+    def span_ids(self) -> dict[int, int]:
+        """``{span id: item id}`` of this index's words found in media."""
+        with self.session() as s:
+            q = select(Span.id, Span.item_id).where(Span.index_id == self.index_id)
+            return {int(a): int(b) for a, b in s.execute(q)}
+
+    def span_problems(self) -> dict[str, list[int]]:
         """Disagreements of the words found in media: spans without their segment (``unplaced``),
         text segments without their span (``wordless``), and (SQLite) whether the full-text
         index agrees with the spans (``fulltext``: [1] when it does not)."""
-        with self.session() as s:
-            spans = set(s.scalars(select(Span.id).where(Span.index_id == self.index_id)))
-            q = select(Segment.id).where(Segment.index_id == self.index_id, Segment.modality == "text")
-            segments = set(s.scalars(q))
+        spans, segments = self.span_ids().keys(), self.segment_ids(modality="text").keys()
         out = {"unplaced": sorted(spans - segments), "wordless": sorted(segments - spans), "fulltext": []}
-        if fulltext and self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name == "sqlite":
             try:
                 with self.engine.begin() as conn:
                     conn.exec_driver_sql("INSERT INTO spans_fts(spans_fts, rank) VALUES ('integrity-check', 1)")
@@ -626,14 +628,14 @@ class Store:
         with self.writing("forget words found in media") as s:
             for start in range(0, len(ids), CHUNK):
                 part = ids[start : start + CHUNK]
-                s.execute(delete(Span).where(Span.item_id.in_(part), Span.index_id == self.index_id))
-                s.execute(delete(Reading).where(Reading.item_id.in_(part), Reading.index_id == self.index_id))
-                text_segments = (
-                    Segment.item_id.in_(part),
-                    Segment.index_id == self.index_id,
-                    Segment.modality == "text",
-                )
-                s.execute(delete(Segment).where(*text_segments))
+                self._delete_words(s, part)
+                mine = (Segment.item_id.in_(part), Segment.index_id == self.index_id, Segment.modality == "text")
+                s.execute(delete(Segment).where(*mine))
+
+    def _delete_words(self, s: Session, item_ids: list[int]) -> None:
+        """The spans and readings of ``item_ids`` (a chunk), in the caller's transaction."""
+        s.execute(delete(Span).where(Span.item_id.in_(item_ids), Span.index_id == self.index_id))
+        s.execute(delete(Reading).where(Reading.item_id.in_(item_ids), Reading.index_id == self.index_id))
 
     def rebuild_fulltext(self) -> None:
         """Make the full-text index again from the spans (SQLite; PostgreSQL's index is kept by

@@ -30,6 +30,7 @@ import numpy as np
 
 from indexer.storage.fulltext import STOP
 
+from .moment_scoring import _decode
 from .report import machine_info, markdown_table, write_outputs
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def run_speech(
     try:
         chosen = rng.choice(len(prompts), size=min(len(prompts), files * clips), replace=False)
         sets = {
-            "person": [(prompts[i][1], _read(prompts[i][0])) for i in chosen],
+            "person": [(prompts[i][1], _decode(str(prompts[i][0]))) for i in chosen],
             "sentences": [(t, _flite(t, work)) for t in _pick(SENTENCES, files * clips, rng)],
             "words": [(t, _flite(t, work)) for t in _pick(WORDS, files * clips, rng)],
         }
@@ -132,15 +133,7 @@ def _asterisk_prompts(folder: Path) -> list[tuple[Path, str]]:
             f"no Asterisk prompts at {folder} (and {doc}): apt-get install asterisk-core-sounds-en-wav "
             "asterisk-core-sounds-en, or give --asterisk DIR"
         )
-    import gzip
-
-    texts = {}
-    with gzip.open(doc, "rt", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            name, sep, text = line.partition(":")
-            text = " ".join(text.split())
-            if sep and not line.startswith(";") and text and not re.fullmatch(r"\[.*\]", text):
-                texts[name.strip()] = text
+    texts = asterisk_transcripts(doc)
     out = []
     for wav in sorted(folder.rglob("*.wav")):
         name = str(wav.relative_to(folder).with_suffix(""))
@@ -149,24 +142,32 @@ def _asterisk_prompts(folder: Path) -> list[tuple[Path, str]]:
     return out
 
 
+def asterisk_transcripts(doc: Path) -> dict[str, str]:
+    """``name: transcript`` lines of core-sounds-en.txt(.gz), bracketed tones left out."""
+    import gzip
+
+    opener = gzip.open if doc.suffix == ".gz" else open
+    out = {}
+    with opener(doc, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith(";") or ":" not in line:
+                continue
+            name, text = line.split(":", 1)
+            text = " ".join(text.split())
+            if text and not re.fullmatch(r"\[.*\]", text):
+                out[name.strip()] = text
+    return out
+
+
 def _pick(pool: tuple[str, ...], n: int, rng: np.random.Generator) -> list[str]:
     return [pool[i] for i in rng.permutation(len(pool))[: min(n, len(pool))]]
-
-
-def _read(path: Path) -> np.ndarray:
-    import soundfile as sf
-
-    from retrieval.models.audio import resample, to_mono
-
-    wave, rate = sf.read(path, dtype="float32")
-    return resample(to_mono(wave), rate, RATE)
 
 
 def _flite(text: str, work: Path) -> np.ndarray:
     work.mkdir(parents=True, exist_ok=True)
     path = work / "flite.wav"
     subprocess.run(["flite", "-voice", "rms", "-t", text, "-o", str(path)], check=True, capture_output=True)
-    return _read(path)
+    return _decode(str(path))
 
 
 def _between(rng: np.random.Generator, seconds: float) -> np.ndarray:

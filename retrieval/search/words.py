@@ -108,33 +108,30 @@ def _fuse(
         return order
 
     covered = by_coverage(by_text, spans, terms)
-    text_list, vector_list = ranked([(s, c) for s, c, _ in covered]), ranked(by_vector)
-    held = {s: c for s, c, _ in covered}
-    text_list_coverage = [(i, held[sp.id]) for i, sp in text_list]
+    held = {span_id: share for span_id, share, _ in covered}
+    text_list, vector_list = ranked([(span_id, score) for span_id, _, score in covered]), ranked(by_vector)
     if not text_list and not vector_list:
         return hits
     tower = [h.file_id if h.file_id is not None else h.id for h in hits]
     best: dict[int, float] = {}
     total: dict[int, float] = {}
-    coverage = dict(text_list_coverage)
     signals = (
         [(i, 1.0) for i in tower],
         [(i, 1.0) for i, _ in vector_list],
-        [(i, TEXT_WEIGHT * coverage[i]) for i, _ in text_list],
+        [(i, TEXT_WEIGHT * held[sp.id]) for i, sp in text_list],
     )
     for order in signals:
         for rank, (item_id, weight) in enumerate(order, start=1):
             share = weight / (RRF_K + rank)
             best[item_id] = max(best.get(item_id, 0.0), share)
             total[item_id] = total.get(item_id, 0.0) + share
-    fused = best
     by_tower = {i: h for i, h in zip(tower, hits)}
     text_span, vector_span = dict(text_list), dict(vector_list)
     vector_rank = {i: n for n, (i, _) in enumerate(vector_list)}
     tower_rank = {i: n for n, i in enumerate(tower)}
     out = []
-    for item_id in sorted(fused, key=lambda i: (-best[i], -total[i]))[:k]:
-        score = fused[item_id]
+    for item_id in sorted(best, key=lambda i: (-best[i], -total[i]))[:k]:
+        score = best[item_id]
         if item_id in text_span:
             hit = _span_hit(engine, items[item_id], text_span[item_id], score, terms)
         elif item_id in vector_span and (
