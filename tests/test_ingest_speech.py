@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 import indexer
 from indexer.storage.check import check_index
@@ -20,7 +21,8 @@ from indexer.storage.layout import Layout
 from indexer.storage.manifest import read_manifest
 from indexer.storage.store import Store
 from retrieval.models.speech import SpeechRecognizer
-from tests.helpers import speak, touch_later, write_audio, write_image
+from retrieval.models.vad import SpeechFinder
+from tests.helpers import speak, touch_later, write_audio, write_image, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,6 +137,7 @@ CHILD = """
 import sys
 import indexer, retrieval
 from retrieval.models.speech import SpeechRecognizer
+from retrieval.models.vad import SpeechFinder
 enc = retrieval.create_model("xmr-tiny", device="cpu")
 options = indexer.IndexOptions(workers=0, transcriber=SpeechRecognizer(), checkpoint_items=1)
 indexer.index_folder(sys.argv[1], enc, options)
@@ -264,3 +267,67 @@ def test_words_whose_rows_or_vectors_were_lost_are_read_again(tmp_path: Path, ti
     again = _run(root, tiny, recognizer)
     assert again.transcribed == 1 and set(_spans(root)) == {"budget.wav", "party.wav"}
     assert check_index(root / ".xmr").ok, check_index(root / ".xmr").problems
+
+
+class Listening(SpeechRecognizer):
+    """The real recogniser, noting what each file was transcribed with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, list | None] = {}
+
+    def transcribe(self, source, regions=None):  # noqa: ANN001, ANN201
+        self.calls[Path(source).name] = regions
+        return super().transcribe(source, regions)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_speech_heard_while_decoding_spares_a_second_decode_of_files_without_it(
+    tmp_path: Path, tiny, workers: int
+) -> None:
+    """The decode workers find where speech is as they decode each audio file for its vectors;
+    a file with none is never opened again, one with some is transcribed from those regions
+    only; both are read (not again next run)."""
+    root = tmp_path / "media"
+    speak(root / "talks/long.wav", "the budget meeting starts at nine", before=7.0, after=4.0)
+    speak(root / "talks/short.wav", "happy birthday dear grandmother")
+    write_audio(root / "music/long.wav", seed=3, seconds=12.0)
+    write_audio(root / "music/short.wav", seed=4, seconds=2.0)
+    music, _ = sf.read(root / "music/long.wav", dtype="float32")
+    pictures = [np.full((32, 32, 3), 80 * n, np.uint8) for n in range(2)]
+    write_video(root / "clips/band.mp4", pictures, seconds_each=6.0, wave=music)  # a soundtrack without speech
+    heard = Listening()
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=workers, transcriber=heard))
+    seconds = sum(sf.info(p).duration for p in root.rglob("*.wav")) + 12.0
+    assert summary.transcribed == 5 and summary.speech_seconds == pytest.approx(seconds, abs=0.1)
+    assert set(heard.calls) == {"long.wav", "short.wav"}  # the talks only: no music file or video opened again
+    (start, end), *more = heard.calls["long.wav"]
+    assert not more and start < 7.0 < end < 11.5
+    assert set(_spans(root)) == {"long.wav", "short.wav"}
+    assert "budget" in " ".join(_spans(root)["long.wav"]).lower()
+    heard.calls.clear()
+    assert indexer.index_folder(root, tiny, indexer.IndexOptions(workers=workers, transcriber=heard)).transcribed == 0
+    assert heard.calls == {}
+
+
+def test_a_speech_finder_that_breaks_costs_no_file_and_the_speech_is_found_later(tmp_path: Path, tiny) -> None:
+    """A voice-activity model that fails while files decode costs their transcripts (recorded
+    with the reason), never their vectors; ``--retry-failed`` with one that works reads them."""
+
+    class Broken(SpeechFinder):
+        def listen(self, rate: int = 16000):  # noqa: ANN201
+            raise RuntimeError("the voice-activity model failed")
+
+    heard = Listening()
+    heard.finder = Broken()
+    root = _folder(tmp_path / "media")
+    summary = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, transcriber=heard))
+    assert summary.counts == {"audio": 3, "image": 1} and summary.skipped == []
+    assert set(heard.calls.values()) == {None}  # nothing heard while decoding: looked for again
+    store = _store(root)
+    assert store.readings("speech")["failed"] == 3
+    store.close()
+    again = indexer.index_folder(
+        root, tiny, indexer.IndexOptions(workers=0, transcriber=Listening(), retry_failed=True)
+    )
+    assert again.transcribed == 3 and set(_spans(root)) == {"budget.wav", "party.wav"}

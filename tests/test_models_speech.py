@@ -58,6 +58,34 @@ def test_a_video_soundtrack_is_heard_and_a_silent_video_holds_nothing(
         recognizer.transcribe(tmp_path / "broken.wav")
 
 
+def test_speech_regions_found_before_are_read_alone_and_heard_the_same(
+    tmp_path: Path, recognizer: SpeechRecognizer
+) -> None:
+    """Given the regions (as decode workers find them), only they are read, by seeking, and the
+    words and their times are those the whole file gives; no regions, no words."""
+    talk, _ = sf.read(speak(tmp_path / "talk.wav", "the budget meeting starts at nine"), dtype="float32")
+    wave = np.zeros(16000 * 50, np.float32)
+    wave[16000 * 31 : 16000 * 31 + len(talk)] = talk
+    sf.write(tmp_path / "long.wav", resample(wave, 16000, 44100), 44100)
+    whole = recognizer.transcribe(tmp_path / "long.wav")
+    regions = recognizer.finder.regions(wave)
+    assert len(regions) == 1 and regions[0][0] < 31.0 and regions[0][1] < 40.0 and speech.sparse(regions)
+    read = list(speech.region_pieces(tmp_path / "long.wav", regions))
+    assert sum(len(samples) for _, samples in read) == pytest.approx((regions[0][1] - regions[0][0]) * 16000, abs=2)
+    alone = recognizer.transcribe(tmp_path / "long.wav", regions)
+    assert [u.text for u in alone.utterances] == [u.text for u in whole.utterances]
+    assert "budget" in alone.utterances[0].text.lower()
+    for a, b in zip(alone.utterances[0].words, whole.utterances[0].words):
+        assert (
+            a.text == b.text and a.start == pytest.approx(b.start, abs=0.05) and a.end == pytest.approx(b.end, abs=0.05)
+        )
+    assert alone.seconds == pytest.approx(50.0, abs=0.01) and alone.speech_seconds == pytest.approx(
+        whole.speech_seconds, abs=0.01
+    )
+    nothing = recognizer.transcribe(tmp_path / "long.wav", [])
+    assert nothing.utterances == [] and nothing.speech_seconds == 0
+
+
 def test_long_files_stream_in_pieces_cut_at_quiet_moments_equal_to_the_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,7 +34,7 @@ from ..storage.store import Store, StoreError, new_index_uuid
 from ..storage.writer import IndexWriter, RowChange, VectorChange
 from .decode import Decoded, file_hash
 from .scan import LINKS, Found, Skipped, walk
-from .segments import SEGMENTS_KEY, EncodedSegments, SegmentingAudio, Segments, encode_segments
+from .segments import SEGMENTS_KEY, SPEECH_KEY, EncodedSegments, SegmentingAudio, Segments, encode_segments
 from .texts import read_texts
 from .video import FRAME_SECONDS, SegmentingVideo
 from .workers import DecodePool, decode_in_process
@@ -342,6 +342,9 @@ class _Run:
         # tuple a file: appended whole, so a Ctrl-C never leaves a file's part pending.
         self.pending_reads: list[tuple[np.ndarray | None, list, list[dict], dict]] = []
         self.reread: set[int] = set()  # files read before (another model, a failure retried): old words go
+        # Where the decode workers heard speech in the audio files they decoded (the
+        # transcriber's own finder, so the same regions): a file without any is not decoded again.
+        self.heard: dict[int, list[tuple[float, float]]] = {}
         self.pending_segments: list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]] = []
         # Segment vectors of files decoded but not yet embedded (their rows not yet pending).
         self.segment_results: dict[int, list[tuple[np.ndarray, list[tuple[int, int, str, float, float]]]]] = {}
@@ -872,16 +875,21 @@ class _Run:
         """One file's transcript, ready for a checkpoint (see ``pending_reads``)."""
         transcriber, rel = self.transcriber, unescape_path(row.path)
         reading = {"item_id": row.id, "source": transcriber.source, "model": transcriber.model_id}
+        heard = self.heard.pop(row.id, None)
         try:
-            transcript = transcriber.transcribe(self.root / rel)
+            if heard == []:  # the decode worker heard no speech: nothing to decode again
+                utterances, seconds, speech = [], float(row.duration or 0.0), 0.0
+            else:
+                transcript = transcriber.transcribe(self.root / rel, *([heard] if heard else []))
+                utterances, seconds, speech = transcript.utterances, transcript.seconds, transcript.speech_seconds
         except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this file only
             log.warning("no transcript of %s: %s", rel, exc)
             return None, [], [], reading | {"reason": str(exc)[:500]}
-        texts = [u.text for u in transcript.utterances]
+        texts = [u.text for u in utterances]
         bs = self.options.batch_size
         vectors = [encode_batch(self.encoder, "text", texts[a : a + bs]) for a in range(0, len(texts), bs)]
         segments, spans = [], []
-        for u in transcript.utterances:
+        for u in utterances:
             segments.append((self.next_segment_id, row.id, "text", float(u.start), float(u.end)))
             words = [[round(w.start, 3), round(w.end, 3), w.text, round(w.probability, 3)] for w in u.words]
             spans.append(
@@ -898,8 +906,8 @@ class _Run:
             )
             self.next_segment_id += 1
         self.summary.transcribed += 1
-        self.summary.speech_seconds = round(self.summary.speech_seconds + transcript.seconds, 3)
-        found = {"spans": len(segments), "seconds": transcript.seconds, "found_seconds": transcript.speech_seconds}
+        self.summary.speech_seconds = round(self.summary.speech_seconds + seconds, 3)
+        found = {"spans": len(segments), "seconds": seconds, "found_seconds": speech}
         return (np.concatenate(vectors).astype(np.float32) if vectors else None), segments, spans, reading | found
 
     def _report(self, more: int) -> None:
@@ -919,9 +927,10 @@ class _Run:
                     buckets["text"] = []
         file_work = [w for w in work if w.path is not None]
         image, audio = self.encoder.preprocess_image, self.encoder.preprocess_audio
-        video = SegmentingVideo(image, audio, str(self.scratch), self.frame_seconds)
-        if audio is not None:
-            audio = SegmentingAudio(audio, str(self.scratch))  # long files: every window a moment
+        listen = getattr(self.options.transcriber, "finder", None) if self.reading else None
+        video = SegmentingVideo(image, audio, str(self.scratch), self.frame_seconds, listen=listen)
+        if audio is not None:  # long files: every window a moment
+            audio = SegmentingAudio(audio, str(self.scratch), listen=listen)
         pre = {"image": image, "audio": audio, VIDEO: video, "text": None}
         if self.options.ray:
             from .ray_embed import decode_embed_on_ray
@@ -952,6 +961,9 @@ class _Run:
                     self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
                 continue
             segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None)
+            heard = (decoded.meta or {}).pop(SPEECH_KEY, None)
+            if heard is not None:
+                self.heard[w.item_id] = heard
             # Embedded now, as each file comes: its scratch files go at once (the workers have
             # at most two files each decoded ahead).
             if segments is not None and not self._embed_segments(w, segments):

@@ -8,6 +8,10 @@ its definition) and, for audio longer than one window, writes the log-mel of eve
 scratch file, streaming, and names it in the result's metadata. The
 indexing process then reads that file memory-mapped a batch at a time, so neither process ever
 holds a long recording whole.
+
+Given a ``listen``er (a speech finder, from the run's transcriber), it also hears the samples it
+decodes for where someone speaks, and names the regions in the metadata (``SPEECH_KEY``): the
+transcription after needs not decode a file twice, nor at all one without speech.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 SEGMENTS_KEY = "segments"  # the metadata entry naming a file's segments (not an Item column)
+SPEECH_KEY = "speech"  # the metadata entry of where speech was heard, [(start, end) seconds] (not a column)
 SILENCE_RMS = 1e-4  # a window quieter than this (-80 dBFS) is no moment
 
 
@@ -194,6 +199,41 @@ class Utterances:
         return start / self.rate, (start + len(wave)) / self.rate, wave
 
 
+class Hearing:
+    """A speech finder's stream that never fails a file's decode: a finder that breaks (no
+    model, an ONNX Runtime error) is logged, and the file is indexed without its regions (its
+    speech is looked for again when it is transcribed)."""
+
+    def __init__(self, source: str | os.PathLike, finder: Any, rate: int) -> None:
+        self.source = source
+        self.stream = None
+        try:
+            self.stream = finder.listen(rate)
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+            self.fail(exc)
+
+    def fail(self, exc: Exception) -> None:
+        log.warning("%s: speech not looked for while decoding: %s", self.source, exc)
+        self.stream = None
+
+    def feed(self, samples: np.ndarray) -> None:
+        if self.stream is not None:
+            try:
+                self.stream.feed(samples)
+            except (OSError, ValueError, RuntimeError, ImportError) as exc:
+                self.fail(exc)
+
+    def finish(self) -> list[tuple[float, float]] | None:
+        """The regions heard, in seconds; None if the finder failed."""
+        if self.stream is None:
+            return None
+        try:
+            return self.stream.finish()
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
+            self.fail(exc)
+            return None
+
+
 @dataclass(frozen=True)
 class SegmentingAudio:
     """An audio preprocessor for decode workers that also writes a long file's segments.
@@ -208,6 +248,7 @@ class SegmentingAudio:
     max_segments: int = 20_000
     utterances: bool = True  # also a segment for each stretch of sound between pauses (see Utterances)
     batch: int = 8  # windows a log-mel call takes: ~3 MB of intermediate arrays each
+    listen: Any = None  # a speech finder (``listen(rate)``: a stream to ``feed``, then ``finish``), or None
 
     def __getattr__(self, name: str) -> Any:  # sample_rate, window_seconds, ...: the model's own
         if name == "inner":
@@ -217,16 +258,33 @@ class SegmentingAudio:
     def process(self, source: str | os.PathLike) -> tuple[np.ndarray, dict]:
         features, meta = self.inner.process(source)
         if meta.get("duration", 0.0) <= self.inner.window_seconds:
-            return features, meta  # one window is the whole file: its vector is its only moment
+            if self.listen is not None:  # one window is the whole file: its vector is its only moment
+                meta[SPEECH_KEY] = self._hear_whole(source, meta["duration"])
+            return features, meta
+        hearing = Hearing(source, self.listen, self.inner.sample_rate) if self.listen is not None else None
         try:
-            meta[SEGMENTS_KEY] = [self.write(source)]
+            segments = self.write(source, hearing=hearing)
         except (OSError, ValueError, EOFError) as exc:  # a full scratch disk, a stream that breaks
             log.warning("%s: indexed whole, without its moments: %s", source, exc)
+            return features, meta
+        meta[SEGMENTS_KEY] = [segments]
+        if hearing is not None and not segments.truncated:  # else heard in part: found again later
+            meta[SPEECH_KEY] = hearing.finish()
         return features, meta
 
-    def write(self, source: str | os.PathLike, keep_silent: bool = True) -> Segments:
+    def _hear_whole(self, source: str | os.PathLike, duration: float) -> list[tuple[float, float]] | None:
+        """Where speech is in a file of one window (decoded again: a short file is cheap)."""
+        hearing = Hearing(source, self.listen, self.inner.sample_rate)
+        try:
+            hearing.feed(self.inner.load_windows(source)[0][: int(round(duration * self.inner.sample_rate))])
+        except (OSError, ValueError) as exc:
+            hearing.fail(exc)
+        return hearing.finish()
+
+    def write(self, source: str | os.PathLike, keep_silent: bool = True, hearing: Any = None) -> Segments:
         """Log-mel of every window of ``source`` (and of every stretch between pauses, see
-        :class:`Utterances`) into a scratch file, a batch at a time.
+        :class:`Utterances`) into a scratch file, a batch at a time; each sample decoded is also
+        fed, once, to ``hearing`` (a :class:`Hearing`).
 
         Silent windows are skipped (nothing to find there, and every silent window looks alike);
         a file all silence keeps its first window when ``keep_silent``, else has no segments."""
@@ -250,8 +308,10 @@ class SegmentingAudio:
             windows = self.inner.segment_windows(source, hop)
             for k, (start, end, samples) in enumerate(windows):
                 found = [(start, end, samples)]
+                new = samples if k == 0 else samples[fresh:]
+                if hearing is not None:  # the new samples; of the last window, padded, what the file holds
+                    hearing.feed(samples[n - len(new) : int(round((end - start) * self.inner.sample_rate))])
                 if stretches is not None:
-                    new = samples if k == 0 else samples[fresh:]
                     found += [(a, b, self.inner.fit(w)) for a, b, w in stretches.feed(new)]
                 for a, b, w in found:
                     if float(np.sqrt(np.mean(np.square(w)))) < SILENCE_RMS:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .segments import SEGMENTS_KEY, ScratchWriter, SegmentingAudio, Segments, segment_limit_reached
+from .segments import SEGMENTS_KEY, SPEECH_KEY, Hearing, ScratchWriter, SegmentingAudio, Segments, segment_limit_reached
 
 log = logging.getLogger(__name__)
 FRAME_SECONDS = 2.0  # a frame every 2 s: a moment of a video is found to within that
@@ -201,7 +201,8 @@ class SegmentingVideo:
     video's file vectors are the means of its segments' vectors), and its segments in scratch
     files: frames through the model's image preprocessor (``from_rgb``), the soundtrack's windows
     through its audio one (silent soundtracks are not indexed). Picklable; either
-    preprocessor may be None (a model without that tower)."""
+    preprocessor may be None (a model without that tower). Given a ``listen``er, the
+    soundtrack is also heard for speech, as :class:`SegmentingAudio` does."""
 
     image: Any
     audio: Any
@@ -209,6 +210,7 @@ class SegmentingVideo:
     frame_seconds: float = FRAME_SECONDS
     max_segments: int = 20_000
     batch: int = 16
+    listen: Any = None  # a speech finder, or None
 
     def process(self, source: str | os.PathLike) -> tuple[None, dict]:
         meta: dict[str, Any] = {"width": None, "height": None, "duration": None, "sample_rate": None}
@@ -230,12 +232,14 @@ class SegmentingVideo:
                         problems.append(f"no video frame decodes{f' ({frames.broken})' if frames.broken else ''}")
             if self.audio is not None:
                 try:
-                    seg, rate = self.write_sound(source)
+                    seg, rate, heard = self.write_sound(source)
                 except (ValueError, EOFError) as exc:  # AudioDecodeError: no audio stream, or none that decodes
                     log.info("%s: soundtrack not indexed: %s", source, exc)
                 except OSError as exc:  # a full scratch disk: the frames stand
                     log.warning("%s: soundtrack not indexed: %s", source, exc)
                 else:
+                    if heard is not None and not seg.truncated:  # in the audio stream's time, as transcripts are
+                        meta[SPEECH_KEY] = heard
                     if seg.count:
                         found.append(seg)
                         meta["sample_rate"] = rate
@@ -276,12 +280,17 @@ class SegmentingVideo:
         ends = [round(min(e, max(info.duration, s + 1e-3)), 3) for s, e in zip(seg.starts, seg.ends)]
         return dataclasses.replace(seg, ends=ends)
 
-    def write_sound(self, source: str | os.PathLike) -> tuple[Segments, int]:
+    def write_sound(self, source: str | os.PathLike) -> tuple[Segments, int, list[tuple[float, float]] | None]:
         """The soundtrack's windows, as a long audio file's (silence skipped), timed from the
-        container's start as the frames are, and its rate."""
+        container's start as the frames are, its rate, and where speech was heard (None: not
+        listened for)."""
         import av
 
-        seg = SegmentingAudio(self.audio, self.scratch, max_segments=self.max_segments).write(source, keep_silent=False)
+        hearing = Hearing(source, self.listen, self.audio.sample_rate) if self.listen is not None else None
+        seg = SegmentingAudio(self.audio, self.scratch, max_segments=self.max_segments).write(
+            source, keep_silent=False, hearing=hearing
+        )
+        heard = hearing.finish() if hearing is not None else None
         try:
             with av.open(os.fspath(source)) as container:
                 stream = container.streams.audio[0]
@@ -296,7 +305,7 @@ class SegmentingVideo:
                 starts=[round(max(0.0, t + lag), 3) for t in seg.starts],
                 ends=[round(max(0.0, t + lag), 3) for t in seg.ends],
             )
-        return seg, rate
+        return seg, rate, heard
 
 
 def _first_line(exc: BaseException) -> str:
