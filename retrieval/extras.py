@@ -3,8 +3,8 @@
 The core install indexes and searches with xmr-mini on ONNX Runtime. The extras add:
 ``train`` (torch, torchvision, open_clip, matplotlib: ``xmr train``, ``xmr ship``, ``openclip:``
 models, models without shipped graphs, plots), ``serve`` (``xmr serve``), ``postgres`` (a
-PostgreSQL ``--db``), ``ray`` (Ray Data: ``xmr index --ray``), and ``dev`` (train, serve, postgres and ray, and the
-test tools).
+PostgreSQL ``--db``), ``ray`` (Ray Data: ``xmr index --ray``), ``ocr`` (rapidocr-onnxruntime:
+text read in pictures), and ``dev`` (train, serve, postgres, ray and ocr, and the test tools).
 """
 
 from __future__ import annotations

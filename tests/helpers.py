@@ -25,6 +25,37 @@ def write_image(path: Path, seed: int, size: int = 48, fmt: str | None = None) -
     return path
 
 
+def write_page(
+    path: Path, lines: list[str], size: tuple[int, int] = (1600, 1200), font_size: int = 64, top: int = 200
+) -> Path:
+    """A picture of printed ``lines`` (dark on paper, Pillow's own scalable font), one every
+    ``2.5 * font_size`` pixels from ``top``, 120 pixels from the left."""
+    from PIL import ImageDraw, ImageFont
+
+    page = Image.new("RGB", size, (240, 235, 220))
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=font_size)
+    for n, line in enumerate(lines):
+        draw.text((120, top + int(2.5 * font_size) * n), line, fill=(20, 20, 30), font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.save(path)
+    return path
+
+
+def ocr_reader():  # -> retrieval.models.ocr.TextReader
+    """The text recogniser; skips (fails under CI, which installs the extra ocr) without it."""
+    import pytest
+
+    from retrieval.models.ocr import OcrUnavailable, TextReader
+
+    try:
+        return TextReader()
+    except OcrUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {exc}")
+        pytest.skip(str(exc))
+
+
 def write_audio(path: Path, seed: int, seconds: float = 1.0, fmt: str | None = None) -> Path:
     """A distinct clip per seed: two seeded tones and a little noise."""
     rng = np.random.default_rng(seed)

@@ -188,6 +188,8 @@ def test_a_shared_database_keeps_two_indexes_words_apart(tmp_path: Path, tiny, r
         store = _store(root, db_url)
         assert len(store.search_spans(parse_terms(word), 10)) == 1
         assert store.search_spans(parse_terms(other), 10) == []
+        assert len(store.search_spans(parse_terms(word[:4]), 10, prefix=True)) == 1  # a word's start
+        assert store.search_spans(parse_terms(word[:4]), 10) == []
         store.close()
 
 

@@ -110,6 +110,11 @@ class IndexOptions:
     speech: bool | None = None
     transcriber: Any = None
     speech_model: str | None = None
+    # Text in pictures read (None: as recorded, else on) by ``text_reader`` (a
+    # retrieval.models.ocr.TextReader, or anything with its ``source``, ``model_id`` and
+    # ``read(path)`` giving lines with ``text``, ``box`` and ``confidence``); without one none is read.
+    ocr: bool | None = None
+    text_reader: Any = None
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
@@ -121,6 +126,7 @@ class IndexOptions:
             }
             | ({"frame_seconds": self.frame_seconds} if self.frame_seconds else {})
             | ({"speech": False} if self.speech is False else {})
+            | ({"ocr": False} if self.ocr is False else {})
             | ({"speech_model": self.speech_model} if self.speech_model else {})
         )
 
@@ -153,6 +159,7 @@ RECORDED_DEFAULTS: dict[str, Any] = {
     "links": "inside",
     "speech": True,
     "speech_model": None,
+    "ocr": True,
 }
 
 
@@ -171,6 +178,8 @@ class Summary:
     segments: int = 0  # moments of long files the index holds (each with its own vector)
     transcribed: int = 0  # files whose speech this run transcribed (with or without words found)
     speech_seconds: float = 0.0  # seconds of audio those files held
+    pictures_read: int = 0  # pictures whose text this run read (with or without text found)
+    text_lines: int = 0  # lines of text read in them
     recorded_options: dict[str, Any] = field(default_factory=dict)  # options not given, taken from the index
     interrupted: bool = False
     seconds: float = 0.0
@@ -226,6 +235,14 @@ def resolve_model_name(root: str | os.PathLike, options: IndexOptions, requested
         return requested
     manifest = read_manifest(index_layout(root, options))
     return manifest.model if manifest else DEFAULT_MODEL
+
+
+def resolve_ocr(root: str | os.PathLike, options: IndexOptions) -> bool:
+    """Whether this run reads text in pictures: as given, else as the index recorded, else on."""
+    if options.ocr is not None:
+        return options.ocr
+    manifest = read_manifest(index_layout(root, options))
+    return bool((manifest.recorded if manifest is not None else {}).get("ocr", True))
 
 
 def resolve_speech(root: str | os.PathLike, options: IndexOptions) -> tuple[bool, str | None]:
@@ -336,7 +353,8 @@ class _Run:
         # Words found in media: each span's text a segment of its file (``text-segments``),
         # while speech is read, and while an index holds any.
         self.reading = bool(options.speech and options.transcriber is not None and "text" in encoder.modalities)
-        if self.reading or any(layout.shards.glob("text-segments-*")):
+        self.reading_pictures = bool(options.ocr and options.text_reader is not None and "text" in encoder.modalities)
+        if self.reading or self.reading_pictures or any(layout.shards.glob("text-segments-*")):
             self.segment_shards["text"] = self.writer.segment_shards("text", factory, mmap=True)
         # Transcripts read, each (its text segments' vectors, segment rows, spans, reading), one
         # tuple a file: appended whole, so a Ctrl-C never leaves a file's part pending.
@@ -446,6 +464,8 @@ class _Run:
                 self._embed(work)
                 if self.reading and not stop.requested:
                     self._read_speech()
+                if self.reading_pictures and not stop.requested:
+                    self._read_pictures()
             except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
                 stop.requested = True
             finally:
@@ -843,17 +863,26 @@ class _Run:
         transcript's utterances become spans, their texts embedded as segments of the file,
         committed with a reading of the file (also when no word was heard, or the file could not
         be read: not read again until it changes)."""
+        self._read_files(self.options.transcriber, ("audio", VIDEO), self._read_one, "transcribing speech")
+
+    def _read_pictures(self) -> None:
+        """Read the text in the pictures not yet read, as :meth:`_read_speech` transcribes: each
+        line a span (its box in ``words``), its text embedded as a segment of the picture."""
+        self._read_files(self.options.text_reader, ("image",), self._read_picture, "reading text in pictures")
+
+    def _read_files(
+        self, reader: Any, modalities: tuple[str, ...], read_one: Callable[[Any], tuple], what: str
+    ) -> None:
         self._checkpoint()  # this run's new files first: read below like the rest
-        transcriber = self.transcriber = self.options.transcriber
-        todo = self.store.unread(transcriber.source, ("audio", VIDEO), transcriber.model_id, self.options.retry_failed)
+        todo = self.store.unread(reader.source, modalities, reader.model_id, self.options.retry_failed)
         if not todo:
             return
         try:
-            getattr(transcriber, "load", lambda: None)()  # a model that cannot load fails no file
+            getattr(reader, "load", lambda: None)()  # a model that cannot load fails no file
         except (RuntimeError, OSError, ValueError) as exc:
-            log.warning("speech is not transcribed: %s", exc)
+            log.warning("%s stopped: %s", what, exc)
             return
-        log.info("transcribing speech in %d files", len(todo))
+        log.info("%s: %d files", what, len(todo))
         rows = self.store.rows_by_ids([i for i, _ in todo])
         self.total += len(todo)
         for item_id, read_before in todo:
@@ -861,7 +890,7 @@ class _Run:
                 break
             row = rows.get(item_id)
             if row is not None:
-                self.pending_reads.append(self._read_one(row))
+                self.pending_reads.append(read_one(row))
                 if read_before:
                     self.reread.add(item_id)
             self._report(1)
@@ -873,7 +902,7 @@ class _Run:
 
     def _read_one(self, row: Any) -> tuple[np.ndarray | None, list, list[dict], dict]:
         """One file's transcript, ready for a checkpoint (see ``pending_reads``)."""
-        transcriber, rel = self.transcriber, unescape_path(row.path)
+        transcriber, rel = self.options.transcriber, unescape_path(row.path)
         reading = {"item_id": row.id, "source": transcriber.source, "model": transcriber.model_id}
         heard = self.heard.pop(row.id, None)
         try:
@@ -885,30 +914,64 @@ class _Run:
         except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this file only
             log.warning("no transcript of %s: %s", rel, exc)
             return None, [], [], reading | {"reason": str(exc)[:500]}
-        texts = [u.text for u in utterances]
+        self.summary.transcribed += 1
+        self.summary.speech_seconds = round(self.summary.speech_seconds + seconds, 3)
+        found = [
+            (
+                float(u.start),
+                float(u.end),
+                u.text,
+                float(u.confidence),
+                [[round(w.start, 3), round(w.end, 3), w.text, round(w.probability, 3)] for w in u.words] or None,
+            )
+            for u in utterances
+        ]
+        return self._found(row, transcriber.source, found, reading | {"seconds": seconds, "found_seconds": speech})
+
+    def _read_picture(self, row: Any) -> tuple[np.ndarray | None, list, list[dict], dict]:
+        """One picture's lines of text, ready for a checkpoint (see ``pending_reads``)."""
+        reader, rel = self.options.text_reader, unescape_path(row.path)
+        reading = {"item_id": row.id, "source": reader.source, "model": reader.model_id}
+        try:
+            lines = reader.read(self.root / rel)
+        except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this picture only
+            log.warning("no text read in %s: %s", rel, exc)
+            return None, [], [], reading | {"reason": str(exc)[:500]}
+        self.summary.pictures_read += 1
+        self.summary.text_lines += len(lines)
+        found = [
+            (0.0, 0.0, line.text, float(line.confidence), {"box": [[float(x), float(y)] for x, y in line.box]})
+            for line in lines
+        ]
+        return self._found(row, reader.source, found, reading)
+
+    def _found(
+        self, row: Any, source: str, found: list[tuple[float, float, str, float, Any]], reading: dict
+    ) -> tuple[np.ndarray | None, list, list[dict], dict]:
+        """A file's words found by ``source`` as ``(start, end, text, confidence, words)``
+        (``words``: a JSON-able detail, or None), as the checkpoint takes them: their texts'
+        vectors, segment rows and spans (one id for both), and the reading."""
+        texts = [text for _, _, text, _, _ in found]
         bs = self.options.batch_size
         vectors = [encode_batch(self.encoder, "text", texts[a : a + bs]) for a in range(0, len(texts), bs)]
         segments, spans = [], []
-        for u in utterances:
-            segments.append((self.next_segment_id, row.id, "text", float(u.start), float(u.end)))
-            words = [[round(w.start, 3), round(w.end, 3), w.text, round(w.probability, 3)] for w in u.words]
+        for start, end, text, confidence, words in found:
+            segments.append((self.next_segment_id, row.id, "text", start, end))
             spans.append(
                 {
                     "id": self.next_segment_id,
                     "item_id": row.id,
-                    "source": transcriber.source,
-                    "start": float(u.start),
-                    "end": float(u.end),
-                    "text": u.text,
-                    "confidence": float(u.confidence),
+                    "source": source,
+                    "start": start,
+                    "end": end,
+                    "text": text,
+                    "confidence": confidence,
                     "words": json.dumps(words) if words else None,
                 }
             )
             self.next_segment_id += 1
-        self.summary.transcribed += 1
-        self.summary.speech_seconds = round(self.summary.speech_seconds + seconds, 3)
-        found = {"spans": len(segments), "seconds": seconds, "found_seconds": speech}
-        return (np.concatenate(vectors).astype(np.float32) if vectors else None), segments, spans, reading | found
+        vector = np.concatenate(vectors).astype(np.float32) if vectors else None
+        return vector, segments, spans, reading | {"spans": len(segments)}
 
     def _report(self, more: int) -> None:
         self.done += more

@@ -27,3 +27,4 @@ TEXT_LINE = "text-line"
 
 # Where the words of a span were found (Span.source, Reading.source).
 SPEECH = "speech"
+OCR = "ocr"  # the source of spans read in pictures (text in pictures)

@@ -87,9 +87,12 @@ def search_spans(
     limit: int,
     source: str | None = None,
     item_ids: Sequence[int] | None = None,
+    prefix: bool = False,
 ) -> list[tuple[int, int, float]]:
     """``(span id, item id, score)`` of the spans of index ``index_id`` that match ``terms``
-    (of the files ``item_ids`` only, when given), best first (a larger score is better)."""
+    (of the files ``item_ids`` only, when given), best first (a larger score is better). With
+    ``prefix``, a word outside a phrase also matches the words it begins ("refurb" finds
+    "refurbishment")."""
     if not terms or limit <= 0 or (item_ids is not None and not len(item_ids)):
         return []
     source_clause = " AND s.source = :source" if source else ""
@@ -97,13 +100,14 @@ def search_spans(
         source_clause += " AND s.item_id IN :items"
     params = {"ix": index_id, "n": int(limit), "source": source, "items": [int(i) for i in item_ids or ()]}
     if conn.dialect.name == "sqlite":
-        params["q"] = fts5_match(terms)
+        params["q"] = fts5_match(terms, prefix)
         sql = (
             "SELECT s.id, s.item_id, -bm25(spans_fts) FROM spans_fts JOIN spans s ON s.id = spans_fts.rowid "
             f"WHERE spans_fts MATCH :q AND s.index_id = :ix{source_clause} ORDER BY bm25(spans_fts) LIMIT :n"
         )
     elif _is_pg(conn):
-        lexemes = [" <-> ".join(f"'{w}'" for w in p) for p in terms.phrases] or [f"'{w}'" for w in terms.words]
+        star = ":*" if prefix else ""
+        lexemes = [" <-> ".join(f"'{w}'" for w in p) for p in terms.phrases] or [f"'{w}'{star}" for w in terms.words]
         params["q"] = (" & " if terms.phrases else " | ").join(f"({t})" for t in lexemes)
         sql = (
             "SELECT s.id, s.item_id, ts_rank(to_tsvector('simple', s.text), q) AS r "
@@ -122,11 +126,13 @@ def search_spans(
     return [(int(a), int(b), float(c)) for a, b, c in conn.execute(statement, params)]
 
 
-def fts5_match(terms: Terms) -> str:
+def fts5_match(terms: Terms, prefix: bool = False) -> str:
     """The FTS5 MATCH expression of ``terms``: each word or phrase in double quotes (they hold
-    letters and digits only), phrases joined by AND, words by OR."""
-    quoted = [" ".join(p) for p in terms.phrases] if terms.phrases else list(terms.words)
-    return (" AND " if terms.phrases else " OR ").join(f'"{t}"' for t in quoted)
+    letters and digits only), phrases joined by AND, words by OR (each a prefix query with
+    ``prefix``: ``"refurb"*``)."""
+    if terms.phrases:
+        return " AND ".join(f'"{" ".join(p)}"' for p in terms.phrases)
+    return " OR ".join(f'"{w}"' + ("*" if prefix else "") for w in terms.words)
 
 
 def _is_pg(conn: Connection) -> bool:

@@ -105,11 +105,11 @@ class IndexReader:
         return self._fast.spans_by_id(ids) if self._fast is not None else self.store.spans_by_id(ids)
 
     def search_spans(
-        self, terms: Any, limit: int, source: str | None = None, item_ids: Any = None
+        self, terms: Any, limit: int, source: str | None = None, item_ids: Any = None, prefix: bool = False
     ) -> list[tuple[int, int, float]]:
         """``(span id, item id, score)`` of the spans matching ``terms`` (full text), best first."""
         reader = self._fast if self._fast is not None else self.store
-        return reader.search_spans(terms, limit, source, item_ids)
+        return reader.search_spans(terms, limit, source, item_ids, prefix)
 
     # --- vectors -------------------------------------------------------------------------
     def segment_shards(self, modality: str) -> ShardSet | None:

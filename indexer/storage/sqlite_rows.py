@@ -125,12 +125,17 @@ class SqliteRows:
         return {r.id: r for r in rows}
 
     def search_spans(
-        self, terms: Terms, limit: int, source: str | None = None, item_ids: Sequence[int] | None = None
+        self,
+        terms: Terms,
+        limit: int,
+        source: str | None = None,
+        item_ids: Sequence[int] | None = None,
+        prefix: bool = False,
     ) -> list[tuple[int, int, float]]:
         """Full-text search of the spans, as :meth:`Store.search_spans` (SQLite's FTS5)."""
         if not terms or limit <= 0 or (item_ids is not None and not len(item_ids)):
             return []
-        where, params = "", [fts5_match(terms), self.index_id]
+        where, params = "", [fts5_match(terms, prefix), self.index_id]
         if source:
             where += " AND s.source = ?"
             params.append(source)

@@ -594,12 +594,17 @@ class Store:
         return out
 
     def search_spans(
-        self, terms: Terms, limit: int, source: str | None = None, item_ids: Sequence[int] | None = None
+        self,
+        terms: Terms,
+        limit: int,
+        source: str | None = None,
+        item_ids: Sequence[int] | None = None,
+        prefix: bool = False,
     ) -> list[tuple[int, int, float]]:
         """``(span id, item id, score)`` of the spans matching ``terms`` (full text; of the files
-        ``item_ids`` only, when given), best first."""
+        ``item_ids`` only, when given; words as prefixes with ``prefix``), best first."""
         with self.engine.connect() as conn:
-            return search_spans(conn, self.index_id, terms, limit, source, item_ids)
+            return search_spans(conn, self.index_id, terms, limit, source, item_ids, prefix)
 
     def span_ids(self) -> dict[int, int]:
         """``{span id: item id}`` of this index's words found in media."""

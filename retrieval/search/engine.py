@@ -266,10 +266,10 @@ class Engine:
 
                 found = with_moments(self, modality, queries, found, k, allowed, segments)
             has_words = any(words or []) and self.index.segment_shards("text") is not None
-            if modality == "audio" and not segments and has_words:
+            if modality in ("audio", "image") and not segments and has_words:
                 from .words import with_words
 
-                found = with_words(self, queries, words or [""] * len(queries), found, k, allowed)
+                found = with_words(self, queries, words or [""] * len(queries), found, k, allowed, modality)
             for q in range(len(queries)):
                 out[q].extend(found[q])
         return out
@@ -337,6 +337,18 @@ class Engine:
         from .words import transcript
 
         return transcript(self, item)
+
+    def text(self, item: int | str | os.PathLike) -> tuple[Hit, list[dict[str, Any]]]:
+        """What was read in an indexed picture (``item``: its id or path): the file's hit and its
+        lines top to bottom, each ``{text, box, confidence}`` (``box``: four corners ``[x, y]``
+        in the picture's pixels); empty when no text was read or pictures were not read.
+
+        Raises:
+            QueryError: no such indexed file.
+        """
+        from .words import written
+
+        return written(self, item)
 
     def vector(self, item_id: int, track: str | None = None) -> np.ndarray:
         """The stored vector of an indexed item ("more like this"). A video has two: its frames'

@@ -86,8 +86,11 @@ class Hit:
     relpath: str | None = None
     mtime_ns: int | None = None
     # Words found in the file that matched (a hit found by what is said in it: ``track`` is
-    # "speech"), with a little context; None otherwise.
+    # "speech"; by text read in a picture: "text"), with a little context; None otherwise.
     snippet: str | None = None
+    # Where the matched line of text is in a picture (``track`` "text"): its box's four corners
+    # ``[[x, y], ...]`` in the picture's pixels; None otherwise.
+    box: list[list[float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,11 +26,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from indexer.storage.constants import INDEXED, SPEECH, VIDEO
+from indexer.storage.constants import INDEXED, OCR, SPEECH, VIDEO
 from indexer.storage.fulltext import WORD, Terms, parse_terms
 from indexer.storage.paths import escape_path
 
@@ -49,10 +50,33 @@ SNIPPET_CHARS = 200
 MAX_IN = 20_000  # filtered files passed to full-text search (more: its answers filtered after)
 
 
+@dataclass(frozen=True)
+class WordsOf:
+    """Where the words a target modality's files hold come from: the spans' source, the kinds
+    of file they are found in, the hits' track, and whether a query word may be the start of a
+    longer one (read text: "7781" finds "Invoice 7781", "refurb" finds "refurbishment")."""
+
+    source: str
+    modalities: tuple[str, ...]
+    track: str
+    prefix: bool = False
+
+
+WORDS_OF = {"audio": WordsOf(SPEECH, ("audio", VIDEO), SPEECH), "image": WordsOf(OCR, ("image",), "text", True)}
+
+
 def with_words(
-    engine: Any, queries: np.ndarray, words: list[str], hits: list[list[Hit]], k: int, allowed: Any
+    engine: Any,
+    queries: np.ndarray,
+    words: list[str],
+    hits: list[list[Hit]],
+    k: int,
+    allowed: Any,
+    modality: str = "audio",
 ) -> list[list[Hit]]:
-    """``hits`` (the audio tower's, per query) fused with what the words found in media match."""
+    """``hits`` (the ``modality`` tower's, per query: audio, or image) fused with what the words
+    found in those files match (what is said; what is written)."""
+    kind = WORDS_OF[modality]
     shards = engine.index.segment_shards("text")
     fetch = (k + OVERFETCH) * FETCH
     selector = None
@@ -70,14 +94,14 @@ def with_words(
             continue
         terms = parse_terms(words[q])
         within = sorted(allowed_set) if allowed_set is not None and len(allowed_set) <= MAX_IN else None
-        found = engine.index.search_spans(terms, fetch, SPEECH, within) if terms else []
+        found = engine.index.search_spans(terms, fetch, kind.source, within, kind.prefix) if terms else []
         by_text = [(span, score) for span, _, score in found]
         by_vector = (
             [(int(i), float(s)) for s, i in zip(scores[q], ids[q]) if i >= 0 and s >= VECTOR_FLOOR]
             if scores is not None
             else []
         )
-        out.append(_fuse(engine, hits[q], by_vector, by_text, terms, k, allowed_set))
+        out.append(_fuse(engine, hits[q], by_vector, by_text, terms, k, allowed_set, kind))
     return out
 
 
@@ -89,17 +113,18 @@ def _fuse(
     terms: Terms,
     k: int,
     allowed: set[int] | None,
+    kind: WordsOf = WORDS_OF["audio"],
 ) -> list[Hit]:
     spans = engine.index.spans_by_id([s for s, _ in by_vector] + [s for s, _ in by_text])
     items = engine.index.rows(sorted({sp.item_id for sp in spans.values()}))
 
     def ranked(found: list[tuple[int, float]]) -> list[tuple[int, Any]]:
-        """Items in rank order, each with its best span (of the audio and video files allowed)."""
+        """Items in rank order, each with its best span (of the files of the kind allowed)."""
         seen, order = set(), []
         for span_id, _ in found:
             sp = spans.get(span_id)
             row = items.get(sp.item_id) if sp is not None else None
-            if row is None or row.status != INDEXED or row.modality not in ("audio", VIDEO) or row.id in seen:
+            if row is None or row.status != INDEXED or row.modality not in kind.modalities or row.id in seen:
                 continue
             if allowed is not None and row.id not in allowed:
                 continue
@@ -107,7 +132,7 @@ def _fuse(
             order.append((row.id, sp))
         return order
 
-    covered = by_coverage(by_text, spans, terms)
+    covered = by_coverage(by_text, spans, terms, kind.prefix)
     held = {span_id: share for span_id, share, _ in covered}
     text_list, vector_list = ranked([(span_id, score) for span_id, _, score in covered]), ranked(by_vector)
     if not text_list and not vector_list:
@@ -133,23 +158,25 @@ def _fuse(
     for item_id in sorted(best, key=lambda i: (-best[i], -total[i]))[:k]:
         score = best[item_id]
         if item_id in text_span:
-            hit = _span_hit(engine, items[item_id], text_span[item_id], score, terms)
+            hit = _span_hit(engine, items[item_id], text_span[item_id], score, terms, kind)
         elif item_id in vector_span and (
             item_id not in by_tower or vector_rank[item_id] < tower_rank.get(item_id, len(tower))
         ):
-            hit = _span_hit(engine, items[item_id], vector_span[item_id], score, None)
+            hit = _span_hit(engine, items[item_id], vector_span[item_id], score, None, kind)
         else:
             hit = dataclasses.replace(by_tower[item_id], score=score)
         out.append(dataclasses.replace(hit, rank=len(out) + 1))
     return out
 
 
-def by_coverage(found: list[tuple[int, float]], spans: dict[int, Any], terms: Terms) -> list[tuple[int, float, float]]:
+def by_coverage(
+    found: list[tuple[int, float]], spans: dict[int, Any], terms: Terms, prefix: bool = False
+) -> list[tuple[int, float, float]]:
     """Full-text matches as ``(span id, coverage, score)``, ordered by coverage (the share of the
-    query's words a span holds; a matched phrase holds them all), then by the database's rank,
-    without those that hold fewer than half of them: a span that shares one word of a four-word
-    query is no evidence (BM25 alone ranks a rare word's one match above a span holding three
-    of the four)."""
+    query's words a span holds, a word held as the start of one of its words with ``prefix``; a
+    matched phrase holds them all), then by the database's rank, without those that hold fewer
+    than half of them: a span that shares one word of a four-word query is no evidence (BM25
+    alone ranks a rare word's one match above a span holding three of the four)."""
     wanted = terms.all_words()
     if not wanted:
         return [(span_id, 1.0, score) for span_id, score in found]
@@ -158,7 +185,11 @@ def by_coverage(found: list[tuple[int, float]], spans: dict[int, Any], terms: Te
         sp = spans.get(span_id)
         if sp is None:
             continue
-        held = len(wanted & {w.lower() for w in WORD.findall(sp.text)}) / len(wanted)
+        own = {w.lower() for w in WORD.findall(sp.text)}
+        if prefix:
+            held = sum(any(o.startswith(w) for o in own) for w in wanted) / len(wanted)
+        else:
+            held = len(wanted & own) / len(wanted)
         if terms.phrases:  # a phrase matched is matched whole
             held = 1.0
         if held >= MIN_COVERAGE:
@@ -166,10 +197,14 @@ def by_coverage(found: list[tuple[int, float]], spans: dict[int, Any], terms: Te
     return [(span_id, -neg, score) for neg, _, span_id, score in sorted(scored)]
 
 
-def _span_hit(engine: Any, row: Any, span: Any, score: float, terms: Terms | None) -> Hit:
-    start, end = matched_times(span, terms) if terms else (span.start, span.end)
+def _span_hit(engine: Any, row: Any, span: Any, score: float, terms: Terms | None, kind: WordsOf) -> Hit:
     hit = engine.hit_of(0, score, row)
-    return dataclasses.replace(hit, start=float(start), end=float(end), track=SPEECH, snippet=snippet(span.text, terms))
+    said = snippet(span.text, terms)
+    if kind.source == OCR:  # a line read in a picture: where it is, no times
+        box = (json.loads(span.words) if span.words else {}).get("box")
+        return dataclasses.replace(hit, track=kind.track, snippet=said, box=box)
+    start, end = matched_times(span, terms) if terms else (span.start, span.end)
+    return dataclasses.replace(hit, start=float(start), end=float(end), track=kind.track, snippet=said)
 
 
 def matched_times(span: Any, terms: Terms) -> tuple[float, float]:
@@ -206,6 +241,40 @@ def snippet(text: str, terms: Terms | None) -> str:
 
 def transcript(engine: Any, item: int | str | os.PathLike) -> tuple[Hit, list[dict[str, Any]]]:
     """See :meth:`retrieval.search.engine.Engine.transcript`."""
+    hit = _indexed_file(engine, item)
+    spans = engine.index.store.spans_of([hit.file_id], SPEECH)
+    return hit, [
+        {
+            "start": round(sp.start, 3),
+            "end": round(sp.end, 3),
+            "text": sp.text,
+            "confidence": round(sp.confidence, 3),
+            "words": json.loads(sp.words) if sp.words else [],
+        }
+        for sp in spans
+    ]
+
+
+def written(engine: Any, item: int | str | os.PathLike) -> tuple[Hit, list[dict[str, Any]]]:
+    """See :meth:`retrieval.search.engine.Engine.text`."""
+    hit = _indexed_file(engine, item)
+    spans = engine.index.store.spans_of([hit.file_id], OCR)
+    return hit, [
+        {
+            "text": sp.text,
+            "box": (json.loads(sp.words) if sp.words else {}).get("box"),
+            "confidence": round(sp.confidence, 3),
+        }
+        for sp in spans
+    ]
+
+
+def _indexed_file(engine: Any, item: int | str | os.PathLike) -> Hit:
+    """The indexed file ``item`` names (its id, or its path).
+
+    Raises:
+        QueryError: no such indexed file.
+    """
     item_id: int | None = None
     if isinstance(item, (int, np.integer)) or (isinstance(item, str) and item.isdigit()):
         item_id = int(item)
@@ -218,14 +287,4 @@ def transcript(engine: Any, item: int | str | os.PathLike) -> tuple[Hit, list[di
     hit = engine.item(item_id)
     if hit is None or hit.start is not None:
         raise QueryError(f"no indexed file has id {item}")
-    spans = engine.index.store.spans_of([hit.file_id], SPEECH)
-    return hit, [
-        {
-            "start": round(sp.start, 3),
-            "end": round(sp.end, 3),
-            "text": sp.text,
-            "confidence": round(sp.confidence, 3),
-            "words": json.loads(sp.words) if sp.words else [],
-        }
-        for sp in spans
-    ]
+    return hit

@@ -1,0 +1,120 @@
+"""What is written in pictures: PP-OCRv4 text detection and recognition (ONNX models, run on
+ONNX Runtime by the PyPI package ``rapidocr-onnxruntime``, Apache-2.0; the extra ``ocr``).
+
+A picture is decoded at most ``READ_SIDE`` pixels on its longer side (a large JPEG at a reduced
+scale, so a 100-megapixel scan never sits in memory whole). A first look, detection alone on a
+copy ``LOOK_SIDE`` pixels long, decides whether it holds text at all: most photos do not, and
+cost that look only. Where it does, detection runs again at the read size and recognition on
+the boxes found. Each line comes with its box (four corners, in the picture's own pixels) and
+the recogniser's confidence; lines under ``MIN_CONFIDENCE``, or without two letters or digits,
+are dropped (textures such as grass or brick make such fragments).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .image import ImageSource, decode_image
+
+log = logging.getLogger(__name__)
+LOOK_SIDE = 640  # the first look: detection alone at this size
+READ_SIDE = 1600  # the read: detection and recognition at most this size
+MIN_CONFIDENCE = 0.6
+EXTRA_HINT = "reading text in pictures needs the extra ocr: pip install 'xmr[ocr]'"
+
+
+class OcrUnavailable(RuntimeError):
+    """No text recogniser here: the package rapidocr-onnxruntime is not installed."""
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line of text read in a picture: its words, its box's four corners ``[(x, y), ...]`` in
+    the picture's pixels (as shown, EXIF rotation applied), and how sure the model was (0..1)."""
+
+    text: str
+    box: list[tuple[float, float]]
+    confidence: float
+
+
+class TextReader:
+    """PP-OCRv4 ready to read pictures (see the module docstring). Loads on the first read."""
+
+    source = "ocr"
+
+    def __init__(self, threads: int | None = None) -> None:
+        spec = importlib.util.find_spec("rapidocr_onnxruntime")
+        if spec is None or not spec.submodule_search_locations:
+            raise OcrUnavailable(EXTRA_HINT)
+        self.folder = Path(next(iter(spec.submodule_search_locations)))
+        self.name = "pp-ocrv4"
+        self.model_id = f"{self.name}:{_fingerprint(self.folder / 'models')}"
+        self.threads = threads or len(os.sched_getaffinity(0))
+        self._engine: Any = None
+
+    def load(self) -> None:
+        """Load the models now (else on the first read).
+
+        Raises:
+            OcrUnavailable: the package's models cannot be loaded.
+        """
+        if self._engine is not None:
+            return
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+
+            self._engine = RapidOCR(
+                intra_op_num_threads=self.threads,
+                inter_op_num_threads=1,
+                use_cls=False,
+                max_side_len=READ_SIDE,
+                text_score=MIN_CONFIDENCE,
+                **{"Det.limit_type": "max", "Det.limit_side_len": READ_SIDE},
+            )
+        except (ImportError, RuntimeError, OSError, ValueError) as exc:
+            raise OcrUnavailable(f"cannot load the text recogniser: {exc}") from exc
+
+    def read(self, source: ImageSource) -> list[Line]:
+        """The lines of text in a picture, top to bottom.
+
+        Raises:
+            ImageDecodeError: the picture cannot be decoded.
+        """
+        self.load()
+        image, (width, height) = decode_image(source, min_side=READ_SIDE)
+        image.thumbnail((READ_SIDE, READ_SIDE))
+        look = image.copy()
+        look.thumbnail((LOOK_SIDE, LOOK_SIDE))
+        boxes, _ = self._engine.text_det(_bgr(look))
+        if boxes is None or len(boxes) == 0:
+            return []
+        found, _ = self._engine(_bgr(image))
+        scale = (width / image.width, height / image.height)
+        lines = []
+        for box, text, score in found or []:
+            text = " ".join(str(text).split())
+            if float(score) < MIN_CONFIDENCE or sum(c.isalnum() for c in text) < 2:
+                continue
+            corners = [(round(float(x) * scale[0], 1), round(float(y) * scale[1], 1)) for x, y in box]
+            lines.append(Line(text, corners, round(float(score), 4)))
+        return sorted(lines, key=lambda line: (min(y for _, y in line.box), min(x for x, _ in line.box)))
+
+
+def _bgr(image: Any) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+
+
+def _fingerprint(folder: Path) -> str:
+    """A short id of the models: others mean pictures read again."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.onnx")):
+        digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    return digest.hexdigest()[:12]

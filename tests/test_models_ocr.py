@@ -1,0 +1,49 @@
+"""The text recogniser (retrieval/models/ocr.py): PP-OCRv4 on ONNX Runtime, real forward passes
+on printed pages Pillow draws, and pictures without text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from retrieval.models.image import ImageDecodeError
+from tests.helpers import ocr_reader, write_page
+
+
+@pytest.fixture(scope="module")
+def reader():  # noqa: ANN201
+    return ocr_reader()
+
+
+def test_printed_lines_are_read_top_to_bottom_with_their_boxes(tmp_path: Path, reader) -> None:
+    page = write_page(tmp_path / "page.png", ["Invoice 7781", "Refurbishment of the north wing"])
+    lines = reader.read(page)
+    assert [line.text.split()[-1] for line in lines] == ["7781", "wing"]
+    assert "Refurbishment" in lines[1].text and all(0.6 <= line.confidence <= 1 for line in lines)
+    (x0, y0), (x1, y1) = np.min(lines[1].box, axis=0), np.max(lines[1].box, axis=0)
+    assert 80 < x0 < 160 and 340 < y0 < 380 + 64 and x1 > 900 and y1 < 460  # where it was drawn: y 360
+
+
+def test_a_large_picture_is_read_small_and_its_boxes_are_in_its_own_pixels(tmp_path: Path, reader) -> None:
+    page = write_page(tmp_path / "scan.jpg", ["Invoice 7781"], size=(4800, 3600), font_size=192, top=600)
+    (line,) = reader.read(page)
+    assert line.text.endswith("7781")
+    (x0, y0), (x1, y1) = np.min(line.box, axis=0), np.max(line.box, axis=0)
+    assert 80 < x0 < 180 and 600 < y0 < 700 and 1100 < x1 < 1400 and 750 < y1 < 900  # drawn at 120, 600; 3x the page
+
+
+def test_pictures_without_text_hold_none_and_a_broken_one_says_why(tmp_path: Path, reader) -> None:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+    grass = np.zeros((900, 1200, 3), np.uint8)
+    grass[..., 1] = 90 + 60 * np.sin(np.arange(1200) / 3)[None] * np.cos(np.arange(900) / 5)[:, None]
+    Image.fromarray(grass).save(tmp_path / "grass.png")
+    Image.new("RGB", (640, 480), (30, 120, 200)).save(tmp_path / "sky.jpg")
+    for name in ("noise.png", "grass.png", "sky.jpg"):
+        assert reader.read(tmp_path / name) == [], name
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(ImageDecodeError):
+        reader.read(tmp_path / "broken.png")
