@@ -792,7 +792,7 @@ def _print_hits(hits: list) -> None:
         return
     modality = None
     for h in hits:
-        group = "audio" if h.track == "speech" else h.track or h.modality  # what is said: among the audio
+        group = h.listed_under
         if group != modality:  # a video's hits: among the frames' or the soundtrack's
             modality = group
             typer.echo(f"== {modality} ==")
@@ -944,6 +944,11 @@ def _print_info(facts: dict) -> None:
             f"speech    {speech['files']} files transcribed ({speech['seconds'] / 3600:.2f} h of audio), "
             f"{speech['with_words']} with words, {speech['spans']} utterances"
             + (f", {speech['failed']} could not be read" if speech["failed"] else "")
+        )
+    if (text := facts.get("text")) and text["files"]:
+        typer.echo(
+            f"text      {text['files']} pictures read, {text['with_words']} with text, {text['spans']} lines"
+            + (f", {text['failed']} could not be read" if text["failed"] else "")
         )
     typer.echo(
         f"database  {facts['database']}"

@@ -444,3 +444,18 @@ def test_speech_benchmark_finds_what_was_said_and_measures_it(tmp_path: Path) ->
     speed = result["speed"]
     assert speed["music_words"] == speed["silence_words"] == 0 and speed["speech_x_real_time"] > 1
     assert (tmp_path / "speech.md").read_text().count("| person |") == 2
+
+
+@pytest.mark.slow  # xmr-mini and PP-OCRv4 over a few pictures: left out by -m "not slow"
+def test_ocr_benchmark_finds_phrases_in_pictures_and_measures_it(tmp_path: Path) -> None:
+    """Phrases drawn into signs, pages and screens are found by text read in them, beside the
+    image tower alone; the report holds both signals, the textures' noise and the speeds."""
+    from retrieval.bench.ocr import KINDS, run_ocr
+    from tests.helpers import ocr_reader
+
+    ocr_reader()  # skips (fails under CI) without the extra ocr
+    result = run_ocr(str(tmp_path), pictures=3)
+    for kind in KINDS:
+        assert result["fused"][kind]["part_R@5"] >= 2 / 3 * 100 >= result["image_tower"][kind]["phrase_R@1"]
+    assert 0 <= result["fused"]["textless_in_top5"] <= 1 and result["speed"]["seconds_with_text"] > 0
+    assert (tmp_path / "ocr.md").read_text().count("| sign |") == 2

@@ -124,3 +124,5 @@ def test_the_cli_prints_what_was_read_and_the_box_of_a_hit(tmp_path: Path, mini,
     assert nothing.exit_code == 0 and "no text read" in nothing.output
     (hit,) = json.loads(runner.invoke(app, ["search", "7781", *index, "--to", "image", "-k", "1", "--json"]).output)
     assert hit["track"] == "text" and "7781" in hit["snippet"] and len(hit["box"]) == 4
+    info = runner.invoke(app, ["info", *index])
+    assert "text      3 pictures read, 2 with text, 3 lines" in info.output and "speech" not in info.output

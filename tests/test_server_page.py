@@ -20,7 +20,7 @@ from retrieval import Engine  # noqa: E402
 from retrieval.server.app import create_app  # noqa: E402
 from retrieval.server.files import ThumbnailCache  # noqa: E402
 from retrieval.server.local import CHROMIUM_FLAGS, LocalServer  # noqa: E402
-from tests.helpers import make_media, speak, write_image, write_text  # noqa: E402
+from tests.helpers import make_media, ocr_reader, speak, write_image, write_page, write_text  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.slow  # a browser and a server: run by default, left out by -m "not slow"
@@ -48,9 +48,15 @@ def site(tmp_path_factory: pytest.TempPathFactory, tiny):
     _shrink(root / "sprites" / "hero.png", (32, 24))
     labels = write_text(base / "labels.txt", "a dog\na red square\n")
     speak(root / "talks" / "party.wav", "happy birthday dear grandmother", before=1.0)  # words to find
+    write_page(root / "scans" / "invoice.png", ["Invoice 7781", "Refurbishment of the north wing"])  # text to read
+    from retrieval.models.ocr import OcrUnavailable, TextReader
     from retrieval.models.speech import SpeechRecognizer
 
-    options = indexer.IndexOptions(workers=0, texts=[str(labels)], transcriber=SpeechRecognizer())
+    try:
+        reader = TextReader()
+    except OcrUnavailable:  # the test of text in pictures says so (fails under CI)
+        reader = None
+    options = indexer.IndexOptions(workers=0, texts=[str(labels)], transcriber=SpeechRecognizer(), text_reader=reader)
     indexer.index_folder(root, tiny, options)
     engine = Engine.open(root, model=tiny)
     served = LocalServer(create_app(engine, thumbs=ThumbnailCache(base / "thumbs")))
@@ -167,6 +173,27 @@ def test_words_heard_show_marked_and_play_from_their_moment(page, site) -> None:
     shot(page, site, "words-heard")
 
 
+def test_text_read_in_a_picture_is_marked_and_outlined_in_the_detail_view(page, site) -> None:
+    ocr_reader()  # skips (fails under CI) without the extra ocr
+    search(page, site, "7781", to="image")
+    card = page.locator(".grid .card").first
+    assert card.locator(".name").inner_text() == "invoice.png"
+    assert card.locator(".said mark").all_inner_texts() == ["7781"]
+    card.click()
+    page.wait_for_function(
+        "() => document.querySelector('.box-layer') && document.querySelector('.box-layer').getAttribute('viewBox')"
+    )
+    assert page.get_attribute(".box-layer", "viewBox") == "0 0 1600 1200"
+    outline = page.locator(".box-layer polygon").bounding_box()
+    picture = page.locator("img.full").bounding_box()
+    assert picture["x"] <= outline["x"] and outline["x"] + outline["width"] <= picture["x"] + picture["width"]
+    shown = picture["width"] / 1600 if picture["width"] / picture["height"] < 1600 / 1200 else picture["height"] / 1200
+    assert (
+        outline["y"] - picture["y"] < 260 * shown + (picture["height"] - 1200 * shown) / 2
+    )  # the first line, at y 200
+    shot(page, site, "16-text-read")
+
+
 def test_an_audio_result_plays(page, site) -> None:
     search(page, site, "bell", to="audio")
     page.eval_on_selector(".row audio", "a => { a.preload = 'auto'; a.load(); a.play().catch(() => {}); }")
@@ -223,7 +250,7 @@ def test_scrolling_loads_more(page, site) -> None:
     search(page, site, "x", to="image")
     assert page.eval_on_selector_all(".grid .card", "c => c.length") == 24
     page.mouse.wheel(0, 20000)
-    page.wait_for_function("() => document.querySelectorAll('.grid .card').length === 42")  # 41 images, a video
+    page.wait_for_function("() => document.querySelectorAll('.grid .card').length === 43")  # 42 images, a video
     shot(page, site, "7-scrolled")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .autotype import Choice, choose, default_budget
-from .constants import MODALITIES, VIDEO
+from .constants import MODALITIES, OCR, SPEECH, VIDEO
 from .layout import IndexNotFoundError, Layout
 from .manifest import Manifest, read_manifest
 from .retype import shard_set
@@ -192,6 +192,7 @@ class IndexReader:
             },
             "segments": self.segment_counts(),
             "speech": self.speech_facts(),
+            "text": self.words_facts(OCR),
             "bytes": {
                 "shards": sum(_size(p) for p in shard_files),
                 "stored_vectors": sum(_size(p) for p in stored),
@@ -218,15 +219,14 @@ class IndexReader:
     def speech_facts(self) -> dict[str, Any] | None:
         """What transcription read (files, seconds, with words, failures, utterances), None
         before any."""
+        return self.words_facts(SPEECH)
+
+    def words_facts(self, source: str) -> dict[str, Any] | None:
+        """What ``source`` read (files, seconds, with words, failures, spans), None before any."""
         if self.segment_shards("text") is None and not self.layout.database.exists():
             return None
-        from .constants import SPEECH
-
-        facts = self.store.readings(SPEECH)
-        if not facts["files"]:
-            return None
-        shards = self.segment_shards("text")
-        return facts | {"spans": int(shards.ntotal) if shards is not None else 0}
+        facts = self.store.readings(source)
+        return facts if facts["files"] else None
 
     def segment_counts(self) -> dict[str, int]:
         """Segments (moments of long files) per modality that has any (spans: :meth:`speech_facts`)."""

@@ -650,20 +650,23 @@ class Store:
                 conn.exec_driver_sql("INSERT INTO spans_fts(spans_fts) VALUES ('rebuild')")
 
     def readings(self, source: str) -> dict[str, float]:
-        """What ``source`` read in this index: files, files with words, seconds of media, failures."""
+        """What ``source`` read in this index: files, files with words, seconds of media,
+        failures, and the spans found."""
         with self.session() as s:
             q = select(
                 func.count(),
                 func.sum(Reading.seconds),
                 func.count().filter(Reading.spans > 0),
                 func.count().filter(Reading.reason != ""),
+                func.sum(Reading.spans),
             ).where(Reading.index_id == self.index_id, Reading.source == source)
-            files, seconds, with_words, failed = s.execute(q).one()
+            files, seconds, with_words, failed, spans = s.execute(q).one()
         return {
             "files": int(files or 0),
             "with_words": int(with_words or 0),
             "seconds": float(seconds or 0.0),
             "failed": int(failed or 0),
+            "spans": int(spans or 0),
         }
 
     def save_manifest_copy(self, manifest: Manifest) -> None:

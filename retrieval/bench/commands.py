@@ -240,6 +240,32 @@ def bench_speech(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("ocr")
+def bench_ocr(
+    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
+    pictures: Annotated[
+        int, typer.Option(min=1, help="Pictures of each kind (signs, pages, screens), and photos.")
+    ] = 40,
+    photos: Annotated[
+        Optional[Path], typer.Option(help="A folder of photos for the signs and the pictures without text.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the phrases and pictures.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Text in pictures, found: phrases drawn into signs, pages and screens among photos, searched
+    by the phrase and by a part of it, with text read and with the image tower alone; speed."""
+    setup_logging(False, quiet=True)
+    from retrieval.bench.ocr import run_ocr
+    from retrieval.models.ocr import OcrUnavailable
+
+    try:
+        result = run_ocr(str(out), model, pictures, str(photos) if photos else None, seed)
+    except OcrUnavailable as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 @bench_app.command("scale")
 def bench_scale(
     vectors: Annotated[int, typer.Option(min=1_000, help="Synthetic 384-d vectors to index.")] = 1_000_000,

@@ -95,6 +95,17 @@ class Hit:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def listed_under(self) -> str:
+        """The target modality the hit is listed under: a video's by what matched (its frames
+        among the images, its soundtrack among the audio), a file found by words in it by its
+        kind (what is said among the audio, text read in a picture among the images)."""
+        if self.track == "speech":
+            return "audio"
+        if self.track == "text" and self.modality != "text":
+            return "image"
+        return self.track or self.modality
+
 
 @dataclass(frozen=True)
 class Part:

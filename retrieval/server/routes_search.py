@@ -96,7 +96,7 @@ async def _search(
     for hit in hits:
         # By what matched: a video's frame among the images, its soundtrack among the audio (and
         # what is said in a file among the audio, ranked with them).
-        group = "audio" if hit.track == "speech" else hit.track or hit.modality
+        group = hit.listed_under
         results.setdefault(group, []).append(hit_json(hit))
     took = (time.perf_counter() - started) * 1000
     return {"query": params.echo() | {k: True for k in parts}, "took_ms": round(took, 2), "results": results}

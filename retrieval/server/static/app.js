@@ -180,8 +180,9 @@ function card(hit, index) {
   const score = el("span", { class: "score", title: "similarity" }, hit.score.toFixed(3));
   if (hit.modality === "image") {
     const img = el("img", { src: hit.thumbnail_url + "?size=256", alt: name(hit), loading: "lazy", decoding: "async" });
+    const read = hit.snippet ? el("p", { class: "snippet said" }, ...marked(hit.snippet, state.q)) : "";
     return el("figure", { class: "card", tabindex: "0", "data-id": hit.id, onclick: open, onkeydown: enter(open) }, img,
-      el("figcaption", {}, el("span", { class: "name", title: hit.path }, name(hit)), score));
+      el("figcaption", {}, el("span", { class: "name", title: hit.path }, name(hit)), score), read);
   }
   if (hit.modality === "video" && hit.track === "image") {
     // A frame of a video: the video itself, paused at that moment (muted, so it never plays aloud).
@@ -238,7 +239,7 @@ function showDetail(index) {
     const img = el("img", { class: "full", src: hit.media_url, alt: name(hit) });
     // A small picture (a sprite, an icon) is shown enlarged with its pixels sharp, not smeared.
     img.addEventListener("load", () => img.classList.toggle("pixelated", img.naturalWidth < 256 && img.naturalHeight < 256));
-    body.append(img);
+    body.append(hit.box ? framed(img, hit.box) : img);
   } else if (hit.modality === "video") player = el("video", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) });
   else if (hit.modality === "audio") player = el("audio", { class: "full", controls: "", autoplay: "", src: mediaAt(hit) });
   else body.append(el("pre", { class: "full text" }, hit.text || ""));
@@ -264,6 +265,20 @@ function showDetail(index) {
 
 // A moment plays from its start and stops at its end (the next scene is another moment);
 // playing on from there goes on into the file. The note under the player says where it ends.
+// The line of text a hit was found by, outlined on the picture: an SVG over the image with the
+// picture's own pixels as its viewBox, fitted as the image is (object-fit: contain).
+function framed(img, box) {
+  const ns = "http://www.w3.org/2000/svg";
+  const layer = document.createElementNS(ns, "svg");
+  layer.setAttribute("class", "box-layer");
+  layer.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  const outline = document.createElementNS(ns, "polygon");
+  outline.setAttribute("points", box.map(([x, y]) => `${x},${y}`).join(" "));
+  layer.append(outline);
+  img.addEventListener("load", () => layer.setAttribute("viewBox", `0 0 ${img.naturalWidth} ${img.naturalHeight}`));
+  return el("div", { class: "frame" }, img, layer);
+}
+
 function stopAtEnd(player, hit) {
   const note = el("p", { class: "moment-end" }, `Moment ${clock(hit.start)}–${clock(hit.end)}: playback stops at its end (${clock(hit.end)}).`);
   let held = false;
@@ -306,7 +321,8 @@ function moreLike(hit) {
   if (!state.combine) startNewQuery();
   state.like = hit.id;
   // A video: like what matched, its frames or its soundtrack (found by what is said: its soundtrack).
-  state.likeTrack = hit.track === "speech" ? (hit.modality === "video" ? "audio" : null) : hit.track || null;
+  state.likeTrack = hit.track === "speech" ? (hit.modality === "video" ? "audio" : null)
+    : hit.track === "text" ? null : hit.track || null;
   state.likeName = name(hit);
   run();
 }
