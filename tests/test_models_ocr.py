@@ -47,3 +47,12 @@ def test_pictures_without_text_hold_none_and_a_broken_one_says_why(tmp_path: Pat
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with pytest.raises(ImageDecodeError):
         reader.read(tmp_path / "broken.png")
+
+
+def test_words_the_recogniser_wrote_together_are_cut_apart_where_it_is_clear() -> None:
+    from retrieval.models.ocr import spaced
+
+    assert spaced("VelvetlibraryExhibitionWalnut") == "Velvetlibrary Exhibition Walnut"
+    assert spaced("Plazavelvet6568  x") == "Plazavelvet 6568 x"
+    for kept in ("iPhone 15", "McDonald", "COVID19", "citadelwalnut", "1,250.00EUR"):
+        assert spaced(kept) == kept  # short runs, one case, punctuation: as read
