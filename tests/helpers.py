@@ -49,7 +49,9 @@ def ocr_reader():  # -> retrieval.models.ocr.TextReader
     from retrieval.models.ocr import OcrUnavailable, TextReader
 
     try:
-        return TextReader()
+        reader = TextReader()
+        reader.load()  # OpenCV loads libGL here: without it, the reason
+        return reader
     except OcrUnavailable as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but {exc}")
