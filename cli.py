@@ -595,8 +595,9 @@ def _print_summary(summary: Summary) -> None:
     )
     if summary.transcribed:
         say(f"speech: {summary.transcribed} files transcribed ({summary.speech_seconds / 60:.1f} min of audio)")
-    if summary.pictures_read:
-        say(f"text: {summary.pictures_read} pictures read, {summary.text_lines} lines found")
+    if summary.pictures_read or summary.videos_read:
+        videos = f", {summary.videos_read} videos ({summary.frames_read} frames)" if summary.videos_read else ""
+        say(f"text: {summary.pictures_read} pictures read{videos}, {summary.text_lines} lines found")
     if summary.recorded_options:
         say(
             f"recorded options used: {_recorded(summary.recorded_options)} (give new values to change them, "
@@ -873,13 +874,14 @@ def transcript(
 
 @app.command()
 def text(
-    item: Annotated[str, typer.Argument(help="An indexed picture: its path, or its id (from search).")],
+    item: Annotated[str, typer.Argument(help="An indexed picture or video: its path, or its id (from search).")],
     index_dir: Annotated[
         Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object (lines with their boxes).")] = False,
 ) -> None:
-    """Print the text read in an indexed picture, line by line, top to bottom."""
+    """Print the text read in an indexed picture, line by line, top to bottom (in a video, with
+    the times each line is shown)."""
     setup_logging(False, quiet=True)
     from indexer import XmrIndexError
     from indexer.storage.errors import StoreError
@@ -900,7 +902,7 @@ def text(
         say(f"no text read in {hit.path} (or pictures were not read: xmr index --ocr, with xmr[ocr])", err=True)
         return
     for line in lines:
-        say(line["text"])
+        say(f"[{_clock(line['start'])}-{_clock(line['end'])}] {line['text']}" if "start" in line else line["text"])
 
 
 def _subtitle_time(seconds: float, srt: bool) -> str:

@@ -56,3 +56,42 @@ def test_words_the_recogniser_wrote_together_are_cut_apart_where_it_is_clear() -
     assert spaced("Plazavelvet6568  x") == "Plazavelvet 6568 x"
     for kept in ("iPhone 15", "McDonald", "COVID19", "citadelwalnut", "1,250.00EUR"):
         assert spaced(kept) == kept  # short runs, one case, punctuation: as read
+
+
+def test_a_100_megapixel_scan_is_read_without_its_full_decode_in_memory(tmp_path: Path, reader) -> None:
+    """A JPEG of 12000 x 8400 pixels (over Pillow's bomb guard) is read at a reduced scale: its
+    line found, its box in its own pixels, the reading process's peak memory grown by less than
+    the full decode would take (100 MB grey, 300 MB as RGB)."""
+    import subprocess
+    import sys
+
+    from PIL import ImageDraw, ImageFont
+
+    scan = Image.new("L", (12000, 8400), 235)
+    ImageDraw.Draw(scan).text(
+        (600, 3000), "Survey of the north field 1887", fill=20, font=ImageFont.load_default(size=420)
+    )
+    scan.save(tmp_path / "scan.jpg", quality=80)
+    del scan
+    write_page(tmp_path / "page.png", ["Invoice 7781"])
+    child = (
+        "import sys, resource, warnings; warnings.simplefilter('ignore')\n"
+        "from retrieval.models.ocr import TextReader\n"
+        "reader = TextReader(); reader.read(sys.argv[1]); reader.read(sys.argv[1])\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "(line,) = reader.read(sys.argv[2])\n"
+        "grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024\n"
+        "print(line.text, min(x for x, _ in line.box), max(x for x, _ in line.box), grown, sep='|')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(tmp_path / "page.png"), str(tmp_path / "scan.jpg")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert out.returncode == 0, out.stderr
+    text, left, right, grown = out.stdout.strip().split("|")
+    assert text == "Survey of the north field 1887"
+    assert 500 < float(left) < 700 and 5500 < float(right) < 7000  # drawn from x 600, in the scan's pixels
+    assert int(grown) < 100, f"reading the scan grew the process by {grown} MB"

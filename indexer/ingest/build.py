@@ -33,6 +33,7 @@ from ..storage.shards import ShardSet
 from ..storage.store import Store, StoreError, new_index_uuid
 from ..storage.writer import IndexWriter, RowChange, VectorChange
 from .decode import Decoded, file_hash
+from .frame_text import read_video_text
 from .scan import LINKS, Found, Skipped, walk
 from .segments import SEGMENTS_KEY, SPEECH_KEY, EncodedSegments, SegmentingAudio, Segments, encode_segments
 from .texts import read_texts
@@ -179,6 +180,8 @@ class Summary:
     transcribed: int = 0  # files whose speech this run transcribed (with or without words found)
     speech_seconds: float = 0.0  # seconds of audio those files held
     pictures_read: int = 0  # pictures whose text this run read (with or without text found)
+    videos_read: int = 0  # videos whose frames' text this run read
+    frames_read: int = 0  # their frames read (a frame like its neighbour is not read again)
     text_lines: int = 0  # lines of text read in them
     recorded_options: dict[str, Any] = field(default_factory=dict)  # options not given, taken from the index
     interrupted: bool = False
@@ -866,9 +869,10 @@ class _Run:
         self._read_files(self.options.transcriber, ("audio", VIDEO), self._read_one, "transcribing speech")
 
     def _read_pictures(self) -> None:
-        """Read the text in the pictures not yet read, as :meth:`_read_speech` transcribes: each
-        line a span (its box in ``words``), its text embedded as a segment of the picture."""
-        self._read_files(self.options.text_reader, ("image",), self._read_picture, "reading text in pictures")
+        """Read the text in the pictures and videos not yet read, as :meth:`_read_speech`
+        transcribes: each line a span (its box in ``words``; in a video, the times it is shown),
+        its text embedded as a segment of the file."""
+        self._read_files(self.options.text_reader, ("image", VIDEO), self._read_picture, "reading text in pictures")
 
     def _read_files(
         self, reader: Any, modalities: tuple[str, ...], read_one: Callable[[Any], tuple], what: str
@@ -933,16 +937,20 @@ class _Run:
         reader, rel = self.options.text_reader, unescape_path(row.path)
         reading = {"item_id": row.id, "source": reader.source, "model": reader.model_id}
         try:
-            lines = reader.read(self.root / rel)
-        except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this picture only
+            if row.modality == VIDEO:
+                found, frames = read_video_text(reader, self.root / rel, self.frame_seconds)
+                self.summary.videos_read += 1
+                self.summary.frames_read += frames
+            else:
+                found = [
+                    (0.0, 0.0, line.text, float(line.confidence), {"box": [[float(x), float(y)] for x, y in line.box]})
+                    for line in reader.read(self.root / rel)
+                ]
+                self.summary.pictures_read += 1
+        except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this file only
             log.warning("no text read in %s: %s", rel, exc)
             return None, [], [], reading | {"reason": str(exc)[:500]}
-        self.summary.pictures_read += 1
-        self.summary.text_lines += len(lines)
-        found = [
-            (0.0, 0.0, line.text, float(line.confidence), {"box": [[float(x), float(y)] for x, y in line.box]})
-            for line in lines
-        ]
+        self.summary.text_lines += len(found)
         return self._found(row, reader.source, found, reading)
 
     def _found(

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, BinaryIO]  # BinaryIO: an open file, read from its start
 # Pillow's own bomb guard warns at this many pixels and refuses at twice as many; xmr refuses
-# above it, so a huge image costs a header read, never its decoded pixels.
+# to decode more, so a huge image costs a header read, never its decoded pixels (a JPEG read at
+# a reduced scale counts the pixels decoded: a 100-megapixel scan is read at a quarter or less).
 MAX_IMAGE_PIXELS = 89_478_485
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -62,15 +63,15 @@ def decode_image(
                 raise ImageDecodeError(f"corrupt or truncated image: {exc}") from exc
             raise ImageDecodeError(f"not a readable image: {exc}") from exc
     width, height = full = img.size
-    if width * height > max_pixels:
+    if min_side and img.format == "JPEG":  # decoded at a reduced scale: the pixels decoded count
+        img.draft("RGB", (min_side, min_side))
+    if img.width * img.height > max_pixels:
         raise ImageDecodeError(f"image too large: {width}x{height} pixels exceeds the limit of {max_pixels}")
     if width == 0 or height == 0:
         raise ImageDecodeError("image has no pixels")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if min_side and img.format == "JPEG":
-                img.draft("RGB", (min_side, min_side))
             img.load()
             if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 full = (height, width)

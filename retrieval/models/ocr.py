@@ -95,8 +95,18 @@ class TextReader:
             ImageDecodeError: the picture cannot be decoded.
         """
         self.load()
-        image, (width, height) = decode_image(source, min_side=READ_SIDE)
-        image.thumbnail((READ_SIDE, READ_SIDE))
+        image, size = decode_image(source, min_side=READ_SIDE)
+        image.thumbnail((READ_SIDE, READ_SIDE))  # decoded for this read alone: no copy
+        return self.read_image(image, size)
+
+    def read_image(self, image: Any, size: tuple[int, int] | None = None) -> list[Line]:
+        """The lines of text in a decoded picture (a PIL image; a video's frame), top to bottom,
+        their boxes in the pixels of a picture ``size`` large (the image's own by default)."""
+        self.load()
+        width, height = size or image.size
+        if max(image.size) > READ_SIDE:
+            image = image.copy()
+            image.thumbnail((READ_SIDE, READ_SIDE))
         look = image.copy()
         look.thumbnail((LOOK_SIDE, LOOK_SIDE))
         boxes, _ = self._engine.text_det(_bgr(look))

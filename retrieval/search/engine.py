@@ -339,9 +339,11 @@ class Engine:
         return transcript(self, item)
 
     def text(self, item: int | str | os.PathLike) -> tuple[Hit, list[dict[str, Any]]]:
-        """What was read in an indexed picture (``item``: its id or path): the file's hit and its
-        lines top to bottom, each ``{text, box, confidence}`` (``box``: four corners ``[x, y]``
-        in the picture's pixels); empty when no text was read or pictures were not read.
+        """What was read in an indexed picture or video (``item``: its id or path): the file's hit
+        and its lines, each ``{text, box, confidence}`` (``box``: four corners ``[x, y]`` in the
+        picture's pixels), a picture's top to bottom, a video's in the order shown, with the
+        ``start`` and ``end`` (seconds) of the frames showing them; empty when no text was read
+        or pictures were not read.
 
         Raises:
             QueryError: no such indexed file.

@@ -62,7 +62,7 @@ class WordsOf:
     prefix: bool = False
 
 
-WORDS_OF = {"audio": WordsOf(SPEECH, ("audio", VIDEO), SPEECH), "image": WordsOf(OCR, ("image",), "text", True)}
+WORDS_OF = {"audio": WordsOf(SPEECH, ("audio", VIDEO), SPEECH), "image": WordsOf(OCR, ("image", VIDEO), "text", True)}
 
 
 def with_words(
@@ -200,9 +200,10 @@ def by_coverage(
 def _span_hit(engine: Any, row: Any, span: Any, score: float, terms: Terms | None, kind: WordsOf) -> Hit:
     hit = engine.hit_of(0, score, row)
     said = snippet(span.text, terms)
-    if kind.source == OCR:  # a line read in a picture: where it is, no times
+    if kind.source == OCR:  # a line read in a picture: where it is (in a video's frames, when too)
         box = (json.loads(span.words) if span.words else {}).get("box")
-        return dataclasses.replace(hit, track=kind.track, snippet=said, box=box)
+        times = {"start": float(span.start), "end": float(span.end)} if span.end > span.start else {}
+        return dataclasses.replace(hit, track=kind.track, snippet=said, box=box, **times)
     start, end = matched_times(span, terms) if terms else (span.start, span.end)
     return dataclasses.replace(hit, start=float(start), end=float(end), track=kind.track, snippet=said)
 
@@ -265,6 +266,7 @@ def written(engine: Any, item: int | str | os.PathLike) -> tuple[Hit, list[dict[
             "box": (json.loads(sp.words) if sp.words else {}).get("box"),
             "confidence": round(sp.confidence, 3),
         }
+        | ({"start": round(sp.start, 3), "end": round(sp.end, 3)} if sp.end > sp.start else {})
         for sp in spans
     ]
 
