@@ -458,4 +458,7 @@ def test_ocr_benchmark_finds_phrases_in_pictures_and_measures_it(tmp_path: Path)
     for kind in KINDS:
         assert result["fused"][kind]["part_R@5"] >= 2 / 3 * 100 >= result["image_tower"][kind]["phrase_R@1"]
     assert 0 <= result["fused"]["textless_in_top5"] <= 1 and result["speed"]["seconds_with_text"] > 0
+    speed = result["speed"]
+    assert speed["photos_indexing_speed_with_ocr"] > 0 and speed["video_frames_read"] <= speed["video_frames"]
+    assert speed["video_caption_shown"][0] == pytest.approx(20.0, abs=0.11)  # the caption, with its times
     assert (tmp_path / "ocr.md").read_text().count("| sign |") == 2
