@@ -512,6 +512,7 @@ def _run_index(folder: Path, model: str | None, device: str, options: IndexOptio
         encoder = _create_model(name, device)
         options.transcriber = _speech_model(folder, options)
         options.text_reader, unread = _text_reader(folder, options)
+        options.fingerprinter = _fingerprinter()
         if options.ray:
             import functools
 
@@ -555,6 +556,13 @@ def _speech_model(folder: Path, options: IndexOptions):  # -> SpeechRecognizer |
             fail(str(exc))
         say(f"speech is not transcribed: {exc}", err=True)
         return None
+
+
+def _fingerprinter() -> Any:  # retrieval.models.fingerprint.Fingerprinter
+    """Pictures' perceptual hashes and (with fpcalc) recordings' fingerprints, for `xmr duplicates`."""
+    from retrieval.models.fingerprint import Fingerprinter
+
+    return Fingerprinter()
 
 
 def _text_reader(folder: Path, options: IndexOptions) -> tuple[Any, str]:  # (TextReader | None, why not)
