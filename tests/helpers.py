@@ -25,29 +25,13 @@ def write_image(path: Path, seed: int, size: int = 48, fmt: str | None = None) -
     return path
 
 
-def write_photo(path: Path, seed: int, size: tuple[int, int] = (320, 240), scene: int | None = None) -> Path:
-    """A photo-like picture per seed: a sky-to-ground gradient of a scene's colours (``scene``:
-    pictures of one scene share them) with soft shapes, edges and grain of its own."""
-    from PIL import ImageDraw, ImageFilter
+def write_photo(path: Path, seed: int, scene: int | None = None, size: tuple[int, int] = (320, 240)) -> Path:
+    """A photo-like picture per seed (:func:`retrieval.bench.duplicates.synthetic_photo`):
+    pictures of one ``scene`` share its colours, each has shapes and grain of its own."""
+    from retrieval.bench.duplicates import synthetic_photo
 
-    scene_rng = np.random.default_rng(1000 + (seed if scene is None else scene))
-    rng = np.random.default_rng(seed)
-    w, h = size
-    top, bottom = scene_rng.integers(0, 256, size=(2, 3))
-    ramp = np.linspace(0, 1, h)[:, None, None]
-    pixels = (top * (1 - ramp) + bottom * ramp) * np.ones((1, w, 1))
-    img = Image.fromarray(pixels.astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    for _ in range(12):
-        x, y = rng.integers(0, w), rng.integers(0, h)
-        r = int(rng.integers(w // 20, w // 4))
-        colour = tuple(int(c) for c in np.clip(scene_rng.integers(0, 256, 3) + rng.integers(-60, 60, 3), 0, 255))
-        box = (x - r, y - r // 2, x + r, y + r // 2)
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
-    img = img.filter(ImageFilter.GaussianBlur(2))
-    grain = rng.integers(-8, 8, size=(h, w, 3))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(np.asarray(img, dtype=np.int32) + grain, 0, 255).astype(np.uint8)).save(path)
+    synthetic_photo(seed, seed if scene is None else scene, size).save(path)
     return path
 
 

@@ -344,6 +344,18 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q))
 
+    def facts_of(self, modality: str) -> list[Any]:
+        """Plain rows (id, path, kind, size, mtime_ns, content_hash, width, height, duration) of
+        this index's indexed items of ``modality``, in id order: what finding copies weighs."""
+        c = Item.__table__.c
+        q = (
+            select(c.id, c.path, c.kind, c.size, c.mtime_ns, c.content_hash, c.width, c.height, c.duration)
+            .where(c.index_id == self.index_id, c.status == INDEXED, c.modality == modality)
+            .order_by(c.id)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(q))
+
     def id_array(self, modality: str | None = None, status: str | None = None, vectors: bool = False) -> np.ndarray:
         """:meth:`ids` as a sorted int64 array (8 bytes an id, not a Python set's ~70)."""
         q = self._mine(select(Item.id))

@@ -8,6 +8,10 @@ of its eight turned and mirrored copies follow from its own (:func:`dihedral`), 
 found whichever way it was turned without decoding anything again. Grey and resized copies
 keep their hash: it is made from luminance at a fixed size.
 
+Beside the hash, a grey thumbnail (longest side 48) is kept: a copy with a border or a caption
+added, or cropped, changes the hash but is found inside the other's thumbnail
+(:func:`contained`).
+
 The recording's fingerprint is Chromaprint's (``fpcalc -raw``, Debian ``libchromaprint-tools``,
 as AcoustID uses it): a 32-bit word every ~0.124 s; two recordings are the same when, at the
 best offset, their words differ in few bits (:func:`audio_similarity`).
@@ -22,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_METHOD = "dct64-v1"
+IMAGE_METHOD = "dct64-thumb48-v1"
 AUDIO_METHOD = "chromaprint-v1"
 AUDIO_SECONDS = 600  # of a recording fingerprinted (fpcalc's default is 120)
 SIDE = 32  # the thumbnail the DCT is taken of
+THUMB = 48  # the longest side of the grey thumbnail kept (copies cropped, framed or captioned are matched in it)
+SCALES = tuple(round(1.0 - 0.025 * n, 3) for n in range(13))  # a picture's width inside another's: 1 .. 0.7
 _u, _v = np.divmod(np.arange(64), 8)  # vertical and horizontal frequency of each bit
 _ODD_V = np.where(_v % 2 == 1)[0]
 _ODD_U = np.where(_u % 2 == 1)[0]
@@ -57,6 +63,45 @@ def image_hash(img: object) -> bytes:
     bits = coeffs > 0
     bits[0] = False
     return np.packbits(bits).tobytes()
+
+
+def image_fingerprint(img: object) -> bytes:
+    """A picture's stored fingerprint: its 8-byte :func:`image_hash`, then the width and height
+    (one byte each) and grey pixels of its thumbnail (longest side :data:`THUMB`, aspect kept)."""
+    from PIL import Image
+
+    w, h = img.size  # type: ignore[attr-defined]
+    r = THUMB / max(w, h)
+    tw, th = max(1, round(w * r)), max(1, round(h * r))
+    thumb = img.convert("L").resize((tw, th), Image.Resampling.BOX)  # type: ignore[attr-defined]
+    return image_hash(img) + bytes([tw, th]) + np.asarray(thumb, dtype=np.uint8).tobytes()
+
+
+def thumbnail(value: bytes) -> np.ndarray:
+    """The grey thumbnail inside a stored :func:`image_fingerprint` (float32, rows x columns)."""
+    tw, th = value[8], value[9]
+    return np.frombuffer(value[10 : 10 + tw * th], dtype=np.uint8).reshape(th, tw).astype(np.float32)
+
+
+def contained(a: np.ndarray, b: np.ndarray) -> float:
+    """How well thumbnail ``a`` matches a region of thumbnail ``b`` (``b`` a copy of ``a`` with
+    a border or a caption added, or ``a`` a crop of ``b``): the best normalised cross-correlation
+    of ``a``, scaled to :data:`SCALES` of ``b``'s width, at every place in ``b`` (-1..1)."""
+    from PIL import Image
+
+    best = -1.0
+    for s in SCALES:
+        w = round(b.shape[1] * s)
+        h = round(a.shape[0] * w / a.shape[1])
+        if h > b.shape[0] or h < 4 or w < 4:
+            continue
+        x = np.asarray(Image.fromarray(a).resize((w, h), Image.Resampling.BOX), dtype=np.float32)
+        x = (x - x.mean()).ravel()
+        windows = np.lib.stride_tricks.sliding_window_view(b, (h, w)).reshape(-1, h * w)
+        windows = windows - windows.mean(axis=1, keepdims=True)
+        ncc = windows @ x / ((np.linalg.norm(windows, axis=1) + 1e-3) * (np.linalg.norm(x) + 1e-3))
+        best = max(best, float(ncc.max()))
+    return best
 
 
 def hash_bits(hashes: np.ndarray) -> np.ndarray:
@@ -161,7 +206,7 @@ class Fingerprinter:
         if modality == "image":
             from .image import open_image
 
-            return image_hash(open_image(Path(path), min_side=2 * SIDE))
+            return image_fingerprint(open_image(Path(path), min_side=2 * SIDE))
         if modality == "audio":
             return audio_fingerprint(path).tobytes()
         raise FingerprintError(f"no fingerprint for {modality}")
