@@ -353,11 +353,11 @@ def run_duplicates(
     try:
         media = work / "media"
         source, kind = make_images(media / "pictures", originals, others, photos, seed)
-        sets = {"image": _prefixed("pictures", source, kind)}
+        sets = {"image": (source, kind)}  # scored by file name: p*, a* and v* never meet
         if audio:
-            sets["audio"] = _prefixed("sounds", *make_audio(media / "sounds", audio, audio, seed))
+            sets["audio"] = make_audio(media / "sounds", audio, audio, seed)
         if videos:
-            sets["video"] = _prefixed("videos", *make_videos(media / "videos", videos, videos, seed))
+            sets["video"] = make_videos(media / "videos", videos, videos, seed)
         start = time.perf_counter()
         options = indexer.IndexOptions(fingerprinter=Fingerprinter(), speech=False, ocr=False)
         summary = indexer.index_folder(media, encoder, options)
@@ -376,11 +376,6 @@ def run_duplicates(
     plot = _plot(result, Path(out_dir) / "duplicates.png")
     result["files"] = {k: str(v) for k, v in files.items()} | ({"png": str(plot)} if plot else {})
     return result
-
-
-def _prefixed(folder: str, source: dict[str, str], kind: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Names as the engine reports them are file names: kept as they are (unique across folders)."""
-    return source, kind
 
 
 def _tables(result: dict[str, Any]) -> str:

@@ -60,6 +60,7 @@ class Copy:
     height: int | None
     duration: float | None
     mtime_ns: int = 0
+    rel: str = ""  # the path under the indexed folder
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -327,7 +328,10 @@ def group(edges: Sequence[Edge], rows: dict[int, Any], root: str, modality: str)
 def _copy(row: Any, root: str) -> Copy:
     stored = unescape_path(row.path)
     path = stored if row.kind == TEXT_LINE else os.path.join(root, stored)
-    return Copy(int(row.id), path, int(row.size or 0), row.width, row.height, row.duration, int(row.mtime_ns or 0))
+    rel = os.path.basename(stored) if row.kind == TEXT_LINE else stored
+    return Copy(
+        int(row.id), path, int(row.size or 0), row.width, row.height, row.duration, int(row.mtime_ns or 0), rel
+    )
 
 
 WHY = {
