@@ -258,12 +258,12 @@ def _pr(found: set, truth: set) -> dict[str, Any]:
 
 def _sweep(src: Any, modality: str, source: dict[str, str], kind: dict[str, str]) -> list[dict[str, Any]]:
     """Precision and recall over :data:`THRESHOLDS`, from one pass over the evidence."""
-    from retrieval.search.duplicates import edges_of, group
+    from retrieval.search.duplicates import accepted, edges_of, group
 
     edges, rows = edges_of(src, modality, min(THRESHOLDS))
     out = []
     for t in THRESHOLDS:
-        groups = group([e for e in edges if e.score >= t], rows, src.root, modality)
+        groups = group(accepted(edges, t), rows, src.root, modality)
         named = [[Path(c.path).name for c in g.items] for g in groups]
         out.append({"threshold": t, **score(named, source, kind)["overall"]})
     return out
@@ -288,11 +288,21 @@ def _evaluate(engine: Any, modality: str, source: dict[str, str], kind: dict[str
 # --- scale -------------------------------------------------------------------------------------
 def run_scale(n: int, dim: int = 384, planted: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Seconds to find the copies among ``n`` synthetic unit vectors and hashes with ``planted``
-    near-copies (vectors 0.97 alike, hashes 2 bits apart): the range search, the hash table and
-    the grouping, as :func:`retrieval.search.duplicates.edges_of` runs them."""
+    copies (vectors 0.97 alike, hashes 2 bits apart), as :func:`retrieval.search.duplicates.edges_of`
+    does for pictures: the hashes' range search against the eight turns, each picture's nearest
+    neighbours by vector, and the grouping; and the thumbnail check of a sample of the neighbour
+    pairs, timed per pair (its whole cost: that times the pairs)."""
     from types import SimpleNamespace
 
-    from retrieval.search.duplicates import DEFAULT_THRESHOLDS, group, hash_edges, vector_edges
+    from retrieval.models.fingerprint import contained
+    from retrieval.search.duplicates import (
+        HASH_FLOOR,
+        NEIGHBOURS,
+        VECTOR_FLOOR,
+        group,
+        hash_edges,
+        neighbour_pairs,
+    )
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float32)
@@ -308,13 +318,19 @@ def run_scale(n: int, dim: int = 384, planted: int = 1000, seed: int = 0) -> dic
     flips[:, 0] = 0b00010001
     hashes[copies] = hashes[originals] ^ flips
     ids = np.arange(n, dtype=np.int64)
-    t = DEFAULT_THRESHOLDS["image"]
     start = time.perf_counter()
-    edges = vector_edges(ids, x, t) + hash_edges(ids, hashes, t)
+    edges = hash_edges(ids, hashes, HASH_FLOOR)
+    hashed = time.perf_counter() - start
+    pairs = neighbour_pairs(ids, x, NEIGHBOURS, VECTOR_FLOOR)
     rows = {i: SimpleNamespace(id=i, path=f"{i}.jpg", kind="file", size=0, width=1, height=1, duration=None, mtime_ns=0)
             for i in {e.a for e in edges} | {e.b for e in edges}}  # fmt: skip
     groups = group(edges, rows, "/", "image")
     seconds = time.perf_counter() - start
+    thumbs = rng.integers(0, 256, size=(2, 36, 48)).astype(np.float32)
+    tick = time.perf_counter()
+    for _ in range(50):
+        contained(thumbs[0], thumbs[1]), contained(thumbs[1], thumbs[0])
+    per_pair = (time.perf_counter() - tick) / 50
     planted_pairs = {(int(min(a, b)), int(max(a, b))) for a, b in zip(originals, copies)}
     found = {(min(c.id for c in g.items), max(c.id for c in g.items)) for g in groups if len(g.items) == 2}
     return {
@@ -322,7 +338,10 @@ def run_scale(n: int, dim: int = 384, planted: int = 1000, seed: int = 0) -> dic
         "dim": dim,
         "planted": planted,
         "seconds": round(seconds, 2),
-        "recall": round(len(found & planted_pairs) / planted, 4),
+        "hash_seconds": round(hashed, 2),
+        "neighbour_pairs": len(pairs),
+        "pixel_ms_per_pair": round(per_pair * 1000, 2),
+        "recall": round(len(found & planted_pairs & {(min(e.a, e.b), max(e.a, e.b)) for e in edges}) / planted, 4),
         "groups": len(groups),
     }
 
