@@ -512,6 +512,7 @@ def _run_index(folder: Path, model: str | None, device: str, options: IndexOptio
         encoder = _create_model(name, device)
         options.transcriber = _speech_model(folder, options)
         options.text_reader, unread = _text_reader(folder, options)
+        options.fingerprinter = _fingerprinter()
         if options.ray:
             import functools
 
@@ -555,6 +556,13 @@ def _speech_model(folder: Path, options: IndexOptions):  # -> SpeechRecognizer |
             fail(str(exc))
         say(f"speech is not transcribed: {exc}", err=True)
         return None
+
+
+def _fingerprinter() -> Any:  # retrieval.models.fingerprint.Fingerprinter
+    """Pictures' perceptual hashes and (with fpcalc) recordings' fingerprints, for `xmr duplicates`."""
+    from retrieval.models.fingerprint import Fingerprinter
+
+    return Fingerprinter()
 
 
 def _text_reader(folder: Path, options: IndexOptions) -> tuple[Any, str]:  # (TextReader | None, why not)
@@ -828,6 +836,79 @@ def info(
         typer.echo(json.dumps(facts, ensure_ascii=True))
     else:
         _print_info(facts)
+
+
+@app.command()
+def duplicates(
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", help="The index folder; default: $XMR_INDEX or the nearest .xmr.")
+    ] = None,
+    modality: Annotated[str, typer.Option("--modality", help="Which files: image, audio, video, text or all.")] = "all",
+    threshold: Annotated[
+        Optional[float],
+        typer.Option(
+            "--threshold",
+            help="Similarity two files need to be copies, above 0 and at most 1 (higher: fewer, closer copies); "
+            "default: each kind's measured one.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='Print a JSON object: {"groups": [...]}.')] = False,
+    paths: Annotated[
+        bool,
+        typer.Option("--paths", help="Print the copies not suggested to keep, one path a line (nothing is deleted)."),
+    ] = False,
+    print0: Annotated[
+        bool, typer.Option("--print0", "-0", help="As --paths, each path ended by a NUL byte (for xargs -0).")
+    ] = False,
+) -> None:
+    """List groups of near-duplicate files (resized, re-saved, cropped, turned, re-encoded, trimmed
+    copies), each with the one suggested to keep: most pixels, then longest, then oldest. xmr
+    never deletes anything: --paths prints the others for you to move or delete yourself."""
+    setup_logging(False, quiet=True)
+    from indexer import XmrIndexError
+    from indexer.storage.errors import StoreError
+    from retrieval.search.engine import Engine
+
+    try:
+        with Engine.open(index_dir) as engine:
+            groups = engine.duplicates(modality=modality, threshold=threshold)
+    except ValueError as exc:  # a bad modality or threshold: the message says what to change
+        fail(f"{exc} (--modality, --threshold)")
+    except (XmrIndexError, StoreError) as exc:
+        fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps({"groups": [g.to_dict() for g in groups]}, ensure_ascii=True))
+    elif paths or print0:
+        out = sys.stdout.buffer
+        for g in groups:
+            for c in g.extra:
+                out.write(os.fsencode(c.path) + (b"\0" if print0 else b"\n"))
+        out.flush()
+    else:
+        _print_duplicates(groups)
+
+
+def _print_duplicates(groups: list) -> None:
+    if not groups:
+        typer.echo("no copies found", err=True)
+        return
+    for n, g in enumerate(groups, 1):
+        typer.echo(f"group {n} ({g.modality}): {g.why}")
+        for c in g.items:
+            shape = f"{c.width}x{c.height}" if c.width else ""
+            length = f"{c.duration:.1f}s" if c.duration else ""
+            mark = "keep" if c.id == g.keep else "    "
+            typer.echo(f"  {mark}  {_human(c.size):>8}  {shape:>10}  {length:>7}  {c.path}")
+    copies = sum(len(g.items) - 1 for g in groups)
+    typer.echo(f"{len(groups)} groups, {copies} copies beside the files to keep", err=True)
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(size)
 
 
 @app.command()

@@ -25,6 +25,16 @@ def write_image(path: Path, seed: int, size: int = 48, fmt: str | None = None) -
     return path
 
 
+def write_photo(path: Path, seed: int, scene: int | None = None, size: tuple[int, int] = (320, 240)) -> Path:
+    """A photo-like picture per seed (:func:`retrieval.bench.duplicates.synthetic_photo`):
+    pictures of one ``scene`` share its colours, each has shapes and grain of its own."""
+    from retrieval.bench.duplicates import synthetic_photo
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    synthetic_photo(seed, seed if scene is None else scene, size).save(path)
+    return path
+
+
 def write_page(
     path: Path, lines: list[str], size: tuple[int, int] = (1600, 1200), font_size: int = 64, top: int = 200
 ) -> Path:

@@ -87,7 +87,7 @@ def test_a_v1_index_upgrades_in_place_with_nothing_lost(tmp_path: Path, tiny, db
         path, (item_id, vector) = next(iter(sorted(before.items())))
         hit = engine.search(vector=vector, to=engine.store.rows_by_ids([item_id])[item_id].modality, k=1)[0]
         assert (hit.id, hit.path) == (item_id, str(media / path))
-    assert _schema_version(url) == SCHEMA_VERSION == 4
+    assert _schema_version(url) == SCHEMA_VERSION == 5
     labels = str(tmp_path / "media-labels.txt")
     summary = indexer.index_folder(
         media, Fixed(tiny), indexer.IndexOptions(workers=0, index_dir=str(index), texts=[labels])
@@ -148,7 +148,7 @@ def test_a_version_3_database_gains_the_words_tables_and_their_full_text_index(t
         conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
     store.close()
     store = Store(db_url, create=False)
-    assert store._version() == SCHEMA_VERSION == 4
+    assert store._version() == SCHEMA_VERSION == 5
     item = store.max_id() + 1
     store.save_items(
         [{"id": item, "kind": "file", "path": "a.wav", "modality": "audio", "status": "indexed"}],
@@ -160,4 +160,33 @@ def test_a_version_3_database_gains_the_words_tables_and_their_full_text_index(t
     assert not any(store.span_problems().values())
     store.delete([item])
     assert store.search_spans(parse_terms("hi"), 5) == [] and store.readings("speech")["files"] == 0
+    store.close()
+
+
+def test_a_version_4_database_gains_the_fingerprints_table(tmp_path: Path, db_url: str) -> None:
+    """Today's schema before fingerprints (4), made by dropping what 5 adds: opened, it is
+    upgraded in place; fingerprints are saved, read back while the file is unchanged, and go
+    with their file."""
+    from sqlalchemy import text
+
+    store = Store(db_url)
+    store.register_index("u", "/root", "/root/.xmr")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE fingerprints")
+        conn.execute(text("UPDATE meta SET value = '4' WHERE key = 'schema_version'"))
+    store.close()
+    store = Store(db_url, create=False)
+    assert store._version() == SCHEMA_VERSION == 5
+    item = store.max_id() + 1
+    row = {"id": item, "kind": "file", "path": "a.png", "modality": "image", "status": "indexed", "content_hash": "h1"}
+    store.save_items([row])
+    assert store.unfingerprinted({"image": "m"}) == [item]
+    store.save_items([], fingerprints=[{"item_id": item, "method": "m", "content_hash": "h1", "value": b"\x01" * 8}])
+    assert store.fingerprints("m") == {item: b"\x01" * 8} and store.unfingerprinted({"image": "m"}) == []
+    assert store.unfingerprinted({"image": "another method"}) == [item]
+    store.save_items([], changed=[(item, {"content_hash": "h2"})])  # the file changed: its fingerprint is stale
+    assert store.fingerprints("m") == {} and store.unfingerprinted({"image": "m"}) == [item]
+    store.delete([item])
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM fingerprints")).scalar_one() == 0
     store.close()

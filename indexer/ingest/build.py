@@ -116,6 +116,11 @@ class IndexOptions:
     # ``read(path)`` giving lines with ``text``, ``box`` and ``confidence``); without one none is read.
     ocr: bool | None = None
     text_reader: Any = None
+    # Copies found by fingerprints (xmr duplicates): each file of a modality in
+    # ``fingerprinter.methods`` ({modality: method}) fingerprinted once by
+    # ``fingerprinter.fingerprint(path, modality)`` (bytes; a retrieval.models.fingerprint.Fingerprinter),
+    # after embedding: an index made before gains them at its next run. None: none made.
+    fingerprinter: Any = None
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide what the index holds, as the manifest records them."""
@@ -183,6 +188,7 @@ class Summary:
     videos_read: int = 0  # videos whose frames' text this run read
     frames_read: int = 0  # their frames read (a frame like its neighbour is not read again)
     text_lines: int = 0  # lines of text read in them
+    fingerprinted: int = 0  # files this run fingerprinted (to find copies)
     recorded_options: dict[str, Any] = field(default_factory=dict)  # options not given, taken from the index
     interrupted: bool = False
     seconds: float = 0.0
@@ -362,6 +368,7 @@ class _Run:
         # Transcripts read, each (its text segments' vectors, segment rows, spans, reading), one
         # tuple a file: appended whole, so a Ctrl-C never leaves a file's part pending.
         self.pending_reads: list[tuple[np.ndarray | None, list, list[dict], dict]] = []
+        self.pending_fingerprints: list[dict] = []  # Fingerprint rows made, not yet committed
         self.reread: set[int] = set()  # files read before (another model, a failure retried): old words go
         # Where the decode workers heard speech in the audio files they decoded (the
         # transcriber's own finder, so the same regions): a file without any is not decoded again.
@@ -469,6 +476,8 @@ class _Run:
                     self._read_speech()
                 if self.reading_pictures and not stop.requested:
                     self._read_pictures()
+                if self.options.fingerprinter is not None and not stop.requested:
+                    self._fingerprint()
             except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
                 stop.requested = True
             finally:
@@ -981,6 +990,48 @@ class _Run:
         vector = np.concatenate(vectors).astype(np.float32) if vectors else None
         return vector, segments, spans, reading | {"spans": len(segments)}
 
+    # --- fingerprints (copies) ----------------------------------------------------------
+    def _fingerprint(self) -> None:
+        """Fingerprint the files that lack one of their present content (new, changed, or
+        indexed before fingerprints were made), a few at a time in threads (decoders and fpcalc
+        leave the interpreter), committed at checkpoints; a file that cannot be fingerprinted is
+        recorded with its reason and not tried again until it changes."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        fingerprinter = self.options.fingerprinter
+        self._checkpoint()  # this run's new files first: fingerprinted below like the rest
+        todo = self.store.unfingerprinted(fingerprinter.methods)
+        if not todo:
+            return
+        log.info("fingerprinting %d files (to find copies)", len(todo))
+        rows = self.store.rows_by_ids(todo)
+        self.total += len(todo)
+        workers = max(1, self.options.workers or default_workers())
+        with ThreadPoolExecutor(workers) as pool:
+            for start in range(0, len(todo), 4 * workers):
+                if self.stop.requested:
+                    break
+                part = [rows[i] for i in todo[start : start + 4 * workers] if i in rows]
+                self.pending_fingerprints.extend(pool.map(self._fingerprint_one, part))
+                self._report(len(part))
+                if (
+                    len(self.pending_fingerprints) >= self.options.checkpoint_items
+                    or time.monotonic() - self.last_checkpoint > self.options.checkpoint_seconds
+                ):
+                    self._checkpoint()
+
+    def _fingerprint_one(self, row: Any) -> dict:
+        """One file's Fingerprint row (its reason when it could not be made)."""
+        fingerprinter, rel = self.options.fingerprinter, unescape_path(row.path)
+        found = {"item_id": row.id, "method": fingerprinter.methods[row.modality], "content_hash": row.content_hash}
+        try:
+            value = fingerprinter.fingerprint(self.root / rel, row.modality)
+        except (ValueError, OSError, RuntimeError) as exc:  # this file only
+            log.warning("no fingerprint of %s: %s", rel, exc)
+            return found | {"value": b"", "reason": str(exc)[:500]}
+        self.summary.fingerprinted += 1
+        return found | {"value": value, "reason": ""}
+
     def _report(self, more: int) -> None:
         self.done += more
         if self.progress:
@@ -1082,7 +1133,7 @@ class _Run:
         """What is embedded so far, through the index's one write path: the vectors (updated
         items' old ones removed, both of a stale video's; old segments of replaced files), then
         the rows that point at them."""
-        if not self.pending_rows and not self.pending_reads:
+        if not self.pending_rows and not self.pending_reads and not self.pending_fingerprints:
             return
         stale = np.array(self.stale_videos, dtype=np.int64)
         vectors = {}
@@ -1120,6 +1171,7 @@ class _Run:
             spans=[span for _, _, spans, _ in self.pending_reads for span in spans],
             readings=[reading for _, _, _, reading in self.pending_reads],
             drop_readings=unheard,
+            fingerprints=self.pending_fingerprints,
         )
         self.writer.checkpoint(vectors, rows)
         self.summary.added += len(rows.new)
@@ -1127,6 +1179,7 @@ class _Run:
         self.pending_rows = []
         self.pending_segments = []
         self.pending_reads, self.reread = [], set()
+        self.pending_fingerprints = []
         self.replaced = set()
         self.stale_videos = []
         self.last_checkpoint = time.monotonic()

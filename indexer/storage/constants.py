@@ -12,7 +12,7 @@ def vector_modalities(item_modality: str) -> tuple[str, ...]:
     return ("image", "audio") if item_modality == VIDEO else (item_modality,)
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ID_BITS = 40  # ids of index n lie in [n << 40, (n + 1) << 40): 10^12 items each, 2^23 indexes
 SEGMENT_BIT = 39  # segment ids (moments of long files) take the upper half of their index's range
 

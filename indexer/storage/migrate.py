@@ -3,7 +3,8 @@
 From version 2 on, a version that only adds tables is one line of :data:`TABLES_ADDED` (its
 tables and their indexes created, the version raised): 2 -> 3, the ``segments`` table (moments
 of long files); 3 -> 4, ``spans`` and ``readings`` (words found in media) with the full-text
-index over them (:mod:`indexer.storage.fulltext`). A new kind of row takes the next version.
+index over them (:mod:`indexer.storage.fulltext`); 4 -> 5, ``fingerprints`` (perceptual hashes
+and acoustic fingerprints, for finding copies). A new kind of row takes the next version.
 
 1 -> 2: one database may serve several indexes. Items get ``index_id`` (the rows already
 there belong to index 0, whose root is taken from the manifest copy the database holds), the
@@ -28,7 +29,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .errors import StoreError
 from .fulltext import create_fulltext
-from .schema import SCHEMA_VERSION, Failure, IndexRow, Item, Reading, Segment, Span
+from .schema import SCHEMA_VERSION, Failure, Fingerprint, IndexRow, Item, Reading, Segment, Span
 
 log = logging.getLogger(__name__)
 V1_COLUMNS = (
@@ -52,7 +53,7 @@ V1_COLUMNS = (
 )
 LOCK_KEY = 7_100_325  # pg_advisory_xact_lock key of xmr's schema upgrades
 # The tables each schema version from 3 on adds (nothing else changes in those versions).
-TABLES_ADDED: dict[int, tuple[type, ...]] = {3: (Segment,), 4: (Span, Reading)}
+TABLES_ADDED: dict[int, tuple[type, ...]] = {3: (Segment,), 4: (Span, Reading), 5: (Fingerprint,)}
 
 
 class MigrationError(StoreError):

@@ -6,8 +6,9 @@ range of its own (``index_id << ID_BITS`` upwards), so two indexers never collid
 
 Schema versions: 1 (xmr <= 0.1, one index per database), 2 (``indexes``, ``items.index_id``,
 ``failures``), 3 (``segments``: the moments of long files), 4 (``spans`` and ``readings``: words
-found in media, with a full-text index). :mod:`indexer.storage.migrate` upgrades a database in
-place.
+found in media, with a full-text index), 5 (``fingerprints``: a perceptual hash of each picture,
+an acoustic fingerprint of each recording, for finding copies). :mod:`indexer.storage.migrate`
+upgrades a database in place.
 """
 
 from __future__ import annotations
@@ -15,7 +16,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, UniqueConstraint, and_, or_
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    or_,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .constants import (
@@ -158,6 +171,24 @@ class Reading(Base):
     found_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # of it, where words were looked for
     reason: Mapped[str] = mapped_column(Text, default="")  # why reading failed; "" when it did not
     read_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Fingerprint(Base):
+    """A file's fingerprint by one ``method`` (a picture's perceptual hash, a recording's
+    acoustic fingerprint), made once from the file whose content hash it keeps: a file whose
+    content changed has a stale one, made again by the next run. Kept when the file could not
+    be fingerprinted too (``value`` empty, ``reason`` why), so that it is not tried again
+    until it changes."""
+
+    __tablename__ = "fingerprints"
+
+    index_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    item_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(32))
+    content_hash: Mapped[str] = mapped_column(String(64), default="")  # the file's, when fingerprinted
+    value: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it failed; "" when it did not
+    made_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Meta(Base):

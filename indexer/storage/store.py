@@ -32,6 +32,7 @@ from .schema import (
     SEGMENT_BIT,
     Base,
     Failure,
+    Fingerprint,
     IndexRow,
     Item,
     Meta,
@@ -343,6 +344,18 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q))
 
+    def facts_of(self, modality: str) -> list[Any]:
+        """Plain rows (id, path, kind, size, mtime_ns, content_hash, width, height, duration) of
+        this index's indexed items of ``modality``, in id order: what finding copies weighs."""
+        c = Item.__table__.c
+        q = (
+            select(c.id, c.path, c.kind, c.size, c.mtime_ns, c.content_hash, c.width, c.height, c.duration)
+            .where(c.index_id == self.index_id, c.status == INDEXED, c.modality == modality)
+            .order_by(c.id)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(q))
+
     def id_array(self, modality: str | None = None, status: str | None = None, vectors: bool = False) -> np.ndarray:
         """:meth:`ids` as a sorted int64 array (8 bytes an id, not a Python set's ~70)."""
         q = self._mine(select(Item.id))
@@ -448,13 +461,15 @@ class Store:
         spans: Sequence[dict[str, Any]] = (),
         readings: Sequence[dict[str, Any]] = (),
         drop_readings: Sequence[int] = (),
+        fingerprints: Sequence[dict[str, Any]] = (),
     ) -> None:
         """One checkpoint's rows in one transaction: ``new`` items inserted (dicts of
         :class:`Item` columns with their ``id``; the columns left out take their defaults),
         ``changed`` ones updated, the readings of ``drop_readings`` files deleted, segments
         replaced (``drop_segments`` ids deleted, with the spans under those ids; each new one
         ``(id, item id, modality, start, end)``), ``spans`` and ``readings`` (dicts of
-        :class:`Span` and :class:`Reading` columns) added. Committed whole or not at all."""
+        :class:`Span` and :class:`Reading` columns) added, ``fingerprints`` (dicts of
+        :class:`Fingerprint` columns) added or replaced. Committed whole or not at all."""
         columns = set(Item.__table__.columns.keys())
         for row in (*new, *(values for _, values in changed)):
             if unknown := set(row) - columns:
@@ -484,6 +499,8 @@ class Store:
                 )
             for r in readings:
                 s.merge(Reading(**{**r, "index_id": self.index_id, "read_at": _now()}))
+            for r in fingerprints:
+                s.merge(Fingerprint(**{**r, "index_id": self.index_id, "made_at": _now()}))
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete items, their segments and what was read from them (rows only: the caller
@@ -493,6 +510,8 @@ class Store:
             for start in range(0, len(ids), CHUNK):
                 part = ids[start : start + CHUNK]
                 self._delete_words(s, part)
+                mine = (Fingerprint.item_id.in_(part), Fingerprint.index_id == self.index_id)
+                s.execute(delete(Fingerprint).where(*mine))
                 s.execute(delete(Segment).where(Segment.item_id.in_(part), Segment.index_id == self.index_id))
                 s.execute(delete(Item).where(Item.id.in_(part), Item.index_id == self.index_id))
 
@@ -669,6 +688,44 @@ class Store:
             "spans": int(spans or 0),
         }
 
+    # --- fingerprints (perceptual hashes, acoustic fingerprints) ---------------------------
+    def unfingerprinted(self, methods: dict[str, str]) -> list[int]:
+        """Ids of this index's indexed files of the modalities in ``methods`` (``{modality:
+        method}``) without a fingerprint by their modality's method of their present content:
+        never made, made by another method, or made before the file changed."""
+        out: list[int] = []
+        with self.session() as s:
+            for modality, method in sorted(methods.items()):
+                done = select(Fingerprint.item_id).where(
+                    Fingerprint.index_id == self.index_id,
+                    Fingerprint.item_id == Item.id,
+                    Fingerprint.method == method,
+                    Fingerprint.content_hash == Item.content_hash,
+                )
+                q = self._mine(select(Item.id)).where(
+                    Item.kind == FILE, Item.status == INDEXED, Item.modality == modality, ~done.exists()
+                )
+                out.extend(int(i) for i in s.scalars(q))
+        return sorted(out)
+
+    def fingerprints(self, method: str) -> dict[int, bytes]:
+        """``{item id: fingerprint}`` by ``method`` of this index's indexed files whose content has
+        not changed since (failed ones left out)."""
+        with self.session() as s:
+            q = (
+                select(Fingerprint.item_id, Fingerprint.value)
+                .join(Item, Item.id == Fingerprint.item_id)
+                .where(
+                    Fingerprint.index_id == self.index_id,
+                    Item.index_id == self.index_id,
+                    Item.status == INDEXED,
+                    Fingerprint.method == method,
+                    Fingerprint.content_hash == Item.content_hash,
+                    Fingerprint.reason == "",
+                )
+            )
+            return {int(i): bytes(v) for i, v in s.execute(q)}
+
     def save_manifest_copy(self, manifest: Manifest) -> None:
         """Keep a copy of the manifest, so a damaged manifest file can be restored."""
         with self.writing("save the manifest copy") as s:
@@ -703,5 +760,6 @@ class Store:
         with self.writing("delete every item") as s:
             s.execute(delete(Span).where(Span.index_id == self.index_id))
             s.execute(delete(Reading).where(Reading.index_id == self.index_id))
+            s.execute(delete(Fingerprint).where(Fingerprint.index_id == self.index_id))
             s.execute(delete(Segment).where(Segment.index_id == self.index_id))
             s.execute(delete(Item).where(Item.index_id == self.index_id))

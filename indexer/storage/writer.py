@@ -45,7 +45,7 @@ class VectorChange:
 @dataclass
 class RowChange:
     """One checkpoint's rows: items inserted (with their ids) and updated, segments replaced,
-    words found in media (see :meth:`indexer.storage.store.Store.save_items`)."""
+    fingerprints, words found in media (see :meth:`indexer.storage.store.Store.save_items`)."""
 
     new: Sequence[dict] = ()
     changed: Sequence[tuple[int, dict]] = ()
@@ -54,9 +54,12 @@ class RowChange:
     spans: Sequence[dict] = ()  # words found in media (Span columns)
     readings: Sequence[dict] = ()  # the files they were read from (Reading columns)
     drop_readings: Sequence[int] = ()  # files whose words go (changed, or read again)
+    fingerprints: Sequence[dict] = ()  # perceptual hashes, acoustic fingerprints (Fingerprint columns)
 
     def __bool__(self) -> bool:
-        return bool(self.new or self.changed or self.drop_segments or self.new_segments or self.readings)
+        return bool(
+            self.new or self.changed or self.drop_segments or self.new_segments or self.readings or self.fingerprints
+        )
 
 
 class IndexWriter:
@@ -145,6 +148,7 @@ class IndexWriter:
             spans=rows.spans,
             readings=rows.readings,
             drop_readings=rows.drop_readings,
+            fingerprints=rows.fingerprints,
         )
         crash_point("rows-committed")
 

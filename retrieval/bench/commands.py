@@ -266,6 +266,35 @@ def bench_ocr(
     typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("duplicates")
+def bench_duplicates(
+    model: Annotated[str, typer.Option(help="Model to index with.")] = "xmr-mini",
+    originals: Annotated[int, typer.Option(min=1, help="Photos copied ten ways each.")] = 40,
+    others: Annotated[int, typer.Option(min=0, help="Other photos of the same kinds of scene, not copied.")] = 80,
+    photos: Annotated[
+        Optional[Path], typer.Option(help="A folder of photos (default: photo-like pictures drawn here).")
+    ] = None,
+    audio: Annotated[int, typer.Option(min=0, help="Melodies copied four ways (and as many others; 0: none).")] = 12,
+    videos: Annotated[int, typer.Option(min=0, help="Clips copied two ways (and as many others; 0: none).")] = 6,
+    scale: Annotated[
+        int, typer.Option(min=0, help="Synthetic image vectors to time finding copies in (0: none).")
+    ] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of the pictures, melodies and clips.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Copies found: photos copied ten ways (resized, re-saved, cropped, turned, mirrored, grey,
+    captioned, framed), melodies and clips re-encoded, among others of the same kinds; pair
+    precision and recall per kind and over thresholds; time for --scale image vectors."""
+    setup_logging(False, quiet=True)
+    from retrieval.bench.duplicates import run_duplicates
+
+    result = run_duplicates(
+        str(out), model, originals, others, str(photos) if photos else None, audio, videos, scale, seed
+    )
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 @bench_app.command("scale")
 def bench_scale(
     vectors: Annotated[int, typer.Option(min=1_000, help="Synthetic 384-d vectors to index.")] = 1_000_000,

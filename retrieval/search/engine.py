@@ -26,6 +26,7 @@ from indexer.storage.reader import IndexReader
 from indexer.storage.shards import ShardSet
 
 from ..models.encoder import Encoder
+from .duplicates import DuplicateGroup, Sources, find_duplicates
 from .filters import Filters
 from .query import Hit, QueryError, collect_parts, embed_parts, target_modalities
 from .selection import OVERFETCH, id_selector
@@ -378,6 +379,24 @@ class Engine:
             return shards.reconstruct(np.array([hit.id], dtype=np.int64))[0]
         except (KeyError, RuntimeError):  # a video without that track
             raise QueryError(f"item {item_id} has no {track} vector") from None
+
+    # --- copies --------------------------------------------------------------------------
+    def duplicates(self, modality: str = "all", threshold: float | None = None) -> list[DuplicateGroup]:
+        """The groups of near-duplicate files of ``modality`` (image, audio, video, text or all):
+        each its files, the one suggested to keep (most pixels, then longest, then oldest) and
+        the evidence. ``threshold``: a similarity in (0, 1] (None: each modality's default,
+        :data:`retrieval.search.duplicates.DEFAULT_THRESHOLDS`). Nothing is deleted.
+
+        Raises:
+            ValueError: an unknown modality, or a threshold that is not a similarity in (0, 1].
+        """
+
+        def shards(name: str) -> ShardSet | None:
+            if name.endswith("-segments"):
+                return self.index.segment_shards(name.removesuffix("-segments"))
+            return self.shards(name) if name in self.modalities else None
+
+        return find_duplicates(Sources(self.store, shards, self._root_str), modality, threshold)
 
     # --- facts ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -11,7 +11,8 @@ guards, how errors are answered (:mod:`.errors`), and one router a room:
 - :mod:`.routes_page`: ``/healthz``, the page (``/``, ``/static``), ``/api/v1/info``;
 - :mod:`.routes_auth`: ``/login``, ``/logout``, ``/api/v1/session``;
 - :mod:`.routes_search`: ``/api/v1/search`` by GET (texts) and POST (uploads, ``like``);
-- :mod:`.routes_items`: ``/api/v1/items/{id}``, its file and its thumbnail.
+- :mod:`.routes_items`: ``/api/v1/items/{id}``, its file and its thumbnail;
+- :mod:`.routes_duplicates`: ``/api/v1/duplicates``, groups of copies.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.cors import CORSMiddleware
 
 from ..search.engine import Engine
-from . import routes_auth, routes_items, routes_page, routes_search
+from . import routes_auth, routes_duplicates, routes_items, routes_page, routes_search
 from .context import build_context
 from .errors import add_error_handlers
 from .files import ThumbnailCache
@@ -49,6 +50,7 @@ def create_app(
     app.include_router(routes_auth.router(ctx))
     app.include_router(routes_search.router(ctx))
     app.include_router(routes_items.router(ctx))
+    app.include_router(routes_duplicates.router(ctx))
     # On the app, not in a router: include_router drops a router's mounts in FastAPI versions we allow (fastapi#10180).
     app.mount("/static", StaticFiles(directory=routes_page.STATIC), name="static")
     return app

@@ -310,6 +310,48 @@ function bytes(n) {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
+// The Duplicates view: groups of copies side by side, sizes shown, the one to keep marked.
+// xmr never deletes: the page only shows them.
+async function showDuplicates() {
+  state.view = "duplicates";
+  $("#query-bar").hidden = true;
+  $("#more").replaceChildren();
+  $("#status").textContent = "Looking for copies…";
+  let body;
+  try {
+    const response = await fetch("/api/v1/duplicates");
+    body = await response.json();
+    if (!response.ok) throw new Error((body.error && body.error.message) || response.statusText);
+  } catch (err) {
+    $("#status").textContent = `Could not list duplicates: ${err.message}`;
+    return;
+  }
+  const groups = body.groups || [];
+  const copies = groups.reduce((n, g) => n + g.items.length - 1, 0);
+  $("#status").textContent = groups.length
+    ? `${groups.length} groups of copies, ${copies} beside the files to keep (most pixels, then longest, then oldest). Nothing is deleted.`
+    : "No copies found.";
+  $("#results").replaceChildren(...groups.map((g) => duplicateGroup(g)));
+}
+
+function duplicateGroup(group) {
+  const cards = group.items.map((item) => {
+    const kept = item.id === group.keep;
+    const shape = item.width ? `${item.width}×${item.height}` : item.duration ? readable("duration", item.duration) : "";
+    const picture = item.thumbnail_url
+      ? el("img", { src: item.thumbnail_url, alt: item.path, loading: "lazy" })
+      : el("div", { class: "kind" }, group.modality);
+    return el("figure", { class: kept ? "card dup keep" : "card dup", "data-id": item.id, title: item.path },
+      picture,
+      el("figcaption", {}, el("span", { class: "name" }, item.path.split("/").pop()),
+        el("span", { class: "when" }, [bytes(item.size), shape].filter(Boolean).join(" · "))),
+      kept ? el("span", { class: "badge" }, "keep") : "");
+  });
+  return el("section", { class: "dup-group" },
+    el("p", { class: "why" }, `${group.modality}: ${group.why}`),
+    el("div", { class: "dup-row" }, ...cards));
+}
+
 function hideDetail() {
   $("#detail").hidden = true;
   $("#detail-body").replaceChildren();
@@ -432,6 +474,7 @@ function setup() {
       run();
     });
   }
+  $("#show-duplicates").addEventListener("click", showDuplicates);
   $("#toggle-filters").addEventListener("click", () => {
     const box = $("#filters");
     box.hidden = !box.hidden;
