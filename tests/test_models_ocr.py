@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from retrieval.models.image import ImageDecodeError
 from tests.helpers import ocr_reader, write_page
@@ -95,3 +95,36 @@ def test_a_100_megapixel_scan_is_read_without_its_full_decode_in_memory(tmp_path
     assert text == "Survey of the north field 1887"
     assert 500 < float(left) < 700 and 5500 < float(right) < 7000  # drawn from x 600, in the scan's pixels
     assert int(grown) < 100, f"reading the scan grew the process by {grown} MB"
+
+
+def test_boxes_the_first_look_finds_in_a_picture_without_text_cost_no_full_read(reader) -> None:
+    """Detection finds boxes in bars without letters (as in most photos: edges, textures); read
+    at the look's size they are no line, so the full read never runs; a page passes the look."""
+    from retrieval.models.ocr import _bgr
+
+    bars = Image.new("RGB", (1280, 800), (236, 236, 236))
+    draw = ImageDraw.Draw(bars)
+    for k in range(2):
+        draw.rectangle((40, 90 + 80 * k, 340 + 90 * k, 110 + 80 * k), fill=(120, 120, 125))
+    look = bars.resize((640, 400))
+    boxes, _ = reader._engine.text_det(_bgr(look))
+    assert boxes is not None and len(boxes) >= 1  # detection alone would read this picture whole
+
+    engine, full_reads = reader._engine, []
+
+    class Counting:  # the real engine; calls of its full read counted
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(engine, name)
+
+        def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+            full_reads.append(1)
+            return engine(*args, **kwargs)
+
+    reader._engine = Counting()
+    try:
+        assert reader.read_image(bars) == [] and full_reads == []
+        page = Image.new("RGB", (1280, 800), (236, 236, 236))
+        ImageDraw.Draw(page).text((40, 90), "Invoice 7781", fill=(20, 20, 20), font=ImageFont.load_default(size=48))
+        assert [line.text for line in reader.read_image(page)] == ["Invoice 7781"] and full_reads == [1]
+    finally:
+        reader._engine = engine

@@ -2,10 +2,11 @@
 ONNX Runtime by the PyPI package ``rapidocr-onnxruntime``, Apache-2.0; the extra ``ocr``).
 
 A picture is decoded at most ``READ_SIDE`` pixels on its longer side (a large JPEG at a reduced
-scale, so a 100-megapixel scan never sits in memory whole). A first look, detection alone on a
-copy ``LOOK_SIDE`` pixels long, decides whether it holds text at all: most photos do not, and
-cost that look only. Where it does, detection runs again at the read size and recognition on
-the boxes found. Each line comes with its box (four corners, in the picture's own pixels) and
+scale, so a 100-megapixel scan never sits in memory whole). A first look at a copy
+``LOOK_SIDE`` pixels long decides whether it holds text at all: detection, then recognition of
+the few boxes it finds (detection alone finds boxes in most photos: edges, textures); most
+photos do not hold text, and cost that look only. Where one does, detection runs again at the
+read size and recognition on the boxes found. Each line comes with its box (four corners, in the picture's own pixels) and
 the recogniser's confidence; lines under ``MIN_CONFIDENCE``, or without two letters or digits,
 are dropped (textures such as grass or brick make such fragments). The recogniser often misses
 the space between words of small print ("VelvetLibrary2024"): a long run of letters and digits
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 LOOK_SIDE = 640  # the first look: detection alone at this size
 READ_SIDE = 1600  # the read: detection and recognition at most this size
 MIN_CONFIDENCE = 0.6
+DENSE = 6  # boxes found by the first look that mean text whatever they read as (photos: 0-4)
 EXTRA_HINT = "reading text in pictures needs the extra ocr: pip install 'xmr[ocr]'"
 RUN = 10  # a run of letters and digits this long is looked at for words written together
 _JOINS = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
@@ -107,10 +109,7 @@ class TextReader:
         if max(image.size) > READ_SIDE:
             image = image.copy()
             image.thumbnail((READ_SIDE, READ_SIDE))
-        look = image.copy()
-        look.thumbnail((LOOK_SIDE, LOOK_SIDE))
-        boxes, _ = self._engine.text_det(_bgr(look))
-        if boxes is None or len(boxes) == 0:
+        if not self._looks_written(image):
             return []
         found, _ = self._engine(_bgr(image))
         scale = (width / image.width, height / image.height)
@@ -122,6 +121,22 @@ class TextReader:
             corners = [(round(float(x) * scale[0], 1), round(float(y) * scale[1], 1)) for x, y in box]
             lines.append(Line(text, corners, round(float(score), 4)))
         return sorted(lines, key=lambda line: (min(y for _, y in line.box), min(x for x, _ in line.box)))
+
+    def _looks_written(self, image: Any) -> bool:
+        """The first look: whether a copy ``LOOK_SIDE`` pixels long shows text. Detection finds
+        boxes in most photos (textures, edges); the boxes' crops are then read at that size, and
+        the picture holds text when one reads as a line would be kept, or when there are
+        ``DENSE`` boxes or more (small print too small to read at this size)."""
+        look = image.copy()
+        look.thumbnail((LOOK_SIDE, LOOK_SIDE))
+        bgr = _bgr(look)
+        boxes, _ = self._engine.text_det(bgr)
+        if boxes is None or len(boxes) == 0:
+            return False
+        if len(boxes) >= DENSE:
+            return True
+        read, _ = self._engine.text_rec(self._engine.get_crop_img_list(bgr, self._engine.sorted_boxes(boxes)))
+        return any(float(score) >= MIN_CONFIDENCE and sum(c.isalnum() for c in str(text)) >= 2 for text, score in read)
 
 
 def spaced(text: str) -> str:
