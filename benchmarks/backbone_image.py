@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--top-classes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--ship", type=Path, help="write the MLP head and class vectors here (xmr-mini-photo)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
@@ -252,8 +253,11 @@ def main() -> None:
     heads = {}
     for kind in ("linear", "mlp"):
         apply, info = train_head(kind, train, val, text_store, args.epochs)
-        np.savez(args.work / f"head-{kind}.npz", **info.pop("state"), **info.pop("standardise"))
+        state, standardise = info.pop("state"), info.pop("standardise")
+        np.savez(args.work / f"head-{kind}.npz", **state, **standardise)
         heads[kind] = (apply, info)
+        if kind == "mlp" and args.ship:
+            ship_head(args.ship, state, standardise, class_vecs, info)
 
     def parts_of(split: Split) -> dict[str, np.ndarray]:
         return {
@@ -337,6 +341,36 @@ def main() -> None:
     (args.out / "backbone_image.json").write_text(json.dumps(payload, indent=1, default=float))
     (args.out / "backbone_image.md").write_text(table)
     print(table)
+
+
+def ship_head(folder: Path, state: dict, standardise: dict, class_vecs: np.ndarray, info: dict) -> None:
+    """``xmr-mini-photo.safetensors`` (the MLP head, its input standardisation and the COCO
+    class names' text vectors, float32) and its record ``xmr-mini-photo.json`` (sha256 and how
+    it was made), as :mod:`retrieval.models.photo` reads them."""
+    import hashlib
+
+    from safetensors.numpy import save_file
+
+    tensors = {
+        "head.fc1.weight": state["1.weight"],
+        "head.fc1.bias": state["1.bias"],
+        "head.fc2.weight": state["4.weight"],
+        "head.fc2.bias": state["4.bias"],
+        "head.mean": standardise["mean"],
+        "head.std": standardise["std"],
+        "classes": class_vecs,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "xmr-mini-photo.safetensors"
+    save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}, str(path))
+    record = {
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "head": {k: v for k, v in info.items() if k != "history"},
+        "history": info["history"],
+        "train_sets": [f"{s}/train" for s in TRAIN_SETS],
+        "made_by": "PYTHONPATH=. python benchmarks/backbone_image.py --ship retrieval/models/weights",
+    }
+    path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=float))
 
 
 def report_table(results: dict[str, dict], tests: list[Split]) -> str:

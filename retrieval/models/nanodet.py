@@ -12,13 +12,14 @@ in, at 416x416 BGR (stretched, bilinear; NanoDet's mean and std), gives:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .spec import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,7 @@ class NanoDetFeatures:
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = Path(path)
-        with open(self.path, "rb") as f:
-            self.sha256 = hashlib.sha256(f.read()).hexdigest()
+        self.sha256 = file_sha256(self.path)
         self._threads = threads
         self._session = None
         self._lock = threading.Lock()
