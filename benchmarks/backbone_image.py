@@ -336,7 +336,7 @@ def main() -> None:
         "sweeps": sweeps,
         "seconds": time.perf_counter() - started,
     }
-    table = report_table(results, tests)
+    table = report_table(results, tests) + sweep_table(sweeps, results["today"]["sets"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "backbone_image.json").write_text(json.dumps(payload, indent=1, default=float))
     (args.out / "backbone_image.md").write_text(table)
@@ -371,6 +371,29 @@ def ship_head(folder: Path, state: dict, standardise: dict, class_vecs: np.ndarr
         "made_by": "PYTHONPATH=. python benchmarks/backbone_image.py --ship retrieval/models/weights",
     }
     path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=float))
+
+
+def sweep_table(sweeps: dict[str, list[dict]], today: dict) -> str:
+    """The test splits against the second part's weight, for the record (nothing is chosen here)."""
+    drawings = [n for n in DRAWINGS if n in today]
+    base = {(n, d): r["R@10"] for n in drawings for d, r in today[n].items()}
+    lines = [
+        "",
+        "Test splits against the weight of the second part, for the record only (chosen after nothing: "
+        "the weights above come from validation). Photos R@10 text->image / image->text; drawings: mean "
+        "R@10 and the worst set-and-direction change against today.",
+    ]
+    for name, rows in sweeps.items():
+        lines += ["", f"| {name}: weight | photos | drawings mean | worst change |", "| --- | --- | --- | --- |"]
+        for row in rows:
+            photo = row[PHOTOS[0]]
+            cells = {(n, d): v for n in drawings for d, v in row[n].items()}
+            worst = min(cells[k] - base[k] for k in cells)
+            lines.append(
+                f"| {row['weight']:g} | {photo['text->image']:.1f} / {photo['image->text']:.1f} "
+                f"| {np.mean(list(cells.values())):.1f} | {worst:+.1f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def report_table(results: dict[str, dict], tests: list[Split]) -> str:
