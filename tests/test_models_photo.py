@@ -3,6 +3,8 @@ on ONNX Runtime with nothing downloaded; checked against a reference built piece
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -79,3 +81,28 @@ def test_detections_are_the_class_names_as_the_text_tower_reads_them(photo) -> N
 def test_a_changed_text_tower_is_refused(photo) -> None:
     with pytest.raises(ValueError, match="text_cfg differs"):
         create_model("xmr-mini-photo", text_cfg={"max_length": 128})
+
+
+def test_indexes_and_searches_with_no_torch_installed(photo, tmp_path) -> None:
+    # The light install's own check (test_models_light_install), with this model and its pictures.
+    from tests.helpers import make_media
+    from tests.test_models_light_install import HEAVY, _without, _xmr
+
+    root = make_media(tmp_path / "media", images=3, audio=1, texts=1)
+    env = _without(tmp_path, HEAVY)
+    done = _xmr(env, "index", str(root), "--model", "xmr-mini-photo", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["added"] == 5
+    by_file = _xmr(
+        env,
+        "search",
+        "--image",
+        str(root / "pics" / "img0.jpg"),
+        "--to",
+        "image",
+        "--index",
+        str(root / ".xmr"),
+        "--json",
+    )
+    assert by_file.returncode == 0, by_file.stderr
+    assert json.loads(by_file.stdout)[0]["path"].endswith("img0.jpg")
