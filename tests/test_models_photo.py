@@ -1,0 +1,108 @@
+"""xmr-mini-photo: NanoDet's features under a trained head, fused with the detections as words,
+on ONNX Runtime with nothing downloaded; checked against a reference built piece by piece."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from retrieval import create_model, list_models
+from retrieval.models import nanodet
+from retrieval.models.spec import WEIGHTS_DIR
+
+GRAPH = WEIGHTS_DIR / "nanodet-features.onnx"
+
+
+@pytest.fixture(scope="module")
+def photo():
+    if not GRAPH.is_file():
+        pytest.skip(f"{GRAPH} is not installed (made by benchmarks/convert_nanodet.py; 15 MB)")
+    return create_model("xmr-mini-photo")
+
+
+def pictures() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    out = []
+    for n, size in enumerate(((120, 90), (64, 64), (200, 300))):
+        img = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        ImageDraw.Draw(img).ellipse((10, 10, size[0] - 10, size[1] - 10), fill=(200, 40 * n, 30))
+        out.append(img)
+    return out
+
+
+def test_registered_and_runs_without_torch_sessions(photo) -> None:
+    assert "xmr-mini-photo" in list_models()
+    assert photo.runtime == "onnx" and photo.modalities == ("image", "audio", "text")
+    vecs = photo.encode_image(pictures())
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32 and np.isfinite(vecs).all()
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert photo.weights_hash != create_model("xmr-mini", runtime="onnx").weights_hash
+
+
+def test_image_tower_matches_a_reference_built_piece_by_piece(photo) -> None:
+    torch = pytest.importorskip("torch")
+    from safetensors.numpy import load_file
+
+    w = load_file(str(WEIGHTS_DIR / "xmr-mini-photo.safetensors"))
+    mlp = torch.nn.Sequential(torch.nn.Linear(1232, 1024), torch.nn.GELU(), torch.nn.Linear(1024, 384))
+    with torch.no_grad():
+        for layer, name in ((mlp[0], "fc1"), (mlp[2], "fc2")):
+            layer.weight.copy_(torch.from_numpy(w[f"head.{name}.weight"]))
+            layer.bias.copy_(torch.from_numpy(w[f"head.{name}.bias"]))
+    backbone = nanodet.NanoDetFeatures(GRAPH)
+    expected = []
+    for img in pictures():
+        pooled, _ = backbone(img)  # the feature cache's own path: PIL resize, then NanoDet's input
+        with torch.no_grad():
+            head = mlp(torch.from_numpy((pooled - w["head.mean"]) / w["head.std"])[None]).numpy()
+        scores = pooled[nanodet.CLASS_SLICE]
+        top = np.argsort(-scores)[:3]
+        det = scores[top] @ w["classes"][top]
+        unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+        expected.append(unit(0.5 * unit(head[0]) + 0.5 * unit(det)))
+    np.testing.assert_allclose(photo.encode_image(pictures()), np.stack(expected), atol=2e-4)
+
+
+def test_detections_are_the_class_names_as_the_text_tower_reads_them(photo) -> None:
+    pooled = np.zeros((2, nanodet.POOLED_DIM), dtype=np.float32)
+    cat, bus = nanodet.COCO_CLASSES.index("cat"), nanodet.COCO_CLASSES.index("bus")
+    pooled[0, nanodet.CLASS_SLICE.start + cat] = 0.9
+    pooled[1, nanodet.CLASS_SLICE.start + bus] = 0.8
+    pooled[1, nanodet.CLASS_SLICE.start + cat] = 0.1
+    det = photo.detections(pooled)
+    words = photo.encode_text(["cat", "bus"])
+    np.testing.assert_allclose(det[0], words[0], atol=1e-4)
+    assert det[1] @ words[1] > det[1] @ words[0] > 0
+
+
+def test_a_changed_text_tower_is_refused(photo) -> None:
+    with pytest.raises(ValueError, match="text_cfg differs"):
+        create_model("xmr-mini-photo", text_cfg={"max_length": 128})
+
+
+def test_indexes_and_searches_with_no_torch_installed(photo, tmp_path) -> None:
+    # The light install's own check (test_models_light_install), with this model and its pictures.
+    from tests.helpers import make_media
+    from tests.test_models_light_install import HEAVY, _without, _xmr
+
+    root = make_media(tmp_path / "media", images=3, audio=1, texts=1)
+    env = _without(tmp_path, HEAVY)
+    done = _xmr(env, "index", str(root), "--model", "xmr-mini-photo", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["added"] == 5
+    by_file = _xmr(
+        env,
+        "search",
+        "--image",
+        str(root / "pics" / "img0.jpg"),
+        "--to",
+        "image",
+        "--index",
+        str(root / ".xmr"),
+        "--json",
+    )
+    assert by_file.returncode == 0, by_file.stderr
+    assert json.loads(by_file.stdout)[0]["path"].endswith("img0.jpg")
