@@ -6,12 +6,13 @@ scale, so a 100-megapixel scan never sits in memory whole). A first look at a co
 ``LOOK_SIDE`` pixels long decides whether it holds text at all: detection, then recognition of
 the few boxes it finds (detection alone finds boxes in most photos: edges, textures); most
 photos do not hold text, and cost that look only. Where one does, detection runs again at the
-read size and recognition on the boxes found. Each line comes with its box (four corners, in the picture's own pixels) and
-the recogniser's confidence; lines under ``MIN_CONFIDENCE``, or without two letters or digits,
-are dropped (textures such as grass or brick make such fragments). The recogniser often misses
-the space between words of small print ("VelvetLibrary2024"): a long run of letters and digits
-is cut where a small letter meets a capital and where letters meet digits, so each word can be
-searched on its own (a run of small letters alone stays as read).
+read size and recognition on the boxes found. Each line comes with its box (four corners, in
+the picture's own pixels) and the recogniser's confidence; lines under ``MIN_CONFIDENCE``, or
+without two letters or digits, are dropped (textures such as grass or brick make such
+fragments). The recogniser often misses the space between words of small print
+("VelvetLibrary2024"): a long run of letters and digits is cut where a small letter meets a
+capital and where letters meet digits, so each word can be searched on its own (a run of small
+letters alone stays as read).
 """
 
 from __future__ import annotations
