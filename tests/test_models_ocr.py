@@ -128,3 +128,12 @@ def test_boxes_the_first_look_finds_in_a_picture_without_text_cost_no_full_read(
         assert [line.text for line in reader.read_image(page)] == ["Invoice 7781"] and full_reads == [1]
     finally:
         reader._engine = engine
+
+
+@pytest.mark.parametrize("degrees", [8, 90, 180, 270])
+def test_turned_and_upside_down_text_is_read(tmp_path: Path, reader, degrees: int) -> None:
+    """A page turned (a phone's photo of it, a scan fed upside down): its lines read as written."""
+    page = Image.open(write_page(tmp_path / "page.png", ["Invoice 7781", "Refurbishment of the north wing"]))
+    turned = page.convert("RGB").rotate(degrees, expand=True, fillcolor=(240, 235, 220))
+    read = {line.text for line in reader.read_image(turned)}
+    assert read == {"Invoice 7781", "Refurbishment of the north wing"}, read

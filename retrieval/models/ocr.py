@@ -83,7 +83,7 @@ class TextReader:
             self._engine = RapidOCR(
                 intra_op_num_threads=self.threads,
                 inter_op_num_threads=1,
-                use_cls=False,
+                use_cls=True,  # lines upside down (a page turned 180 or 90 degrees) turned back
                 max_side_len=READ_SIDE,
                 text_score=MIN_CONFIDENCE,
                 **{"Det.limit_type": "max", "Det.limit_side_len": READ_SIDE},
@@ -136,7 +136,9 @@ class TextReader:
             return False
         if len(boxes) >= DENSE:
             return True
-        read, _ = self._engine.text_rec(self._engine.get_crop_img_list(bgr, self._engine.sorted_boxes(boxes)))
+        crops = self._engine.get_crop_img_list(bgr, self._engine.sorted_boxes(boxes))
+        crops, _, _ = self._engine.text_cls(crops)  # an upside-down line turned back
+        read, _ = self._engine.text_rec(crops)
         return any(float(score) >= MIN_CONFIDENCE and sum(c.isalnum() for c in str(text)) >= 2 for text, score in read)
 
 
