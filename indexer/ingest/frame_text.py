@@ -61,7 +61,7 @@ def read_video_text(reader: Any, path: str | os.PathLike, every: float) -> tuple
     thumbs: dict[int, np.ndarray] = {}
     read = 0
     for slot, time, image in sample_frames(path, every, info):
-        thumb = np.asarray(image.convert("L").resize((THUMB, THUMB)), dtype=np.float32)
+        thumb = np.asarray(image.convert("L").resize((THUMB, THUMB)), dtype=np.int16)  # 2 KB a slot
         same = next(
             (n for n in (slot - 1, slot + 1) if n in thumbs and float(np.abs(thumbs[n] - thumb).mean()) < STILL),
             None,
