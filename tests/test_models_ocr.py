@@ -137,3 +137,32 @@ def test_turned_and_upside_down_text_is_read(tmp_path: Path, reader, degrees: in
     turned = page.convert("RGB").rotate(degrees, expand=True, fillcolor=(240, 235, 220))
     read = {line.text for line in reader.read_image(turned)}
     assert read == {"Invoice 7781", "Refurbishment of the north wing"}, read
+
+
+def test_a_thin_picture_is_read_in_the_memory_of_a_small_one(tmp_path: Path) -> None:
+    """A strip 1600 x 16 (a rule, a banner): detection never enlarges it (PP-OCR's default
+    takes the short side to 736 px, an array of gigabytes for such a strip)."""
+    import subprocess
+    import sys
+
+    for name, size in (("strip.png", (1600, 16)), ("band.png", (1200, 40))):
+        Image.new("RGB", size, (200, 30, 30)).save(tmp_path / name)
+    write_page(tmp_path / "page.png", ["Invoice 7781"])
+    child = (
+        "import sys, resource\n"
+        "from retrieval.models.ocr import TextReader\n"
+        "reader = TextReader(); reader.read(sys.argv[1]); reader.read(sys.argv[1])\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "read = [reader.read(p) for p in sys.argv[2:]]\n"
+        "print(read, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child, *(str(tmp_path / n) for n in ("page.png", "strip.png", "band.png"))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert out.returncode == 0, out.stderr
+    read, grown = out.stdout.rsplit(" ", 1)
+    assert read == "[[], []]" and int(grown) < 200, f"reading thin pictures grew the process by {grown} MB"

@@ -174,18 +174,55 @@ def test_a_line_seen_over_frames_is_kept_once_with_its_surest_reading() -> None:
     def line(text: str, confidence: float, y: float = 10.0) -> Line:
         return Line(text, [(0, y), (50, y), (50, y + 9), (0, y + 9)], confidence)
 
-    title, noisy, sure = line("Chapter One", 0.9, 0), line("Chapt3r One", 0.7), line("Invoice 7781", 0.95)
+    title, noisy, sure = line("Chapter One", 0.9, 0), line("Chapler One", 0.7, 0), line("Invoice 7781", 0.95)
     shown = {
-        0: (0.0, [title]),
-        1: (2.0, [title, line("Invoice 778l", 0.8)]),  # the same line read two ways: one span
-        2: (4.1, [noisy, sure]),
+        0: (0.0, [title, line("Slide 9 of 40", 0.9, 90)]),
+        1: (2.0, [title, line("lnvoice 7781", 0.8), line("Slide 10 of 40", 0.9, 90)]),  # a number changed: two
+        2: (4.1, [noisy, sure]),  # the same line read two ways: one span, its surest reading
         3: (6.0, [sure]),
         5: (10.0, [sure]),  # slot 4 had no frame: shown again is another span
     }
     assert [(s, e, text, c) for s, e, text, c, _ in merged(shown, 2.0, 11.0)] == [
         (0.0, 6.0, "Chapter One", 0.9),
+        (0.0, 2.0, "Slide 9 of 40", 0.9),
         (2.0, 8.0, "Invoice 7781", 0.95),
+        (2.0, 4.0, "Slide 10 of 40", 0.9),
         (10.0, 11.0, "Invoice 7781", 0.95),
+    ]
+
+
+def test_two_lines_alike_continue_where_each_was_shown() -> None:
+    """Two equal lines in one frame, then one: it continues the span whose box is nearest."""
+    from indexer.ingest.frame_text import merged
+    from retrieval.models.ocr import Line
+
+    def at(y: float) -> Line:
+        return Line("EXIT", [(0, y), (50, y), (50, y + 9), (0, y + 9)], 0.9)
+
+    spans = merged({0: (0.0, [at(10), at(300)]), 1: (2.0, [at(300)])}, 2.0, 4.0)
+    assert [(s, e, box["box"][0][1]) for s, e, _, _, box in spans] == [(0.0, 2.0, 10.0), (0.0, 4.0, 300.0)]
+
+
+def test_a_subtitle_over_a_still_shot_is_read_in_every_frame_it_changes(tmp_path: Path, reader) -> None:
+    """A still scene with a subtitle from 4 s and another from 8 s: each frame whose subtitle
+    changed is read (the whole frame's mean barely moves), the still ones are not."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from indexer.ingest.frame_text import read_video_text
+
+    ramp = np.linspace(40, 200, 640, dtype=np.uint8)
+    scene = np.stack([np.tile(ramp, (360, 1)), np.tile(ramp[::-1], (360, 1)), np.full((360, 640), 90, np.uint8)], -1)
+    shots = [scene]
+    for caption in ("Harbourmeadow Station 4471", "Platform seven closed"):
+        shown = Image.fromarray(scene)
+        ImageDraw.Draw(shown).text((40, 300), caption, fill=(255, 255, 255), font=ImageFont.load_default(size=22))
+        shots.append(np.asarray(shown))
+    path = write_video(tmp_path / "still.mp4", shots, seconds_each=4.0, fps=10, gop=120)  # one keyframe
+    lines, frames = read_video_text(reader, path, 2.0)
+    assert frames == 3  # one frame of each shot read; the second of each is as still as it
+    assert [(s, e, text.replace(" ", "")) for s, e, text, _, _ in lines] == [  # spaces as the model reads them
+        (pytest.approx(4.0, abs=0.11), 8.0, "HarbourmeadowStation4471"),
+        (pytest.approx(8.0, abs=0.11), 12.0, "Platformsevenclosed"),
     ]
 
 
@@ -232,3 +269,54 @@ def test_a_kill_while_lines_are_written_loses_and_duplicates_nothing(tmp_path: P
     spans = store.spans_of(sorted(store.ids()), "ocr")
     assert sorted(sp.text for sp in spans) == sorted({sp.text for sp in spans}) and len(spans) == 4
     store.close()
+
+
+def test_words_heard_and_words_read_in_one_video_stay_apart(tmp_path: Path, mini, reader) -> None:
+    """A video with a spoken sentence and a caption: a text query for pictures never takes its
+    words heard as a line read (nor the other way round), and reading its text again (another
+    reader, a retried failure) keeps its transcript; a video of sound alone holds no lines."""
+    import soundfile as sf
+    from PIL import Image, ImageDraw, ImageFont
+
+    from retrieval.models.speech import SpeechRecognizer
+    from tests.helpers import speak, write_m4a
+
+    root = tmp_path / "media"
+    wave, _ = sf.read(speak(tmp_path / "said.wav", "the budget meeting starts at nine", before=0.5), dtype="float32")
+    caption = Image.new("RGB", (640, 360), (30, 40, 60))
+    ImageDraw.Draw(caption).text((40, 150), "Invoice 7781", fill=(250, 250, 250), font=ImageFont.load_default(size=48))
+    plain = np.full((360, 640, 3), 90, np.uint8)
+    write_video(root / "talk.mp4", [np.asarray(caption), plain], seconds_each=len(wave) / 32000, wave=wave)
+    write_m4a(root / "voice.mp4", wave, rate=16000, channels=1)  # sound alone, in a video's format
+    for n in range(6):
+        write_image(root / f"pics/{n}.png", seed=n, size=64)
+    recognizer = SpeechRecognizer()
+    _run(root, mini, reader, transcriber=recognizer)
+    store = _store(root)
+    heard = {sp.text for sp in store.spans_of(sorted(store.ids()), "speech")}
+    assert store.readings("ocr")["failed"] == 0  # sound alone: read, no lines, no failure
+    store.close()
+    assert any("budget" in t.lower() for t in heard), heard
+    assert set(_lines(root)) == {"talk.mp4"}
+    with Engine.open(root / ".xmr", model=mini) as engine:
+        for query in ("budget meeting starts at nine", "the budget meeting", "invoice 7781"):
+            for hit in engine.search(query, to="image", k=3):
+                assert hit.track != "text" or "7781" in hit.snippet, (query, hit)
+            for hit in engine.search(query, to="audio", k=3):
+                assert hit.track != "speech" or "budget" in hit.snippet.lower(), (query, hit)
+
+    class Another:  # the same lines under another reader's name: all read again
+        source, model_id = reader.source, "another:1"
+
+        def read(self, path: Path):  # noqa: ANN201
+            return reader.read(path)
+
+        def read_image(self, image):  # noqa: ANN001, ANN201
+            return reader.read_image(image)
+
+    again = _run(root, mini, Another(), transcriber=recognizer)
+    assert again.videos_read == 2 and again.transcribed == 0
+    store = _store(root)
+    assert {sp.text for sp in store.spans_of(sorted(store.ids()), "speech")} == heard  # the transcript kept
+    store.close()
+    assert _run(root, mini, Another(), transcriber=recognizer).transcribed == 0  # and never made again

@@ -369,7 +369,8 @@ class _Run:
         # tuple a file: appended whole, so a Ctrl-C never leaves a file's part pending.
         self.pending_reads: list[tuple[np.ndarray | None, list, list[dict], dict]] = []
         self.pending_fingerprints: list[dict] = []  # Fingerprint rows made, not yet committed
-        self.reread: set[int] = set()  # files read before (another model, a failure retried): old words go
+        # Files read before by a source (another model, a failure retried): that source's old words go.
+        self.reread: set[tuple[int, str]] = set()
         # Where the decode workers heard speech in the audio files they decoded (the
         # transcriber's own finder, so the same regions): a file without any is not decoded again.
         self.heard: dict[int, list[tuple[float, float]]] = {}
@@ -884,7 +885,7 @@ class _Run:
         self._read_files(self.options.text_reader, ("image", VIDEO), self._read_picture, "reading text in pictures")
 
     def _read_files(
-        self, reader: Any, modalities: tuple[str, ...], read_one: Callable[[Any], tuple], what: str
+        self, reader: Any, modalities: tuple[str, ...], read_one: Callable[[Any], tuple | None], what: str
     ) -> None:
         self._checkpoint()  # this run's new files first: read below like the rest
         todo = self.store.unread(reader.source, modalities, reader.model_id, self.options.retry_failed)
@@ -902,10 +903,11 @@ class _Run:
             if self.stop.requested:
                 break
             row = rows.get(item_id)
-            if row is not None:
-                self.pending_reads.append(read_one(row))
+            read = read_one(row) if row is not None else None
+            if read is not None:
+                self.pending_reads.append(read)
                 if read_before:
-                    self.reread.add(item_id)
+                    self.reread.add((item_id, reader.source))
             self._report(1)
             if (
                 len(self.pending_reads) >= self.options.checkpoint_items
@@ -941,13 +943,18 @@ class _Run:
         ]
         return self._found(row, transcriber.source, found, reading | {"seconds": seconds, "found_seconds": speech})
 
-    def _read_picture(self, row: Any) -> tuple[np.ndarray | None, list, list[dict], dict]:
-        """One picture's lines of text, ready for a checkpoint (see ``pending_reads``)."""
+    def _read_picture(self, row: Any) -> tuple[np.ndarray | None, list, list[dict], dict] | None:
+        """One picture's or video's lines of text, ready for a checkpoint (see ``pending_reads``);
+        None when the run was stopped amid a video."""
         reader, rel = self.options.text_reader, unescape_path(row.path)
         reading = {"item_id": row.id, "source": reader.source, "model": reader.model_id}
         try:
             if row.modality == VIDEO:
-                found, frames = read_video_text(reader, self.root / rel, self.frame_seconds)
+                found, frames = read_video_text(
+                    reader, self.root / rel, self.frame_seconds, lambda: self.stop.requested
+                )
+                if self.stop.requested:  # stopped amid the video: read whole at the next run
+                    return None
                 self.summary.videos_read += 1
                 self.summary.frames_read += frames
             else:
@@ -956,7 +963,7 @@ class _Run:
                     for line in reader.read(self.root / rel)
                 ]
                 self.summary.pictures_read += 1
-        except (ValueError, OSError, RuntimeError) as exc:  # a decoder's or the model's: this file only
+        except Exception as exc:  # noqa: BLE001 - a decoder's, OpenCV's or ONNX Runtime's: this file only
             log.warning("no text read in %s: %s", rel, exc)
             return None, [], [], reading | {"reason": str(exc)[:500]}
         self.summary.text_lines += len(found)
@@ -1118,15 +1125,18 @@ class _Run:
         """The segments this checkpoint drops, and the files whose words go with them: the
         moments of files embedded again (a file's words stay when its content did not change:
         moments made anew, a video's frames at another interval), and the words of files whose
-        content changed or that are read again."""
+        content changed (every source's), and of files a source reads again (that source's
+        only: a video's lines read again keep its transcript; its reading is replaced)."""
         unheard = {w.item_id for w in self.pending_rows if not w.new and w.values.get("content_hash") != w.old_hash}
-        unheard |= self.reread
         old: dict[int, int] = {}
         if self.replaced:
             for modality in ("image", "audio"):
                 old |= self.store.segment_ids(sorted(self.replaced), modality=modality)
         if unheard:
             old |= self.store.segment_ids(sorted(unheard), modality="text")
+        for source in sorted({source for _, source in self.reread}):
+            again = sorted(item for item, s in self.reread if s == source and item not in unheard)
+            old |= {sp.id: sp.item_id for sp in self.store.spans_of(again, source)}
         return sorted(old), sorted(unheard)
 
     def _checkpoint(self) -> None:

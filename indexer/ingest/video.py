@@ -28,10 +28,15 @@ log = logging.getLogger(__name__)
 FRAME_SECONDS = 2.0  # a frame every 2 s: a moment of a video is found to within that
 SEEK_GAP = 10.0  # seconds: a missing slot further ahead than this is sought, not decoded up to
 MAX_PIXELS = 8192 * 8192  # a frame larger than this is a damaged header, not a video
+MAX_FRAMES = 20_000  # a video's frames sampled at most (11 hours at 2 s)
 
 
 class VideoDecodeError(ValueError):
     """A file with nothing that decodes as video frames or sound."""
+
+
+class NoVideoStream(VideoDecodeError):
+    """A file of a video format that holds sound alone (no frames to sample)."""
 
 
 @dataclass
@@ -67,7 +72,7 @@ def sample_frames(
         raise VideoDecodeError(f"cannot open video: {_first_line(exc)}") from exc
     with container:
         if not container.streams.video:
-            raise VideoDecodeError("the file holds no video stream")
+            raise NoVideoStream("the file holds no video stream")
         stream = container.streams.video[0]
         ctx = stream.codec_context
         if (ctx.width or 0) * (ctx.height or 0) > MAX_PIXELS:
@@ -208,7 +213,7 @@ class SegmentingVideo:
     audio: Any
     scratch: str
     frame_seconds: float = FRAME_SECONDS
-    max_segments: int = 20_000
+    max_segments: int = MAX_FRAMES
     batch: int = 16
     listen: Any = None  # a speech finder, or None
 

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 LOOK_SIDE = 640  # the first look: detection alone at this size
 READ_SIDE = 1600  # the read: detection and recognition at most this size
 MIN_CONFIDENCE = 0.6
+READING = "cls-look2"  # how pictures are read (see model_id)
 DENSE = 6  # boxes found by the first look that mean text whatever they read as (photos: 0-4)
 EXTRA_HINT = "reading text in pictures needs the extra ocr: pip install 'xmr[ocr]'"
 RUN = 10  # a run of letters and digits this long is looked at for words written together
@@ -65,7 +66,9 @@ class TextReader:
             raise OcrUnavailable(EXTRA_HINT)
         self.folder = Path(next(iter(spec.submodule_search_locations)))
         self.name = "pp-ocrv4"
-        self.model_id = f"{self.name}:{_fingerprint(self.folder / 'models')}"
+        # The way of reading is part of the id: another (lines turned back, the look's boxes read)
+        # reads what an index holds again at its next run.
+        self.model_id = f"{self.name}:{_fingerprint(self.folder / 'models')}:{READING}"
         self.threads = threads or len(os.sched_getaffinity(0))
         self._engine: Any = None
 
@@ -86,7 +89,8 @@ class TextReader:
                 use_cls=True,  # lines upside down (a page turned 180 or 90 degrees) turned back
                 max_side_len=READ_SIDE,
                 text_score=MIN_CONFIDENCE,
-                **{"Det.limit_type": "max", "Det.limit_side_len": READ_SIDE},
+                det_limit_type="max",  # never enlarged (its default, "min", takes the short side to 736)
+                det_limit_side_len=READ_SIDE,
             )
         except (ImportError, RuntimeError, OSError, ValueError) as exc:
             raise OcrUnavailable(f"cannot load the text recogniser: {exc}") from exc

@@ -126,6 +126,8 @@ def _fuse(
             row = items.get(sp.item_id) if sp is not None else None
             if row is None or row.status != INDEXED or row.modality not in kind.modalities or row.id in seen:
                 continue
+            if sp.source != kind.source:  # a video's words heard, among the lines read (and the other way)
+                continue
             if allowed is not None and row.id not in allowed:
                 continue
             seen.add(row.id)
@@ -201,11 +203,17 @@ def _span_hit(engine: Any, row: Any, span: Any, score: float, terms: Terms | Non
     hit = engine.hit_of(0, score, row)
     said = snippet(span.text, terms)
     if kind.source == OCR:  # a line read in a picture: where it is (in a video's frames, when too)
-        box = (json.loads(span.words) if span.words else {}).get("box")
+        box = _box_of(span)
         times = {"start": float(span.start), "end": float(span.end)} if span.end > span.start else {}
         return dataclasses.replace(hit, track=kind.track, snippet=said, box=box, **times)
     start, end = matched_times(span, terms) if terms else (span.start, span.end)
     return dataclasses.replace(hit, start=float(start), end=float(end), track=kind.track, snippet=said)
+
+
+def _box_of(span: Any) -> list | None:
+    """A line's box (its ``words`` detail, a dict), or None."""
+    detail = json.loads(span.words) if span.words else None
+    return detail.get("box") if isinstance(detail, dict) else None
 
 
 def matched_times(span: Any, terms: Terms) -> tuple[float, float]:
@@ -263,7 +271,7 @@ def written(engine: Any, item: int | str | os.PathLike) -> tuple[Hit, list[dict[
     return hit, [
         {
             "text": sp.text,
-            "box": (json.loads(sp.words) if sp.words else {}).get("box"),
+            "box": _box_of(sp),
             "confidence": round(sp.confidence, 3),
         }
         | ({"start": round(sp.start, 3), "end": round(sp.end, 3)} if sp.end > sp.start else {})
