@@ -104,3 +104,50 @@ def test_the_hash_of_a_turned_or_mirrored_picture_is_one_of_the_eight_made_from_
         assert int(hamming(turns, h).min()) <= 1, op
     other = np.frombuffer(image_hash(Image.open(write_photo(tmp_path / "q.png", seed=4, scene=3))), dtype=np.uint8)
     assert int(hamming(turns, other).min()) > 10
+
+
+def test_a_framed_copy_hashes_like_its_original_once_its_flat_borders_are_trimmed(tmp_path: Path) -> None:
+    """A picture shown in a screenshot-like window (a dark title bar, light margins; saved as
+    JPEG, whose ringing blurs the window's edge): the window is trimmed off, the picture kept."""
+    import io
+
+    from PIL import Image
+
+    from retrieval.bench.duplicates import image_copy
+    from retrieval.models.fingerprint import image_fingerprint, trim_box
+    from retrieval.search.duplicates import HASH_MAX_BITS
+
+    img = Image.open(write_photo(tmp_path / "p.png", seed=5, size=(160, 120))).convert("RGB")
+    buffer = io.BytesIO()
+    image_copy(img, "border").save(buffer, format="JPEG", quality=90)
+    framed = Image.open(buffer).convert("RGB")
+    left, top, right, bottom = trim_box(framed)
+    pad, bar = 8, 16  # image_copy's window around a 160x120 picture, at (8, 16)
+    # the window is gone (JPEG's ringing may leave a line of it)
+    assert abs(left - pad) <= 1 and abs(top - bar) <= 1 and right <= pad + 161 and bottom <= bar + 121
+    assert (right - left) * (bottom - top) >= 0.8 * 160 * 120  # the picture is kept (its flat ground may go too)
+    own = np.frombuffer(image_fingerprint(img)[:16], dtype=np.uint8).reshape(2, 8)
+    whole, trimmed = np.frombuffer(image_fingerprint(framed)[:16], dtype=np.uint8).reshape(2, 8)
+    assert int(hamming(own[:, None], dihedral(trimmed[None])[0]).min()) <= HASH_MAX_BITS
+    assert int(hamming(own[:, None], dihedral(whole[None])[0]).min()) > HASH_MAX_BITS  # the whole copy's hash misses
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    assert trim_box(noisy) == (0, 0, 80, 60)  # a picture without a flat border keeps all of itself
+
+
+def test_pictures_alike_in_grey_but_not_in_colour_are_not_inside_each_other(tmp_path: Path) -> None:
+    """The thumbnail match: a crop and a grey copy lie inside the original; the same picture
+    with its colours changed but its brightness kept (grey thumbnails alike) does not."""
+    from PIL import Image
+
+    from retrieval.bench.duplicates import image_copy
+    from retrieval.models.fingerprint import contained, image_fingerprint
+
+    img = Image.open(write_photo(tmp_path / "p.png", seed=6, size=(96, 96))).convert("RGB")
+    y, cb, cr = img.convert("YCbCr").split()
+    recoloured = Image.merge("YCbCr", (y, cr, cb)).convert("RGB")  # blue and red swapped, brightness kept
+    own = image_fingerprint(img)
+    for kind in ("crop85", "grey", "caption"):
+        copy = image_fingerprint(image_copy(img, kind))
+        assert max(contained(copy, own), contained(own, copy)) >= 0.97, kind
+    other = image_fingerprint(recoloured)
+    assert max(contained(other, own), contained(own, other)) < 0.5

@@ -206,15 +206,14 @@ def neighbour_pairs(ids: np.ndarray, vectors: np.ndarray, k: int, floor: float) 
 
 
 def pixel_edges(pairs: Sequence[tuple[int, int, float]], stored: dict[int, bytes]) -> list[Edge]:
-    """Of candidate ``pairs``, how well one's thumbnail lies inside the other's."""
-    from ..models.fingerprint import contained, thumbnail
+    """Of candidate ``pairs``, how well one's thumbnail lies inside the other's (colours agreeing)."""
+    from ..models.fingerprint import contained
 
     edges = []
     for a, b, _ in pairs:
         if a not in stored or b not in stored:
             continue
-        ta, tb = thumbnail(stored[a]), thumbnail(stored[b])
-        score = max(contained(ta, tb), contained(tb, ta))
+        score = max(contained(stored[a], stored[b]), contained(stored[b], stored[a]))
         edges.append(Edge(a, b, "pixels", max(0.0, min(1.0, score))))
     return edges
 
@@ -223,7 +222,8 @@ def hash_edges(ids: np.ndarray, hashes: np.ndarray, floor: float) -> list[Edge]:
     """Pairs of pictures whose perceptual hashes agree in at least ``floor`` of their 64 bits,
     each compared with the other's eight turned and mirrored hashes (exact up to
     :data:`HASH_FLAT_LIMIT` pictures; above, a multi-index hash table, which finds every pair
-    up to 3 bits apart and most of those further)."""
+    up to 3 bits apart and most of those further). ``hashes``: ``[N, 8]`` uint8, or ``[N, M, 8]``
+    for M hashes a picture (whole, borders trimmed), any of one against any of the other's."""
     import faiss
 
     from ..models.fingerprint import dihedral
@@ -231,16 +231,24 @@ def hash_edges(ids: np.ndarray, hashes: np.ndarray, floor: float) -> list[Edge]:
     n = len(ids)
     if n < 2:
         return []
+    hashes = np.asarray(hashes, dtype=np.uint8).reshape(n, -1, 8)
+    owner = np.repeat(np.arange(n), hashes.shape[1])
+    flat = hashes.reshape(-1, 8)
+    keep = np.ones(len(flat), dtype=bool)  # a picture's second hash, when the same as its first, is not searched twice
+    for m in range(1, hashes.shape[1]):
+        keep[m :: hashes.shape[1]] = (hashes[:, m] != hashes[:, 0]).any(axis=1)
+    owner, flat = owner[keep], np.ascontiguousarray(flat[keep])
     radius = int(math.floor((1.0 - floor) * 64 + 1e-9))
-    turned = dihedral(hashes).reshape(n * 8, 8)
+    turned = dihedral(flat).reshape(len(flat) * 8, 8)
     index = faiss.IndexBinaryFlat(64) if n <= HASH_FLAT_LIMIT else faiss.IndexBinaryMultiHash(64, 4, 16)
     index.add(np.ascontiguousarray(turned))
     # faiss counts a neighbour within the radius strictly below it
-    lims, dist, found = index.range_search(np.ascontiguousarray(hashes), radius + 1)
+    lims, dist, found = index.range_search(flat, radius + 1)
     best: dict[tuple[int, int], int] = {}
-    for q in range(n):
-        for d, j in zip(dist[lims[q] : lims[q + 1]], found[lims[q] : lims[q + 1]]):
-            other = int(j) // 8
+    for row in range(len(flat)):
+        q = int(owner[row])
+        for d, j in zip(dist[lims[row] : lims[row + 1]], found[lims[row] : lims[row + 1]]):
+            other = int(owner[int(j) // 8])
             if other != q:
                 key = (min(q, other), max(q, other))
                 best[key] = min(best.get(key, 64), int(d))
@@ -371,7 +379,7 @@ class Sources:
 
 def edges_of(src: Sources, modality: str, floor: float) -> tuple[list[Edge], dict[int, Any]]:
     """Every piece of evidence of at least ``floor`` between files of ``modality``, and their rows."""
-    from ..models.fingerprint import AUDIO_METHOD, IMAGE_METHOD
+    from ..models.fingerprint import AUDIO_METHOD, HEADER, IMAGE_METHOD, hashes
 
     rows = {int(r.id): r for r in src.store.facts_of(modality) if r.kind == FILE}
     edges = same_bytes(rows.values())
@@ -379,13 +387,13 @@ def edges_of(src: Sources, modality: str, floor: float) -> tuple[list[Edge], dic
         ids, vectors = _vectors(src.shards(modality), rows)
         edges += vector_edges(ids, vectors, floor)
     if modality == "image":
-        stored = {i: v for i, v in src.store.fingerprints(IMAGE_METHOD).items() if i in rows and len(v) > 10}
+        stored = {i: v for i, v in src.store.fingerprints(IMAGE_METHOD).items() if i in rows and len(v) > HEADER}
         if len(stored) < len(rows):
             log.info("%d of %d pictures have no fingerprint yet", len(rows) - len(stored), len(rows))
         ids = np.array(sorted(stored), dtype=np.int64)
         if len(ids):
-            hashes = np.frombuffer(b"".join(stored[int(i)][:8] for i in ids), dtype=np.uint8).reshape(-1, 8)
-            edges += hash_edges(ids, hashes, min(floor, HASH_FLOOR))
+            both = np.frombuffer(b"".join(hashes(stored[int(i)]) for i in ids), dtype=np.uint8).reshape(-1, 2, 8)
+            edges += hash_edges(ids, both, min(floor, HASH_FLOOR))
         ids, vectors = _vectors(src.shards(modality), rows)
         edges += pixel_edges(neighbour_pairs(ids, vectors, NEIGHBOURS, VECTOR_FLOOR), stored)
     if modality == "audio":
