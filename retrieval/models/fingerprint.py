@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,13 @@ TRIM_SHARE = 0.95  # ... at least this share of them
 COLOURED = 3.0  # a picture whose mean chroma is below this is grey: its colour is not compared
 COLOUR_APART = 12.0  # two pictures whose chroma differ by more than this (mean, 0..255) where they match are not copies
 REFINE_FROM = 0.85  # a match this good is refined between pixels
+HEAD = 16  # the bytes of a stored fingerprint that copies are first looked for with: its two hashes
 HEADER = 20  # bytes before the thumbnails: two hashes, the grey thumbnail's width and height, the colour one's
+# Perceptual hashes: copies at most this many of the 64 bits apart (measured: resized, re-saved,
+# grey, turned and mirrored copies of real photos 0-10 bits apart, half of them 0-1; two
+# distinct photos 10 or more).
+HASH_MAX_BITS = 6
+HASH_FLAT_LIMIT = 20_000  # hashes compared exactly; above, a multi-index hash table
 SCALES = tuple(round(1.0 - 0.025 * n, 3) for n in range(13))  # a picture's width inside another's: 1 .. 0.7
 _u, _v = np.divmod(np.arange(64), 8)  # vertical and horizontal frequency of each bit
 _ODD_V = np.where(_v % 2 == 1)[0]
@@ -140,7 +147,7 @@ def _chroma(rgb: np.ndarray) -> np.ndarray:
 
 def hashes(value: bytes) -> bytes:
     """The two 8-byte hashes (whole, borders trimmed) at the start of a stored :func:`image_fingerprint`."""
-    return value[:16]
+    return value[:HEAD]
 
 
 def thumbnail(value: bytes) -> np.ndarray:
@@ -265,6 +272,42 @@ def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.bitwise_xor(a, b), axis=-1).sum(axis=-1)
 
 
+def hash_pairs(hashes: np.ndarray, max_bits: int, queries: np.ndarray | None = None) -> dict[tuple[int, int], int]:
+    """``{(i, j): bits}``, i < j row numbers of ``hashes``, for pictures whose hashes are at most
+    ``max_bits`` apart, each of one picture's hashes compared with the other's eight turned and
+    mirrored ones (:func:`dihedral`) through a FAISS binary range search: exact up to
+    :data:`HASH_FLAT_LIMIT` pictures; above, a multi-index hash table, which finds every pair up
+    to 3 bits apart and most of those further. ``hashes``: ``[N, 8]`` uint8, or ``[N, M, 8]`` for
+    M hashes a picture (whole, borders trimmed). ``queries``: the rows compared with all the
+    others (default: all), so that a few new pictures cost a few searches."""
+    import faiss
+
+    n = len(hashes)
+    if n < 2:
+        return {}
+    hashes = np.asarray(hashes, dtype=np.uint8).reshape(n, -1, 8)
+    owner = np.repeat(np.arange(n), hashes.shape[1])
+    flat = hashes.reshape(-1, 8)
+    keep = np.ones(len(flat), dtype=bool)  # a picture's second hash, when the same as its first, is not searched twice
+    for m in range(1, hashes.shape[1]):
+        keep[m :: hashes.shape[1]] = (hashes[:, m] != hashes[:, 0]).any(axis=1)
+    owner, flat = owner[keep], np.ascontiguousarray(flat[keep])
+    index = faiss.IndexBinaryFlat(64) if n <= HASH_FLAT_LIMIT else faiss.IndexBinaryMultiHash(64, 4, 16)
+    index.add(np.ascontiguousarray(dihedral(flat).reshape(len(flat) * 8, 8)))
+    asked = np.arange(len(flat)) if queries is None else np.flatnonzero(np.isin(owner, queries))
+    # faiss counts a neighbour within the radius strictly below it
+    lims, dist, found = index.range_search(np.ascontiguousarray(flat[asked]), max_bits + 1)
+    best: dict[tuple[int, int], int] = {}
+    for n_asked, row in enumerate(asked.tolist()):
+        q = int(owner[row])
+        for d, j in zip(dist[lims[n_asked] : lims[n_asked + 1]], found[lims[n_asked] : lims[n_asked + 1]]):
+            other = int(owner[int(j) // 8])
+            if other != q:
+                key = (min(q, other), max(q, other))
+                best[key] = min(best.get(key, 64), int(d))
+    return best
+
+
 def audio_fingerprint(path: str | os.PathLike, seconds: int = AUDIO_SECONDS) -> np.ndarray:
     """Chromaprint's raw fingerprint of a recording: uint32 words, one every ~0.124 s.
 
@@ -325,6 +368,7 @@ class Fingerprinter:
     always, recordings when fpcalc is installed. ``methods``: ``{modality: method}``."""
 
     source = "fingerprint"
+    head = HEAD  # the bytes of a stored picture fingerprint that :meth:`copies` reads
 
     def __init__(self, audio: bool = True) -> None:
         self.methods = {"image": IMAGE_METHOD}
@@ -344,3 +388,23 @@ class Fingerprinter:
         if modality == "audio":
             return audio_fingerprint(path).tobytes()
         raise FingerprintError(f"no fingerprint for {modality}")
+
+    def copies(self, new: Sequence[int], stored: dict[int, bytes]) -> list[tuple[int, int, int]]:
+        """``(new id, other id, bits apart)``: pictures of ``new`` (ids) whose hashes are at most
+        :data:`HASH_MAX_BITS` apart from another picture's of ``stored`` (``{id: the first
+        :data:`HEAD` bytes of its fingerprint}``, the new ones among them), whichever way it was
+        turned or mirrored; for each new picture its closest (of two new copies, the later one is listed)."""
+        ids = np.array(sorted(stored), dtype=np.int64)
+        if len(ids) < 2 or not len(new):
+            return []
+        both = np.frombuffer(b"".join(stored[int(i)][:HEAD] for i in ids), dtype=np.uint8).reshape(-1, 2, 8)
+        fresh = set(int(i) for i in new)
+        best: dict[int, tuple[int, int]] = {}  # new id: (bits, other id)
+        queries = np.flatnonzero(np.isin(ids, np.fromiter(fresh, dtype=np.int64, count=len(fresh))))
+        for (a, b), bits in hash_pairs(both, HASH_MAX_BITS, queries).items():
+            for mine, other in ((int(ids[a]), int(ids[b])), (int(ids[b]), int(ids[a]))):
+                if other in fresh and other > mine:
+                    continue  # two new copies: the later is the copy
+                if mine in fresh and (mine not in best or (bits, other) < best[mine]):
+                    best[mine] = (bits, other)
+        return [(mine, other, bits) for mine, (bits, other) in sorted(best.items())]

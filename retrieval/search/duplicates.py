@@ -36,6 +36,8 @@ import numpy as np
 from indexer.storage.constants import FILE, TEXT_LINE, VIDEO
 from indexer.storage.paths import unescape_path
 
+from ..models.fingerprint import HASH_MAX_BITS
+
 log = logging.getLogger(__name__)
 
 MODALITIES = ("image", "audio", VIDEO, "text")
@@ -43,13 +45,10 @@ MODALITIES = ("image", "audio", VIDEO, "text")
 DEFAULT_THRESHOLDS: dict[str, float] = {"image": 0.97, "audio": 0.85, VIDEO: 0.96, "text": 0.97}
 NEIGHBOURS = 8  # nearest pictures by vector whose thumbnails are compared
 VECTOR_FLOOR = 0.5  # of those, the ones at least this close
-# Perceptual hashes: copies at most this many of the 64 bits apart (measured: resized, re-saved,
-# grey, turned and mirrored copies of real photos 0-10 bits apart, half of them 0-1; two
-# distinct photos 10 or more), whatever the threshold, which the other evidence takes.
-HASH_MAX_BITS = 6
+# Perceptual hashes: copies at most HASH_MAX_BITS of the 64 bits apart, whatever the threshold,
+# which the other evidence takes (retrieval.models.fingerprint says why).
 HASH_FLOOR = 1.0 - HASH_MAX_BITS / 64
 FLAT_LIMIT = 20_000  # vectors searched exactly; above, an IVF search (approximate, fast)
-HASH_FLAT_LIMIT = 20_000  # hashes compared exactly; above, a multi-index hash table
 MIN_SHARED_WORDS = 3  # Chromaprint words two recordings share before they are compared
 COMMON_WORD = 200  # a fingerprint word in more recordings than this (silence, a hum) aligns nothing
 
@@ -220,38 +219,13 @@ def pixel_edges(pairs: Sequence[tuple[int, int, float]], stored: dict[int, bytes
 
 def hash_edges(ids: np.ndarray, hashes: np.ndarray, floor: float) -> list[Edge]:
     """Pairs of pictures whose perceptual hashes agree in at least ``floor`` of their 64 bits,
-    each compared with the other's eight turned and mirrored hashes (exact up to
-    :data:`HASH_FLAT_LIMIT` pictures; above, a multi-index hash table, which finds every pair
-    up to 3 bits apart and most of those further). ``hashes``: ``[N, 8]`` uint8, or ``[N, M, 8]``
-    for M hashes a picture (whole, borders trimmed), any of one against any of the other's."""
-    import faiss
+    each compared with the other's eight turned and mirrored hashes
+    (:func:`retrieval.models.fingerprint.hash_pairs`). ``hashes``: ``[N, 8]`` uint8, or
+    ``[N, M, 8]`` for M hashes a picture (whole, borders trimmed), any of one against any of the other's."""
+    from ..models.fingerprint import hash_pairs
 
-    from ..models.fingerprint import dihedral
-
-    n = len(ids)
-    if n < 2:
-        return []
-    hashes = np.asarray(hashes, dtype=np.uint8).reshape(n, -1, 8)
-    owner = np.repeat(np.arange(n), hashes.shape[1])
-    flat = hashes.reshape(-1, 8)
-    keep = np.ones(len(flat), dtype=bool)  # a picture's second hash, when the same as its first, is not searched twice
-    for m in range(1, hashes.shape[1]):
-        keep[m :: hashes.shape[1]] = (hashes[:, m] != hashes[:, 0]).any(axis=1)
-    owner, flat = owner[keep], np.ascontiguousarray(flat[keep])
     radius = int(math.floor((1.0 - floor) * 64 + 1e-9))
-    turned = dihedral(flat).reshape(len(flat) * 8, 8)
-    index = faiss.IndexBinaryFlat(64) if n <= HASH_FLAT_LIMIT else faiss.IndexBinaryMultiHash(64, 4, 16)
-    index.add(np.ascontiguousarray(turned))
-    # faiss counts a neighbour within the radius strictly below it
-    lims, dist, found = index.range_search(flat, radius + 1)
-    best: dict[tuple[int, int], int] = {}
-    for row in range(len(flat)):
-        q = int(owner[row])
-        for d, j in zip(dist[lims[row] : lims[row + 1]], found[lims[row] : lims[row + 1]]):
-            other = int(owner[int(j) // 8])
-            if other != q:
-                key = (min(q, other), max(q, other))
-                best[key] = min(best.get(key, 64), int(d))
+    best = hash_pairs(hashes, radius)
     return [Edge(int(ids[a]), int(ids[b]), "hash", 1.0 - d / 64) for (a, b), d in sorted(best.items())]
 
 
