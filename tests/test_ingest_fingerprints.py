@@ -151,3 +151,28 @@ def test_pictures_alike_in_grey_but_not_in_colour_are_not_inside_each_other(tmp_
         assert max(contained(copy, own), contained(own, copy)) >= 0.97, kind
     other = image_fingerprint(recoloured)
     assert max(contained(other, own), contained(own, other)) < 0.5
+
+
+def test_the_hash_search_of_a_few_new_pictures_finds_what_comparing_every_pair_finds() -> None:
+    """:func:`hash_pairs` for a few asked rows (their turns against the hashes as held) against
+    the obvious reference: every pair's 2x2 hashes, each against the other's eight turns."""
+    from retrieval.models.fingerprint import hash_pairs
+
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 256, size=(600, 2, 8), dtype=np.uint8)
+    flips = rng.integers(0, 64, size=(200, 3))
+    for n in range(200):  # the last 200 near earlier ones, by their whole or trimmed hash, turned or not
+        bits = np.unpackbits(dihedral(hashes[n, :1])[0, n % 8])
+        bits[flips[n]] ^= 1
+        hashes[400 + n, n % 2] = np.packbits(bits)
+    asked = np.arange(380, 600)
+    turned = dihedral(hashes.reshape(-1, 8)).reshape(600, 2, 8, 8)
+    reference = {}
+    for a in asked.tolist():
+        bits = hamming(hashes[a][:, None, None, :], turned[:, None]).reshape(600, -1).min(axis=1)
+        for b in np.flatnonzero(bits <= 6).tolist():
+            if b != a:
+                reference[(min(a, b), max(a, b))] = int(bits[b])
+    assert len(reference) >= 200
+    assert hash_pairs(hashes, 6, asked) == reference
+    assert {k: v for k, v in hash_pairs(hashes, 6).items() if k[0] in asked or k[1] in asked} == reference

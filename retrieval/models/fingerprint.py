@@ -49,6 +49,7 @@ HEADER = 20  # bytes before the thumbnails: two hashes, the grey thumbnail's wid
 # distinct photos 10 or more).
 HASH_MAX_BITS = 6
 HASH_FLAT_LIMIT = 20_000  # hashes compared exactly; above, a multi-index hash table
+FEW_ASKED = 400_000_000  # hashes asked times hashes held up to which a few are compared with all exactly
 SCALES = tuple(round(1.0 - 0.025 * n, 3) for n in range(13))  # a picture's width inside another's: 1 .. 0.7
 _u, _v = np.divmod(np.arange(64), 8)  # vertical and horizontal frequency of each bit
 _ODD_V = np.where(_v % 2 == 1)[0]
@@ -279,7 +280,8 @@ def hash_pairs(hashes: np.ndarray, max_bits: int, queries: np.ndarray | None = N
     :data:`HASH_FLAT_LIMIT` pictures; above, a multi-index hash table, which finds every pair up
     to 3 bits apart and most of those further. ``hashes``: ``[N, 8]`` uint8, or ``[N, M, 8]`` for
     M hashes a picture (whole, borders trimmed). ``queries``: the rows compared with all the
-    others (default: all), so that a few new pictures cost a few searches."""
+    others (default: all): a few (:data:`FEW_ASKED`) are compared exactly with every hash, their
+    turns against the hashes as held (the same pairs: turning one or the other is alike)."""
     import faiss
 
     n = len(hashes)
@@ -292,20 +294,27 @@ def hash_pairs(hashes: np.ndarray, max_bits: int, queries: np.ndarray | None = N
     for m in range(1, hashes.shape[1]):
         keep[m :: hashes.shape[1]] = (hashes[:, m] != hashes[:, 0]).any(axis=1)
     owner, flat = owner[keep], np.ascontiguousarray(flat[keep])
-    index = faiss.IndexBinaryFlat(64) if n <= HASH_FLAT_LIMIT else faiss.IndexBinaryMultiHash(64, 4, 16)
-    index.add(np.ascontiguousarray(dihedral(flat).reshape(len(flat) * 8, 8)))
     asked = np.arange(len(flat)) if queries is None else np.flatnonzero(np.isin(owner, queries))
     # faiss counts a neighbour within the radius strictly below it
-    lims, dist, found = index.range_search(np.ascontiguousarray(flat[asked]), max_bits + 1)
-    best: dict[tuple[int, int], int] = {}
-    for n_asked, row in enumerate(asked.tolist()):
-        q = int(owner[row])
-        for d, j in zip(dist[lims[n_asked] : lims[n_asked + 1]], found[lims[n_asked] : lims[n_asked + 1]]):
-            other = int(owner[int(j) // 8])
-            if other != q:
-                key = (min(q, other), max(q, other))
-                best[key] = min(best.get(key, 64), int(d))
-    return best
+    if len(asked) * len(flat) <= FEW_ASKED:  # a few new pictures: their turns against the hashes as stored
+        index = faiss.IndexBinaryFlat(64)
+        index.add(flat)
+        lims, dist, found = index.range_search(np.ascontiguousarray(dihedral(flat[asked]).reshape(-1, 8)), max_bits + 1)
+        mine = owner[asked][np.repeat(np.arange(len(asked) * 8) // 8, np.diff(lims).astype(np.int64))]
+        other = owner[found]
+    else:  # the hashes against every picture's turns
+        index = faiss.IndexBinaryFlat(64) if n <= HASH_FLAT_LIMIT else faiss.IndexBinaryMultiHash(64, 4, 16)
+        index.add(np.ascontiguousarray(dihedral(flat).reshape(len(flat) * 8, 8)))
+        lims, dist, found = index.range_search(np.ascontiguousarray(flat[asked]), max_bits + 1)
+        mine = owner[asked][np.repeat(np.arange(len(asked)), np.diff(lims).astype(np.int64))]
+        other = owner[found // 8]
+    apart = mine != other
+    low, high, bits = np.minimum(mine, other)[apart], np.maximum(mine, other)[apart], dist[apart]
+    order = np.lexsort((bits, high, low))  # each pair's closest first
+    low, high, bits = low[order], high[order], bits[order]
+    first = np.ones(len(low), dtype=bool)
+    first[1:] = (low[1:] != low[:-1]) | (high[1:] != high[:-1])
+    return {(int(a), int(b)): int(d) for a, b, d in zip(low[first], high[first], bits[first])}
 
 
 def audio_fingerprint(path: str | os.PathLike, seconds: int = AUDIO_SECONDS) -> np.ndarray:
