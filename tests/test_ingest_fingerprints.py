@@ -176,3 +176,24 @@ def test_the_hash_search_of_a_few_new_pictures_finds_what_comparing_every_pair_f
     assert len(reference) >= 200
     assert hash_pairs(hashes, 6, asked) == reference
     assert {k: v for k, v in hash_pairs(hashes, 6).items() if k[0] in asked or k[1] in asked} == reference
+
+
+def test_fingerprints_made_by_an_older_method_are_made_again_at_the_next_run(tmp_path: Path, tiny) -> None:
+    """The picture fingerprint of before the trimmed hash and colour thumbnail (method
+    "dct64-thumb48-v1") is replaced by the present one, without embedding again."""
+
+    class Older(Fingerprinter):
+        def __init__(self) -> None:
+            super().__init__(audio=False)
+            self.methods = {"image": "dct64-thumb48-v1"}
+
+    root = tmp_path / "media"
+    for n in range(3):
+        write_photo(root / f"p{n}.png", seed=n)
+    first = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, fingerprinter=Older()))
+    assert first.fingerprinted == 3
+    second = indexer.index_folder(root, tiny, indexer.IndexOptions(workers=0, fingerprinter=Fingerprinter(audio=False)))
+    assert (second.unchanged, second.fingerprinted) == (3, 3)
+    store = _store(root / ".xmr")
+    assert len(store.fingerprints(IMAGE_METHOD)) == 3 and store.fingerprints("dct64-thumb48-v1") == {}
+    store.close()
