@@ -197,3 +197,20 @@ def test_fingerprints_made_by_an_older_method_are_made_again_at_the_next_run(tmp
     store = _store(root / ".xmr")
     assert len(store.fingerprints(IMAGE_METHOD)) == 3 and store.fingerprints("dct64-thumb48-v1") == {}
     store.close()
+
+
+def test_new_copies_are_named_with_their_hashes_read_from_sqlite_and_postgresql(tmp_path: Path, tiny, db_url) -> None:
+    """The run's copy check reads only the stored fingerprints' first bytes (SQL ``substr`` of
+    the blob, on both databases)."""
+    from PIL import Image
+
+    from retrieval.bench.duplicates import image_copy
+
+    root = tmp_path / "media"
+    lake = Image.open(write_photo(root / "lake.png", seed=21)).convert("RGB")
+    write_photo(root / "hill.png", seed=22)
+    options = indexer.IndexOptions(workers=0, db_url=db_url, fingerprinter=Fingerprinter(audio=False))
+    assert indexer.index_folder(root, tiny, options).copies == []
+    image_copy(lake, "mirror").save(root / "lake-mirrored.jpg", quality=90)
+    copies = indexer.index_folder(root, tiny, options).copies
+    assert [(c["path"], c["copy_of"]) for c in copies] == [("lake-mirrored.jpg", "lake.png")]
