@@ -39,6 +39,7 @@ CHROMA = 16  # the longest side of the colour thumbnail kept (two channels: blue
 TRIM_SIDE = 256  # flat borders are found on the picture at most this long
 TRIM_TOLERANCE = 24  # a border line: pixels within this of the line's median colour (0..255) ...
 TRIM_SHARE = 0.95  # ... at least this share of them
+TRIM_KEEP = 0.25  # of each side, kept however flat (a blank picture is not trimmed to nothing)
 COLOURED = 3.0  # a picture whose mean chroma is below this is grey: its colour is not compared
 COLOUR_APART = 12.0  # two pictures whose chroma differ by more than this (mean, 0..255) where they match are not copies
 REFINE_FROM = 0.85  # a match this good is refined between pixels
@@ -93,8 +94,8 @@ def _flat(line: np.ndarray) -> bool:
 
 def trim_box(img: object) -> tuple[int, int, int, int]:
     """``(left, top, right, bottom)`` of a PIL image without its flat borders: a flat line
-    (:func:`_flat`) is dropped from each side in turn until none is, keeping at least half of
-    each side (a picture that is mostly flat keeps the rest)."""
+    (:func:`_flat`) is dropped from each side in turn until none is, keeping at least
+    :data:`TRIM_KEEP` of each side (a picture that is all flat keeps that much)."""
     from PIL import Image
 
     w, h = img.size  # type: ignore[attr-defined]
@@ -108,13 +109,13 @@ def trim_box(img: object) -> tuple[int, int, int, int]:
     changed = True
     while changed:
         changed = False
-        if bottom - top > sh // 2 and _flat(a[top, left:right]):
+        if bottom - top > sh * TRIM_KEEP and _flat(a[top, left:right]):
             top, changed = top + 1, True
-        if bottom - top > sh // 2 and _flat(a[bottom - 1, left:right]):
+        if bottom - top > sh * TRIM_KEEP and _flat(a[bottom - 1, left:right]):
             bottom, changed = bottom - 1, True
-        if right - left > sw // 2 and _flat(a[top:bottom, left]):
+        if right - left > sw * TRIM_KEEP and _flat(a[top:bottom, left]):
             left, changed = left + 1, True
-        if right - left > sw // 2 and _flat(a[top:bottom, right - 1]):
+        if right - left > sw * TRIM_KEEP and _flat(a[top:bottom, right - 1]):
             right, changed = right - 1, True
     return round(left / r), round(top / r), min(w, round(right / r)), min(h, round(bottom / r))
 

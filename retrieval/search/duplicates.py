@@ -5,10 +5,11 @@ Two files are copies when one of these says so (each a similarity, 0..1, against
 - the same bytes (their content hashes are equal): always;
 - pictures: their perceptual hashes (:mod:`retrieval.models.fingerprint`: the share of the 64
   bits equal, against the closest of the other's eight turned and mirrored hashes, found
-  through a binary FAISS range search), which find resized, re-saved, grey, turned and mirrored
-  copies; and their thumbnails, one found inside the other (normalised cross-correlation),
-  which find cropped, framed and captioned copies among each picture's nearest neighbours by
-  stored vector (a FAISS k-nearest search, not all pairs). The vectors alone are no evidence:
+  through a binary FAISS range search; each picture has two, whole and with its flat borders
+  trimmed), which find resized, re-saved, grey, turned, mirrored and framed copies; and their
+  thumbnails, one found inside the other (normalised cross-correlation, unless their colours
+  differ there), which find cropped and captioned copies among each picture's nearest
+  neighbours by stored vector (a FAISS k-nearest search, not all pairs). The vectors alone are no evidence:
   a weak model puts two sunsets as close as a sunset and its copy;
 - recordings: their Chromaprint fingerprints (the share of bits equal at the best offset, pairs
   tried when they share fingerprint words);
