@@ -41,6 +41,7 @@ TRIM_TOLERANCE = 24  # a border line: pixels within this of the line's median co
 TRIM_SHARE = 0.95  # ... at least this share of them
 TRIM_KEEP = 0.25  # of each side, kept however flat (a blank picture is not trimmed to nothing)
 COLOURED = 3.0  # a picture whose mean chroma is below this is grey: its colour is not compared
+COLOUR_GRID = 4  # colours are compared on a grid this coarse (so a copy's shifted colour edges do not count)
 COLOUR_APART = 12.0  # two pictures whose chroma differ by more than this (mean, 0..255) where they match are not copies
 REFINE_FROM = 0.85  # a match this good is refined between pixels
 HEAD = 16  # the bytes of a stored fingerprint that copies are first looked for with: its two hashes
@@ -217,7 +218,8 @@ def locate(a: np.ndarray, b: np.ndarray) -> tuple[float, tuple[float, float, flo
 def colour_apart(a: np.ndarray, b: np.ndarray, where: tuple[float, float, float, float], b_side: int) -> float:
     """How far apart in colour chroma thumbnail ``a`` is from the region ``where`` (in the
     pixels of a grey thumbnail ``b_side`` long) of chroma thumbnail ``b``: the mean absolute
-    difference (0..510); 0 when either is grey (a grey copy has no colour to compare)."""
+    difference (0..510) on a :data:`COLOUR_GRID`-cell grid; 0 when either is grey (a grey copy
+    has no colour to compare)."""
     from PIL import Image
 
     if np.abs(a).mean() < COLOURED or np.abs(b).mean() < COLOURED:
@@ -225,14 +227,15 @@ def colour_apart(a: np.ndarray, b: np.ndarray, where: tuple[float, float, float,
     r = max(b.shape[:2]) / b_side
     left, top, right, bottom = (v * r for v in where)
     box = (max(0.0, left), max(0.0, top), min(float(b.shape[1]), right), min(float(b.shape[0]), bottom))
-    region = np.stack(
-        [
-            np.asarray(Image.fromarray(b[..., c]).resize((a.shape[1], a.shape[0]), Image.Resampling.BILINEAR, box=box))
-            for c in range(2)
-        ],
-        axis=-1,
-    )
-    return float(np.abs(a - region).mean())
+    r = COLOUR_GRID / max(a.shape[:2])
+    grid = (max(1, round(a.shape[1] * r)), max(1, round(a.shape[0] * r)))
+
+    def coarse(x: np.ndarray, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+        return np.stack(
+            [np.asarray(Image.fromarray(x[..., c]).resize(grid, Image.Resampling.BOX, box=box)) for c in range(2)], -1
+        )
+
+    return float(np.abs(coarse(a) - coarse(b, box)).mean())
 
 
 def contained(a: bytes, b: bytes) -> float:
