@@ -16,6 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import indexer
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from retrieval.bench.duplicates import image_copy
 from retrieval.models.fingerprint import Fingerprinter
 from tests.helpers import write_photo
@@ -113,6 +115,7 @@ def test_xmr_index_lists_the_new_pictures_that_are_copies_of_indexed_ones(tmp_pa
     assert all(0 <= c["bits"] <= 6 for c in copies)
     again = _cli(*run)
     assert again.exit_code == 0 and "copies:" not in again.output
+    assert read_manifest(Layout(root / ".xmr")).last_run["copies"] == 0  # the manifest keeps the count, not the list
     (root / "lake-again.png").write_bytes((root / "lake.png").read_bytes())
     said = _cli(*run).output
     assert "copies: 1 new pictures are copies of indexed ones: lake-again.png (of lake.png)" in said

@@ -501,8 +501,9 @@ class _Run:
         self.summary.counts = self.store.counts()
         self.summary.segments = self.store.segment_count()
         self.summary.seconds = round(time.monotonic() - self.started, 3)
-        self.manifest.last_run = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
+        self.manifest.last_run = {k: v for k, v in self.summary.to_dict().items() if k not in ("skipped", "copies")} | {
             "skipped": len(self.summary.skipped),
+            "copies": len(self.summary.copies),  # the manifest keeps counts, not lists
             "finished": _now(),
         }
         self.writer.publish()
