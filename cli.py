@@ -606,6 +606,10 @@ def _print_summary(summary: Summary) -> None:
     if summary.pictures_read or summary.videos_read:
         videos = f", {summary.videos_read} videos ({summary.frames_read} frames)" if summary.videos_read else ""
         say(f"text: {summary.pictures_read} pictures read{videos}, {summary.text_lines} lines found")
+    if summary.copies:
+        shown = "; ".join(f"{c['path']} (of {c['copy_of']})" for c in summary.copies[:5])
+        more = f"; {len(summary.copies) - 5} more (--json lists them)" if len(summary.copies) > 5 else ""
+        say(f"copies: {len(summary.copies)} new pictures are copies of indexed ones: {shown}{more} (xmr duplicates)")
     if summary.recorded_options:
         say(
             f"recorded options used: {_recorded(summary.recorded_options)} (give new values to change them, "

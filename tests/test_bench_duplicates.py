@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retrieval.bench.duplicates import AUDIO_KINDS, IMAGE_KINDS, run_duplicates, run_scale, score
@@ -37,3 +38,13 @@ def test_the_bench_writes_its_results_and_finds_the_copies(tmp_path: Path) -> No
         assert set(AUDIO_KINDS) <= set(saved["audio"]) and saved["audio"]["overall"]["recall"] >= 0.9
     assert saved["scale"]["recall"] == 1.0
     assert "precision" in Path(result["files"]["md"]).read_text()
+
+
+def test_a_photo_held_twice_in_the_folder_counts_as_one_original_and_its_copy() -> None:
+    from PIL import Image
+
+    from retrieval.bench.duplicates import _same_pictures, synthetic_photo
+
+    a, b = synthetic_photo(1, scene=0), synthetic_photo(2, scene=0)  # one scene: alike, not the same
+    again = Image.fromarray(np.clip(np.asarray(a, dtype=np.int16) + 1, 0, 255).astype(np.uint8))  # re-saved
+    assert _same_pictures([a, b, again]) == [0, 1, 0]

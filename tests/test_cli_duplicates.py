@@ -16,6 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import indexer
+from indexer.storage.layout import Layout
+from indexer.storage.manifest import read_manifest
 from retrieval.bench.duplicates import image_copy
 from retrieval.models.fingerprint import Fingerprinter
 from tests.helpers import write_photo
@@ -90,3 +92,30 @@ def test_the_table_marks_the_kept_file_and_a_real_subprocess_exits_0(folder: Pat
         timeout=120,
     )
     assert done.returncode == 0 and done.stdout.count(b"\n") == 3  # hill copy, lake, lake-half
+
+
+def test_xmr_index_lists_the_new_pictures_that_are_copies_of_indexed_ones(tmp_path: Path) -> None:
+    """Issue 36's "a new file is compared against the index when it arrives": the run that adds
+    a turned copy and a framed one names them with their original; a new distinct photo, and
+    the next run, which adds nothing, name none."""
+    root = tmp_path / "media"
+    lake = Image.open(write_photo(root / "lake.png", seed=11, scene=0)).convert("RGB")
+    write_photo(root / "town.png", seed=13, scene=2)
+    run = ("index", str(root), "--model", "xmr-tiny", "--workers", "0")
+    assert json.loads(_cli(*run, "--json").output)["copies"] == []
+    image_copy(lake, "turn90").save(root / "lake-turned.jpg", quality=90)
+    image_copy(lake, "border").save(root / "lake-screenshot.png")
+    write_photo(root / "forest.png", seed=14, scene=0)  # the lake's scene, another photo
+    result = _cli(*run, "--json")
+    copies = json.loads(result.output)["copies"]
+    assert sorted((c["path"], c["copy_of"]) for c in copies) == [
+        ("lake-screenshot.png", "lake.png"),
+        ("lake-turned.jpg", "lake.png"),
+    ]
+    assert all(0 <= c["bits"] <= 6 for c in copies)
+    again = _cli(*run)
+    assert again.exit_code == 0 and "copies:" not in again.output
+    assert read_manifest(Layout(root / ".xmr")).last_run["copies"] == 0  # the manifest keeps the count, not the list
+    (root / "lake-again.png").write_bytes((root / "lake.png").read_bytes())
+    said = _cli(*run).output
+    assert "copies: 1 new pictures are copies of indexed ones: lake-again.png (of lake.png)" in said

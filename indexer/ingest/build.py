@@ -119,7 +119,9 @@ class IndexOptions:
     # Copies found by fingerprints (xmr duplicates): each file of a modality in
     # ``fingerprinter.methods`` ({modality: method}) fingerprinted once by
     # ``fingerprinter.fingerprint(path, modality)`` (bytes; a retrieval.models.fingerprint.Fingerprinter),
-    # after embedding: an index made before gains them at its next run. None: none made.
+    # after embedding: an index made before gains them at its next run. None: none made. When it
+    # has ``copies(new_ids, {id: head bytes})`` (and ``head``, the bytes it reads), the pictures
+    # this run added are compared with the index's as they arrive (``Summary.copies``).
     fingerprinter: Any = None
 
     def recorded(self) -> dict[str, Any]:
@@ -189,6 +191,10 @@ class Summary:
     frames_read: int = 0  # their frames read (a frame like its neighbour is not read again)
     text_lines: int = 0  # lines of text read in them
     fingerprinted: int = 0  # files this run fingerprinted (to find copies)
+    # Pictures this run added that are copies of pictures in the index (their perceptual hashes
+    # alike, whichever way turned; ``xmr duplicates`` finds cropped and captioned ones too):
+    # {"path", "copy_of", "bits"} (paths under the folder; hash bits apart, of 64).
+    copies: list[dict] = field(default_factory=list)
     recorded_options: dict[str, Any] = field(default_factory=dict)  # options not given, taken from the index
     interrupted: bool = False
     seconds: float = 0.0
@@ -369,6 +375,7 @@ class _Run:
         # tuple a file: appended whole, so a Ctrl-C never leaves a file's part pending.
         self.pending_reads: list[tuple[np.ndarray | None, list, list[dict], dict]] = []
         self.pending_fingerprints: list[dict] = []  # Fingerprint rows made, not yet committed
+        self.added_ids: list[int] = []  # files this run added (compared with the index for copies)
         # Files read before by a source (another model, a failure retried): that source's old words go.
         self.reread: set[tuple[int, str]] = set()
         # Where the decode workers heard speech in the audio files they decoded (the
@@ -479,6 +486,8 @@ class _Run:
                     self._read_pictures()
                 if self.options.fingerprinter is not None and not stop.requested:
                     self._fingerprint()
+                    if not stop.requested:
+                        self._copies_of_new()
             except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler
                 stop.requested = True
             finally:
@@ -493,8 +502,9 @@ class _Run:
         self.summary.counts = self.store.counts()
         self.summary.segments = self.store.segment_count()
         self.summary.seconds = round(time.monotonic() - self.started, 3)
-        self.manifest.last_run = {k: v for k, v in self.summary.to_dict().items() if k != "skipped"} | {
+        self.manifest.last_run = {k: v for k, v in self.summary.to_dict().items() if k not in ("skipped", "copies")} | {
             "skipped": len(self.summary.skipped),
+            "copies": len(self.summary.copies),  # the manifest keeps counts, not lists
             "finished": _now(),
         }
         self.writer.publish()
@@ -1027,6 +1037,26 @@ class _Run:
                 ):
                     self._checkpoint()
 
+    def _copies_of_new(self) -> None:
+        """The pictures this run added that are copies of pictures in the index, by their
+        hashes alone (a range search of the new ones' hashes against every stored one): cheap
+        enough for every run; cropped and captioned copies are left to ``xmr duplicates``."""
+        fingerprinter = self.options.fingerprinter
+        method = fingerprinter.methods.get("image")
+        if not self.added_ids or method is None or not hasattr(fingerprinter, "copies"):
+            return
+        self._checkpoint()  # the fingerprints made: stored
+        found = fingerprinter.copies(self.added_ids, self.store.fingerprints(method, head=fingerprinter.head))
+        if not found:
+            return
+        rows = self.store.rows_by_ids(sorted({i for pair in found for i in pair[:2]}))
+        self.summary.copies = [
+            {"path": unescape_path(rows[a].path), "copy_of": unescape_path(rows[b].path), "bits": bits}
+            for a, b, bits in found
+            if a in rows and b in rows
+        ]
+        log.info("%d new pictures are copies of pictures in the index", len(self.summary.copies))
+
     def _fingerprint_one(self, row: Any) -> dict:
         """One file's Fingerprint row (its reason when it could not be made)."""
         fingerprinter, rel = self.options.fingerprinter, unescape_path(row.path)
@@ -1185,6 +1215,7 @@ class _Run:
         )
         self.writer.checkpoint(vectors, rows)
         self.summary.added += len(rows.new)
+        self.added_ids.extend(int(r["id"]) for r in rows.new if r.get("kind") == FILE and r.get("modality") == "image")
         self.summary.updated += len(rows.changed)
         self.pending_rows = []
         self.pending_segments = []

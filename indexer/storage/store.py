@@ -708,12 +708,13 @@ class Store:
                 out.extend(int(i) for i in s.scalars(q))
         return sorted(out)
 
-    def fingerprints(self, method: str) -> dict[int, bytes]:
+    def fingerprints(self, method: str, head: int | None = None) -> dict[int, bytes]:
         """``{item id: fingerprint}`` by ``method`` of this index's indexed files whose content has
-        not changed since (failed ones left out)."""
+        not changed since (failed ones left out); ``head``: only its first bytes, read as such."""
+        value = Fingerprint.value if head is None else func.substr(Fingerprint.value, 1, head)
         with self.session() as s:
             q = (
-                select(Fingerprint.item_id, Fingerprint.value)
+                select(Fingerprint.item_id, value)
                 .join(Item, Item.id == Fingerprint.item_id)
                 .where(
                     Fingerprint.index_id == self.index_id,

@@ -5,10 +5,11 @@ Two files are copies when one of these says so (each a similarity, 0..1, against
 - the same bytes (their content hashes are equal): always;
 - pictures: their perceptual hashes (:mod:`retrieval.models.fingerprint`: the share of the 64
   bits equal, against the closest of the other's eight turned and mirrored hashes, found
-  through a binary FAISS range search), which find resized, re-saved, grey, turned and mirrored
-  copies; and their thumbnails, one found inside the other (normalised cross-correlation),
-  which find cropped, framed and captioned copies among each picture's nearest neighbours by
-  stored vector (a FAISS k-nearest search, not all pairs). The vectors alone are no evidence:
+  through a binary FAISS range search; each picture has two, whole and with its flat borders
+  trimmed), which find resized, re-saved, grey, turned, mirrored and framed copies; and their
+  thumbnails, one found inside the other (normalised cross-correlation, unless their colours
+  differ there), which find cropped and captioned copies among each picture's nearest
+  neighbours by stored vector (a FAISS k-nearest search, not all pairs). The vectors alone are no evidence:
   a weak model puts two sunsets as close as a sunset and its copy;
 - recordings: their Chromaprint fingerprints (the share of bits equal at the best offset, pairs
   tried when they share fingerprint words);
@@ -36,6 +37,8 @@ import numpy as np
 from indexer.storage.constants import FILE, TEXT_LINE, VIDEO
 from indexer.storage.paths import unescape_path
 
+from ..models.fingerprint import HASH_MAX_BITS
+
 log = logging.getLogger(__name__)
 
 MODALITIES = ("image", "audio", VIDEO, "text")
@@ -43,13 +46,10 @@ MODALITIES = ("image", "audio", VIDEO, "text")
 DEFAULT_THRESHOLDS: dict[str, float] = {"image": 0.97, "audio": 0.85, VIDEO: 0.96, "text": 0.97}
 NEIGHBOURS = 8  # nearest pictures by vector whose thumbnails are compared
 VECTOR_FLOOR = 0.5  # of those, the ones at least this close
-# Perceptual hashes: copies at most this many of the 64 bits apart (measured: resized, re-saved,
-# grey, turned and mirrored copies of real photos 0-10 bits apart, half of them 0-1; two
-# distinct photos 10 or more), whatever the threshold, which the other evidence takes.
-HASH_MAX_BITS = 6
+# Perceptual hashes: copies at most HASH_MAX_BITS of the 64 bits apart, whatever the threshold,
+# which the other evidence takes (retrieval.models.fingerprint says why).
 HASH_FLOOR = 1.0 - HASH_MAX_BITS / 64
 FLAT_LIMIT = 20_000  # vectors searched exactly; above, an IVF search (approximate, fast)
-HASH_FLAT_LIMIT = 20_000  # hashes compared exactly; above, a multi-index hash table
 MIN_SHARED_WORDS = 3  # Chromaprint words two recordings share before they are compared
 COMMON_WORD = 200  # a fingerprint word in more recordings than this (silence, a hum) aligns nothing
 
@@ -206,44 +206,27 @@ def neighbour_pairs(ids: np.ndarray, vectors: np.ndarray, k: int, floor: float) 
 
 
 def pixel_edges(pairs: Sequence[tuple[int, int, float]], stored: dict[int, bytes]) -> list[Edge]:
-    """Of candidate ``pairs``, how well one's thumbnail lies inside the other's."""
-    from ..models.fingerprint import contained, thumbnail
+    """Of candidate ``pairs``, how well one's thumbnail lies inside the other's (colours agreeing)."""
+    from ..models.fingerprint import contained
 
     edges = []
     for a, b, _ in pairs:
         if a not in stored or b not in stored:
             continue
-        ta, tb = thumbnail(stored[a]), thumbnail(stored[b])
-        score = max(contained(ta, tb), contained(tb, ta))
+        score = max(contained(stored[a], stored[b]), contained(stored[b], stored[a]))
         edges.append(Edge(a, b, "pixels", max(0.0, min(1.0, score))))
     return edges
 
 
 def hash_edges(ids: np.ndarray, hashes: np.ndarray, floor: float) -> list[Edge]:
     """Pairs of pictures whose perceptual hashes agree in at least ``floor`` of their 64 bits,
-    each compared with the other's eight turned and mirrored hashes (exact up to
-    :data:`HASH_FLAT_LIMIT` pictures; above, a multi-index hash table, which finds every pair
-    up to 3 bits apart and most of those further)."""
-    import faiss
+    each compared with the other's eight turned and mirrored hashes
+    (:func:`retrieval.models.fingerprint.hash_pairs`). ``hashes``: ``[N, 8]`` uint8, or
+    ``[N, M, 8]`` for M hashes a picture (whole, borders trimmed), any of one against any of the other's."""
+    from ..models.fingerprint import hash_pairs
 
-    from ..models.fingerprint import dihedral
-
-    n = len(ids)
-    if n < 2:
-        return []
     radius = int(math.floor((1.0 - floor) * 64 + 1e-9))
-    turned = dihedral(hashes).reshape(n * 8, 8)
-    index = faiss.IndexBinaryFlat(64) if n <= HASH_FLAT_LIMIT else faiss.IndexBinaryMultiHash(64, 4, 16)
-    index.add(np.ascontiguousarray(turned))
-    # faiss counts a neighbour within the radius strictly below it
-    lims, dist, found = index.range_search(np.ascontiguousarray(hashes), radius + 1)
-    best: dict[tuple[int, int], int] = {}
-    for q in range(n):
-        for d, j in zip(dist[lims[q] : lims[q + 1]], found[lims[q] : lims[q + 1]]):
-            other = int(j) // 8
-            if other != q:
-                key = (min(q, other), max(q, other))
-                best[key] = min(best.get(key, 64), int(d))
+    best = hash_pairs(hashes, radius)
     return [Edge(int(ids[a]), int(ids[b]), "hash", 1.0 - d / 64) for (a, b), d in sorted(best.items())]
 
 
@@ -371,7 +354,7 @@ class Sources:
 
 def edges_of(src: Sources, modality: str, floor: float) -> tuple[list[Edge], dict[int, Any]]:
     """Every piece of evidence of at least ``floor`` between files of ``modality``, and their rows."""
-    from ..models.fingerprint import AUDIO_METHOD, IMAGE_METHOD
+    from ..models.fingerprint import AUDIO_METHOD, HEADER, IMAGE_METHOD, hashes
 
     rows = {int(r.id): r for r in src.store.facts_of(modality) if r.kind == FILE}
     edges = same_bytes(rows.values())
@@ -379,13 +362,13 @@ def edges_of(src: Sources, modality: str, floor: float) -> tuple[list[Edge], dic
         ids, vectors = _vectors(src.shards(modality), rows)
         edges += vector_edges(ids, vectors, floor)
     if modality == "image":
-        stored = {i: v for i, v in src.store.fingerprints(IMAGE_METHOD).items() if i in rows and len(v) > 10}
+        stored = {i: v for i, v in src.store.fingerprints(IMAGE_METHOD).items() if i in rows and len(v) > HEADER}
         if len(stored) < len(rows):
             log.info("%d of %d pictures have no fingerprint yet", len(rows) - len(stored), len(rows))
         ids = np.array(sorted(stored), dtype=np.int64)
         if len(ids):
-            hashes = np.frombuffer(b"".join(stored[int(i)][:8] for i in ids), dtype=np.uint8).reshape(-1, 8)
-            edges += hash_edges(ids, hashes, min(floor, HASH_FLOOR))
+            both = np.frombuffer(b"".join(hashes(stored[int(i)]) for i in ids), dtype=np.uint8).reshape(-1, 2, 8)
+            edges += hash_edges(ids, both, min(floor, HASH_FLOOR))
         ids, vectors = _vectors(src.shards(modality), rows)
         edges += pixel_edges(neighbour_pairs(ids, vectors, NEIGHBOURS, VECTOR_FLOOR), stored)
     if modality == "audio":
