@@ -131,6 +131,63 @@ def bench_recall(
         typer.echo(Path(result["files"]["md"]).read_text())
 
 
+@bench_app.command("multilingual")
+def bench_multilingual(
+    manifests: Annotated[
+        list[Path], typer.Argument(help="Emoji test manifests (JSONL; pictures named <codepoints>.png).")
+    ],
+    cldr: Annotated[
+        list[Path],
+        typer.Option(
+            help="CLDR annotation packages, npm .tgz or unpacked (cldr-annotations-full and "
+            "cldr-annotations-derived-full 48.2); give the option once for each."
+        ),
+    ],
+    locales: Annotated[
+        Optional[str],
+        typer.Option(help="Languages, comma-separated CLDR locale codes (default: 14, de,fr,...,ja,zh,ko)."),
+    ] = None,
+    model: Annotated[str, typer.Option(help="A model with a multilingual route (see `xmr models`).")] = "xmr-mini",
+    cache: Annotated[
+        Optional[Path], typer.Option(help="Folder kept between runs: e5 vectors, unpacked packages.")
+    ] = None,
+    english: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="Test manifests (any set) on which English R@10 today and now are compared; repeatable."),
+    ] = None,
+    map_emoji: Annotated[
+        int, typer.Option(min=1, help="Emoji (of no test split) whose names train the measured map, at most.")
+    ] = 100_000,
+    cold_runs: Annotated[int, typer.Option(min=1, help="Cold `xmr search` runs per query.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Text->image R@10 per language beside English on the same emoji drawings, for each route
+    into the English tower's space; text->text across languages; cold and warm query time."""
+    setup_logging(verbose, quiet=as_json)
+    from retrieval.bench.multilingual import LOCALES, MultilingualConfig, run_multilingual
+
+    for path in [*manifests, *cldr, *(english or [])]:
+        if not path.exists():
+            fail(f"not found: {path}")
+    cfg = MultilingualConfig(
+        manifests=[str(p) for p in manifests],
+        cldr=[str(p) for p in cldr],
+        locales=tuple(x.strip() for x in locales.split(",") if x.strip()) if locales else LOCALES,
+        model=model,
+        cache=str(cache) if cache else None,
+        english=[str(p) for p in english or []],
+        map_emoji=map_emoji,
+        cold_runs=cold_runs,
+    )
+    try:
+        result = run_multilingual(cfg, out_dir=str(out))
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc), code=1)
+    typer.echo(json.dumps(result) if as_json else Path(result["files"]["md"]).read_text())
+
+
 @bench_app.command("index")
 def bench_index(
     folder: Annotated[Path, typer.Argument(help="A media folder (read only; the index goes to a temporary folder).")],

@@ -112,6 +112,9 @@ class Encoder:
     preprocess_audio: AudioPreprocessor | None = None
     tokenizer: TextTokenizer | None = None
     runtime: str = "base"
+    # Text in other languages (retrieval.models.multilingual.MultilingualText), attached by the
+    # registry to models whose text tower has a shipped pivot bank; None: every text takes the tower.
+    multilingual: Any = None
 
     def require(self, modality: str) -> None:
         """Raise :class:`ModalityError` unless this model has a tower for ``modality``."""
@@ -127,10 +130,20 @@ class Encoder:
 
     # --- text ---------------------------------------------------------------------------
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Embed texts; long texts are embedded in chunks whose vectors are averaged."""
+        """Embed texts; long texts are embedded in chunks whose vectors are averaged. Text that
+        is not English takes the multilingual path where the model has one (``multilingual``)."""
         self.require("text")
         if isinstance(texts, str):
             raise TypeError("encode_text takes a list of strings, not one string")
+        if self.multilingual is None or len(texts) == 0:
+            return self.encode_text_tower(texts, batch_size)
+        return self.multilingual.encode(
+            list(texts), lambda english: self.encode_text_tower(english, batch_size), self.embed_dim
+        )
+
+    def encode_text_tower(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts with the text tower alone, whatever their language."""
+        self.require("text")
         if len(texts) == 0:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         chunks, owner = self.tokenizer.chunks(texts)

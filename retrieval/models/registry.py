@@ -194,6 +194,15 @@ def create_model(name: str, device: str | None = None, runtime: str | None = Non
     if runtime is not None and runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
     spec = resolve(name, **overrides)
+    encoder = _build(spec, device, runtime)
+    if spec.kind == "xmr" and "text" in spec.modalities:
+        from .multilingual import router_for
+
+        encoder.multilingual = router_for(spec.text_hash())  # text in other languages, where a bank fits
+    return encoder
+
+
+def _build(spec: ModelSpec, device: str | None, runtime: str | None) -> Encoder:
     if spec.kind == "xmr" and spec.config.get("image_cfg", {}).get("arch") == "nanodet-head":
         return _build_photo(spec)  # ONNX Runtime whatever the runtime asked: its backbone is an ONNX graph
     if runtime is None:  # open_clip models run on torch alone: their error names the extra

@@ -241,7 +241,9 @@ def text_embeddings(encoder: Encoder, texts: Sequence[str], cache: Path) -> np.n
     if file.is_file():
         return np.load(file)
     log.info("embedding %d captions with the text tower (cached for later runs)", len(texts))
-    vecs = encoder.encode_text(list(texts), batch_size=128)
+    # Captions are English: the tower alone, as the model will be trained to match it.
+    encode = encoder.encode_text if getattr(encoder, "multilingual", None) is None else encoder.encode_text_tower
+    vecs = encode(list(texts), batch_size=128)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npy")
     np.save(tmp, vecs)

@@ -1,0 +1,328 @@
+"""The data behind text in any language (issue 35): CLDR emoji names in many languages, the
+English pivot bank and word list that ship in ``retrieval/models/weights/multilingual/``.
+
+CLDR annotations (npm ``cldr-annotations-full`` and ``cldr-annotations-derived-full``, Unicode
+licence) give each emoji a name (``tts``) and keywords in ~170 locales: parallel text whose
+English side is the caption of the emoji drawings. Build the shipped files with::
+
+    python -m retrieval.train.multilingual --cldr DIR --derived DIR --wordnet DIR --captions a.jsonl ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import tarfile
+import unicodedata
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..models.multilingual import MULTILINGUAL_DIR, E5Text, words_of
+
+log = logging.getLogger(__name__)
+# Languages whose CLDR names train the map (chosen on the validation splits: README).
+MAP_LOCALES = ("de", "fr", "es", "it", "pt", "nl", "pl", "tr", "ru", "uk", "ar", "ja", "zh", "ko")
+SKIN_TONES = frozenset(chr(c) for c in range(0x1F3FB, 0x1F400))
+IGNORED = frozenset("\ufe0f\ufe0e")  # variation selectors: CLDR keys and file names differ in them
+
+
+def emoji_key(emoji: str) -> str:
+    """An emoji without variation selectors (how CLDR keys and drawing file names are matched)."""
+    return "".join(c for c in emoji if c not in IGNORED)
+
+
+def emoji_of_file(path: str) -> str:
+    """The emoji a drawing is named after: ``images/1F468-200D-1F373.png`` -> its characters."""
+    stem = Path(path).stem.replace("_", "-").lower()
+    try:
+        return emoji_key("".join(chr(int(part, 16)) for part in stem.split("-") if part))
+    except ValueError:
+        return ""
+
+
+def _annotations(root: Path, locale: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for sub, key in (("annotations", "annotations"), ("annotationsDerived", "annotationsDerived")):
+        file = root / sub / locale / "annotations.json"
+        if file.is_file():
+            data = json.loads(file.read_text(encoding="utf-8"))[key].get("annotations", {})  # some locales: none
+            for emoji, entry in data.items():
+                if not SKIN_TONES & set(emoji):
+                    out[emoji_key(emoji)] = entry
+    return out
+
+
+def unpack(tgz: Path, into: Path) -> Path:
+    """An npm tarball's ``package/`` folder, unpacked once under ``into``."""
+    target = into / tgz.name.removesuffix(".tgz")
+    if not (target / "package").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tgz) as tar:
+            tar.extractall(target, filter="data")
+    return target / "package"
+
+
+def cldr_names(roots: Sequence[Path], locales: Sequence[str]) -> dict[str, dict[str, dict[str, list[str]]]]:
+    """``{emoji: {locale: {"name": [tts], "keywords": [...]}}}`` from CLDR annotation packages
+    (each root holds ``annotations/`` or ``annotationsDerived/``), skin-tone variants left out."""
+    out: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for locale in locales:
+        for root in roots:
+            for emoji, entry in _annotations(root, locale).items():
+                names = [n for n in entry.get("tts", []) if n]
+                if names:
+                    out.setdefault(emoji, {})[locale] = {"name": names[:1], "keywords": entry.get("default", [])}
+    return out
+
+
+def sha256_text(texts: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
+
+
+def e5_cached(texts: Sequence[str], cache: Path | None) -> np.ndarray:
+    """e5 vectors of ``texts``, kept in ``cache`` (an ``.npz`` of text -> vector) between runs;
+    the cache is written every 500 new texts, so a long run that stops keeps what it did."""
+    store: dict[str, np.ndarray] = {}
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            store = dict(zip(data["texts"].tolist(), data["vectors"]))
+    todo = [t for t in dict.fromkeys(texts) if t not in store]
+    for start in range(0, len(todo), 500):
+        part = todo[start : start + 500]
+        store.update(zip(part, E5Text.encode(part)))
+        log.info("e5: %d of %d new texts", start + len(part), len(todo))
+        if cache is not None:
+            _save_store(store, cache)
+    return np.stack([store[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def _save_store(store: dict[str, np.ndarray], cache: Path) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, texts=np.array(list(store)), vectors=np.stack(list(store.values())).astype(np.float32))
+    tmp.replace(cache)
+
+
+def wordnet_lemmas(wordnet: Path) -> list[str]:
+    """WordNet lemmas in its sense-tagged corpus (``cntlist.rev``), most used first."""
+    counts: dict[str, int] = {}
+    for line in (wordnet / "cntlist.rev").read_text(encoding="utf-8").splitlines():
+        key, _, count = line.split()
+        lemma = key.split("%", 1)[0].replace("_", " ").lower()
+        if lemma[0].isalpha():
+            counts[lemma] = counts.get(lemma, 0) + int(count)
+    return sorted(counts, key=lambda w: -counts[w])
+
+
+def wordnet_words(wordnet: Path) -> set[str]:
+    """Every one-word WordNet lemma (``index.*``) and irregular form (``*.exc``: ``mice``, ``went``)."""
+    out: set[str] = set()
+    for pos in ("noun", "verb", "adj", "adv"):
+        for line in (wordnet / f"index.{pos}").read_text(encoding="utf-8").splitlines():
+            if not line.startswith(" "):
+                out.add(line.split(" ", 1)[0].lower())
+        for line in (wordnet / f"{pos}.exc").read_text(encoding="utf-8").splitlines():
+            out.update(line.lower().split())
+    return {w for w in out if w.isascii() and w.isalpha()}
+
+
+# Function words WordNet leaves out (it lists nouns, verbs, adjectives and adverbs only).
+FUNCTION_WORDS = """a an the and or but nor of in on at to from by with without for about over under into onto
+upon off out up down as than then so if not no yes is are was were be been being am do does did done has have had
+having i me my mine we us our ours you your yours he him his she her hers it its they them their theirs this that
+these those there here who whom whose which what when where why how all any both each few more most other some such
+own same too very can could may might must shall should will would just let's it's i'm we're you're they're isn't
+aren't don't doesn't didn't can't won't one two three four five six seven eight nine ten""".split()
+
+
+def english_lexicon(wordnet: Path, english_texts: Iterable[str]) -> list[str]:
+    """The words :func:`retrieval.models.multilingual.is_english` counts as English: WordNet's
+    one-word lemmas and irregular forms, function words, and every word of ``english_texts``."""
+    words = wordnet_words(wordnet) | set(FUNCTION_WORDS)
+    for text in english_texts:
+        words.update(w for w in words_of(text) if w.isascii())
+    return sorted(words)
+
+
+ENGLISH_BASED = ("en", "pcm")  # locales whose words are English's (Nigerian Pidgin: English-based)
+
+
+def foreign_lexicon(roots: Sequence[Path], core_english: Iterable[str]) -> list[str]:
+    """Words of CLDR names and keywords in the other locales, in Latin letters, but for the
+    ``core_english`` words (the English names, keywords and captions: words of the other locales'
+    keywords such as ``ok`` or ``selfie``); ``die`` and ``strand``, which WordNet also lists, stay."""
+    words: set[str] = set()
+    for root in roots:
+        for sub in ("annotations", "annotationsDerived"):
+            for folder in sorted((root / sub).glob("*")):
+                if folder.name.split("-")[0] in ENGLISH_BASED:
+                    continue
+                for entry in _annotations(root, folder.name).values():
+                    for text in entry.get("tts", []) + entry.get("default", []):
+                        words.update(w for w in words_of(text) if _latin(w))
+    return sorted(words - set(core_english))
+
+
+def _latin(word: str) -> bool:
+    return all(c.isascii() or unicodedata.name(c, "").startswith("LATIN") for c in word)
+
+
+def write_words(path: Path, words: Iterable[str]) -> None:
+    """One word a line, sorted by their UTF-8 bytes (what ``WordList`` bisects)."""
+    data = sorted({w.encode("utf-8") for w in words if w and "\n" not in w})
+    path.write_bytes(b"\n".join(data) + b"\n")
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """``W`` ``[d + 1, D]`` minimising ``|[x 1] W - y|^2 + lam |W|^2`` (closed form; the last row
+    is the bias, as :func:`retrieval.models.multilingual.apply_map` reads it)."""
+    xb = np.hstack([x, np.ones((len(x), 1), np.float32)]).astype(np.float64)
+    w = np.linalg.solve(xb.T @ xb + lam * np.eye(xb.shape[1]), xb.T @ y.astype(np.float64))
+    return w.astype(np.float32)
+
+
+def map_emoji(names: dict, held_out: set[str], count: int, seed: int = 0) -> list[str]:
+    """A seeded sample of ``count`` emoji with an English name and none of ``held_out`` (the test
+    splits' emoji: no name of a test emoji, in any language, is trained on)."""
+    pool = [e for e in sorted(names) if e not in held_out and "en" in names[e]]
+    if len(pool) <= count:
+        return pool
+    pick = np.random.default_rng(seed).choice(len(pool), count, replace=False)
+    return [pool[i] for i in sorted(pick)]
+
+
+def parallel_names(names: dict, emoji: Sequence[str], locales: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(foreign name, its English name) for each emoji and locale that has one."""
+    src, dst = [], []
+    for e in emoji:
+        for loc in locales:
+            if loc in names[e] and loc != "en":
+                src.append(names[e][loc]["name"][0])
+                dst.append(names[e]["en"]["name"][0])
+    return src, dst
+
+
+def held_out_emoji(manifests: Sequence[Path]) -> set[str]:
+    """The emoji drawn in the pictures of ``manifests`` (files named by their codepoints)."""
+    out: set[str] = set()
+    for manifest in manifests:
+        with open(manifest, encoding="utf-8") as f:
+            out.update(emoji_of_file(json.loads(line)["image"]) for line in f if line.strip())
+    return out
+
+
+def read_captions(manifests: Sequence[Path]) -> list[str]:
+    out: list[str] = []
+    for manifest in manifests:
+        with open(manifest, encoding="utf-8") as f:
+            out.extend(json.loads(line)["text"] for line in f if line.strip())
+    return list(dict.fromkeys(" ".join(t.split()) for t in out))
+
+
+def build(
+    cldr_roots: Sequence[Path],
+    wordnet: Path,
+    captions: Sequence[Path],
+    encoder: object,
+    out_dir: Path = MULTILINGUAL_DIR,
+    wordnet_max: int = 8000,
+    cache: Path | None = None,
+    k: int = 8,
+    tau: float = 0.05,
+    held_out: Sequence[Path] = (),
+    locales: Sequence[str] = MAP_LOCALES,
+    map_count: int = 100_000,
+    ridge: float = 0.1,
+    map_weight: float = 2.0,
+) -> dict[str, object]:
+    """Write the word lists and ``pivot-bank.npz`` to ``out_dir``: the bank (English CLDR names
+    and keywords, the training captions, the ``wordnet_max`` most used WordNet lemmas; float16
+    vectors) and the ridge map fitted on the bank's English phrases and the names of
+    ``map_count`` emoji (none drawn in the ``held_out`` manifests) in ``locales``."""
+    names = cldr_names(cldr_roots, ["en", *locales])
+    en = {e: v for e, v in names.items() if "en" in v}
+    cldr_texts = [t for e in en.values() for t in e["en"]["name"] + e["en"]["keywords"]]
+    caption_texts = read_captions(captions)
+    lemmas = wordnet_lemmas(wordnet)[:wordnet_max]
+    phrases = list(dict.fromkeys(" ".join(t.split()) for t in cldr_texts + caption_texts + lemmas))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lexicon = english_lexicon(wordnet, cldr_texts + caption_texts)
+    core = {w for t in cldr_texts + caption_texts for w in words_of(t)} | set(FUNCTION_WORDS)
+    write_words(out_dir / "english-words.txt", lexicon)
+    write_words(out_dir / "foreign-words.txt", foreign_lexicon(cldr_roots, core))
+    e5 = e5_cached(phrases, cache)
+    target = encoder.encode_text_tower(phrases)
+    emoji = map_emoji(names, held_out_emoji(held_out), map_count)
+    src, dst = parallel_names(names, emoji, locales)
+    x = np.vstack([e5_cached(src, cache), e5])
+    y = np.vstack([encoder.encode_text_tower(dst), target])
+    meta = {
+        "k": k,
+        "tau": tau,
+        "text_tower": text_tower_sha256(encoder),
+        "phrases": len(phrases),
+        "map_weight": map_weight,
+        "map_pairs": len(x),
+        "map_emoji": len(emoji),
+        "map_locales": list(locales),
+        "ridge": ridge,
+        "held_out": [Path(m).parent.name + "/" + Path(m).name for m in held_out],
+    }
+    np.savez_compressed(
+        out_dir / "pivot-bank.npz",
+        e5=e5.astype(np.float16),
+        target=target.astype(np.float16),
+        map=fit_ridge(x, y, ridge),
+        phrases=np.array(phrases),
+        meta=np.array(json.dumps(meta)),
+    )
+    (out_dir / "pivot-bank.json").write_text(json.dumps(meta, indent=1) + "\n")
+    log.info("bank: %d phrases; lexicon: %d words", len(phrases), len(lexicon))
+    return meta
+
+
+def text_tower_sha256(encoder: object) -> str:
+    """What a bank's target vectors depend on: the encoder's text tower (``ModelSpec.text_hash``)."""
+    spec = getattr(encoder, "spec", None)
+    return spec.text_hash() if spec is not None else str(encoder.weights_hash)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from ..models.registry import create_model, inference_runtime
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cldr", type=Path, nargs="+", required=True, help="unpacked CLDR package folders")
+    parser.add_argument("--wordnet", type=Path, required=True, help="usr/share/wordnet of Debian wordnet-base")
+    parser.add_argument("--captions", type=Path, nargs="*", default=[], help="training manifests (English)")
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=MULTILINGUAL_DIR)
+    parser.add_argument("--model", default="xmr-mini")
+    parser.add_argument("--held-out", type=Path, nargs="*", default=[], help="test manifests: their emoji stay out")
+    parser.add_argument("--map-emoji", type=int, default=100_000, help="emoji whose names train the map (at most)")
+    parser.add_argument("--map-weight", type=float, default=2.0, help="the map's share beside the pivot")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    encoder = create_model(args.model, runtime=inference_runtime(args.model))
+    print(
+        json.dumps(
+            build(
+                args.cldr,
+                args.wordnet,
+                args.captions,
+                encoder,
+                args.out,
+                cache=args.cache,
+                held_out=args.held_out,
+                map_count=args.map_emoji,
+                map_weight=args.map_weight,
+            )
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
