@@ -209,3 +209,20 @@ def speak(path: Path, text: str, voice: str = "en-us", before: float = 0.0, afte
     silence = [np.zeros(int(s * 16000), np.float32) for s in (before, after)]
     sf.write(path, np.concatenate([silence[0], wave, silence[1]]), 16000)
     return path
+
+
+def killed_at(child: str, root: Path, crash: str) -> None:
+    """Run the Python source ``child`` (``sys.argv[1]``: ``root``) in a new process with
+    ``XMR_CRASH_AT=crash``, and see it killed there (SIGKILL), not end otherwise."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", child, str(root)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "XMR_CRASH_AT": crash},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -9, proc.stderr

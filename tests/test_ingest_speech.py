@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from indexer.storage.manifest import read_manifest
 from indexer.storage.store import Store
 from retrieval.models.speech import SpeechRecognizer
 from retrieval.models.vad import SpeechFinder
-from tests.helpers import speak, touch_later, write_audio, write_image, write_video
+from tests.helpers import killed_at, speak, touch_later, write_audio, write_image, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,15 +151,7 @@ def test_a_kill_while_spans_are_written_loses_and_duplicates_nothing(
     the transcripts: each file read once, each span one vector, the full-text index whole."""
     root = _folder(tmp_path / "media")
     speak(root / "talks/third.wav", "please leave a message after the tone")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root)],
-        cwd=ROOT,
-        env={**os.environ, "XMR_CRASH_AT": crash},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == -9, proc.stderr
+    killed_at(CHILD, root, crash)
     store = _store(root)
     assert 0 < store.readings("speech")["files"] < 4  # killed amid the transcripts
     store.close()

@@ -19,7 +19,7 @@ from indexer.storage.manifest import read_manifest
 from indexer.storage.store import Store
 from retrieval import create_model
 from retrieval.search.engine import Engine
-from tests.helpers import ocr_reader, write_image, write_page, write_video
+from tests.helpers import killed_at, ocr_reader, write_image, write_page, write_video
 
 
 @pytest.fixture(scope="module")
@@ -240,23 +240,11 @@ indexer.index_folder(sys.argv[1], enc, options)
 def test_a_kill_while_lines_are_written_loses_and_duplicates_nothing(tmp_path: Path, reader, crash: str) -> None:
     """Killed between a picture's lines' vectors and their rows, or just after, the next run
     finishes the reading: each picture read once, each line one span and one vector."""
-    import os
-    import subprocess
-    import sys
-
     from indexer.storage.check import check_index
 
     root = _folder(tmp_path / "media")
     write_page(root / "pics/note.png", ["Meeting moved to Thursday"])
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root)],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, "XMR_CRASH_AT": crash},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == -9, proc.stderr
+    killed_at(CHILD, root, crash)
     store = _store(root)
     assert 0 < store.readings("ocr")["files"] < 4  # killed amid the readings
     store.close()
