@@ -1029,7 +1029,9 @@ class _Run:
                 if self.stop.requested:
                     break
                 part = [rows[i] for i in todo[start : start + 4 * workers] if i in rows]
-                self.pending_fingerprints.extend(pool.map(self._fingerprint_one, part))
+                made = list(pool.map(self._fingerprint_one, part))
+                self.summary.fingerprinted += sum(not r["reason"] for r in made)  # counted here, not in the threads
+                self.pending_fingerprints.extend(made)
                 self._report(len(part))
                 if (
                     len(self.pending_fingerprints) >= self.options.checkpoint_items
@@ -1066,7 +1068,6 @@ class _Run:
         except (ValueError, OSError, RuntimeError) as exc:  # this file only
             log.warning("no fingerprint of %s: %s", rel, exc)
             return found | {"value": b"", "reason": str(exc)[:500]}
-        self.summary.fingerprinted += 1
         return found | {"value": value, "reason": ""}
 
     def _report(self, more: int) -> None:
