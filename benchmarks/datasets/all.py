@@ -22,6 +22,7 @@ from . import (
     game_sounds,
     gcompris,
     gm_instruments,
+    minetest_sounds,
     openclipart,
     openmoji,
     sample_libraries,
@@ -83,6 +84,8 @@ def prepare(out: Path, cache: Path, fsdd_dir: Path, only: list[str] | None = Non
         ("gm-instruments", lambda: gm_instruments.build(out / "gm-instruments", cache)),
         ("sample-libraries", lambda: sample_libraries.build(out / "sample-libraries", cache)),
         ("game-sounds", lambda: game_sounds.build(out / "game-sounds", cache)),
+        # everyday sounds of packages no training set uses (test only)
+        ("minetest-sounds", lambda: minetest_sounds.build(out / "minetest-sounds", cache)),
         (
             "sound-mixes",
             lambda: sound_mixes.build(
