@@ -149,6 +149,7 @@ def audio_info(source: str | os.PathLike | bytes) -> AudioInfo:
         return AudioInfo(sample_rate=int(f.samplerate), frames=int(f.frames), channels=int(f.channels))
 
 
+LOG_FLOOR = 1e-6  # the scratch towers' floor on a band's power, before the log
 MAX_CHANNELS = 64
 MAX_RATE = 768_000
 MAX_WINDOW_BYTES = 256 << 20  # one window of float32 samples, all channels, before the down-mix
@@ -194,11 +195,13 @@ class AudioPreprocessor:
     max_windows: int = 16
     fmin: float = 0.0
     fmax: float | None = None
+    floor: float = LOG_FLOOR  # added to every band's power before the log (Whisper's front end: 1e-10)
 
     @classmethod
     def from_config(cls, audio_cfg: dict) -> "AudioPreprocessor":
         """The front-end a model config's ``audio_cfg`` section describes."""
         keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "window_seconds", "max_windows", "fmin", "fmax")
+        keys += ("floor",)
         return cls(**{k: audio_cfg[k] for k in keys if k in audio_cfg})
 
     @property
@@ -369,14 +372,15 @@ class AudioPreprocessor:
         """Log-mel spectrogram of each window: ``[W, samples] -> [W, n_mels, frames]`` float32.
 
         Frames that lie wholly in a window's trailing zero padding are not transformed: their
-        power is exactly zero, so they get ``log(1e-6)`` directly (a short clip costs only its
+        power is exactly zero, so they get ``log(floor)`` directly (a short clip costs only its
         own length, not the full window's)."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None]
         pad = self.n_fft // 2
         n_frames = 1 + windows.shape[1] // self.hop_length  # frames of the centre-padded window
-        out = np.full((windows.shape[0], n_frames, self.n_mels), np.log(np.float32(1e-6)), dtype=np.float32)
+        silent = np.log(np.float32(self.floor))
+        out = np.full((windows.shape[0], n_frames, self.n_mels), silent, dtype=np.float32)
         nonzero = windows != 0
         valid = np.where(nonzero.any(axis=1), windows.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
         active = np.minimum(n_frames, -(-(pad + valid) // self.hop_length))  # frames touching a sample, per window
@@ -387,7 +391,7 @@ class AudioPreprocessor:
             spec = np.fft.rfft(padded[:, idx] * _hann(self.n_fft), axis=-1)
             power = spec.real**2 + spec.imag**2
             fbank = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).T
-            out[:, :most] = np.log(power @ fbank + 1e-6)
-            for w in np.flatnonzero(active < most):  # frames past a window's last sample stay log(1e-6)
-                out[w, active[w] :] = np.log(np.float32(1e-6))
+            out[:, :most] = np.log(power @ fbank + self.floor)
+            for w in np.flatnonzero(active < most):  # frames past a window's last sample stay log(floor)
+                out[w, active[w] :] = silent
         return out.transpose(0, 2, 1).copy()

@@ -3,8 +3,10 @@
 Per picture: NanoDet's features (:mod:`retrieval.models.nanodet`) -> a trained MLP head into
 the text space, and the detector's top COCO classes as words (their text vectors, shipped,
 weighted by confidence); the tower's vector is ``normalize(w_head * head + w_det * det)`` of
-the two unit vectors (``image_cfg.fusion``). Text and audio are xmr-mini's packaged towers.
-How the head was trained and the weights chosen: ``benchmarks/backbone_image.py``.
+the two unit vectors (``image_cfg.fusion``). How the head was trained and the weights chosen:
+``benchmarks/backbone_image.py``. :class:`PhotoEncoder` also runs an audio tower on Whisper's
+encoder (:mod:`retrieval.models.ears`) where ``audio_cfg.arch`` says so; the other towers are
+the packaged ones of the model ``towers_from`` names.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import nanodet
+from . import ears, nanodet
 from .encoder import l2_normalize
 from .image import ImagePreprocessor
 from .onnx_runtime import OnnxEncoder
@@ -60,11 +62,28 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 
 class PhotoEncoder(OnnxEncoder):
-    """xmr-mini's text and audio towers with the NanoDet image tower, on ONNX Runtime (the
+    """A model with towers on pretrained backbones (NanoDet's eyes, Whisper's ears) and the
+    packaged towers of ``towers_from`` for the rest, on ONNX Runtime and CTranslate2 (the
     registry checks the shipped files' hashes before it builds one)."""
 
     def __init__(self, spec: ModelSpec, folder: str | Path, threads: int | None = None) -> None:
         super().__init__(spec, folder, threads)
+        digest = hashlib.sha256(spec.weights_hash().encode())
+        self.ears: ears.WhisperHead | None = None
+        self.backbone: nanodet.NanoDetFeatures | None = None
+        audio_cfg = spec.config.get("audio_cfg", {})
+        if audio_cfg.get("arch") == ears.ARCH:  # Whisper's encoder + a head (retrieval.models.ears)
+            tower_cfg = spec.config.get("tower_audio_cfg")
+            self.ears = ears.WhisperHead(audio_cfg, tower_cfg, threads=threads)
+            self.preprocess_audio = self.ears.preprocess
+            digest.update(self.ears.fingerprint().encode())
+        if spec.config.get("image_cfg", {}).get("arch") == ARCH:
+            self._init_image(spec, threads)
+            digest.update(file_sha256(WEIGHTS_DIR / spec.config["image_cfg"]["head"]).encode())
+            digest.update(file_sha256(WEIGHTS_DIR / spec.config["image_cfg"]["graph"]).encode())
+        self.weights_hash = digest.hexdigest()
+
+    def _init_image(self, spec: ModelSpec, threads: int | None) -> None:
         cfg = spec.config["image_cfg"]
         graph = WEIGHTS_DIR / cfg["graph"]
         if not graph.is_file():
@@ -83,9 +102,6 @@ class PhotoEncoder(OnnxEncoder):
         self._fusion = (float(cfg["fusion"]["head"]), float(cfg["fusion"]["det"]))
         self._top = int(cfg.get("top_classes", 3))
         self.backbone = nanodet.NanoDetFeatures(graph, threads=threads)
-        digest = hashlib.sha256(spec.weights_hash().encode())
-        digest.update(file_sha256(head_file).encode() + file_sha256(graph).encode())
-        self.weights_hash = digest.hexdigest()
         self.preprocess_image = StretchPreprocessor(image_size=int(cfg["image_size"]))
 
     def head(self, pooled: np.ndarray) -> np.ndarray:
@@ -101,6 +117,8 @@ class PhotoEncoder(OnnxEncoder):
         return l2_normalize(np.where(scores >= cut, scores, 0.0) @ self._classes)
 
     def _image_forward(self, pixels: np.ndarray) -> np.ndarray:
+        if self.backbone is None:  # the packaged scratch tower of ``towers_from``
+            return super()._image_forward(pixels)
         # pixels: [B, 3, S, S] RGB in [0, 1] (StretchPreprocessor); NanoDet wants BGR 0-255, normalised.
         rows = []
         for picture in pixels:
@@ -111,7 +129,17 @@ class PhotoEncoder(OnnxEncoder):
         w_head, w_det = self._fusion
         return w_head * self.head(pooled) + w_det * self.detections(pooled)
 
+    def _audio_forward(self, mels: np.ndarray) -> np.ndarray:
+        if self.ears is None:
+            return super()._audio_forward(mels)
+        return self.ears.forward(mels, super()._audio_forward)
+
     def warm(self, modalities: tuple[str, ...] | list[str]) -> None:
-        super().warm([m for m in modalities if m != "image"])
-        if "image" in modalities:
+        own = {"image": self.backbone is not None, "audio": self.ears is not None}
+        super().warm([m for m in modalities if not own.get(m)])
+        if "image" in modalities and self.backbone is not None:
             self.backbone.session()
+        if "audio" in modalities and self.ears is not None:
+            self.ears.backbone.model()
+            if self.ears.preprocess.tower_mels:
+                super().warm(["audio"])

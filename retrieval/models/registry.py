@@ -203,8 +203,8 @@ def create_model(name: str, device: str | None = None, runtime: str | None = Non
 
 
 def _build(spec: ModelSpec, device: str | None, runtime: str | None) -> Encoder:
-    if spec.kind == "xmr" and spec.config.get("image_cfg", {}).get("arch") == "nanodet-head":
-        return _build_photo(spec)  # ONNX Runtime whatever the runtime asked: its backbone is an ONNX graph
+    if spec.kind == "xmr" and _on_backbones(spec):
+        return _build_photo(spec)  # ONNX Runtime whatever the runtime asked: its backbones are not torch
     if runtime is None:  # open_clip models run on torch alone: their error names the extra
         runtime = "onnx" if spec.kind == "xmr" and not has_module("torch") else "torch"
     if runtime in ("onnx", "auto"):
@@ -227,23 +227,46 @@ def _build(spec: ModelSpec, device: str | None, runtime: str | None) -> Encoder:
     return _build_torch(spec, device)
 
 
+def _on_backbones(spec: ModelSpec) -> bool:
+    """Whether a tower of ``spec`` runs on a pretrained backbone: NanoDet's eyes or Whisper's ears."""
+    cfg = spec.config
+    return (
+        cfg.get("image_cfg", {}).get("arch") == "nanodet-head" or cfg.get("audio_cfg", {}).get("arch") == "whisper-head"
+    )
+
+
 def _build_photo(spec: ModelSpec) -> Encoder:
-    """A model whose image tower is NanoDet + a head (:mod:`retrieval.models.photo`); its text
-    and audio towers are the packaged ones of the model its config names (``towers_from``),
-    whose configs they must equal."""
+    """A model with a tower on a pretrained backbone (:mod:`retrieval.models.photo`: images on
+    NanoDet, :mod:`retrieval.models.ears`: audio on Whisper's encoder); its other towers are the
+    packaged ones of the model its config names (``towers_from``), whose configs they must equal
+    (an audio head fused with the scratch tower names that tower's config ``tower_audio_cfg``)."""
     from .packaged import packaged_graphs
     from .photo import PhotoEncoder
 
     base = resolve(spec.config["towers_from"])
-    for section in ("embed_dim", "text_cfg", "audio_cfg"):
-        if spec.config.get(section) != base.config.get(section):
+    cfg = spec.config
+    own_image = cfg.get("image_cfg", {}).get("arch") == "nanodet-head"
+    own_audio = cfg.get("audio_cfg", {}).get("arch") == "whisper-head"
+    borrowed = {"embed_dim": cfg.get("embed_dim"), "text_cfg": cfg.get("text_cfg")}
+    if not own_image:
+        borrowed["image_cfg"] = cfg.get("image_cfg")
+    if not own_audio or "tower_audio_cfg" in cfg:
+        borrowed["audio_cfg"] = cfg.get("tower_audio_cfg") if own_audio else cfg.get("audio_cfg")
+    for section, mine in borrowed.items():
+        if mine != base.config.get(section):
             raise ValueError(f"{spec.name}: {section} differs from {base.name}'s, whose packaged towers it runs")
+    if own_audio and "tower_audio_cfg" in cfg:  # both read the windows the one front end cuts
+        for key in ("sample_rate", "n_fft", "hop_length", "window_seconds", "max_windows", "fmin", "fmax"):
+            if cfg["audio_cfg"].get(key) != cfg["tower_audio_cfg"].get(key):
+                raise ValueError(f"{spec.name}: audio_cfg.{key} differs from the scratch tower's (tower_audio_cfg)")
     folder = packaged_graphs(base)
     if folder is None:
         raise FileNotFoundError(f"{spec.name} runs {base.name}'s packaged graphs, which are not installed")
-    for shipped in (spec.config["image_cfg"]["head"], spec.config["image_cfg"]["graph"]):
-        if (WEIGHTS_DIR / shipped).is_file():  # a missing graph is PhotoEncoder's error to explain
-            verify_packaged(WEIGHTS_DIR / shipped)
+    shipped = [cfg["image_cfg"]["head"], cfg["image_cfg"]["graph"]] if own_image else []
+    shipped += [cfg["audio_cfg"]["head"]] if own_audio else []
+    for name in shipped:
+        if (WEIGHTS_DIR / name).is_file():  # a missing graph is PhotoEncoder's error to explain
+            verify_packaged(WEIGHTS_DIR / name)
     return PhotoEncoder(spec, folder)
 
 

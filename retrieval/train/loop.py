@@ -100,6 +100,12 @@ class Trainer:
             self.model = XmrModel(self.config)
         else:
             self.encoder = create_model(cfg.model, device="cpu", **cfg.overrides)
+            if not hasattr(self.encoder, "model"):  # towers on frozen backbones (xmr-mini-photo, -real)
+                towers_from = self.encoder.spec.config.get("towers_from", "xmr-mini")
+                raise ValueError(
+                    f"{cfg.model} runs on frozen pretrained backbones and is not trained by `xmr train` "
+                    f"(its heads: benchmarks/backbone_image.py, benchmarks/backbone_audio.py); train {towers_from}"
+                )
             for m in cfg.modalities:
                 self.encoder.require(m)
             self.config = self.encoder.spec.config
