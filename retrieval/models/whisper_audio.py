@@ -22,6 +22,7 @@ import math
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,9 +93,12 @@ class WhisperBackbone:
             digest.update(file_sha256(self.path / name).encode())
         return digest.hexdigest()
 
-    def model(self):
+    def model(self) -> Any:
         with self._lock:
             if self._model is None:
+                # CTranslate2's OpenMP threads sleep when idle instead of spinning: while indexing,
+                # the decode workers need those cores (read when libgomp loads, so only if first)
+                os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 import ctranslate2
 
                 self._model = ctranslate2.models.Whisper(
