@@ -106,3 +106,18 @@ def test_indexes_and_searches_with_no_torch_installed(photo, tmp_path) -> None:
     )
     assert by_file.returncode == 0, by_file.stderr
     assert json.loads(by_file.stdout)[0]["path"].endswith("img0.jpg")
+
+
+def test_weights_hash_is_the_one_indexes_recorded(photo) -> None:
+    # Indexes record it: the change that let these models carry an audio tower on Whisper
+    # (xmr-mini-real) must leave xmr-mini-photo's exactly as it was shipped.
+    import hashlib
+
+    from retrieval.models.registry import resolve
+    from retrieval.models.spec import file_sha256
+
+    spec = resolve("xmr-mini-photo")
+    digest = hashlib.sha256(spec.weights_hash().encode())
+    digest.update(file_sha256(WEIGHTS_DIR / "xmr-mini-photo.safetensors").encode() + file_sha256(GRAPH).encode())
+    assert photo.weights_hash == digest.hexdigest()
+    assert photo.weights_hash.startswith("ba1b62a9efb31ffa")  # as shipped on 2026-12-07

@@ -374,22 +374,36 @@ class AudioPreprocessor:
         Frames that lie wholly in a window's trailing zero padding are not transformed: their
         power is exactly zero, so they get ``log(floor)`` directly (a short clip costs only its
         own length, not the full window's)."""
+        return self.mels_of(*self.power(windows))
+
+    def power(self, windows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, int]:
+        """The short-time power spectra of ``[W, samples]`` windows, up to the last frame that
+        touches a sample in any window (``[W, most, n_fft // 2 + 1]``, None if all are silent),
+        each window's count of such frames, and the frames of a whole window: what
+        :meth:`mels_of` takes (front ends of one STFT share it)."""
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim == 1:
             windows = windows[None]
         pad = self.n_fft // 2
         n_frames = 1 + windows.shape[1] // self.hop_length  # frames of the centre-padded window
-        silent = np.log(np.float32(self.floor))
-        out = np.full((windows.shape[0], n_frames, self.n_mels), silent, dtype=np.float32)
         nonzero = windows != 0
         valid = np.where(nonzero.any(axis=1), windows.shape[1] - np.argmax(nonzero[:, ::-1], axis=1), 0)
         active = np.minimum(n_frames, -(-(pad + valid) // self.hop_length))  # frames touching a sample, per window
-        most = int(active.max())
-        if most:
-            padded = np.pad(windows, ((0, 0), (pad, pad)), mode="constant")
-            idx = np.arange(self.n_fft)[None, :] + self.hop_length * np.arange(most)[:, None]
-            spec = np.fft.rfft(padded[:, idx] * _hann(self.n_fft), axis=-1)
-            power = spec.real**2 + spec.imag**2
+        most = int(active.max()) if len(active) else 0
+        if not most:
+            return None, active, n_frames
+        padded = np.pad(windows, ((0, 0), (pad, pad)), mode="constant")
+        idx = np.arange(self.n_fft)[None, :] + self.hop_length * np.arange(most)[:, None]
+        spec = np.fft.rfft(padded[:, idx] * _hann(self.n_fft), axis=-1)
+        return spec.real**2 + spec.imag**2, active, n_frames
+
+    def mels_of(self, power: np.ndarray | None, active: np.ndarray, n_frames: int) -> np.ndarray:
+        """:meth:`power`'s spectra through this front end's mel bands and floor, logged:
+        ``[W, n_mels, n_frames]`` float32."""
+        silent = np.log(np.float32(self.floor))
+        out = np.full((len(active), n_frames, self.n_mels), silent, dtype=np.float32)
+        if power is not None:
+            most = power.shape[1]
             fbank = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).T
             out[:, :most] = np.log(power @ fbank + self.floor)
             for w in np.flatnonzero(active < most):  # frames past a window's last sample stay log(floor)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,12 +34,13 @@ class StackedPreprocessor(AudioPreprocessor):
     tower_mels: int = 0
 
     def log_mel(self, windows: np.ndarray) -> np.ndarray:
-        own = AudioPreprocessor.log_mel(replace(self, tower_mels=0), windows)
+        spectra = self.power(windows)  # one STFT for both: they differ in bands and floor only
+        own = AudioPreprocessor.mels_of(self, *spectra)
         if not self.tower_mels:
             return own
-        scratch = replace(self, n_mels=self.tower_mels, tower_mels=0, floor=LOG_FLOOR)
-        tower = AudioPreprocessor.log_mel(scratch, windows)
-        return np.concatenate([tower, own], axis=1)
+        fields = {k: v for k, v in vars(self).items() if k != "tower_mels"}
+        scratch = AudioPreprocessor(**{**fields, "n_mels": self.tower_mels, "floor": LOG_FLOOR})
+        return np.concatenate([scratch.mels_of(*spectra), own], axis=1)
 
 
 class WhisperHead:
