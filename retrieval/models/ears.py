@@ -20,6 +20,7 @@ import numpy as np
 
 from .audio import LOG_FLOOR, AudioPreprocessor
 from .encoder import l2_normalize
+from .heads import MlpHead
 from .spec import WEIGHTS_DIR, file_sha256
 from .whisper_audio import N_MELS, WhisperBackbone, front_end
 
@@ -51,9 +52,7 @@ class WhisperHead:
 
         self.head_file = WEIGHTS_DIR / audio_cfg["head"]
         tensors = load_file(str(self.head_file))
-        self._fc1 = (tensors["head.fc1.weight"].T.copy(), tensors["head.fc1.bias"])
-        self._fc2 = (tensors["head.fc2.weight"].T.copy(), tensors["head.fc2.bias"])
-        self._standardise = (tensors["head.mean"], tensors["head.std"])
+        self.head = MlpHead(tensors)  # [N, 768] window summaries -> unit vectors [N, D]
         fusion = audio_cfg.get("fusion", {"head": 1.0, "tower": 0.0})
         self.fusion = (float(fusion["head"]), float(fusion["tower"]))
         if self.fusion[1] and not tower_cfg:
@@ -67,14 +66,6 @@ class WhisperHead:
         digest = hashlib.sha256(file_sha256(self.head_file).encode())
         digest.update(self.backbone.fingerprint.encode())
         return digest.hexdigest()
-
-    def head(self, summaries: np.ndarray) -> np.ndarray:
-        """The trained MLP on ``[N, 768]`` window summaries: unit vectors ``[N, D]``."""
-        from .photo import gelu
-
-        mean, std = self._standardise
-        hidden = gelu((summaries - mean) / std @ self._fc1[0] + self._fc1[1])
-        return l2_normalize(hidden @ self._fc2[0] + self._fc2[1])
 
     def forward(self, mels: np.ndarray, tower: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
         """Stacked mel windows ``[B, tower_mels + 80, F]`` -> ``[B, D]``."""

@@ -21,6 +21,7 @@ from PIL import Image
 
 from . import ears, nanodet
 from .encoder import l2_normalize
+from .heads import MlpHead
 from .image import ImagePreprocessor
 from .onnx_runtime import OnnxEncoder
 from .spec import WEIGHTS_DIR, ModelSpec, file_sha256
@@ -45,20 +46,6 @@ class StretchPreprocessor(ImagePreprocessor):
     def crop(self, img: Image.Image) -> np.ndarray:
         resized = img.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    # Abramowitz and Stegun 7.1.26 (max error 1.5e-7): numpy has no erf and scipy is not installed light.
-    sign = np.sign(x)
-    x = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * x)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return sign * (1.0 - poly * np.exp(-x * x))
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """GELU as torch's ``nn.GELU()`` computes it (the exact, erf form)."""
-    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
 
 
 class PhotoEncoder(OnnxEncoder):
@@ -95,9 +82,7 @@ class PhotoEncoder(OnnxEncoder):
         from safetensors.numpy import load_file
 
         tensors = load_file(str(head_file))
-        self._fc1 = (tensors["head.fc1.weight"].T.copy(), tensors["head.fc1.bias"])
-        self._fc2 = (tensors["head.fc2.weight"].T.copy(), tensors["head.fc2.bias"])
-        self._standardise = (tensors["head.mean"], tensors["head.std"])
+        self._head = MlpHead(tensors)
         self._classes = tensors["classes"]
         self._fusion = (float(cfg["fusion"]["head"]), float(cfg["fusion"]["det"]))
         self._top = int(cfg.get("top_classes", 3))
@@ -106,9 +91,7 @@ class PhotoEncoder(OnnxEncoder):
 
     def head(self, pooled: np.ndarray) -> np.ndarray:
         """The trained MLP on ``[N, 1232]`` pooled features: unit vectors ``[N, D]``."""
-        mean, std = self._standardise
-        hidden = gelu((pooled - mean) / std @ self._fc1[0] + self._fc1[1])
-        return l2_normalize(hidden @ self._fc2[0] + self._fc2[1])
+        return self._head(pooled)
 
     def detections(self, pooled: np.ndarray) -> np.ndarray:
         """The top classes' text vectors weighted by their confidence: unit vectors ``[N, D]``."""
