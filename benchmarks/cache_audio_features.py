@@ -27,24 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.cache_features import cache_folder, save_atomic
+from benchmarks.cache_features import cache_folder, manifests_of, save_atomic
 from retrieval.models.audio import AudioDecodeError
 from retrieval.models.whisper_audio import SUMMARY_DIM, WhisperBackbone, front_end
 
 log = logging.getLogger("cache_audio_features")
 FRONT_END = front_end()
-
-
-def audio_manifests(roots: list[Path]) -> list[Path]:
-    """Every non-empty ``ROOT/<set>/<split>.jsonl`` whose first row names an audio file."""
-    found = []
-    for root in roots:
-        for path in sorted(root.glob("*/*.jsonl")):
-            with open(path) as f:
-                first = f.readline()
-            if first.strip() and "audio" in json.loads(first):
-                found.append(path)
-    return found
 
 
 def extractor_name(backbone: WhisperBackbone) -> str:
@@ -139,7 +127,7 @@ def main() -> None:
     backbone = WhisperBackbone(threads=args.threads)
     # test and validation splits first, then the training sets from the smallest: a run stopped
     # early has every split it can measure and as much training data as it had time for
-    found = audio_manifests(args.data)
+    found = manifests_of(args.data, "audio")
     manifests = args.manifest + sorted(found, key=lambda m: (m.stem == "train", m.stat().st_size))
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,14 +35,14 @@ log = logging.getLogger("cache_features")
 DEFAULT_MODEL = Path("/root/xmr-data/models/nanodet-features.onnx")
 
 
-def image_manifests(roots: list[Path]) -> list[Path]:
-    """Every non-empty ``ROOT/<set>/<split>.jsonl`` whose first row names an image."""
+def manifests_of(roots: list[Path], field: str = "image") -> list[Path]:
+    """Every non-empty ``ROOT/<set>/<split>.jsonl`` whose first row names ``field`` (a file of it)."""
     found = []
     for root in roots:
         for path in sorted(root.glob("*/*.jsonl")):
             with open(path) as f:
                 first = f.readline()
-            if first.strip() and "image" in json.loads(first):
+            if first.strip() and field in json.loads(first):
                 found.append(path)
     return found
 
@@ -152,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     backbone = NanoDetFeatures(args.model, threads=args.threads)
-    manifests = args.manifest + image_manifests(args.data)
+    manifests = args.manifest + manifests_of(args.data)
     start = time.perf_counter()
     summary_path = args.out / "summary.json"
     args.out.mkdir(parents=True, exist_ok=True)
