@@ -158,19 +158,29 @@ def bench_multilingual(
     map_emoji: Annotated[
         int, typer.Option(min=1, help="Emoji (of no test split) whose names train the measured map, at most.")
     ] = 100_000,
-    cold_runs: Annotated[int, typer.Option(min=1, help="Cold `xmr search` runs per query.")] = 3,
+    cold_runs: Annotated[int, typer.Option(min=0, help="Cold `xmr search` runs per query (0: no query times).")] = 3,
+    sentences: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="Tux Paint manifests whose stamps are queried by their translated descriptions; repeatable."),
+    ] = None,
+    stamps: Annotated[
+        Optional[Path], typer.Option(help="Tux Paint's stamps folder (usr/share/tuxpaint/stamps), for --sentences.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for JSON and Markdown results.")] = Path("xmr-results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
-    """Text->image R@10 per language beside English on the same emoji drawings, for each route
-    into the English tower's space; text->text across languages; cold and warm query time."""
+    """Text->image R@10 per language beside English on the same emoji drawings (and, with
+    --sentences, stamps queried by sentences), for each route into the English tower's space;
+    text->text across languages; cold and warm query time."""
     setup_logging(verbose, quiet=as_json)
     from retrieval.bench.multilingual import LOCALES, MultilingualConfig, run_multilingual
 
-    for path in [*manifests, *cldr, *(english or [])]:
+    for path in [*manifests, *cldr, *(english or []), *(sentences or []), *([stamps] if stamps else [])]:
         if not path.exists():
             fail(f"not found: {path}")
+    if sentences and not stamps:
+        fail("--sentences needs --stamps (the folder their translations are read from)")
     cfg = MultilingualConfig(
         manifests=[str(p) for p in manifests],
         cldr=[str(p) for p in cldr],
@@ -180,6 +190,8 @@ def bench_multilingual(
         english=[str(p) for p in english or []],
         map_emoji=map_emoji,
         cold_runs=cold_runs,
+        sentences=[str(p) for p in sentences or []],
+        stamps=str(stamps) if stamps else None,
     )
     try:
         result = run_multilingual(cfg, out_dir=str(out))

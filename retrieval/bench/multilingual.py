@@ -13,7 +13,10 @@ in a language is its query in that language. Routes, for the names in a language
     phrases that are not test names;
   * ``fused``: ``pivot-heldout`` + ``map`` (at the shipped map's weight), renormalised;
   * ``xmr``: what ``encode_text`` does now (per text: English -> tower, else the shipped bank's
-    pivot fused with its map, which was fitted on the names of 500 emoji of no test split).
+    route: its pivot, its map (an MLP trained on no test emoji's name or keyword and no test
+    stamp's description) and the map's vector snapped to the bank's phrases);
+  * ``xmr-heldout``: the same route with the bank's phrases that name a test emoji removed
+    (for the pivot and the snap).
 English rows: the manifests' own captions through the tower (today) and through ``xmr``.
 Text->text: English notes found by queries in each language, and the other way round.
 Times: a cold ``xmr search`` in a new process (English and not) and warm queries in one process.
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +38,21 @@ import numpy as np
 
 from ..models.multilingual import BANK_FILE, E5Text, PivotBank, apply_map, is_english
 from ..train.metrics import first_relevant_ranks, summarize
-from ..train.multilingual import cldr_names, e5_cached, emoji_of_file, fit_ridge, map_emoji, parallel_names, unpack
+from ..train.multilingual import (
+    cldr_names,
+    e5_cached,
+    emoji_of_file,
+    fit_ridge,
+    map_emoji,
+    parallel_names,
+    stamp_translations,
+    unpack,
+)
 from .recall import load_captioned
 
 log = logging.getLogger(__name__)
 LOCALES = ("de", "fr", "es", "it", "pt", "nl", "pl", "tr", "ru", "uk", "ar", "ja", "zh", "ko")
-ROUTES = ("tower", "pivot", "pivot-heldout", "map", "fused", "xmr")
+ROUTES = ("tower", "pivot", "pivot-heldout", "map", "fused", "xmr", "xmr-heldout")
 
 
 @dataclass
@@ -53,8 +65,10 @@ class MultilingualConfig:
     ridge: float = 0.1
     map_emoji: int = 100_000  # training emoji for the map, at most (a seeded sample when fewer; as shipped: all)
     english: list[str] = field(default_factory=list)  # manifests of every modality: English today vs now
-    cold_runs: int = 3
+    cold_runs: int = 3  # 0: no query times
     warm_runs: int = 20
+    sentences: list[str] = field(default_factory=list)  # manifests of Tux Paint stamps, queried by ...
+    stamps: str | None = None  # ... their translated descriptions (``usr/share/tuxpaint/stamps``)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,7 +110,7 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
         phrases = data["phrases"].tolist()
     held = {p.lower() for e in test_emoji if e in names and "en" in names[e] for p in _all_words(names[e]["en"])}
     keep = np.array([p.lower() not in held for p in phrases])
-    heldout = PivotBank(bank.e5[keep], bank.target[keep], bank.k, bank.tau, bank.text_tower)
+    heldout = replace(bank, e5=bank.e5[keep], target=bank.target[keep])  # the shipped route, on fewer phrases
 
     # The map: foreign names of emoji in no test split -> their English name's tower vector.
     train = map_emoji(names, test_emoji, cfg.map_emoji)
@@ -158,6 +172,7 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
             }
             vecs["fused"] = _unit(vecs["pivot-heldout"] + bank.map_weight * vecs["map"])
             vecs["xmr"] = encoder.encode_text(texts)
+            vecs["xmr-heldout"] = heldout.project(q)
             row: dict[str, Any] = {"set": label, "language": loc}
             for route, v in vecs.items():
                 row[route] = _recall10(v, gallery, rel)["R@10"]
@@ -167,10 +182,15 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
             )
             rows.append(row)
         t2t.extend(_text_to_text(encoder, names, sorted({emoji_of_file(it.path) for it in items}), locales, label))
+    if cfg.sentences:
+        if not cfg.stamps:
+            raise ValueError("sentence manifests need the stamps folder their translations are read from")
+        rows.extend(_sentence_rows(cfg, encoder, bank, w, e5_cache))
 
     parity = english_parity(cfg.english, encoder)
-    times = _times(encoder, sets, cfg)
+    times = _times(encoder, sets, cfg) if cfg.cold_runs > 0 else {}
     payload: dict[str, Any] = {
+        "pooled": pooled(rows),
         "machine": machine_info(),
         "model": cfg.model,
         "weights_hash": encoder.weights_hash,
@@ -192,7 +212,10 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
     }
     if out_dir:
         cols = ["set", "language", *ROUTES, "xmr / en captions", "queries", "gallery"]
-        table = "## text->image R@10 (%)\n\n" + markdown_table(rows, cols)
+        table = "## text->image R@10 (%), the emoji sets pooled\n\n" + markdown_table(
+            payload["pooled"], ["language", *ROUTES, "xmr / English", "queries"]
+        )
+        table += "\n## text->image R@10 (%)\n\n" + markdown_table(rows, cols)
         table += "\n## English: today's tower and xmr now (R@10, both directions)\n\n" + markdown_table(
             [r for r in rows if r["language"] == "en (captions)"],
             ["set", "tower", "xmr", "image->text tower", "image->text xmr", "routed English", "chance@10"],
@@ -210,6 +233,62 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
         )
         payload["files"] = {k: str(v) for k, v in write_outputs(out_dir, "multilingual", payload, table).items()}
     return payload
+
+
+def pooled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per language, each route's R@10 over the emoji sets pooled (weighted by their queries),
+    and the shipped route's share of English's (the sets' own captions through the tower)."""
+    names = [r for r in rows if not r["set"].endswith("(sentences)")]
+    out = []
+    for language in dict.fromkeys(r["language"] for r in names):
+        mine = [r for r in names if r["language"] == language]
+        weights = np.array([r["queries"] for r in mine], dtype=float)
+        row: dict[str, Any] = {"language": language, "queries": int(weights.sum())}
+        for route in ROUTES:
+            values = [r.get(route) for r in mine]
+            if all(v is not None for v in values):
+                row[route] = float(np.dot(weights, values) / weights.sum())
+        out.append(row)
+    english = next((r["xmr"] for r in out if r["language"] == "en (captions)"), None)
+    for row in out:
+        row["xmr / English"] = row["xmr"] / english if english else None
+    return out
+
+
+def _sentence_rows(cfg: MultilingualConfig, encoder: Any, bank: PivotBank, w: np.ndarray, e5_cache: Path) -> list:
+    """Stamps queried by their descriptions (sentences) in each language, beside the English
+    caption: pictures whose description has a translation in every language measured."""
+    locales = tuple(cfg.locales)
+    stamps = stamp_translations(Path(cfg.stamps or ""), locales)
+    rows: list[dict[str, Any]] = []
+    for manifest in cfg.sentences:
+        items = [it for it in load_captioned(manifest) if it.modality == "image"]
+        items = [it for it in items if all(loc in stamps.get(it.captions[0], {}) for loc in locales)]
+        if not items:
+            log.warning("%s: no picture with a description in all of %s", manifest, ", ".join(locales))
+            continue
+        label = Path(manifest).parent.name + "/" + Path(manifest).stem + " (sentences)"
+        gallery = encoder.encode_image([it.path for it in items])
+        base = 0.0
+        for loc in ("en", *locales):
+            text_of = [it.captions[0] if loc == "en" else stamps[it.captions[0]][loc] for it in items]
+            texts = list(dict.fromkeys(text_of))
+            rel = [[n for n, t in enumerate(text_of) if t == text] for text in texts]
+            q = e5_cached(texts, e5_cache)
+            E5Text.remember(texts, q)
+            vecs = {"tower": encoder.encode_text_tower(texts), "pivot": bank.pivot(q), "map": apply_map(w, q)}
+            vecs["fused"] = _unit(vecs["pivot"] + bank.map_weight * vecs["map"])
+            vecs["xmr"] = encoder.encode_text(texts)
+            row: dict[str, Any] = {"set": label, "language": loc}
+            for route, v in vecs.items():
+                row[route] = _recall10(v, gallery, rel)["R@10"]
+            base = row["tower"] if loc == "en" else base
+            row["xmr / en captions"] = row["xmr"] / base if base else None
+            row.update(
+                queries=len(texts), gallery=len(items), routed_english=float(np.mean([is_english(t) for t in texts]))
+            )
+            rows.append(row)
+    return rows
 
 
 def english_parity(manifests: list[str], encoder: Any) -> list[dict[str, Any]]:
@@ -253,7 +332,7 @@ def _all_words(entry: dict[str, list[str]]) -> list[str]:
 
 def _positions(texts: list[str]) -> np.ndarray:
     first = {t: i for i, t in enumerate(dict.fromkeys(texts))}
-    return np.array([first[t] for t in texts])
+    return np.array([first[t] for t in texts], dtype=np.int64)
 
 
 def _image_to_text(gallery: np.ndarray, text_vecs: np.ndarray, items: list, captions: list[str]) -> dict[str, float]:

