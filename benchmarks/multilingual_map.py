@@ -8,8 +8,10 @@ and each fused with the pivot, trained on CLDR emoji names and Tux Paint's stamp
 DATA holds the prepared sets; CLDR_* are the unpacked npm packages' ``package/`` folders; STAMPS is
 Tux Paint's ``usr/share/tuxpaint/stamps``. Queries: the validation emoji drawings (four styles) by
 their CLDR name in each language, and Tux Paint's validation stamps by their translated
-descriptions (sentences). Training pairs hold no emoji of a test or validation split and no stamp
-of Tux Paint's validation or test split, in any language (split by concept).
+descriptions (sentences). Training pairs hold no name or keyword of an emoji of a test or
+validation split, in any language, on either side, and no stamp of Tux Paint's validation or test
+split (split by concept); the bank's phrases that are such words are out of the maps' training and
+of the pivot's and snap's lookups.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +32,18 @@ from retrieval.train.metrics import first_relevant_ranks
 from retrieval.train.multilingual import (
     MAP_LOCALES,
     cldr_names,
+    cldr_pairs,
     e5_cached,
     emoji_of_file,
     fit_ridge,
     held_out_emoji,
+    held_out_words,
     keyword_pairs,
     map_emoji,
-    parallel_names,
     read_captions,
     stamp_pairs,
     stamp_translations,
+    without_held,
 )
 from retrieval.train.multilingual_map import fit_mlp_map
 
@@ -102,14 +107,20 @@ def main() -> None:
         phrases = data["phrases"].tolist()
     sets = query_sets(args, names, stamps, encoder)
 
-    # Training pairs, split by concept.
+    # Training pairs, split by concept: no validation or test emoji's name or keyword (in any
+    # language) on either side of a pair, nor among the bank's phrases the maps train on; the
+    # pivot and the snap look up a bank without them too.
     held = held_out_emoji([args.data / f"{t}.jsonl" for t in TESTS + VALS])
+    held_words = held_out_words(names, held)
+    keep = np.array([" ".join(p.lower().split()) not in held_words for p in phrases], dtype=bool)
+    bank = replace(bank, e5=bank.e5[keep], target=bank.target[keep])
+    phrases = [p for p, k in zip(phrases, keep) if k]
     emoji = map_emoji(names, held, 100_000)
-    src, dst = parallel_names(names, emoji, locales)
+    src, dst, _ = cldr_pairs(names, emoji, locales, held_words, keywords=False)
     held_captions = set(read_captions([args.data / f"tuxpaint/{s}.jsonl" for s in ("val", "test", "test-raster")]))
     tux_src, tux_dst = stamp_pairs(stamps, held_captions, locales)
     print(f"pairs: {len(src)} names of {len(emoji)} emoji, {len(tux_src)} descriptions, {len(phrases)} phrases")
-    kw_src, kw_dst = keyword_pairs(names, emoji, locales)
+    kw_src, kw_dst = without_held(*keyword_pairs(names, emoji, locales), held_words)
     print(f"keyword translations: {len(kw_src)}, e.g. {list(zip(kw_src, kw_dst))[::997][:8]}")
     english = list(dict.fromkeys(dst + tux_dst + kw_dst))
     eng_vec = dict(zip(english, encoder.encode_text_tower(english)))

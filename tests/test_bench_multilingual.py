@@ -22,6 +22,12 @@ EMOJI = {
     "\u2615": {"en": "hot beverage", "de": "Heißgetränk", "ja": "ホット飲料"},
     "\U0001f6b2": {"en": "bicycle", "de": "Fahrrad", "ja": "自転車"},
     "\U0001f3d4": {"en": "snow-capped mountain", "de": "schneebedeckter Berg", "ja": "雪山"},
+    "\U0001f697": {"en": "automobile", "de": "Auto", "ja": "自動車"},
+    "\U0001f33b": {"en": "sunflower", "de": "Sonnenblume", "ja": "ひまわり"},
+    "\U0001f41f": {"en": "fish", "de": "Fisch", "ja": "魚"},
+    "\U0001f3b8": {"en": "guitar", "de": "Gitarre", "ja": "ギター"},
+    "\U0001f4da": {"en": "books", "de": "Bücher", "ja": "本"},
+    "\U0001f30b": {"en": "volcano", "de": "Vulkan", "ja": "火山"},
 }
 STAMPS = {
     "A red apple.": {"de": "Ein roter Apfel.", "ja": "赤いりんご。"},
@@ -73,17 +79,17 @@ def test_bench_multilingual_measures_each_language(tmp_path: Path) -> None:
         *((names, loc) for loc in ("en", "de", "ja")),
         *(("tux/test (sentences)", loc) for loc in ("en", "de", "ja")),
     }
-    english = by[(names, "en (captions)")]
+    english = by[(names, "en (captions)")]  # 12 pictures: R@10 is not 100 by construction
     assert english["xmr"] == english["tower"] and english["routed English"] == 1.0
+    assert by[(names, "de")]["kind"] == "names" and by[("tux/test (sentences)", "de")]["kind"] == "sentences"
     for loc in ("de", "ja"):  # other languages take e5, not the English tower
         assert by[(names, loc)]["routed_english"] < 0.5
         assert by[("tux/test (sentences)", loc)]["routed_english"] == 0.0
         assert by[(names, loc)]["queries"] == len(EMOJI)
         assert by[("tux/test (sentences)", loc)]["queries"] == len(STAMPS)
     pooled = {r["language"]: r for r in payload["pooled"]}  # one emoji set: the pooled rows are its rows
-    assert set(pooled) == {"en (captions)", "en", "de", "ja"}
-    assert pooled["en (captions)"]["xmr / English"] == 1.0
-    assert pooled["de"]["xmr"] == by[(names, "de")]["xmr"] and pooled["de"]["queries"] == len(EMOJI)
+    assert set(pooled) == {"en (captions)", "en", "de", "ja"}  # sentences are not pooled with names
+    assert pooled["de"]["xmr"] == pytest.approx(by[(names, "de")]["xmr"]) and pooled["de"]["queries"] == len(EMOJI)
     assert {r["language"] for r in payload["text_to_text"]} == {"de", "ja"}
     assert payload["times"] == {}
     assert (tmp_path / "out" / "multilingual.md").read_text().count("(sentences)") == 3
@@ -108,4 +114,31 @@ def test_missing_inputs_are_named(tmp_path: Path, missing: str) -> None:
     args += ["--sentences", str(manifest), "--stamps", str(tmp_path / "nowhere")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code != 0
-    assert "not found" in result.output and ("nowhere" in result.output or "test.jsonl" in result.output)
+    assert "not found" in result.output
+    assert ("nowhere" if missing == "stamps" else "test.jsonl") in result.output
+
+
+def test_stamps_must_be_a_folder_and_go_with_sentences(tmp_path: Path) -> None:
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text("", encoding="utf-8")
+    base = ["bench", "multilingual", str(manifest), "--cldr", str(tmp_path)]
+    alone = CliRunner().invoke(app, [*base, "--stamps", str(tmp_path)])
+    assert alone.exit_code != 0 and "--sentences" in alone.output
+    a_file = CliRunner().invoke(app, [*base, "--sentences", str(manifest), "--stamps", str(manifest)])
+    assert a_file.exit_code != 0 and "folder" in a_file.output
+
+
+def test_pooled_weights_each_set_by_its_queries() -> None:
+    from retrieval.bench.multilingual import pooled
+
+    rows = [
+        {"set": "a", "kind": "names", "language": "en (captions)", "tower": 50.0, "xmr": 50.0, "queries": 10},
+        {"set": "a", "kind": "names", "language": "de", "tower": 10.0, "xmr": 40.0, "queries": 10},
+        {"set": "b", "kind": "names", "language": "en (captions)", "tower": 80.0, "xmr": 80.0, "queries": 30},
+        {"set": "b", "kind": "names", "language": "de", "tower": 20.0, "xmr": 60.0, "queries": 30},
+        {"set": "c", "kind": "sentences", "language": "de", "tower": 0.0, "xmr": 0.0, "queries": 100},
+    ]
+    out = {r["language"]: r for r in pooled(rows)}
+    assert out["en (captions)"]["tower"] == pytest.approx((50 * 10 + 80 * 30) / 40)
+    assert out["de"]["xmr"] == pytest.approx((40 * 10 + 60 * 30) / 40) and out["de"]["queries"] == 40
+    assert out["de"]["xmr / English"] == pytest.approx(55.0 / 72.5)

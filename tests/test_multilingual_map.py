@@ -91,3 +91,80 @@ def test_keyword_translations_come_from_the_emoji_they_tag() -> None:
     src, dst = keyword_pairs(names, sorted(names), ["de"])
     assert dict(zip(src, dst)) == {"Gesicht": "face", "Haustier": "pet", "Hund": "dog", "Katze": "cat"}
     assert keyword_pairs(names, ["a", "c"], ["de"]) == (["Haustier"], ["pet"])  # one emoji each is too few
+
+
+def test_no_word_of_a_held_out_emoji_reaches_the_map() -> None:
+    """Emoji share keywords: a face that is not the tongue emoji is tagged ``Zunge``/``tongue``
+    too. With the tongue emoji held out, neither that pair nor any pair naming it is trained on."""
+    from retrieval.train.multilingual import cldr_pairs, held_out_words
+
+    names = {
+        "tongue": {
+            "en": {"name": ["tongue"], "keywords": ["tongue", "body"]},
+            "de": {"name": ["Zunge"], "keywords": ["Zunge", "Körper"]},
+        },
+        "face1": {
+            "en": {"name": ["face with tongue"], "keywords": ["tongue", "face"]},
+            "de": {"name": ["Gesicht mit Zunge"], "keywords": ["Zunge", "Gesicht"]},
+        },
+        "face2": {
+            "en": {"name": ["winking face with tongue"], "keywords": ["tongue", "face"]},
+            "de": {"name": ["zwinkerndes Gesicht mit Zunge"], "keywords": ["Zunge", "Gesicht"]},
+        },
+        "body": {
+            "en": {"name": ["flexed biceps"], "keywords": ["body", "face"]},
+            "de": {"name": ["Bizeps"], "keywords": ["Körper", "Gesicht"]},
+        },
+    }
+    train = ["face1", "face2", "body"]
+    leaky, _, _ = cldr_pairs(names, train, ["de"], set())
+    assert "Zunge" in leaky  # what split by emoji alone lets through
+    held = held_out_words(names, {"tongue"})
+    src, dst, count = cldr_pairs(names, train, ["de"], held)
+    assert not {s.lower() for s in src} & held and not {d.lower() for d in dst} & held
+    assert ("Gesicht", "face") in set(zip(src, dst)) and count == 3  # the names stay; Zunge/Körper go
+
+
+def test_a_bank_from_before_the_mlp_loads_and_projects_as_it_did(tmp_path) -> None:
+    """A bank file with a ridge map and no ``mlp.*`` or ``snap_*`` (as 1b49144 shipped it)."""
+    import json
+
+    from retrieval.models.multilingual import apply_map
+
+    rng = np.random.default_rng(3)
+    e5, target = _unit(rng.standard_normal((30, 16))), _unit(rng.standard_normal((30, 8)))
+    ridge = rng.standard_normal((17, 8)).astype(np.float32)
+    meta = {"k": 4, "tau": 0.05, "text_tower": "x", "map_weight": 2.0}
+    path = tmp_path / "old-bank.npz"
+    np.savez(
+        path, e5=e5.astype(np.float16), target=target.astype(np.float16), map=ridge, meta=np.array(json.dumps(meta))
+    )
+    bank = PivotBank.load(path)
+    assert bank.mlp is None and bank.snap_weight == 0.0
+    queries = _unit(rng.standard_normal((3, 16)))
+    expected = _unit(bank.pivot(queries) + 2.0 * apply_map(ridge, queries))
+    np.testing.assert_allclose(bank.project(queries), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"snap_k": 0}, {"snap_k": 2.5}, {"snap_tau": 0.0}, {"k": -1}, {"tau": float("nan")}, {"snap_weight": -1.0}]
+)
+def test_bad_route_settings_are_refused_when_the_bank_is_made(bad: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        PivotBank(np.zeros((2, 4)), np.zeros((2, 4)), **bad)
+
+
+def test_every_pair_is_trained_on_whatever_the_batch() -> None:
+    pytest.importorskip("torch")
+    from retrieval.train.multilingual_map import fit_mlp_map
+
+    rng = np.random.default_rng(4)
+    x, y = _unit(rng.standard_normal((7, 6))).astype(np.float32), _unit(rng.standard_normal((7, 4))).astype(np.float32)
+    for batch in (3, 50):  # 7 pairs: a last batch of one; fewer pairs than a batch
+        tensors = fit_mlp_map(x, y, np.arange(7), hidden=8, epochs=2, batch=batch)
+        assert np.all(np.isfinite(MlpHead(tensors)(x)))
+    for bad in ({"epochs": 0}, {"batch": 0}):
+        with pytest.raises(ValueError, match="must be >= 1"):
+            fit_mlp_map(x, y, np.arange(7), **bad)
+    with pytest.raises(ValueError, match="needs pairs"):
+        fit_mlp_map(x[:0], y[:0], np.arange(0))

@@ -181,6 +181,10 @@ def bench_multilingual(
             fail(f"not found: {path}")
     if sentences and not stamps:
         fail("--sentences needs --stamps (the folder their translations are read from)")
+    if stamps and not sentences:
+        fail("--stamps is read only for --sentences: name the Tux Paint manifests to query too")
+    if stamps and not stamps.is_dir():
+        fail(f"--stamps must be Tux Paint's stamps folder (usr/share/tuxpaint/stamps), not a file: {stamps}")
     cfg = MultilingualConfig(
         manifests=[str(p) for p in manifests],
         cldr=[str(p) for p in cldr],

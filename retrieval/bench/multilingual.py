@@ -40,11 +40,12 @@ from ..models.multilingual import BANK_FILE, E5Text, PivotBank, apply_map, is_en
 from ..train.metrics import first_relevant_ranks, summarize
 from ..train.multilingual import (
     cldr_names,
+    cldr_pairs,
     e5_cached,
     emoji_of_file,
     fit_ridge,
+    held_out_words,
     map_emoji,
-    parallel_names,
     stamp_translations,
     unpack,
 )
@@ -99,6 +100,8 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
         encoder = create_model(cfg.model, runtime=inference_runtime(cfg.model))
     if encoder.multilingual is None:
         raise RuntimeError(f"{cfg.model} has no multilingual route (no shipped pivot bank fits its text tower)")
+    if cfg.sentences and not (cfg.stamps and Path(cfg.stamps).is_dir()):
+        raise ValueError(f"sentences need Tux Paint's stamps folder (usr/share/tuxpaint/stamps), not {cfg.stamps!r}")
     locales = tuple(cfg.locales)
     names = cldr_names(_roots(cfg, cache), ("en", *locales))
     sets = {m: [it for it in load_captioned(m) if it.modality == "image"] for m in cfg.manifests}
@@ -112,9 +115,10 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
     keep = np.array([p.lower() not in held for p in phrases])
     heldout = replace(bank, e5=bank.e5[keep], target=bank.target[keep])  # the shipped route, on fewer phrases
 
-    # The map: foreign names of emoji in no test split -> their English name's tower vector.
+    # The map: foreign names of emoji in no test split -> their English name's tower vector (no
+    # pair with a test emoji's name or keyword on either side).
     train = map_emoji(names, test_emoji, cfg.map_emoji)
-    src, dst = parallel_names(names, train, locales)
+    src, dst, _ = cldr_pairs(names, train, locales, held_out_words(names, test_emoji), keywords=False)
     kept_phrases = [p for p, k in zip(phrases, keep) if k]
     x = np.vstack([e5_cached(src, e5_cache), heldout.e5])
     y = np.vstack([encoder.encode_text_tower(list(dict.fromkeys(dst)))[_positions(dst)], heldout.target])
@@ -146,6 +150,7 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
         rows.append(
             {
                 "set": label,
+                "kind": "names",
                 "language": "en (captions)",
                 "tower": base,
                 "xmr": routed["R@10"],
@@ -173,7 +178,7 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
             vecs["fused"] = _unit(vecs["pivot-heldout"] + bank.map_weight * vecs["map"])
             vecs["xmr"] = encoder.encode_text(texts)
             vecs["xmr-heldout"] = heldout.project(q)
-            row: dict[str, Any] = {"set": label, "language": loc}
+            row: dict[str, Any] = {"set": label, "kind": "names", "language": loc}
             for route, v in vecs.items():
                 row[route] = _recall10(v, gallery, rel)["R@10"]
             row["xmr / en captions"] = row["xmr"] / base if base else None
@@ -183,8 +188,6 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
             rows.append(row)
         t2t.extend(_text_to_text(encoder, names, sorted({emoji_of_file(it.path) for it in items}), locales, label))
     if cfg.sentences:
-        if not cfg.stamps:
-            raise ValueError("sentence manifests need the stamps folder their translations are read from")
         rows.extend(_sentence_rows(cfg, encoder, bank, w, e5_cache))
 
     parity = english_parity(cfg.english, encoder)
@@ -238,7 +241,7 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
 def pooled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per language, each route's R@10 over the emoji sets pooled (weighted by their queries),
     and the shipped route's share of English's (the sets' own captions through the tower)."""
-    names = [r for r in rows if not r["set"].endswith("(sentences)")]
+    names = [r for r in rows if r.get("kind", "names") == "names"]
     out = []
     for language in dict.fromkeys(r["language"] for r in names):
         mine = [r for r in names if r["language"] == language]
@@ -249,7 +252,7 @@ def pooled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if all(v is not None for v in values):
                 row[route] = float(np.dot(weights, values) / weights.sum())
         out.append(row)
-    english = next((r["xmr"] for r in out if r["language"] == "en (captions)"), None)
+    english = next((r["tower"] for r in out if r["language"] == "en (captions)"), None)
     for row in out:
         row["xmr / English"] = row["xmr"] / english if english else None
     return out
@@ -279,7 +282,7 @@ def _sentence_rows(cfg: MultilingualConfig, encoder: Any, bank: PivotBank, w: np
             vecs = {"tower": encoder.encode_text_tower(texts), "pivot": bank.pivot(q), "map": apply_map(w, q)}
             vecs["fused"] = _unit(vecs["pivot"] + bank.map_weight * vecs["map"])
             vecs["xmr"] = encoder.encode_text(texts)
-            row: dict[str, Any] = {"set": label, "language": loc}
+            row: dict[str, Any] = {"set": label, "kind": "sentences", "language": loc}
             for route, v in vecs.items():
                 row[route] = _recall10(v, gallery, rel)["R@10"]
             base = row["tower"] if loc == "en" else base

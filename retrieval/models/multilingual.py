@@ -229,6 +229,17 @@ class PivotBank:
     snap_k: int = 8  # ... (tower vectors of its ``snap_k`` nearest by the tower's own similarity,
     snap_tau: float = 0.05  # softmax at ``snap_tau``), added at this weight
 
+    def __post_init__(self) -> None:
+        for name in ("k", "snap_k"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ValueError(f"a bank's {name} must be a whole number >= 1, not {getattr(self, name)!r}")
+        for name in ("tau", "snap_tau"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"a bank's {name} (a softmax temperature) must be > 0, not {getattr(self, name)!r}")
+        for name in ("map_weight", "snap_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"a bank's {name} must be >= 0, not {getattr(self, name)!r}")
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PivotBank":
         with np.load(path) as data:

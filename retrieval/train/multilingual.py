@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.multilingual import MULTILINGUAL_DIR, E5Text, words_of
+from ..models.multilingual import MULTILINGUAL_DIR, E5Text, PivotBank, words_of
 
 log = logging.getLogger(__name__)
 # Languages whose CLDR names train the map (chosen on the validation splits: README).
@@ -277,6 +277,43 @@ def parallel_names(names: dict, emoji: Sequence[str], locales: Sequence[str]) ->
     return src, dst
 
 
+def held_out_words(names: dict, held: set[str]) -> set[str]:
+    """Every name and keyword of the ``held`` emoji, in every locale (lower case, spaces collapsed):
+    text that no training pair of a map may hold on either side (the test concepts' words)."""
+    return {
+        _key(text)
+        for e in held
+        if e in names
+        for entry in names[e].values()
+        for text in entry.get("name", []) + entry.get("keywords", [])
+    }
+
+
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def without_held(src: Sequence[str], dst: Sequence[str], held_words: set[str]) -> tuple[list[str], list[str]]:
+    """The pairs of which neither side is a held-out word (:func:`held_out_words`)."""
+    keep = [i for i, (a, b) in enumerate(zip(src, dst)) if _key(a) not in held_words and _key(b) not in held_words]
+    return [src[i] for i in keep], [dst[i] for i in keep]
+
+
+def cldr_pairs(
+    names: dict, emoji: Sequence[str], locales: Sequence[str], held_words: set[str], keywords: bool = True
+) -> tuple[list[str], list[str], int]:
+    """The map's CLDR training pairs (text, its English): the names of ``emoji`` and (with
+    ``keywords``) the word translations their keywords give, less every pair with a word of a
+    held-out emoji on either side (emoji share keywords: ``Zunge`` tags a face that is not the
+    tongue emoji). Returns (sources, English, how many of them are names)."""
+    src, dst = without_held(*parallel_names(names, emoji, locales), held_words)
+    count = len(src)
+    if keywords:
+        kw_src, kw_dst = without_held(*keyword_pairs(names, emoji, locales), held_words)
+        src, dst = src + kw_src, dst + kw_dst
+    return src, dst, count
+
+
 def held_out_emoji(manifests: Sequence[Path]) -> set[str]:
     """The emoji drawn in the pictures of ``manifests`` (files named by their codepoints)."""
     out: set[str] = set()
@@ -318,7 +355,8 @@ def build(
     and keywords, the training captions, the ``wordnet_max`` most used WordNet lemmas; float16
     vectors) and the ridge map fitted on the bank's English phrases and the names of
     ``map_count`` emoji (none drawn in the ``held_out`` manifests) in ``locales`` (with ``mlp``,
-    their keywords' word translations too, :func:`keyword_pairs`); with ``stamps``
+    their keywords' word translations too, :func:`keyword_pairs`), no pair and no phrase holding a
+    name or keyword of a held-out emoji in any language (:func:`held_out_words`); with ``stamps``
     (Tux Paint's stamps folder), their descriptions' translations too (none captioning a picture
     of the ``held_out`` manifests); with ``mlp`` (keyword arguments of
     :func:`~retrieval.train.multilingual_map.fit_mlp_map`), an MLP map on the same pairs beside it;
@@ -345,26 +383,29 @@ def build(
         write_words(out_dir / "foreign-words.txt", foreign_lexicon(cldr_roots, core))
     e5 = e5_cached(phrases, cache)
     target = encoder.encode_text_tower(phrases)
-    emoji = map_emoji(names, held_out_emoji(held_out), map_count)
-    src, dst = parallel_names(names, emoji, locales)
-    name_pairs = len(src)
-    if mlp is not None:  # word translations read off the same emoji's keywords (chosen with the MLP)
-        kw_src, kw_dst = keyword_pairs(names, emoji, locales)
-        src, dst = src + kw_src, dst + kw_dst
+    PivotBank(np.zeros((1, 1)), np.zeros((1, 1)), k, tau, snap_weight=snap[0], snap_k=snap[1], snap_tau=snap[2])
+    held = held_out_emoji(held_out)  # (the line above: bad route settings fail before any work)
+    held_words = held_out_words(names, held)
+    emoji = map_emoji(names, held, map_count)
+    # word translations read off the same emoji's keywords go with the MLP (chosen with it)
+    src, dst, name_pairs = cldr_pairs(names, emoji, locales, held_words, keywords=mlp is not None)
     keyword_count = len(src) - name_pairs
     if stamps is not None:
         tux_src, tux_dst = stamp_pairs(stamp_translations(stamps, locales), set(read_captions(held_out)), locales)
         src, dst = src + tux_src, dst + tux_dst
     english = {t: i for i, t in enumerate(dict.fromkeys(dst))}
     english_vec = encoder.encode_text_tower(list(english))
-    x = np.vstack([e5_cached(src, cache), e5])
-    y = np.vstack([english_vec[[english[t] for t in dst]], target])
-    groups = {t: i for i, t in enumerate(dict.fromkeys(dst + phrases))}
+    # the bank's phrases train the maps too (English to itself), but for the held-out emoji's words
+    mine = np.array([_key(p) not in held_words for p in phrases], dtype=bool)
+    map_phrases = [p for p, m in zip(phrases, mine) if m]
+    x = np.vstack([e5_cached(src, cache), e5[mine]])
+    y = np.vstack([english_vec[[english[t] for t in dst]], target[mine]])
+    groups = {t: i for i, t in enumerate(dict.fromkeys(dst + map_phrases))}
     mlp_tensors = {}
     if mlp is not None:
         from .multilingual_map import fit_mlp_map
 
-        tensors = fit_mlp_map(x, y, np.array([groups[t] for t in dst + phrases]), **mlp)
+        tensors = fit_mlp_map(x, y, np.array([groups[t] for t in dst + map_phrases]), **mlp)
         mlp_tensors = {f"mlp.{k}": v for k, v in tensors.items()}
     meta = {
         "k": k,
@@ -379,11 +420,15 @@ def build(
         "map_emoji": len(emoji),
         "map_locales": list(locales),
         "ridge": ridge,
+        "map_phrases": len(map_phrases),
         "map_name_pairs": name_pairs,
         "map_keyword_pairs": keyword_count,
         "map_stamp_pairs": len(src) - name_pairs - keyword_count,
         "mlp": mlp,
+        "stamps": "/".join(Path(stamps).parts[-4:]) if stamps is not None else None,  # usr/share/tuxpaint/stamps
+        "vocabulary": "/".join(Path(vocabulary).parts[-4:]) if vocabulary is not None else None,
         "held_out": [Path(m).parent.name + "/" + Path(m).name for m in held_out],
+        "held_out_words": len(held_words),
     }
     np.savez_compressed(
         out_dir / "pivot-bank.npz",
@@ -439,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 map_weight=args.map_weight,
                 stamps=args.stamps,
                 mlp=json.loads(args.mlp) if args.mlp is not None else None,
-                snap=(args.snap[0], int(args.snap[1]), args.snap[2]),
+                snap=(args.snap[0], int(args.snap[1]) if args.snap[1].is_integer() else args.snap[1], args.snap[2]),
                 vocabulary=args.vocabulary,
             )
         )

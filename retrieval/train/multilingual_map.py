@@ -38,6 +38,10 @@ def fit_mlp_map(
     """Tensors of :class:`~retrieval.models.heads.MlpHead` (``head.*``) mapping unit e5 vectors
     ``x`` ``[N, 384]`` to unit targets ``y`` ``[N, D]``; ``groups[i]`` names pair ``i``'s English
     text (pairs with the same group are positives of each other's target)."""
+    if len(x) == 0 or len(x) != len(y) or len(x) != len(groups):
+        raise ValueError(f"a map needs pairs: {len(x)} inputs, {len(y)} targets, {len(groups)} groups")
+    if epochs < 1 or batch < 1:
+        raise ValueError(f"epochs and batch must be >= 1, not {epochs} and {batch}")
     import torch
     import torch.nn.functional as F
 
@@ -50,15 +54,12 @@ def fit_mlp_map(
     fc1, fc2 = torch.nn.Linear(x.shape[1], hidden), torch.nn.Linear(hidden, y.shape[1])
     params = [*fc1.parameters(), *fc2.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    steps = epochs * max(1, len(x) // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    step = 0
+    per_epoch = -(-len(x) // batch)  # the last, smaller batch too
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * per_epoch, pct_start=0.1)
     for epoch in range(epochs):
         order = torch.from_numpy(rng.permutation(len(x)))
         total = 0.0
-        for start in range(0, len(x) - batch + 1 if len(x) >= batch else 1, batch):
-            if step >= steps:
-                break
+        for start in range(0, len(x), batch):
             idx = order[start : start + batch]
             out = F.normalize(fc2(F.gelu(fc1(xs[idx]))), dim=-1)
             g = gs[idx]
@@ -72,9 +73,8 @@ def fit_mlp_map(
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
             total += float(loss.detach())
-        log.info("map epoch %d: loss %.4f", epoch, total / max(1, len(x) // batch))
+        log.info("map epoch %d: loss %.4f", epoch, total / per_epoch)
     return {
         "head.fc1.weight": fc1.weight.detach().numpy().copy(),
         "head.fc1.bias": fc1.bias.detach().numpy().copy(),
