@@ -37,12 +37,14 @@ from retrieval.train.multilingual import (
     emoji_of_file,
     fit_ridge,
     held_out_emoji,
+    held_out_sentences,
     held_out_words,
     keyword_pairs,
     map_emoji,
     read_captions,
     stamp_pairs,
     stamp_translations,
+    text_key,
     without_held,
 )
 from retrieval.train.multilingual_map import fit_mlp_map
@@ -111,14 +113,14 @@ def main() -> None:
     # language) on either side of a pair, nor among the bank's phrases the maps train on; the
     # pivot and the snap look up a bank without them too.
     held = held_out_emoji([args.data / f"{t}.jsonl" for t in TESTS + VALS])
-    held_words = held_out_words(names, held)
-    keep = np.array([" ".join(p.lower().split()) not in held_words for p in phrases], dtype=bool)
+    held_captions = set(read_captions([args.data / f"tuxpaint/{s}.jsonl" for s in ("val", "test", "test-raster")]))
+    held_words = held_out_words(names, held) | held_out_sentences(stamps, held_captions)
+    keep = np.array([text_key(p) not in held_words for p in phrases], dtype=bool)
     bank = replace(bank, e5=bank.e5[keep], target=bank.target[keep])
     phrases = [p for p, k in zip(phrases, keep) if k]
     emoji = map_emoji(names, held, 100_000)
     src, dst, _ = cldr_pairs(names, emoji, locales, held_words, keywords=False)
-    held_captions = set(read_captions([args.data / f"tuxpaint/{s}.jsonl" for s in ("val", "test", "test-raster")]))
-    tux_src, tux_dst = stamp_pairs(stamps, held_captions, locales)
+    tux_src, tux_dst = without_held(*stamp_pairs(stamps, held_captions, locales), held_words)
     print(f"pairs: {len(src)} names of {len(emoji)} emoji, {len(tux_src)} descriptions, {len(phrases)} phrases")
     kw_src, kw_dst = without_held(*keyword_pairs(names, emoji, locales), held_words)
     print(f"keyword translations: {len(kw_src)}, e.g. {list(zip(kw_src, kw_dst))[::997][:8]}")

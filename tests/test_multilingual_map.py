@@ -147,7 +147,18 @@ def test_a_bank_from_before_the_mlp_loads_and_projects_as_it_did(tmp_path) -> No
 
 
 @pytest.mark.parametrize(
-    "bad", [{"snap_k": 0}, {"snap_k": 2.5}, {"snap_tau": 0.0}, {"k": -1}, {"tau": float("nan")}, {"snap_weight": -1.0}]
+    "bad",
+    [
+        {"snap_k": 0},
+        {"snap_k": 2.5},
+        {"k": 2.0},
+        {"k": True},
+        {"snap_tau": 0.0},
+        {"k": -1},
+        {"tau": float("nan")},
+        {"snap_weight": -1.0},
+        {"map_weight": float("inf")},
+    ],
 )
 def test_bad_route_settings_are_refused_when_the_bank_is_made(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
@@ -168,3 +179,25 @@ def test_every_pair_is_trained_on_whatever_the_batch() -> None:
             fit_mlp_map(x, y, np.arange(7), **bad)
     with pytest.raises(ValueError, match="needs pairs"):
         fit_mlp_map(x[:0], y[:0], np.arange(0))
+
+
+def test_no_held_out_stamp_description_or_emoji_word_reaches_the_map_through_stamps() -> None:
+    """Stamps are held out by their English caption, but a training stamp may share a held-out
+    one's translation ("Un coniglietto." describes two rabbits) or be an emoji's word ("A frog.")."""
+    from retrieval.train.multilingual import held_out_sentences, held_out_words, stamp_pairs, text_key, without_held
+
+    stamps = {
+        "A bunny.": {"it": "Un coniglietto.", "ja": "うさぎ"},
+        "A small rabbit.": {"it": "Un coniglietto.", "ja": "小さなうさぎ"},
+        "A frog.": {"it": "Una rana.", "ja": "カエル"},
+        "A pear.": {"it": "Una pera.", "ja": "洋ナシ！"},
+    }
+    names = {"frog": {"en": {"name": ["frog"], "keywords": []}, "ja": {"name": ["カエル"], "keywords": []}}}
+    held = held_out_words(names, {"frog"}) | held_out_sentences(stamps, {"A bunny."})
+    src, dst = without_held(*stamp_pairs(stamps, {"A bunny."}, ["it", "ja"]), held)
+    assert set(zip(src, dst)) == {
+        ("小さなうさぎ", "A small rabbit."),
+        ("Una pera.", "A pear."),
+        ("洋ナシ！", "A pear."),
+    }
+    assert text_key("洋ナシ！") == "洋ナシ" and text_key("A frog.") == "frog" and text_key(".شمعة") == "شمعة"

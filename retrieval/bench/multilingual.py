@@ -47,6 +47,7 @@ from ..train.multilingual import (
     held_out_words,
     map_emoji,
     stamp_translations,
+    text_key,
     unpack,
 )
 from .recall import load_captioned
@@ -96,12 +97,12 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
 
     cache = Path(cfg.cache or tempfile.mkdtemp(prefix="xmr-multilingual-"))
     e5_cache = cache / "e5-vectors.npz"
+    if cfg.sentences and not (cfg.stamps and Path(cfg.stamps).is_dir()):
+        raise ValueError(f"sentences need Tux Paint's stamps folder (usr/share/tuxpaint/stamps), not {cfg.stamps!r}")
     if encoder is None:
         encoder = create_model(cfg.model, runtime=inference_runtime(cfg.model))
     if encoder.multilingual is None:
         raise RuntimeError(f"{cfg.model} has no multilingual route (no shipped pivot bank fits its text tower)")
-    if cfg.sentences and not (cfg.stamps and Path(cfg.stamps).is_dir()):
-        raise ValueError(f"sentences need Tux Paint's stamps folder (usr/share/tuxpaint/stamps), not {cfg.stamps!r}")
     locales = tuple(cfg.locales)
     names = cldr_names(_roots(cfg, cache), ("en", *locales))
     sets = {m: [it for it in load_captioned(m) if it.modality == "image"] for m in cfg.manifests}
@@ -118,10 +119,12 @@ def run_multilingual(cfg: MultilingualConfig, out_dir: str | None = None, encode
     # The map: foreign names of emoji in no test split -> their English name's tower vector (no
     # pair with a test emoji's name or keyword on either side).
     train = map_emoji(names, test_emoji, cfg.map_emoji)
-    src, dst, _ = cldr_pairs(names, train, locales, held_out_words(names, test_emoji), keywords=False)
-    kept_phrases = [p for p, k in zip(phrases, keep) if k]
-    x = np.vstack([e5_cached(src, e5_cache), heldout.e5])
-    y = np.vstack([encoder.encode_text_tower(list(dict.fromkeys(dst)))[_positions(dst)], heldout.target])
+    held_words = held_out_words(names, test_emoji)
+    src, dst, _ = cldr_pairs(names, train, locales, held_words, keywords=False)
+    mine = np.array([text_key(p) not in held_words for p in phrases], dtype=bool)  # every language's words
+    kept_phrases = [p for p, k in zip(phrases, mine) if k]
+    x = np.vstack([e5_cached(src, e5_cache), bank.e5[mine]])
+    y = np.vstack([encoder.encode_text_tower(list(dict.fromkeys(dst)))[_positions(dst)], bank.target[mine]])
     w = fit_ridge(x, y, cfg.ridge)
     log.info(
         "map: %d pairs (%d foreign names of %d emoji, %d English phrases)",

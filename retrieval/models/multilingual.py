@@ -231,14 +231,15 @@ class PivotBank:
 
     def __post_init__(self) -> None:
         for name in ("k", "snap_k"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ValueError(f"a bank's {name} must be a whole number >= 1, not {getattr(self, name)!r}")
-        for name in ("tau", "snap_tau"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"a bank's {name} (a softmax temperature) must be > 0, not {getattr(self, name)!r}")
-        for name in ("map_weight", "snap_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"a bank's {name} must be >= 0, not {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"a bank's {name} must be a whole number >= 1, not {value!r}")
+        for name in ("tau", "snap_tau", "map_weight", "snap_weight"):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and np.isfinite(value)
+            if not ok or (value <= 0 if "tau" in name else value < 0):
+                bound = "> 0 (a softmax temperature)" if "tau" in name else ">= 0"
+                raise ValueError(f"a bank's {name} must be a finite number {bound}, not {value!r}")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PivotBank":

@@ -281,7 +281,7 @@ def held_out_words(names: dict, held: set[str]) -> set[str]:
     """Every name and keyword of the ``held`` emoji, in every locale (lower case, spaces collapsed):
     text that no training pair of a map may hold on either side (the test concepts' words)."""
     return {
-        _key(text)
+        text_key(text)
         for e in held
         if e in names
         for entry in names[e].values()
@@ -289,14 +289,52 @@ def held_out_words(names: dict, held: set[str]) -> set[str]:
     }
 
 
-def _key(text: str) -> str:
-    return " ".join(text.lower().split())
+# Leading articles dropped when texts are compared for the hold-out ("A badger." is "badger").
+_ARTICLES = frozenset(
+    "a an the ein eine einen der die das un une le la les el los las uno una il lo gli i um uma o os as".split()
+    + ["de", "het", "een"]
+)
+
+
+def text_key(text: str) -> str:
+    """How texts are compared for the hold-out: lower case, punctuation at either end (any
+    script's: ``。``, ``！``, Arabic's leading ``.``) and one leading article dropped, spaces collapsed."""
+    words = unicodedata.normalize("NFKC", text).lower().split()
+    words = [w.strip("".join(c for c in w if unicodedata.category(c)[0] in "PS")) or w for w in words]
+    words = [w for w in words if w and not all(unicodedata.category(c)[0] in "PS" for c in w)]
+    if len(words) > 1 and words[0] in _ARTICLES:
+        words = words[1:]
+    return " ".join(words)
 
 
 def without_held(src: Sequence[str], dst: Sequence[str], held_words: set[str]) -> tuple[list[str], list[str]]:
     """The pairs of which neither side is a held-out word (:func:`held_out_words`)."""
-    keep = [i for i, (a, b) in enumerate(zip(src, dst)) if _key(a) not in held_words and _key(b) not in held_words]
+    keep = [i for i, pair in enumerate(zip(src, dst)) if not {text_key(t) for t in pair} & held_words]
     return [src[i] for i in keep], [dst[i] for i in keep]
+
+
+def held_out_sentences(translations: dict[str, dict[str, str]], held_captions: set[str]) -> set[str]:
+    """The held-out stamps' descriptions in English and in every language (as :func:`text_key` reads
+    them): no training pair may hold one on either side, whatever stamp or emoji it comes from
+    (``Un coniglietto.`` describes two stamps; ``캥거루`` is an emoji's name and a stamp's)."""
+    out = {text_key(c) for c in held_captions}
+    for english in held_captions:
+        out.update(text_key(t) for t in translations.get(english, {}).values())
+    return out
+
+
+MLP_SETTINGS = frozenset({"hidden", "epochs", "batch", "lr", "weight_decay", "tau", "nce", "seed"})
+
+
+def check_settings(
+    k: int, tau: float, map_weight: float, snap: tuple[float, int, float], mlp: dict[str, object] | None
+) -> None:
+    """Refuse route settings a bank could not answer with (ValueError), before any work."""
+    empty = np.zeros((1, 1))
+    PivotBank(empty, empty, k=k, tau=tau, map_weight=map_weight, snap_weight=snap[0], snap_k=snap[1], snap_tau=snap[2])
+    unknown = sorted(set(mlp or {}) - MLP_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown MLP settings {', '.join(unknown)}; known: {', '.join(sorted(MLP_SETTINGS))}")
 
 
 def cldr_pairs(
@@ -363,6 +401,7 @@ def build(
     ``snap``: the weight, k and temperature of the mapped vector snapped to the bank's phrases;
     ``vocabulary``: a folder of a bank whose phrases and word lists are kept (only the maps are
     made again: the English words, and so which texts are English, do not change)."""
+    check_settings(k, tau, map_weight, snap, mlp)  # before anything is written or embedded
     names = cldr_names(cldr_roots, ["en", *locales])
     en = {e: v for e, v in names.items() if "en" in v}
     cldr_texts = [t for e in en.values() for t in e["en"]["name"] + e["en"]["keywords"]]
@@ -383,20 +422,22 @@ def build(
         write_words(out_dir / "foreign-words.txt", foreign_lexicon(cldr_roots, core))
     e5 = e5_cached(phrases, cache)
     target = encoder.encode_text_tower(phrases)
-    PivotBank(np.zeros((1, 1)), np.zeros((1, 1)), k, tau, snap_weight=snap[0], snap_k=snap[1], snap_tau=snap[2])
-    held = held_out_emoji(held_out)  # (the line above: bad route settings fail before any work)
+    held = held_out_emoji(held_out)
     held_words = held_out_words(names, held)
+    translations = stamp_translations(stamps, locales) if stamps is not None else {}
+    held_captions = set(read_captions(held_out))
+    held_words |= held_out_sentences(translations, held_captions)
     emoji = map_emoji(names, held, map_count)
     # word translations read off the same emoji's keywords go with the MLP (chosen with it)
     src, dst, name_pairs = cldr_pairs(names, emoji, locales, held_words, keywords=mlp is not None)
     keyword_count = len(src) - name_pairs
     if stamps is not None:
-        tux_src, tux_dst = stamp_pairs(stamp_translations(stamps, locales), set(read_captions(held_out)), locales)
+        tux_src, tux_dst = without_held(*stamp_pairs(translations, held_captions, locales), held_words)
         src, dst = src + tux_src, dst + tux_dst
     english = {t: i for i, t in enumerate(dict.fromkeys(dst))}
     english_vec = encoder.encode_text_tower(list(english))
     # the bank's phrases train the maps too (English to itself), but for the held-out emoji's words
-    mine = np.array([_key(p) not in held_words for p in phrases], dtype=bool)
+    mine = np.array([text_key(p) not in held_words for p in phrases], dtype=bool)
     map_phrases = [p for p, m in zip(phrases, mine) if m]
     x = np.vstack([e5_cached(src, cache), e5[mine]])
     y = np.vstack([english_vec[[english[t] for t in dst]], target[mine]])
