@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import logging
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models.multilingual import MULTILINGUAL_DIR, E5Text, PivotBank, words_of
+from .multilingual_map import fit_mlp_map
 
 log = logging.getLogger(__name__)
 # Languages whose CLDR names train the map (chosen on the validation splits: README).
@@ -323,7 +325,8 @@ def held_out_sentences(translations: dict[str, dict[str, str]], held_captions: s
     return out
 
 
-MLP_SETTINGS = frozenset({"hidden", "epochs", "batch", "lr", "weight_decay", "tau", "nce", "seed"})
+# fit_mlp_map's settings, read off its signature (its module imports torch only when it trains)
+MLP_SETTINGS = frozenset(inspect.signature(fit_mlp_map).parameters) - {"x", "y", "groups"}
 
 
 def check_settings(
@@ -444,8 +447,6 @@ def build(
     groups = {t: i for i, t in enumerate(dict.fromkeys(dst + map_phrases))}
     mlp_tensors = {}
     if mlp is not None:
-        from .multilingual_map import fit_mlp_map
-
         tensors = fit_mlp_map(x, y, np.array([groups[t] for t in dst + map_phrases]), **mlp)
         mlp_tensors = {f"mlp.{k}": v for k, v in tensors.items()}
     meta = {
@@ -471,8 +472,9 @@ def build(
         "held_out": [Path(m).parent.name + "/" + Path(m).name for m in held_out],
         "held_out_words": len(held_words),
     }
+    tmp = out_dir / "pivot-bank.tmp.npz"  # written whole, then renamed: a killed build leaves the old bank
     np.savez_compressed(
-        out_dir / "pivot-bank.npz",
+        tmp,
         e5=e5.astype(np.float16),
         target=target.astype(np.float16),
         map=fit_ridge(x, y, ridge),
@@ -480,6 +482,7 @@ def build(
         phrases=np.array(phrases),
         meta=np.array(json.dumps(meta)),
     )
+    tmp.replace(out_dir / "pivot-bank.npz")
     (out_dir / "pivot-bank.json").write_text(json.dumps(meta, indent=1) + "\n")
     log.info("bank: %d phrases", len(phrases))
     return meta
