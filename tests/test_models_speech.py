@@ -58,6 +58,14 @@ def test_a_video_soundtrack_is_heard_and_a_silent_video_holds_nothing(
         recognizer.transcribe(tmp_path / "broken.wav")
 
 
+def test_a_file_reads_the_same_words_every_time(tmp_path: Path, recognizer: SpeechRecognizer) -> None:
+    # Whisper is unsure of these words (average log-probability under -1), where faster-whisper's
+    # default falls back to sampling: two reads of the same file then wrote different words
+    path = speak(tmp_path / "glorp.wav", "mumble bumble frobnicate the glorp", voice="en")
+    reads = {tuple(u.text for u in recognizer.transcribe(path).utterances) for _ in range(6)}
+    assert len(reads) == 1 and next(iter(reads)), reads
+
+
 def test_speech_regions_found_before_are_read_alone_and_heard_the_same(
     tmp_path: Path, recognizer: SpeechRecognizer
 ) -> None:

@@ -42,6 +42,11 @@ CUT_SEARCH_SECONDS = 20.0  # the cut is the quietest half second in this much be
 READ_SECONDS = 30.0
 NO_SPEECH = 0.6  # an utterance with Whisper's no-speech probability above this ...
 UNLIKELY = -1.0  # ... and an average log-probability below this is not speech
+# Greedy decoding only: faster-whisper's default falls back to sampling at higher temperatures
+# when a segment's average log-probability is below -1, and a segment near that line (espeak's
+# "grandmother" sits at -0.97) then reads differently from one run to the next; the same file
+# must give the same words every time it is read.
+TEMPERATURE = 0.0
 NO_AUDIO = "holds no audio stream"  # what the decoder says of a video without sound
 
 
@@ -197,6 +202,7 @@ class SpeechRecognizer:
             word_timestamps=True,
             vad_filter=False,
             condition_on_previous_text=False,
+            temperature=TEMPERATURE,
         )
         starts = [c["start"] / SAMPLE_RATE for c in chunks]
         for seg in restore_speech_timestamps(found, chunks, SAMPLE_RATE):
