@@ -146,6 +146,45 @@ def test_a_bank_from_before_the_mlp_loads_and_projects_as_it_did(tmp_path) -> No
     np.testing.assert_allclose(bank.project(queries), expected, atol=1e-6)
 
 
+def _head_tensors(rng: np.random.Generator, prefix: str) -> dict[str, np.ndarray]:
+    shapes = {"fc1.weight": (12, 16), "fc1.bias": (12,), "fc2.weight": (8, 12), "fc2.bias": (8,)}
+    out = {f"{prefix}head.{k}": rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+    return out | {f"{prefix}head.mean": np.zeros(16, np.float32), f"{prefix}head.std": np.ones(16, np.float32)}
+
+
+def test_a_bank_of_several_mlp_maps_projects_with_their_mean(tmp_path) -> None:
+    """``mlp.0.head.*``, ``mlp.1.head.*``, ...: maps fitted with other seeds, their unit outputs
+    averaged; a bank of one head (``mlp.head.*``) loads it alone, as it did before ensembles."""
+    import json
+
+    rng = np.random.default_rng(5)
+    e5, target = _unit(rng.standard_normal((30, 16))), _unit(rng.standard_normal((30, 8)))
+    meta = {"k": 4, "tau": 0.05, "text_tower": "x", "map_weight": 2.0, "snap_weight": 1.0}
+    heads = {n: _head_tensors(rng, f"mlp.{n}.") for n in range(3)}
+    path = tmp_path / "bank.npz"
+    tensors = {k: v for h in heads.values() for k, v in h.items()}
+    np.savez(path, e5=e5, target=target, meta=np.array(json.dumps(meta)), **tensors)
+    bank = PivotBank.load(path)
+    queries = _unit(rng.standard_normal((4, 16)))
+    one_by_one = [MlpHead({k[len(f"mlp.{n}.") :]: v for k, v in h.items()})(queries) for n, h in heads.items()]
+    mean = _unit(sum(one_by_one))
+    np.testing.assert_allclose(bank.mapped(queries), mean, atol=1e-6)
+    expected = _unit(bank.pivot(queries) + 2.0 * mean + 1.0 * bank.snap(mean))
+    np.testing.assert_allclose(bank.project(queries), expected, atol=1e-6)
+
+    np.savez(path, e5=e5, target=target, meta=np.array(json.dumps(meta)), **_head_tensors(rng, "mlp."))
+    single = PivotBank.load(path)
+    assert isinstance(single.mlp, MlpHead)
+
+
+@pytest.mark.parametrize("seeds, mlp", [(0, {}), (True, {}), (2.0, {}), (2, None)])
+def test_bad_mlp_seeds_are_refused_before_any_work(seeds: object, mlp: dict | None) -> None:
+    from retrieval.train.multilingual import check_settings
+
+    with pytest.raises(ValueError, match="MLP seeds"):
+        check_settings(8, 0.05, 2.0, (0.0, 8, 0.05), mlp, seeds)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -201,3 +240,41 @@ def test_no_held_out_stamp_description_or_emoji_word_reaches_the_map_through_sta
         ("洋ナシ！", "A pear."),
     }
     assert text_key("洋ナシ！") == "洋ナシ" and text_key("A frog.") == "frog" and text_key(".شمعة") == "شمعة"
+
+
+def test_a_bank_built_with_several_seeds_holds_each_map_and_uses_their_mean(tmp_path) -> None:
+    """build() end to end on a CLDR-shaped package: two MLP maps from seeds 5 and 6, stored in
+    order under ``mlp.0.`` and ``mlp.1.``, read back as their mean."""
+    import json
+
+    pytest.importorskip("torch")
+    from retrieval import create_model
+    from retrieval.models.multilingual import MeanOfHeads
+    from retrieval.train.multilingual import build
+    from tests.test_bench_multilingual import EMOJI, _cldr
+    from tests.test_models_multilingual import e5_or_skip
+
+    e5_or_skip()
+    vocabulary = tmp_path / "vocabulary"  # a bank's phrases and word lists, kept as they are
+    vocabulary.mkdir()
+    phrases = ["a dog", "a red apple", "a hot drink", "a mountain", "a bicycle", "fish", "books"]
+    np.savez(vocabulary / "pivot-bank.npz", phrases=np.array(phrases))
+    for name in ("english-words.txt", "foreign-words.txt"):
+        (vocabulary / name).write_text("dog\napple\n", encoding="utf-8")
+    mlp = {"hidden": 16, "epochs": 3, "batch": 8, "seed": 5}
+    out = tmp_path / "bank"
+    meta = build(
+        [_cldr(tmp_path / "cldr")], tmp_path / "no-wordnet", [], create_model("xmr-mini", runtime="onnx"), out,
+        locales=["de", "ja"], mlp=mlp, mlp_seeds=2, vocabulary=vocabulary,
+    )  # fmt: skip
+    assert meta["mlp_seeds"] == 2 and meta["map_name_pairs"] == 2 * len(EMOJI)
+    with np.load(out / "pivot-bank.npz") as data:
+        assert {k.split(".head.")[0] for k in data.files if k.startswith("mlp")} == {"mlp.0", "mlp.1"}
+        first = {k[len("mlp.0.") :]: data[k] for k in data.files if k.startswith("mlp.0.")}
+    bank = PivotBank.load(out / "pivot-bank.npz")
+    assert isinstance(bank.mlp, MeanOfHeads) and len(bank.mlp.heads) == 2
+    one, two = (h(bank.e5) for h in bank.mlp.heads)
+    assert not np.allclose(one, two)  # other seeds, other maps
+    np.testing.assert_allclose(bank.mapped(bank.e5), _unit(one + two), atol=1e-6)
+    np.testing.assert_allclose(one, MlpHead(first)(bank.e5), atol=1e-6)
+    assert json.loads((out / "pivot-bank.json").read_text())["mlp"] == mlp

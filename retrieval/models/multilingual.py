@@ -224,7 +224,7 @@ class PivotBank:
     text_tower: str = ""
     map_w: np.ndarray | None = None  # a linear map e5 -> tower space ``[385, D]`` (last row: bias)
     map_weight: float = 0.0  # its share beside the pivot: v = unit(pivot + map_weight * map)
-    mlp: MlpHead | None = None  # a non-linear map e5 -> tower space; where present, the map used
+    mlp: MlpHead | MeanOfHeads | None = None  # a non-linear map e5 -> tower space; where present, the map used
     snap_weight: float = 0.0  # the mapped vector snapped to the bank's nearest English phrases ...
     snap_k: int = 8  # ... (tower vectors of its ``snap_k`` nearest by the tower's own similarity,
     snap_tau: float = 0.05  # softmax at ``snap_tau``), added at this weight
@@ -256,9 +256,7 @@ class PivotBank:
                 snap_weight=float(meta.get("snap_weight", 0.0)),
                 snap_k=int(meta.get("snap_k", 8)),
                 snap_tau=float(meta.get("snap_tau", 0.05)),
-                mlp=MlpHead({k[4:]: data[k].astype(np.float32) for k in data.files if k.startswith("mlp.")})
-                if "mlp.head.fc1.weight" in data
-                else None,
+                mlp=_heads({k: data[k] for k in data.files if k.startswith("mlp.")}),
             )
 
     def project(self, queries: np.ndarray) -> np.ndarray:
@@ -297,6 +295,31 @@ class PivotBank:
         w /= w.sum(axis=1, keepdims=True)
         out = np.einsum("mk,mkd->md", w, self.target[top])
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class MeanOfHeads:
+    """MLP maps fitted alike with other seeds, run as one: the unit mean of their unit outputs."""
+
+    def __init__(self, heads: Sequence[MlpHead]) -> None:
+        if not heads:
+            raise ValueError("a mean of heads needs at least one head")
+        self.heads = list(heads)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        out = sum(head(features) for head in self.heads)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def _heads(tensors: dict[str, np.ndarray]) -> MlpHead | MeanOfHeads | None:
+    """A bank's MLP map from its ``mlp.*`` tensors: one head (``mlp.head.*``, as first shipped),
+    several (``mlp.0.head.*``, ``mlp.1.head.*``, ...: their mean), or none."""
+    prefixes = sorted({k[: k.index("head.")] for k in tensors if "head." in k}, key=lambda p: (len(p), p))
+    heads = [
+        MlpHead({k[len(p) :]: v.astype(np.float32) for k, v in tensors.items() if k.startswith(p)}) for p in prefixes
+    ]
+    if not heads:
+        return None
+    return heads[0] if prefixes == ["mlp."] else MeanOfHeads(heads)
 
 
 def apply_map(w: np.ndarray, x: np.ndarray) -> np.ndarray:

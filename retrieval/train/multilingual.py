@@ -330,9 +330,18 @@ MLP_SETTINGS = frozenset(inspect.signature(fit_mlp_map).parameters) - {"x", "y",
 
 
 def check_settings(
-    k: int, tau: float, map_weight: float, snap: tuple[float, int, float], mlp: dict[str, object] | None
+    k: int,
+    tau: float,
+    map_weight: float,
+    snap: tuple[float, int, float],
+    mlp: dict[str, object] | None,
+    mlp_seeds: int = 1,
 ) -> None:
     """Refuse route settings a bank could not answer with (ValueError), before any work."""
+    if isinstance(mlp_seeds, bool) or not isinstance(mlp_seeds, int) or mlp_seeds < 1:
+        raise ValueError(f"the MLP seeds must be a whole number >= 1, not {mlp_seeds!r}")
+    if mlp_seeds > 1 and mlp is None:
+        raise ValueError(f"{mlp_seeds} MLP seeds need an MLP map (--mlp)")
     empty = np.zeros((1, 1))
     PivotBank(empty, empty, k=k, tau=tau, map_weight=map_weight, snap_weight=snap[0], snap_k=snap[1], snap_tau=snap[2])
     unknown = sorted(set(mlp or {}) - MLP_SETTINGS)
@@ -391,6 +400,7 @@ def build(
     mlp: dict[str, object] | None = None,
     snap: tuple[float, int, float] = (0.0, 8, 0.05),
     vocabulary: Path | None = None,
+    mlp_seeds: int = 1,
 ) -> dict[str, object]:
     """Write the word lists and ``pivot-bank.npz`` to ``out_dir``: the bank (English CLDR names
     and keywords, the training captions, the ``wordnet_max`` most used WordNet lemmas; float16
@@ -403,8 +413,10 @@ def build(
     :func:`~retrieval.train.multilingual_map.fit_mlp_map`), an MLP map on the same pairs beside it;
     ``snap``: the weight, k and temperature of the mapped vector snapped to the bank's phrases;
     ``vocabulary``: a folder of a bank whose phrases and word lists are kept (only the maps are
-    made again: the English words, and so which texts are English, do not change)."""
-    check_settings(k, tau, map_weight, snap, mlp)  # before anything is written or embedded
+    made again: the English words, and so which texts are English, do not change);
+    ``mlp_seeds``: that many MLP maps fitted alike from seeds ``seed``, ``seed + 1``, ... (their
+    mean is the map, :class:`~retrieval.models.multilingual.MeanOfHeads`)."""
+    check_settings(k, tau, map_weight, snap, mlp, mlp_seeds)  # before anything is written or embedded
     names = cldr_names(cldr_roots, ["en", *locales])
     en = {e: v for e, v in names.items() if "en" in v}
     cldr_texts = [t for e in en.values() for t in e["en"]["name"] + e["en"]["keywords"]]
@@ -447,8 +459,12 @@ def build(
     groups = {t: i for i, t in enumerate(dict.fromkeys(dst + map_phrases))}
     mlp_tensors = {}
     if mlp is not None:
-        tensors = fit_mlp_map(x, y, np.array([groups[t] for t in dst + map_phrases]), **mlp)
-        mlp_tensors = {f"mlp.{k}": v for k, v in tensors.items()}
+        labels, first = np.array([groups[t] for t in dst + map_phrases]), int(mlp.get("seed", 0))
+        for n in range(mlp_seeds):
+            tensors = fit_mlp_map(x, y, labels, **{**mlp, "seed": first + n})
+            prefix = "mlp." if mlp_seeds == 1 else f"mlp.{n}."  # one head keeps the first layout
+            # float16 as the bank's vectors: the mapped vectors move by a cosine of 5e-7 at most
+            mlp_tensors |= {prefix + k: v.astype(np.float16) for k, v in tensors.items()}
     meta = {
         "k": k,
         "tau": tau,
@@ -467,6 +483,7 @@ def build(
         "map_keyword_pairs": keyword_count,
         "map_stamp_pairs": len(src) - name_pairs - keyword_count,
         "mlp": mlp,
+        "mlp_seeds": mlp_seeds,
         "stamps": "/".join(Path(stamps).parts[-4:]) if stamps is not None else None,  # usr/share/tuxpaint/stamps
         "vocabulary": "/".join(Path(vocabulary).parts[-4:]) if vocabulary is not None else None,
         "held_out": [Path(m).parent.name + "/" + Path(m).name for m in held_out],
@@ -511,6 +528,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--vocabulary", type=Path, default=None, help="keep this bank's phrases and word lists")
     parser.add_argument("--snap", type=float, nargs=3, default=(0.0, 8, 0.05), help="snap weight, k, temperature")
     parser.add_argument("--mlp", default=None, help="an MLP map too: fit_mlp_map's arguments as JSON ('{}': defaults)")
+    parser.add_argument("--mlp-seeds", type=int, default=1, help="that many MLP maps from successive seeds, averaged")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     encoder = create_model(args.model, runtime=inference_runtime(args.model))
@@ -530,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 mlp=json.loads(args.mlp) if args.mlp is not None else None,
                 snap=(args.snap[0], int(args.snap[1]) if args.snap[1].is_integer() else args.snap[1], args.snap[2]),
                 vocabulary=args.vocabulary,
+                mlp_seeds=args.mlp_seeds,
             )
         )
     )
