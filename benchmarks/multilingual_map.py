@@ -26,7 +26,7 @@ import numpy as np
 
 from retrieval.bench.recall import load_captioned
 from retrieval.models.heads import MlpHead
-from retrieval.models.multilingual import BANK_FILE, PivotBank, apply_map
+from retrieval.models.multilingual import BANK_FILE, MeanOfHeads, PivotBank, apply_map
 from retrieval.models.registry import create_model
 from retrieval.train.metrics import first_relevant_ranks
 from retrieval.train.multilingual import (
@@ -168,7 +168,7 @@ def main() -> None:
         label, which, kw = settings[0]
         x, y, g = pairs(which)
         heads = [maps[label][1], *(MlpHead(fit_mlp_map(x, y, g, seed=n, **kw)) for n in range(1, args.seeds))]
-        maps[f"{label} x{args.seeds} seeds"] = ("mlp", lambda q, heads=heads: unit(sum(h(q) for h in heads)))
+        maps[f"{label} x{args.seeds} seeds"] = ("mlp", MeanOfHeads(heads))
 
     results: dict[str, dict[str, list[float]]] = {}  # route -> set -> R@10 per language
     english_r: dict[str, float] = {}

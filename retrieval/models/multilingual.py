@@ -7,7 +7,8 @@ it, and three vectors of the English tower's space are summed (:meth:`PivotBank.
     each phrase's e5 vector and its vector from the English text tower), their tower vectors
     weighted by similarity (top ``k``, softmax at temperature ``tau``);
   * the map: an MLP from e5 to the tower's space, trained on translations (CLDR emoji names and
-    keywords, Tux Paint's stamp descriptions) and the bank's phrases (older banks: a linear map);
+    keywords, Tux Paint's stamp descriptions) and the bank's phrases, or the mean of several
+    fitted from other seeds (older banks: a linear map);
   * the snap: the map's vector moved onto the bank's nearest phrases by the tower's similarity.
 ``benchmarks/multilingual_map.py`` chose them on validation splits, ``xmr bench multilingual``
 measures them on test splits (README "Queries in any language").
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MULTILINGUAL_DIR",
     "E5Text",
+    "MeanOfHeads",
     "MultilingualText",
     "PivotBank",
     "english_words",
@@ -310,10 +312,18 @@ class MeanOfHeads:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
+HEAD_TENSORS = ("head.fc1.weight", "head.fc1.bias", "head.fc2.weight", "head.fc2.bias", "head.mean", "head.std")
+
+
 def _heads(tensors: dict[str, np.ndarray]) -> MlpHead | MeanOfHeads | None:
     """A bank's MLP map from its ``mlp.*`` tensors: one head (``mlp.head.*``, as first shipped),
     several (``mlp.0.head.*``, ``mlp.1.head.*``, ...: their mean), or none."""
     prefixes = sorted({k[: k.index("head.")] for k in tensors if "head." in k}, key=lambda p: (len(p), p))
+    if "mlp." in prefixes and len(prefixes) > 1:
+        raise ValueError(f"a bank holds one MLP map (mlp.head.*) or several (mlp.0.head.*, ...), not both: {prefixes}")
+    missing = [p + n for p in prefixes for n in HEAD_TENSORS if p + n not in tensors]
+    if missing:
+        raise ValueError(f"the bank's MLP map lacks {', '.join(missing)}")
     heads = [
         MlpHead({k[len(p) :]: v.astype(np.float32) for k, v in tensors.items() if k.startswith(p)}) for p in prefixes
     ]

@@ -329,6 +329,9 @@ def held_out_sentences(translations: dict[str, dict[str, str]], held_captions: s
 MLP_SETTINGS = frozenset(inspect.signature(fit_mlp_map).parameters) - {"x", "y", "groups"}
 
 
+KEEP_FLOAT32 = {"head.mean", "head.std"}
+
+
 def check_settings(
     k: int,
     tau: float,
@@ -342,6 +345,9 @@ def check_settings(
         raise ValueError(f"the MLP seeds must be a whole number >= 1, not {mlp_seeds!r}")
     if mlp_seeds > 1 and mlp is None:
         raise ValueError(f"{mlp_seeds} MLP seeds need an MLP map (--mlp)")
+    seed = (mlp or {}).get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"the MLP seed must be a whole number >= 0, not {seed!r}")
     empty = np.zeros((1, 1))
     PivotBank(empty, empty, k=k, tau=tau, map_weight=map_weight, snap_weight=snap[0], snap_k=snap[1], snap_tau=snap[2])
     unknown = sorted(set(mlp or {}) - MLP_SETTINGS)
@@ -459,12 +465,13 @@ def build(
     groups = {t: i for i, t in enumerate(dict.fromkeys(dst + map_phrases))}
     mlp_tensors = {}
     if mlp is not None:
-        labels, first = np.array([groups[t] for t in dst + map_phrases]), int(mlp.get("seed", 0))
+        labels, first = np.array([groups[t] for t in dst + map_phrases]), mlp.get("seed", 0)
         for n in range(mlp_seeds):
             tensors = fit_mlp_map(x, y, labels, **{**mlp, "seed": first + n})
             prefix = "mlp." if mlp_seeds == 1 else f"mlp.{n}."  # one head keeps the first layout
-            # float16 as the bank's vectors: the mapped vectors move by a cosine of 5e-7 at most
-            mlp_tensors |= {prefix + k: v.astype(np.float16) for k, v in tensors.items()}
+            # weights in float16, as the bank's vectors (the mapped vectors move by under 1e-6 in
+            # cosine); the input's mean and spread in float32, which a tiny spread needs
+            mlp_tensors |= {prefix + k: v if k in KEEP_FLOAT32 else v.astype(np.float16) for k, v in tensors.items()}
     meta = {
         "k": k,
         "tau": tau,
