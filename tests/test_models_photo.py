@@ -121,3 +121,23 @@ def test_weights_hash_is_the_one_indexes_recorded(photo) -> None:
     digest.update(file_sha256(WEIGHTS_DIR / "xmr-mini-photo.safetensors").encode() + file_sha256(GRAPH).encode())
     assert photo.weights_hash == digest.hexdigest()
     assert photo.weights_hash.startswith("ba1b62a9efb31ffa")  # as shipped on 2026-12-07
+
+
+def test_pictures_run_side_by_side_give_each_its_own_outputs() -> None:
+    """run_many (threads sharing one session) against run, one picture after another: the same
+    outputs, in the pictures' order."""
+    if not GRAPH.is_file():
+        pytest.skip(f"{GRAPH} is not installed")
+    backbone = nanodet.NanoDetFeatures(GRAPH, threads=1)
+    inputs = [nanodet.to_input(img) for img in pictures()] * 2
+    one_by_one = [backbone.run(x) for x in inputs]
+    for workers in (2, 3):
+        side_by_side = backbone.run_many(inputs, workers)
+        assert len(side_by_side) == len(inputs)
+        for got, want in zip(side_by_side, one_by_one):
+            assert got.keys() == want.keys()
+            for name in want:
+                np.testing.assert_allclose(got[name], want[name], atol=1e-6)
+    doubled = backbone.run_many(inputs[:3], 2, prepare=lambda x: x * 0 + 1)  # prepared on the threads
+    np.testing.assert_allclose(doubled[0][nanodet.C5], backbone.run(inputs[0] * 0 + 1)[nanodet.C5], atol=1e-6)
+    assert not np.allclose(one_by_one[0][nanodet.C5], one_by_one[1][nanodet.C5])  # the pictures differ

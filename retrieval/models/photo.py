@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,13 @@ class StretchPreprocessor(ImagePreprocessor):
     def crop(self, img: Image.Image) -> np.ndarray:
         resized = img.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
+
+
+def _nanodet_input(picture: np.ndarray) -> np.ndarray:
+    """One picture of ``pixels`` (``[3, S, S]`` RGB in [0, 1], StretchPreprocessor) as NanoDet's
+    input: BGR 0-255, normalised by its mean and std."""
+    bgr = np.round(picture[::-1] * 255.0).transpose(1, 2, 0)
+    return np.ascontiguousarray(((bgr - nanodet.MEAN) / nanodet.STD).transpose(2, 0, 1), dtype=np.float32)
 
 
 class PhotoEncoder(OnnxEncoder):
@@ -86,7 +94,9 @@ class PhotoEncoder(OnnxEncoder):
         self._classes = tensors["classes"]
         self._fusion = (float(cfg["fusion"]["head"]), float(cfg["fusion"]["det"]))
         self._top = int(cfg.get("top_classes", 3))
-        self.backbone = nanodet.NanoDetFeatures(graph, threads=threads)
+        # one intra-op thread a picture, as many pictures at a time as there are cores (run_many)
+        self._pictures_at_once = threads or len(os.sched_getaffinity(0))
+        self.backbone = nanodet.NanoDetFeatures(graph, threads=1)
         self.preprocess_image = StretchPreprocessor(image_size=int(cfg["image_size"]))
 
     def head(self, pooled: np.ndarray) -> np.ndarray:
@@ -102,13 +112,8 @@ class PhotoEncoder(OnnxEncoder):
     def _image_forward(self, pixels: np.ndarray) -> np.ndarray:
         if self.backbone is None:  # the packaged scratch tower of ``towers_from``
             return super()._image_forward(pixels)
-        # pixels: [B, 3, S, S] RGB in [0, 1] (StretchPreprocessor); NanoDet wants BGR 0-255, normalised.
-        rows = []
-        for picture in pixels:
-            bgr = np.round(picture[::-1] * 255.0).transpose(1, 2, 0)
-            x = np.ascontiguousarray(((bgr - nanodet.MEAN) / nanodet.STD).transpose(2, 0, 1), dtype=np.float32)
-            rows.append(nanodet.pool(self.backbone.run(x))[0])
-        pooled = np.stack(rows)
+        outputs = self.backbone.run_many(list(pixels), self._pictures_at_once, prepare=_nanodet_input)
+        pooled = np.stack([nanodet.pool(out)[0] for out in outputs])
         w_head, w_det = self._fusion
         return w_head * self.head(pooled) + w_det * self.detections(pooled)
 
