@@ -124,12 +124,15 @@ def test_weights_hash_is_the_one_indexes_recorded(photo) -> None:
 
 
 def test_pictures_run_side_by_side_give_each_its_own_outputs() -> None:
-    """run_many (threads sharing one session) against run, one picture after another: the same
-    outputs, in the pictures' order."""
+    """run_many (threads sharing one single-threaded session) against run, one picture after
+    another on the default session: the same outputs, in the pictures' order; a picture that
+    cannot be prepared fails the call; one picture takes the default session."""
     if not GRAPH.is_file():
         pytest.skip(f"{GRAPH} is not installed")
-    backbone = nanodet.NanoDetFeatures(GRAPH, threads=1)
-    inputs = [nanodet.to_input(img) for img in pictures()] * 2
+    backbone = nanodet.NanoDetFeatures(GRAPH)
+    rng = np.random.default_rng(7)
+    inputs = [nanodet.to_input(img) for img in pictures()]
+    inputs += [rng.standard_normal(inputs[0].shape).astype(np.float32) for _ in range(4)]  # 7 distinct
     one_by_one = [backbone.run(x) for x in inputs]
     for workers in (2, 3):
         side_by_side = backbone.run_many(inputs, workers)
@@ -137,7 +140,20 @@ def test_pictures_run_side_by_side_give_each_its_own_outputs() -> None:
         for got, want in zip(side_by_side, one_by_one):
             assert got.keys() == want.keys()
             for name in want:
-                np.testing.assert_allclose(got[name], want[name], atol=1e-6)
-    doubled = backbone.run_many(inputs[:3], 2, prepare=lambda x: x * 0 + 1)  # prepared on the threads
-    np.testing.assert_allclose(doubled[0][nanodet.C5], backbone.run(inputs[0] * 0 + 1)[nanodet.C5], atol=1e-6)
-    assert not np.allclose(one_by_one[0][nanodet.C5], one_by_one[1][nanodet.C5])  # the pictures differ
+                np.testing.assert_allclose(got[name], want[name], atol=1e-5)
+    c5 = [o[nanodet.C5] for o in one_by_one]
+    assert all(not np.allclose(c5[i], c5[j]) for i in range(7) for j in range(i))  # each picture its own
+    negated = backbone.run_many(inputs[:3], 2, prepare=lambda x: -x)  # prepared on the threads
+    np.testing.assert_allclose(negated[2][nanodet.C5], backbone.run(-inputs[2])[nanodet.C5], atol=1e-5)
+
+    def broken(x: np.ndarray) -> np.ndarray:
+        if x is inputs[4]:
+            raise ValueError("picture 4 cannot be read")
+        return x
+
+    with pytest.raises(ValueError, match="picture 4"):
+        backbone.run_many(inputs, 2, prepare=broken)
+    assert set(backbone._sessions) == {None, 1}
+    solo = nanodet.NanoDetFeatures(GRAPH)
+    solo.run_many(inputs[:1], 2)
+    assert set(solo._sessions) == {None}  # one picture: no second session

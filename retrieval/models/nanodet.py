@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -64,13 +65,15 @@ def pool(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class NanoDetFeatures:
-    """The features graph on ONNX Runtime, one picture a run (the graph's batch is fixed at 1)."""
+    """The features graph on ONNX Runtime, one picture a run (the graph's batch is fixed at 1):
+    :meth:`run` on ``threads`` intra-op threads (None: ONNX Runtime's default), :meth:`run_many`
+    several pictures side by side on a second, single-threaded session (made on first use)."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = Path(path)
         self.sha256 = file_sha256(self.path)
         self._threads = threads
-        self._session = None
+        self._sessions: dict[int | None, Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -78,22 +81,26 @@ class NanoDetFeatures:
         """The name a feature cache records: the graph's hash and the pooling."""
         return f"nanodet-g:{self.sha256[:12]}:grid3"
 
-    def session(self):
+    def session(self, threads: int | None | str = "own") -> Any:
+        """The session on ``threads`` intra-op threads (``"own"``: the constructor's)."""
+        threads = self._threads if threads == "own" else threads
         with self._lock:
-            if self._session is None:
+            if threads not in self._sessions:
                 import onnxruntime as ort
 
                 options = ort.SessionOptions()
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                if self._threads:
-                    options.intra_op_num_threads = self._threads
-                self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-                log.info("NanoDet %s loaded (%s threads)", self.extractor, self._threads or "default")
-        return self._session
+                if threads:
+                    options.intra_op_num_threads = threads
+                self._sessions[threads] = ort.InferenceSession(
+                    str(self.path), options, providers=["CPUExecutionProvider"]
+                )
+                log.info("NanoDet %s loaded (%s threads)", self.extractor, threads or "default")
+            return self._sessions[threads]
 
-    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, pixels: np.ndarray, session: Any = None) -> dict[str, np.ndarray]:
         """Every output of the graph for one ``[3, 416, 416]`` input, by name."""
-        session = self.session()
+        session = session or self.session()
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(None, {INPUT: pixels[None]})))
 
@@ -101,17 +108,18 @@ class NanoDetFeatures:
         self, inputs: Sequence[np.ndarray], workers: int, prepare: Callable[[np.ndarray], np.ndarray] | None = None
     ) -> list[dict[str, np.ndarray]]:
         """:meth:`run` on each of ``inputs`` (after ``prepare``), ``workers`` pictures at a time on
-        threads sharing the one session (ONNX Runtime runs a session from several threads at once).
+        threads sharing one single-threaded session (ONNX Runtime runs a session from several
+        threads at once); one picture alone (a query) takes :meth:`run`'s session, all its threads.
         The graph's batch is fixed at 1, and one picture's small layers keep two intra-op threads
         waiting on each other: two pictures side by side on one thread each ran 1.08x-1.10x as many
         pictures a second as one at a time on ONNX Runtime's default threads, on two cores
         (``benchmarks/nanodet_threads.py``; end to end, ``xmr-mini-photo.md`` "Speed and size")."""
-        work = (lambda x: self.run(prepare(x))) if prepare is not None else self.run
-        if workers <= 1 or len(inputs) <= 1:
-            return [work(x) for x in inputs]
-        self.session()  # loaded once, before the threads share it
+        prepare = prepare or (lambda x: x)
+        if workers <= 1 or len(inputs) <= 1:  # one picture (a query): all the own session's threads on it
+            return [self.run(prepare(x)) for x in inputs]
+        single = self.session(1)  # loaded once, before the threads share it
         with ThreadPoolExecutor(max_workers=min(workers, len(inputs)), thread_name_prefix="nanodet") as pool:
-            return list(pool.map(work, inputs))
+            return list(pool.map(lambda x: self.run(prepare(x), single), inputs))
 
     def __call__(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """``pooled`` and ``grid`` features of an RGB picture."""

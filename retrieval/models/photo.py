@@ -94,9 +94,9 @@ class PhotoEncoder(OnnxEncoder):
         self._classes = tensors["classes"]
         self._fusion = (float(cfg["fusion"]["head"]), float(cfg["fusion"]["det"]))
         self._top = int(cfg.get("top_classes", 3))
-        # one intra-op thread a picture, as many pictures at a time as there are cores (run_many)
+        # a batch's pictures side by side, one intra-op thread each, as many as there are cores (run_many)
         self._pictures_at_once = threads or len(os.sched_getaffinity(0))
-        self.backbone = nanodet.NanoDetFeatures(graph, threads=1)
+        self.backbone = nanodet.NanoDetFeatures(graph, threads=threads)
         self.preprocess_image = StretchPreprocessor(image_size=int(cfg["image_size"]))
 
     def head(self, pooled: np.ndarray) -> np.ndarray:
@@ -127,6 +127,8 @@ class PhotoEncoder(OnnxEncoder):
         super().warm([m for m in modalities if not own.get(m)])
         if "image" in modalities and self.backbone is not None:
             self.backbone.session()
+            if self._pictures_at_once > 1:
+                self.backbone.session(1)  # run_many's
         if "audio" in modalities and self.ears is not None:
             self.ears.backbone.model()
             if self.ears.preprocess.tower_mels:
