@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..extras import has_module
+from .encoder import l2_normalize
 from .heads import MlpHead
 
 log = logging.getLogger(__name__)
@@ -308,8 +309,7 @@ class MeanOfHeads:
         self.heads = list(heads)
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        out = sum(head(features) for head in self.heads)
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return l2_normalize(sum(head(features) for head in self.heads))
 
 
 HEAD_TENSORS = ("head.fc1.weight", "head.fc1.bias", "head.fc2.weight", "head.fc2.bias", "head.mean", "head.std")

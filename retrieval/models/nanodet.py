@@ -81,9 +81,10 @@ class NanoDetFeatures:
         """The name a feature cache records: the graph's hash and the pooling."""
         return f"nanodet-g:{self.sha256[:12]}:grid3"
 
-    def session(self, threads: int | None | str = "own") -> Any:
-        """The session on ``threads`` intra-op threads (``"own"``: the constructor's)."""
-        threads = self._threads if threads == "own" else threads
+    def session(self, single: bool = False) -> Any:
+        """The session of :meth:`run` (the constructor's ``threads``), or with ``single`` the
+        single-threaded one of :meth:`run_many`."""
+        threads = 1 if single else self._threads
         with self._lock:
             if threads not in self._sessions:
                 import onnxruntime as ort
@@ -117,7 +118,7 @@ class NanoDetFeatures:
         prepare = prepare or (lambda x: x)
         if workers <= 1 or len(inputs) <= 1:  # one picture (a query): all the own session's threads on it
             return [self.run(prepare(x)) for x in inputs]
-        single = self.session(1)  # loaded once, before the threads share it
+        single = self.session(single=True)  # loaded once, before the threads share it
         with ThreadPoolExecutor(max_workers=min(workers, len(inputs)), thread_name_prefix="nanodet") as pool:
             return list(pool.map(lambda x: self.run(prepare(x), single), inputs))
 

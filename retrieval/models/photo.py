@@ -128,7 +128,7 @@ class PhotoEncoder(OnnxEncoder):
         if "image" in modalities and self.backbone is not None:
             self.backbone.session()
             if self._pictures_at_once > 1:
-                self.backbone.session(1)  # run_many's
+                self.backbone.session(single=True)  # run_many's
         if "audio" in modalities and self.ears is not None:
             self.ears.backbone.model()
             if self.ears.preprocess.tower_mels:
