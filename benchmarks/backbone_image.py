@@ -41,7 +41,7 @@ import numpy as np
 from benchmarks.cache_features import DEFAULT_MODEL, cache_folder, load_features
 from retrieval.bench.recall import Captioned, directions, load_captioned
 from retrieval.models.encoder import l2_normalize
-from retrieval.models.nanodet import CLASS_SLICE, COCO_CLASSES, NanoDetFeatures
+from retrieval.models.nanodet import CLASS_SLICE, COCO_CLASSES, SIZE, NanoDetFeatures
 
 log = logging.getLogger("backbone_image")
 DATA = Path("/root/xmr-data")
@@ -220,17 +220,21 @@ def choose_weight(val_parts: list[list[np.ndarray]], val: list[Split], text_stor
 
 
 def main() -> None:
+    global DATA  # manifest() reads the sets from --data
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--data", type=Path, default=DATA, help="the prepared sets (python -m benchmarks.datasets.all)")
     parser.add_argument("--cache", type=Path, default=DATA / "cache" / "nanodet")
     parser.add_argument("--work", type=Path, default=DATA / "cache" / "backbone-bench", help="vectors and heads")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--size", type=int, default=SIZE, help="the features' picture size (cache_features.py --size)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--top-classes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--ship", type=Path, help="write the MLP head and class vectors here (xmr-mini-photo)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    DATA = args.data
     import torch
 
     from retrieval.bench.report import machine_info
@@ -239,7 +243,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    extractor = NanoDetFeatures(args.model).extractor
+    extractor = NanoDetFeatures(args.model, size=args.size).extractor
     encoder = create_model("xmr-mini", runtime="onnx")
     train = [Split(f"{s}/train", extractor, args.cache) for s in TRAIN_SETS]
     val = [Split(f"{s}/val", extractor, args.cache) for s in TRAIN_SETS]
@@ -257,7 +261,7 @@ def main() -> None:
         np.savez(args.work / f"head-{kind}.npz", **state, **standardise)
         heads[kind] = (apply, info)
         if kind == "mlp" and args.ship:
-            ship_head(args.ship, state, standardise, class_vecs, info)
+            ship_head(args.ship, state, standardise, class_vecs, info, args.size)
 
     def parts_of(split: Split) -> dict[str, np.ndarray]:
         return {
@@ -343,7 +347,7 @@ def main() -> None:
     print(table)
 
 
-def ship_head(folder: Path, state: dict, standardise: dict, class_vecs: np.ndarray, info: dict) -> None:
+def ship_head(folder: Path, state: dict, standardise: dict, class_vecs: np.ndarray, info: dict, size: int) -> None:
     """``xmr-mini-photo.safetensors`` (the MLP head, its input standardisation and the COCO
     class names' text vectors, float32) and its record ``xmr-mini-photo.json`` (sha256 and how
     it was made), as :mod:`retrieval.models.photo` reads them."""
@@ -368,7 +372,8 @@ def ship_head(folder: Path, state: dict, standardise: dict, class_vecs: np.ndarr
         "head": {k: v for k, v in info.items() if k != "history"},
         "history": info["history"],
         "train_sets": [f"{s}/train" for s in TRAIN_SETS],
-        "made_by": "PYTHONPATH=. python benchmarks/backbone_image.py --ship retrieval/models/weights",
+        "image_size": size,  # the model config's image_cfg.image_size must say the same
+        "made_by": f"PYTHONPATH=. python benchmarks/backbone_image.py --size {size} --ship retrieval/models/weights",
     }
     path.with_suffix(".json").write_text(json.dumps(record, indent=1, default=float))
 

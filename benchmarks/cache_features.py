@@ -13,7 +13,7 @@ manifest's folder.
 
 Usage:
     PYTHONPATH=. nice -n 10 python benchmarks/cache_features.py --data /root/xmr-data \\
-        --data /root/xmr-data/prep --out /root/xmr-data/cache/nanodet --threads 1
+        --data /root/xmr-data/prep --out /root/xmr-data/cache/nanodet --threads 1 [--size 320]
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.models.image import ImageDecodeError, open_image
-from retrieval.models.nanodet import NanoDetFeatures
+from retrieval.models.nanodet import SIZE, NanoDetFeatures
+from retrieval.models.spec import WEIGHTS_DIR
 
 log = logging.getLogger("cache_features")
-DEFAULT_MODEL = Path("/root/xmr-data/models/nanodet-features.onnx")
+DEFAULT_MODEL = WEIGHTS_DIR / "nanodet-features.onnx"
 
 
 def manifests_of(roots: list[Path], field: str = "image") -> list[Path]:
@@ -147,11 +148,12 @@ def main() -> None:
     parser.add_argument("--manifest", type=Path, action="append", default=[])
     parser.add_argument("--out", type=Path, default=Path("/root/xmr-data/cache/nanodet"))
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--size", type=int, default=SIZE, help="the pictures' side in NanoDet (a multiple of 32)")
     parser.add_argument("--shard-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    backbone = NanoDetFeatures(args.model, threads=args.threads)
+    backbone = NanoDetFeatures(args.model, threads=args.threads, size=args.size)
     manifests = args.manifest + manifests_of(args.data)
     start = time.perf_counter()
     summary_path = args.out / "summary.json"

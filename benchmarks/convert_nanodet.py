@@ -6,10 +6,14 @@ What it makes (in ``--out``, default ``/root/xmr-data/models``):
     normalised by NanoDet's mean (103.53, 116.28, 123.675) and std (57.375, 57.12, 58.395);
     outputs per stride 8/16/32: class scores ``[1, 2704|676|169, 80]`` (sigmoid, COCO order)
     and box distributions ``[1, N, 44]`` (4 sides x 11 bins, NanoDet's GFL head).
-  * ``nanodet-features.onnx``: the same graph that also returns the backbone's three stages
-    (``[1, 128, 52, 52]``, ``[1, 256, 26, 26]``, ``[1, 512, 13, 13]``) and the three pyramid
-    levels after the PAN (``[1, 128, 52|26|13, 52|26|13]``) (:data:`FEATURE_TENSORS`): what
-    ``benchmarks/cache_features.py`` pools into the image features.
+  * ``nanodet-features.onnx``: the same graph cut to what the image features read
+    (:func:`cut_to_features`): the backbone's stages C4 and C5 (``[B, 256, S/16, S/16]``,
+    ``[B, 512, S/32, S/32]``), the three pyramid levels after the PAN (``[B, 128, S/8|S/16|S/32,
+    ...]``) and the class scores at each level as maps (``[B, 80, S/8|S/16|S/32, ...]``, sigmoid);
+    no box decoding, no reshape, so the batch ``B`` and the size ``S`` (a multiple of 32) are
+    free. :mod:`retrieval.models.nanodet` pools them. ``--cut SRC DST`` makes it from an older
+    ``nanodet-features.onnx`` (the whole converted graph with the feature outputs added), in any
+    environment with ``onnx``; at 416 its features equal that graph's (checked there).
   * ``nanodet-convert.json``: hashes of the inputs and outputs, the versions, and the check.
 
 How: the converter (TensorFlow + tf2onnx) is not a dependency of xmr. It runs in a throwaway
@@ -139,7 +143,52 @@ def stage_convert(json_path: Path, out: Path) -> None:
     if missing:
         raise RuntimeError(f"feature tensors not in the converted graph: {missing}")
     model.graph.output.extend(info[t] for t in FEATURE_TENSORS)
-    onnx.save(model, str(out / "nanodet-features.onnx"))
+    whole = out / "nanodet-whole.onnx"
+    onnx.save(model, str(whole))
+    cut_to_features(whole, out / "nanodet-features.onnx")
+
+
+CUT_OUTPUTS = (  # C4, C5, the PAN's P3-P5, the class score maps at strides 8, 16, 32
+    *FEATURE_TENSORS[1:],
+    *(f"PartitionedCall/onnx_tf_prefix_Sigmoid_{n}:0" for n in (154, 165, 176)),
+)
+
+
+def cut_to_features(src: Path, dst: Path) -> dict:
+    """Keep only the nodes :data:`CUT_OUTPUTS` need, make them the outputs and free the input's
+    batch and size (the box branch's reshapes, which fixed both, are gone). Returns what it did."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    everything = list(graph.node)
+    needed, kept = set(CUT_OUTPUTS), set()
+    for i in reversed(range(len(everything))):
+        if needed.intersection(everything[i].output):
+            kept.add(i)
+            needed.update(everything[i].input)
+    nodes = [everything[i] for i in sorted(kept)]
+    missing = set(CUT_OUTPUTS) - {o for n in nodes for o in n.output}
+    if missing:
+        raise RuntimeError(f"{src} has no tensors {sorted(missing)}: not the graph this cut expects")
+    dropped = len(graph.node) - len(nodes)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for n in nodes for i in n.input}
+    initializers = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    del graph.output[:]
+    graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, [None] * 4) for t in CUT_OUTPUTS)
+    del graph.value_info[:]  # shapes inferred at 416 would pin the size again
+    dims = graph.input[0].type.tensor_type.shape.dim
+    for dim, name in zip(dims, ("batch", None, "height", "width")):
+        if name:
+            dim.dim_param = name
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return {"nodes": len(nodes), "dropped": dropped, "outputs": list(CUT_OUTPUTS)}
 
 
 def preprocess(path: str):
@@ -194,7 +243,7 @@ def stage_check(json_path: Path, out: Path, photos: list[str]) -> dict:
 
     names = ["Identity_2:0", "Identity_5:0", "Identity_1:0", "Identity:0", "Identity_4:0", "Identity_3:0"]
     names += list(FEATURE_TENSORS)
-    session = ort.InferenceSession(str(out / "nanodet-features.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out / "nanodet-whole.onnx"), providers=["CPUExecutionProvider"])
     graph = tf_graph(json_path)
     worst = dict.fromkeys(names, 0.0)
     shapes: dict[str, list[int]] = {}
@@ -209,7 +258,32 @@ def stage_check(json_path: Path, out: Path, photos: list[str]) -> dict:
                 shapes[n] = list(ours[n].shape)
             scores = np.concatenate([ours[n][0] for n in ("Identity:0", "Identity_1:0", "Identity_2:0")]).max(0)
             top[Path(path).name] = [(COCO_CLASSES[i], round(float(scores[i]), 3)) for i in np.argsort(-scores)[:3]]
-    return {"photos": len(photos), "max_abs_diff": worst, "shapes": shapes, "top_classes": top}
+    cut = check_cut(out / "nanodet-whole.onnx", out / "nanodet-features.onnx", [preprocess(p) for p in photos])
+    return {"photos": len(photos), "max_abs_diff": worst, "shapes": shapes, "top_classes": top, "cut": cut}
+
+
+def check_cut(whole: Path, cut: Path, inputs: list) -> dict:
+    """The cut graph against the whole one on the same ``[1, 3, 416, 416]`` inputs: the largest
+    absolute difference of the feature maps and of the class scores (the whole graph's
+    ``[1, N, 80]`` against the cut one's maps laid out the same way)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (whole, cut)]
+    scores = {  # the whole graph's class scores at strides 8, 16, 32 -> the cut graph's maps
+        "Identity:0": CUT_OUTPUTS[-3],
+        "Identity_1:0": CUT_OUTPUTS[-2],
+        "Identity_2:0": CUT_OUTPUTS[-1],
+    }
+    worst = dict.fromkeys([*FEATURE_TENSORS[1:], *scores.values()], 0.0)
+    for x in inputs:
+        a, b = ({o.name: v for o, v in zip(s.get_outputs(), s.run(None, {INPUT: x}))} for s in sessions)
+        for name in FEATURE_TENSORS[1:]:
+            worst[name] = max(worst[name], float(np.abs(a[name] - b[name]).max()))
+        for theirs, ours in scores.items():
+            laid_out = b[ours].reshape(1, 80, -1).transpose(0, 2, 1)
+            worst[ours] = max(worst[ours], float(np.abs(a[theirs] - laid_out).max()))
+    return {"inputs": len(inputs), "max_abs_diff": worst}
 
 
 def main() -> None:
@@ -219,10 +293,17 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=Path("/root/xmr-data/venv-convert"))
     parser.add_argument("--photos", default=DEFAULT_PHOTOS, help="a manifest (.jsonl) whose images check the ONNX")
     parser.add_argument("--check-count", type=int, default=8)
+    parser.add_argument("--cut", type=Path, nargs=2, metavar=("SRC", "DST"), help="only cut SRC to DST")
     parser.add_argument("--stage", choices=("convert", "check"), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.cut:
+        src, dst = args.cut
+        done = cut_to_features(src, dst)
+        done["check"] = check_cut(src, dst, [preprocess(p) for p in photo_paths(args.photos, args.check_count)])
+        print(json.dumps(done, indent=1))
+        return
     if args.stage == "convert":
         stage_convert(args.json, args.out)
         return
@@ -258,7 +339,7 @@ def main() -> None:
         "tarball_sha256": TARBALL_SHA256,
         "licences": {"package": "MIT", "nanodet": "Apache-2.0 (https://github.com/RangiLyu/nanodet)"},
         "inputs": {p.name: sha256(p) for p in (model_json, model_json.with_suffix(".bin"))},
-        "outputs": {n: sha256(args.out / n) for n in ("nanodet.onnx", "nanodet-features.onnx")},
+        "outputs": {n: sha256(args.out / n) for n in ("nanodet.onnx", "nanodet-whole.onnx", "nanodet-features.onnx")},
         "versions": dict(zip(("tensorflow", "tf2onnx", "onnx"), versions)),
         "preprocessing": {"size": 416, "order": "BGR", "mean": MEAN, "std": STD, "resize": "bilinear"},
         "feature_tensors": list(FEATURE_TENSORS),
@@ -268,6 +349,8 @@ def main() -> None:
     print("| tensor | shape | max abs diff ONNX vs TF |\n| --- | --- | --- |")
     for name, diff in check["max_abs_diff"].items():
         print(f"| {name} | {check['shapes'][name]} | {diff:.2e} |")
+    for name, diff in check["cut"]["max_abs_diff"].items():
+        print(f"| {name} (cut graph vs whole) | | {diff:.2e} |")
     for photo, classes in check["top_classes"].items():
         print(photo, classes)
 

@@ -100,6 +100,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="fewer MLP settings")
     parser.add_argument("--seeds", type=int, default=1, help="also the shipped setting's MLP averaged over 2..N seeds")
+    parser.add_argument(
+        "--tower",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also the shipped route (the MLP averaged over --seeds) plus the English tower's own vector of the "
+        "text at these weights",
+    )
     args = parser.parse_args()
     locales = list(MAP_LOCALES)
     names = cldr_names(args.cldr, ["en", *locales])
@@ -171,6 +179,15 @@ def main() -> None:
         for n in range(2, args.seeds + 1):
             maps[f"{label} x{n} seeds"] = ("mlp", MeanOfHeads(heads[:n]))
 
+    shipped = None
+    if args.tower:  # the shipped bank's route, built from the held-out bank and the seeds' ensemble
+        label = f"{settings[0][0]} x{args.seeds} seeds" if args.seeds > 1 else settings[0][0]
+        shipped = replace(bank, mlp=maps[label][1], map_w=None)
+        print(
+            f"shipped route: {label}, map {shipped.map_weight:g}, snap {shipped.snap_weight:g} "
+            f"k={shipped.snap_k} tau={shipped.snap_tau:g}"
+        )
+
     results: dict[str, dict[str, list[float]]] = {}  # route -> set -> R@10 per language
     english_r: dict[str, float] = {}
     for s in sets:
@@ -191,6 +208,11 @@ def main() -> None:
                         snap = PivotBank(bank.target, bank.target, k, tau).pivot(unit(v))
                         for b in (1.0, 2.0, 3.0, 4.0, 6.0):
                             routes[f"pivot + 2 x {label} + {b:g} x snap k={k} tau={tau}"] = unit(piv) + 2 * v + b * snap
+            if shipped is not None:
+                projected = shipped.project(q)
+                tower = encoder.encode_text_tower(s["queries"][loc][0])
+                for t in (0.0, *args.tower):
+                    routes[f"shipped + {t:g} x tower"] = projected + t * tower
             for route, v in routes.items():
                 results.setdefault(route, {}).setdefault(s["set"], []).append(recall10(v, s["gallery"], rel))
     table = []
@@ -211,6 +233,10 @@ def main() -> None:
     print(json.dumps({"english": english_r}, indent=1))
     for row in table:
         print(row)
+    for route, by_set in results.items():  # per language, the routes with the tower
+        if route.startswith("shipped + "):
+            per_lang = np.mean([np.array(v) / english_r[k] for k, v in by_set.items() if k != "tuxpaint/val"], axis=0)
+            print(route, "emoji x en per language:", dict(zip(locales, per_lang.round(3).tolist())))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "multilingual_map.json").write_text(json.dumps({"english": english_r, "routes": table}, indent=1))

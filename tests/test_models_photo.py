@@ -52,7 +52,9 @@ def test_image_tower_matches_a_reference_built_piece_by_piece(photo) -> None:
         for layer, name in ((mlp[0], "fc1"), (mlp[2], "fc2")):
             layer.weight.copy_(torch.from_numpy(w[f"head.{name}.weight"]))
             layer.bias.copy_(torch.from_numpy(w[f"head.{name}.bias"]))
-    backbone = nanodet.NanoDetFeatures(GRAPH)
+    size = json.loads((WEIGHTS_DIR / "xmr-mini-photo.json").read_text())["image_size"]  # the head's
+    assert photo.backbone.size == size == 256
+    backbone = nanodet.NanoDetFeatures(GRAPH, size=size)
     expected = []
     for img in pictures():
         pooled, _ = backbone(img)  # the feature cache's own path: PIL resize, then NanoDet's input
@@ -120,7 +122,9 @@ def test_weights_hash_is_the_one_indexes_recorded(photo) -> None:
     digest = hashlib.sha256(spec.weights_hash().encode())
     digest.update(file_sha256(WEIGHTS_DIR / "xmr-mini-photo.safetensors").encode() + file_sha256(GRAPH).encode())
     assert photo.weights_hash == digest.hexdigest()
-    assert photo.weights_hash.startswith("ba1b62a9efb31ffa")  # as shipped on 2026-12-07
+    # as shipped on 2026-12-08: the cut graph and the head on 256 px pictures (the 2026-12-07
+    # model, 416 px, was ba1b62a9efb31ffa: its indexes are refused with the advice to rebuild)
+    assert photo.weights_hash.startswith("44fdf826aae65e0c")
 
 
 def test_pictures_run_side_by_side_give_each_its_own_outputs() -> None:
@@ -157,3 +161,62 @@ def test_pictures_run_side_by_side_give_each_its_own_outputs() -> None:
     solo = nanodet.NanoDetFeatures(GRAPH)
     solo.run_many(inputs[:1], 2)
     assert set(solo._sessions) == {None}  # one picture: no second session
+
+
+def test_the_cut_graph_gives_the_whole_graphs_features() -> None:
+    """The shipped graph, cut to its convolutions, against the pooled features the whole
+    converted graph gave for the same pictures at 416 (recorded, tests/data/nanodet)."""
+    if not GRAPH.is_file():
+        pytest.skip(f"{GRAPH} is not installed")
+    from pathlib import Path
+
+    want = np.load(Path(__file__).parent / "data" / "nanodet" / "whole-graph-pooled.npy")
+    backbone = nanodet.NanoDetFeatures(GRAPH)
+    got = np.stack([backbone(img)[0] for img in pictures()])
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    assert backbone.extractor.endswith(":416:grid3")
+
+
+def test_the_graphs_batch_and_size_are_free() -> None:
+    """A batch of pictures in one run gives each picture's outputs alone; a smaller picture
+    gives maps at strides 8, 16 and 32 and its own grid cells; a size NanoDet cannot take is
+    refused by name."""
+    if not GRAPH.is_file():
+        pytest.skip(f"{GRAPH} is not installed")
+    backbone = nanodet.NanoDetFeatures(GRAPH, size=320)
+    inputs = np.stack([nanodet.to_input(img, 320) for img in pictures()])
+    together = backbone.run(inputs[0])  # a batch of one, then all three in one run
+    session = backbone.session()
+    names = [o.name for o in session.get_outputs()]
+    batch = dict(zip(names, session.run(None, {nanodet.INPUT: inputs})))
+    for n, x in enumerate(inputs):
+        alone = backbone.run(x)
+        for name in names:
+            np.testing.assert_allclose(batch[name][n], alone[name][0], atol=1e-4)
+    assert together[nanodet.C5].shape == (1, 512, 10, 10)
+    assert [together[s].shape for s in nanodet.SCORES] == [(1, 80, 40, 40), (1, 80, 20, 20), (1, 80, 10, 10)]
+    pooled, grid = nanodet.pool(batch, 2)
+    c5 = batch[nanodet.C5][2]
+    np.testing.assert_allclose(grid[4], c5[:, 3:7, 3:7].mean((1, 2)), rtol=1e-5, atol=1e-6)  # bounds 0, 3, 7, 10
+    scores = np.stack([batch[s][2].reshape(80, -1).max(1) for s in nanodet.SCORES]).max(0)
+    np.testing.assert_allclose(pooled[nanodet.CLASS_SLICE], scores)
+    assert nanodet.grid_bounds(13) == (0, 4, 9, 13) and nanodet.grid_bounds(10) == (0, 3, 7, 10)
+    assert backbone.extractor.endswith(":320:grid3")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        nanodet.NanoDetFeatures(GRAPH, size=300)
+
+
+def test_a_head_read_at_another_picture_size_is_refused(photo) -> None:
+    """The head learnt NanoDet's features of 256 px pictures (its record says so); a config
+    that feeds it another size would give vectors of another space, so it is refused by name."""
+    from dataclasses import replace
+
+    from retrieval.models.packaged import packaged_graphs
+    from retrieval.models.photo import PhotoEncoder
+    from retrieval.models.registry import resolve
+
+    spec = resolve("xmr-mini-photo")
+    config = json.loads(json.dumps(spec.config))
+    config["image_cfg"]["image_size"] = 416
+    with pytest.raises(ValueError, match="256 px pictures, but image_cfg.image_size is 416"):
+        PhotoEncoder(replace(spec, config=config), packaged_graphs(resolve("xmr-mini")))

