@@ -171,12 +171,43 @@ def test_indexing_benchmark(tmp_path: Path) -> None:
         tmp_path / "media", "xmr-tiny", batch_size=4, workers=0, out_dir=str(tmp_path / "out"), repeat=3
     )
     assert result["items"] == 7 and result["encoder_busy"] > 0
+    assert 0 < result["encoder_busy_in_run"] <= 1
+    assert all(0 < r["encoder_in_run_s"] < r["end_to_end_s"] for r in result["runs"])
     runs = result["runs"]
     assert len(runs) == 3 and sorted(r["end_to_end_s"] for r in runs)[1] == result["end_to_end_s"]  # the median
     assert (tmp_path / "out/index_speed-xmr-tiny.json").exists()
     assert {r["modality"] for r in result["per_modality"]} == {"image", "audio"}
     assert all(r["end_to_end_items_per_s"] > 0 for r in result["per_modality"])
     assert not (tmp_path / "media/.xmr").exists()
+
+
+def test_timed_encoder_counts_the_seconds_of_its_encode_calls_only() -> None:
+    import time
+
+    from retrieval.bench.indexing import TimedEncoder
+
+    class Slow:
+        name = "slow"
+
+        def encode_text(self, texts: list[str]) -> list[int]:
+            time.sleep(0.05)
+            return [len(t) for t in texts]
+
+        def encode_image(self, pixels: object) -> None:
+            raise ValueError("bad pixels")
+
+        def warm(self, modalities: list[str]) -> None:
+            time.sleep(0.05)
+
+    timed = TimedEncoder(Slow())
+    assert timed.name == "slow" and timed.encode_text(["ab", "c"]) == [2, 1]
+    with pytest.raises(ValueError, match="bad pixels"):  # a failing call still counts, and still fails
+        timed.encode_image(None)
+    timed.warm(["text"])  # not an encode call: not counted
+    assert 0.05 <= timed.seconds < 0.1
+    import copy
+
+    assert copy.copy(timed).name == "slow"  # a copy looks its attributes up without recursing
 
 
 def test_embedding_benchmark(tmp_path: Path) -> None:

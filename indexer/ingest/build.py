@@ -32,7 +32,8 @@ from ..storage.schema import FILE, INDEXED, MODALITIES, TEXT_LINE, VIDEO, Item, 
 from ..storage.shards import ShardSet
 from ..storage.store import Store, StoreError, new_index_uuid
 from ..storage.writer import IndexWriter, RowChange, VectorChange
-from .decode import Decoded, file_hash
+from .ahead import read_ahead
+from .decode import Decoded, crops_of, file_hash
 from .frame_text import read_video_text
 from .scan import LINKS, Found, Skipped, walk
 from .segments import SEGMENTS_KEY, SPEECH_KEY, EncodedSegments, SegmentingAudio, Segments, encode_segments
@@ -67,10 +68,14 @@ class EncoderLike(Protocol):
     def encode_audio_features(self, features: list[np.ndarray]) -> np.ndarray: ...
 
 
-def encode_batch(encoder: EncoderLike, modality: str, inputs: list) -> np.ndarray:
-    """Vectors of one batch of decoded inputs: image pixels, audio features or texts."""
+def encode_batch(encoder: EncoderLike, modality: str, inputs: list, crops: bool = False) -> np.ndarray:
+    """Vectors of one batch of decoded inputs: image pixels (``crops``: uint8 crops from
+    :class:`~indexer.ingest.decode.Crops`, normalised here), audio features or texts."""
     if modality == "image":
-        return encoder.encode_image(np.stack(inputs))
+        pixels = np.stack(inputs)
+        if crops:
+            pixels = encoder.preprocess_image.normalize(pixels)
+        return encoder.encode_image(pixels)
     if modality == "audio":
         return encoder.encode_audio_features(inputs)
     return encoder.encode_text(inputs)
@@ -368,6 +373,7 @@ class _Run:
         # Words found in media: each span's text a segment of its file (``text-segments``),
         # while speech is read, and while an index holds any.
         self.reading = bool(options.speech and options.transcriber is not None and "text" in encoder.modalities)
+        self.image_crops = False  # image inputs come as uint8 crops (decode.Crops), set by _batches
         self.reading_pictures = bool(options.ocr and options.text_reader is not None and "text" in encoder.modalities)
         if self.reading or self.reading_pictures or any(layout.shards.glob("text-segments-*")):
             self.segment_shards["text"] = self.writer.segment_shards("text", factory, mmap=True)
@@ -1108,33 +1114,38 @@ class _Run:
                 self.options.decode_timeout,
             )
         else:
+            pre["image"] = crops_of(image)
+            self.image_crops = pre["image"] is not image  # the workers pass crops: _encode normalises them
             jobs = ((i, w.path, w.modality, pre[w.modality]) for i, w in enumerate(file_work))
-            source = _decode_all(jobs, self.options.workers, self.options.decode_timeout)
-        for decoded in source:
-            w = file_work[decoded.key]
-            if not decoded.ok:
-                self._skip(os.path.relpath(w.path, self.root), decoded.reason)
-                self._report(1)
-                if not w.new:  # an indexed file that no longer decodes: drop its old vector too
-                    self._remove([w.item_id], {w.item_id: w.modality})
-                if decoded.remember:  # after the removal: killed in between, the file is only tried again
-                    self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
-                continue
-            segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None)
-            heard = (decoded.meta or {}).pop(SPEECH_KEY, None)
-            if heard is not None:
-                self.heard[w.item_id] = heard
-            # Embedded now, as each file comes: its scratch files go at once (the workers have
-            # at most two files each decoded ahead).
-            if segments is not None and not self._embed_segments(w, segments):
-                continue  # interrupted: not indexed, so the next run takes it whole
-            if w.modality == VIDEO:
-                yield VIDEO, [(w, decoded)]
-                continue
-            buckets[w.modality].append((w, decoded))
-            if len(buckets[w.modality]) >= bs:
-                yield w.modality, buckets[w.modality]
-                buckets[w.modality] = []
+            source = _decode_all(jobs, self.options.workers, self.options.decode_timeout, ahead=bs)
+        try:
+            for decoded in source:
+                w = file_work[decoded.key]
+                if not decoded.ok:
+                    self._skip(os.path.relpath(w.path, self.root), decoded.reason)
+                    self._report(1)
+                    if not w.new:  # an indexed file that no longer decodes: drop its old vector too
+                        self._remove([w.item_id], {w.item_id: w.modality})
+                    if decoded.remember:  # after the removal: killed in between, the file is only tried again
+                        self.store.record_failures([(w.rel, w.values["size"], w.values["mtime_ns"], decoded.reason)])
+                    continue
+                segments = (decoded.meta or {}).pop(SEGMENTS_KEY, None)
+                heard = (decoded.meta or {}).pop(SPEECH_KEY, None)
+                if heard is not None:
+                    self.heard[w.item_id] = heard
+                # Embedded now, as each file comes: its scratch files go at once (one such file at a
+                # time is decoded ahead, see _waiting_bytes).
+                if segments is not None and not self._embed_segments(w, segments):
+                    continue  # interrupted: not indexed, so the next run takes it whole
+                if w.modality == VIDEO:
+                    yield VIDEO, [(w, decoded)]
+                    continue
+                buckets[w.modality].append((w, decoded))
+                if len(buckets[w.modality]) >= bs:
+                    yield w.modality, buckets[w.modality]
+                    buckets[w.modality] = []
+        finally:  # an error here too stops the decoding (read ahead on its thread) at once
+            getattr(source, "close", lambda: None)()
         for modality, rest in buckets.items():
             if rest:
                 yield modality, rest
@@ -1150,7 +1161,7 @@ class _Run:
             return np.stack([local[n] if n in local else d.vectors["text"] for n, (_, d) in enumerate(batch)])
         if modality == "text":
             return encode_batch(self.encoder, modality, [w.text if w.text is not None else d.text for w, d in batch])
-        return encode_batch(self.encoder, modality, [d.features for _, d in batch])
+        return encode_batch(self.encoder, modality, [d.features for _, d in batch], crops=self.image_crops)
 
     def _old_segments(self) -> tuple[list[int], list[int]]:
         """The segments this checkpoint drops, and the files whose words go with them: the
@@ -1318,13 +1329,29 @@ def _segment_factory(factory: str, dim: int) -> str:
     return factory if faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT).is_trained else "Flat"
 
 
-def _decode_all(jobs: Iterable[tuple], workers: int | None, timeout: float) -> Iterator[Decoded]:
+AHEAD_BYTES = 64 << 20  # decoded inputs waiting for the encoder (ahead.read_ahead), at most
+
+
+def _decode_all(jobs: Iterable[tuple], workers: int | None, timeout: float, ahead: int = 0) -> Iterator[Decoded]:
+    """Every job decoded: in workers (``ahead`` results kept ready while the caller embeds, see
+    :mod:`indexer.ingest.ahead`), or here with ``workers`` 0."""
     workers = default_workers() if workers is None else workers
     if workers <= 0:
         yield from decode_in_process(jobs)
         return
     with DecodePool(workers, timeout) as pool:
-        yield from pool.map(jobs)
+        if ahead <= 0:
+            yield from pool.map(jobs)
+            return
+        yield from read_ahead(pool.map(jobs), pool.stop_soon, _waiting_bytes, ahead, AHEAD_BYTES)
+
+
+def _waiting_bytes(decoded: Decoded) -> int:
+    """What a decoded file holds while it waits: its inputs' bytes, or the whole budget for a long
+    file whose moments wait in scratch files (one such file ahead at a time)."""
+    if decoded.meta and SEGMENTS_KEY in decoded.meta:
+        return AHEAD_BYTES
+    return 1 + int(getattr(decoded.features, "nbytes", 0)) + len(decoded.text or "")
 
 
 def _under(path: str, folders: set[str]) -> bool:

@@ -4,7 +4,8 @@ Each worker is a plain ``python -m indexer.ingest.workers`` subprocess (not a mu
 it never re-imports the caller's ``__main__``, so the library works from a script without an
 ``if __name__ == "__main__":`` guard) that reads jobs from a pipe and answers each in turn.
 The parent keeps at most ``depth`` jobs in flight per worker, so decoded results never pile
-up faster than the encoder takes them, and watches every worker:
+up faster than they are taken (the run takes them on a thread, a bounded batch ahead of the
+encoder: :mod:`indexer.ingest.ahead`), and watches every worker:
 
 - **Crash** (killed by a signal, the OOM killer, a segfault in a codec): noticed within a
   second through the process sentinel. The job it was decoding is retried once alone in a
@@ -76,8 +77,10 @@ class DecodePool:
         self.size, self.timeout, self.depth = max(1, workers), timeout, max(1, depth)
         self.workers: list[_Worker] = []
         self.crashes = 0
+        self._stopping = False
 
     def __enter__(self) -> "DecodePool":
+        self._stopping = False
         self.workers = [self._start() for _ in range(self.size)]
         return self
 
@@ -137,14 +140,19 @@ class DecodePool:
         w.send.send((fn, args))
         return w.recv.recv()
 
+    def stop_soon(self) -> None:
+        """Make :meth:`map` return at its next step (within ``POLL_SECONDS``), from any thread:
+        its caller has stopped taking results (see :mod:`indexer.ingest.ahead`)."""
+        self._stopping = True
+
     def map(self, jobs: Iterable[tuple]) -> Iterator[Decoded]:
         """Decode ``jobs`` (``(key, path, modality, preprocessor)``), yielding every job's
-        :class:`Decoded` once, whatever happens to the workers."""
+        :class:`Decoded` once, whatever happens to the workers (until :meth:`stop_soon`)."""
         source = iter(jobs)
         queue: deque = deque()  # jobs handed back after a crash, sent before new ones
         retry: deque = deque()  # jobs to decode alone in a fresh worker
         exhausted = False
-        while True:
+        while not self._stopping:
             for w in self.workers:
                 exhausted = self._feed(w, queue, retry, source, exhausted)
             busy = [w for w in self.workers if w.inflight]

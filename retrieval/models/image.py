@@ -127,8 +127,18 @@ class ImagePreprocessor:
 
     def process(self, source: ImageSource) -> tuple[np.ndarray, dict]:
         """Pixels and what the indexer stores of the image (its width and height)."""
+        crop, meta = self.process_crop(source)
+        return self.normalize(crop[None])[0], meta
+
+    # What a decode worker may replace with process_crop, normalize after (indexer.ingest.decode.Crops):
+    # a subclass that overrides process has its own way, and keeps it.
+    crops_then_normalize = process
+
+    def process_crop(self, source: ImageSource) -> tuple[np.ndarray, dict]:
+        """:meth:`process` before :meth:`normalize`: the uint8 crop ``[S, S, 3]`` (a quarter of
+        the bytes of the model's input, what a decode worker passes on) and the image's size."""
         img, size = decode_image(source, self.max_pixels, min_side=self.image_size)
-        return self.from_rgb(img), {"width": size[0], "height": size[1]}
+        return self.crop(img), {"width": size[0], "height": size[1]}
 
     def from_rgb(self, img: Image.Image) -> np.ndarray:
         """Preprocess an already decoded RGB image."""
