@@ -226,3 +226,15 @@ def killed_at(child: str, root: Path, crash: str) -> None:
         timeout=300,
     )
     assert proc.returncode == -9, proc.stderr
+
+
+class CountedJobs:
+    """Decode jobs (``(key, path, "image", pre)``) for ``files``, counting how many were taken."""
+
+    def __init__(self, files: list[Path], pre: object) -> None:
+        self.files, self.pre, self.taken = files, pre, 0
+
+    def __iter__(self):  # noqa: ANN204
+        for n, path in enumerate(self.files):
+            self.taken += 1
+            yield (n, str(path), "image", self.pre)

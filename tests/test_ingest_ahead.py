@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from indexer.ingest.ahead import read_ahead
-from tests.helpers import write_image
+from tests.helpers import CountedJobs, write_image
 
 
 def counted(n: int, log: dict, fail_at: int | None = None):
@@ -77,25 +77,19 @@ def test_workers_decode_ahead_of_a_slow_encoder_and_stop_with_it(tmp_path: Path,
     from indexer.ingest import build
 
     files = [write_image(tmp_path / f"{n}.png", seed=n) for n in range(40)]
-    taken = 0
-
-    def jobs():
-        nonlocal taken
-        for n, path in enumerate(files):
-            taken += 1
-            yield (n, str(path), "image", tiny.preprocess_image)
+    jobs = CountedJobs(files, tiny.preprocess_image)
 
     ahead, keys = [], []
-    for done, result in enumerate(build._decode_all(jobs(), 1, 120.0, ahead=8), 1):
+    for done, result in enumerate(build._decode_all(jobs, 1, 120.0, ahead=8), 1):
         assert result.ok and isinstance(result.features, np.ndarray)
         keys.append(result.key)
         time.sleep(0.05)  # a slow encoder
-        ahead.append(taken - done)
+        ahead.append(jobs.taken - done)
     assert keys == list(range(40))  # one worker: completion order is the files' order
     assert 2 < max(ahead) <= 8 + 2  # beyond the pool's own two, within the read-ahead's eight (+ two in flight)
 
     before = decode_workers()
-    stream = build._decode_all(jobs(), 1, 120.0, ahead=8)
+    stream = build._decode_all(CountedJobs(files, tiny.preprocess_image), 1, 120.0, ahead=8)
     next(stream)
     started = decode_workers() - before
     assert started

@@ -26,7 +26,7 @@ from indexer.storage.schema import FILE, TEXT_LINE
 from indexer.storage.shards import ShardSet
 from indexer.storage.store import Store
 from retrieval import Engine
-from tests.helpers import WithFaults, make_media, touch_later, write_image, write_text
+from tests.helpers import CountedJobs, WithFaults, make_media, touch_later, write_image, write_text
 from tests.test_ingest_indexer import assert_consistent, run
 
 ROOT = Path(__file__).parent.parent
@@ -443,20 +443,14 @@ def test_decoded_results_never_pile_up_ahead_of_a_slow_encoder(tmp_path: Path, t
     from indexer.ingest.workers import DecodePool
 
     files = [write_image(tmp_path / f"{n}.png", seed=n) for n in range(40)]
-    taken = 0
-
-    def jobs():
-        nonlocal taken
-        for n, path in enumerate(files):
-            taken += 1
-            yield (n, str(path), "image", tiny.preprocess_image)
+    jobs = CountedJobs(files, tiny.preprocess_image)
 
     ahead = []
     with DecodePool(2, depth=2) as pool:
-        for done, result in enumerate(pool.map(jobs()), 1):
+        for done, result in enumerate(pool.map(jobs), 1):
             assert result.ok
             time.sleep(0.05)  # a slow encoder
-            ahead.append(taken - done)
+            ahead.append(jobs.taken - done)
     assert done == 40 and max(ahead) <= 2 * 2
 
 

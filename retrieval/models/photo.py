@@ -50,12 +50,7 @@ class StretchPreprocessor(ImagePreprocessor):
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 ``[B, S, S, 3]`` RGB -> NanoDet's input, float32 ``[B, 3, S, S]`` BGR."""
-        pixels = np.asarray(pixels)
-        out = np.empty((len(pixels), 3, *pixels.shape[1:3]), dtype=np.float32)
-        for c in range(3):  # channel by channel: one pass, 8x faster than converting the whole batch first
-            np.subtract(pixels[..., 2 - c], nanodet.MEAN[c], out=out[:, c], dtype=np.float32)
-            out[:, c] /= nanodet.STD[c]
-        return out
+        return nanodet.normalize(pixels)
 
 
 class PhotoEncoder(OnnxEncoder):
